@@ -1,0 +1,152 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { z } from 'zod';
+import { ExitCode, UserError, errnoCode } from '../errors.js';
+import type { Home } from '../home.js';
+import { instanceConfigPath } from '../home.js';
+import { INSTANCE_NAME_RE, InstanceConfigSchema, type InstanceConfig } from './schema.js';
+
+/** One problem in one config file: where (file + JSON path) and what is expected. */
+export interface ConfigProblem {
+  file: string;
+  jsonPath: string;
+  message: string;
+}
+
+export function formatProblem(p: ConfigProblem, cwd = process.cwd()): string {
+  const rel = path.relative(cwd, p.file) || p.file;
+  const shown = rel.startsWith('..') ? p.file : rel;
+  return `${shown}: ${p.jsonPath}: ${p.message}`;
+}
+
+export interface LoadedInstance {
+  name: string;
+  file: string;
+  config: InstanceConfig;
+}
+
+export type LoadResult =
+  | { ok: true; instance: LoadedInstance }
+  | { ok: false; name: string; file: string; problems: ConfigProblem[] };
+
+function jsonPathOf(segments: readonly PropertyKey[]): string {
+  let out = '$';
+  for (const s of segments) {
+    if (typeof s === 'number') out += `[${s}]`;
+    else if (typeof s === 'string' && /^[A-Za-z_$][\w$]*$/.test(s)) out += `.${s}`;
+    else out += `[${JSON.stringify(String(s))}]`;
+  }
+  return out;
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'unrecognized_keys') {
+    return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')} (not part of the config schema; check the spelling)`;
+  }
+  if (issue.code === 'invalid_type' && issue.input === undefined) {
+    return `required ${issue.expected} is missing`;
+  }
+  return issue.message;
+}
+
+function positionToLineCol(text: string, message: string): string {
+  const m = /position (\d+)/.exec(message);
+  if (!m) return '';
+  const pos = Number(m[1]);
+  const before = text.slice(0, pos);
+  const line = before.split('\n').length;
+  const col = pos - before.lastIndexOf('\n');
+  return ` (line ${line}, column ${col})`;
+}
+
+/** Parses and validates one config file; never throws for bad content, only collects problems. */
+export function parseConfigText(text: string, file: string): { config?: InstanceConfig; problems: ConfigProblem[] } {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    return { problems: [{ file, jsonPath: '$', message: `invalid JSON${positionToLineCol(text, msg)}: ${msg}` }] };
+  }
+  const parsed = InstanceConfigSchema.safeParse(raw);
+  if (parsed.success) return { config: parsed.data, problems: [] };
+  return {
+    problems: parsed.error.issues.map((issue) => ({
+      file,
+      jsonPath: jsonPathOf(issue.code === 'unrecognized_keys' ? issue.path : issue.path),
+      message: describeIssue(issue),
+    })),
+  };
+}
+
+export function validateName(name: string): string | undefined {
+  if (INSTANCE_NAME_RE.test(name)) return undefined;
+  return `invalid instance name "${name}": use 1-63 characters of a-z, 0-9, "_" and "-", starting with a letter or digit`;
+}
+
+export function loadConfigFile(file: string, name: string): LoadResult {
+  const problems: ConfigProblem[] = [];
+  const nameProblem = validateName(name);
+  if (nameProblem) problems.push({ file, jsonPath: '(directory name)', message: nameProblem });
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = errnoCode(e);
+    const message =
+      code === 'ENOENT' ? 'file not found' : code === 'EACCES' ? 'permission denied' : `cannot read: ${String(e)}`;
+    problems.push({ file, jsonPath: '$', message });
+    return { ok: false, name, file, problems };
+  }
+  const parsed = parseConfigText(text, file);
+  problems.push(...parsed.problems);
+  if (problems.length > 0 || !parsed.config) return { ok: false, name, file, problems };
+  return { ok: true, instance: { name, file, config: parsed.config } };
+}
+
+/** Every directory under instances/ that holds (or should hold) a config.json, sorted by name. */
+export function discoverInstanceNames(home: Home): string[] {
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(home.instancesDir, { withFileTypes: true });
+  } catch (e) {
+    if (errnoCode(e) === 'ENOENT') return [];
+    throw e;
+  }
+  return entries
+    .filter((d) => d.isDirectory() && !d.name.startsWith('.'))
+    .map((d) => d.name)
+    .sort();
+}
+
+export function loadAllConfigs(home: Home): LoadResult[] {
+  return discoverInstanceNames(home).map((name) => loadConfigFile(instanceConfigPath(home, name), name));
+}
+
+/** Loads one instance or throws a UserError naming every problem (exit 2 when it does not exist). */
+export function loadInstance(home: Home, name: string): LoadedInstance {
+  const nameProblem = validateName(name);
+  if (nameProblem) throw new UserError(nameProblem, ExitCode.notFound);
+  const file = instanceConfigPath(home, name);
+  if (!fs.existsSync(file)) {
+    const known = discoverInstanceNames(home);
+    throw new UserError(
+      `unknown instance "${name}": ${file} does not exist`,
+      ExitCode.notFound,
+      known.length > 0 ? `known instances: ${known.join(', ')}` : `create one with: llama-orch init ${name} --profile cpu --model PATH --port N`,
+    );
+  }
+  const res = loadConfigFile(file, name);
+  if (!res.ok) {
+    throw new UserError(
+      `invalid config for "${name}":\n` + res.problems.map((p) => '  ' + formatProblem(p)).join('\n'),
+      ExitCode.general,
+      `fix the file, then check it with: llama-orch config validate ${file}`,
+    );
+  }
+  return res.instance;
+}
+
+export function resolveModelPath(home: Home, config: InstanceConfig): string {
+  return path.resolve(home.root, config.model.path);
+}

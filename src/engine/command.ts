@@ -1,0 +1,71 @@
+import type { InstanceConfig } from '../config/schema.js';
+
+export interface ServerCommand {
+  file: string;
+  args: string[];
+  /** Variables added to the child's environment (the API key included, never in args). */
+  env: Record<string, string>;
+}
+
+export const GPU_ENV_VAR: Record<InstanceConfig['gpu']['backend'], string | undefined> = {
+  cpu: undefined,
+  cuda: 'CUDA_VISIBLE_DEVICES',
+  vulkan: 'GGML_VK_VISIBLE_DEVICES',
+  rocm: 'HIP_VISIBLE_DEVICES',
+  metal: undefined,
+};
+
+export interface BuildInput {
+  name: string;
+  config: InstanceConfig;
+  binary: string;
+  modelPath: string;
+  /** The environment the API key is read from (api_key_env names a variable in it). */
+  env: NodeJS.ProcessEnv;
+}
+
+/** Pure: config -> argv + env. Never a shell string; the API key only as LLAMA_API_KEY. */
+export function buildServerCommand({ name, config, binary, modelPath, env }: BuildInput): ServerCommand {
+  const { model, server, gpu } = config;
+  const args = ['-m', modelPath, '--alias', model.alias ?? name, '--host', server.host, '--port', String(server.port)];
+  if (model.context_size !== undefined) args.push('-c', String(model.context_size));
+  if (model.batch_size !== undefined) args.push('-b', String(model.batch_size));
+  if (model.threads !== undefined) args.push('-t', String(model.threads));
+  if (server.parallel !== undefined) args.push('-np', String(server.parallel));
+  if (model.n_gpu_layers !== undefined) args.push('-ngl', String(model.n_gpu_layers));
+  args.push(...server.extra_args);
+
+  const childEnv: Record<string, string> = { ...server.env };
+  const gpuVar = GPU_ENV_VAR[gpu.backend];
+  if (gpuVar && gpu.devices.length > 0) childEnv[gpuVar] = gpu.devices.join(',');
+  if (server.api_key_env) {
+    const key = env[server.api_key_env];
+    if (key) childEnv.LLAMA_API_KEY = key;
+  }
+  return { file: binary, args, env: childEnv };
+}
+
+const SECRET_FLAGS = new Set(['--api-key', '--api-key-file', '--hf-token', '-hft']);
+
+/** The command as shown to people: secrets in args and env are masked. */
+export function maskedCommand(cmd: ServerCommand): { argv: string[]; env: Record<string, string> } {
+  const argv = [cmd.file];
+  for (let i = 0; i < cmd.args.length; i++) {
+    const a = cmd.args[i] as string;
+    const eq = a.indexOf('=');
+    if (eq > 0 && SECRET_FLAGS.has(a.slice(0, eq))) {
+      argv.push(`${a.slice(0, eq)}=***`);
+    } else if (SECRET_FLAGS.has(a)) {
+      argv.push(a);
+      if (i + 1 < cmd.args.length) argv.push('***');
+      i++;
+    } else {
+      argv.push(a);
+    }
+  }
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(cmd.env)) {
+    env[k] = /KEY|TOKEN|SECRET|PASSWORD/i.test(k) ? '***' : v;
+  }
+  return { argv, env };
+}

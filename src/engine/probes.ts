@@ -1,0 +1,181 @@
+import http from 'node:http';
+import net from 'node:net';
+import { execFile } from 'node:child_process';
+import type { InstanceConfig } from '../config/schema.js';
+import type { ProbeOutcome } from './health-machine.js';
+
+/**
+ * Health probes. Each has its own deadline through AbortSignal and never blocks the keeper.
+ * node:http is used rather than undici/fetch to keep the keeper's memory small (bench/BENCHMARKS.md).
+ */
+
+export interface ProbeTarget {
+  host: string;
+  port: number;
+  apiKey?: string;
+}
+
+interface HttpResult {
+  status: number;
+  body: string;
+  latencyMs: number;
+}
+
+function connectHost(host: string): string {
+  if (host === '0.0.0.0') return '127.0.0.1';
+  if (host === '::' || host === '[::]') return '::1';
+  return host.replace(/^\[|\]$/g, '');
+}
+
+function httpRequest(
+  target: ProbeTarget,
+  method: 'GET' | 'POST',
+  path: string,
+  timeoutMs: number,
+  body?: string,
+): Promise<HttpResult> {
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string> = {};
+    if (target.apiKey) headers.authorization = `Bearer ${target.apiKey}`;
+    if (body !== undefined) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = String(Buffer.byteLength(body));
+    }
+    const req = http.request(
+      {
+        host: connectHost(target.host),
+        port: target.port,
+        method,
+        path,
+        headers,
+        agent: false,
+        signal: AbortSignal.timeout(timeoutMs),
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          if (size < 8192) chunks.push(c);
+          size += c.length;
+        });
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            body: Buffer.concat(chunks).toString('utf8'),
+            latencyMs: performance.now() - started,
+          }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+function errorOutcome(e: unknown, timeoutS: number, what: string): ProbeOutcome {
+  const err = e as NodeJS.ErrnoException & { name?: string };
+  if (err?.name === 'AbortError' || err?.name === 'TimeoutError' || err?.code === 'ABORT_ERR') {
+    return { kind: 'failure', detail: `${what} timed out after ${timeoutS} s` };
+  }
+  if (err?.code === 'ECONNREFUSED') return { kind: 'unreachable', detail: 'connection refused' };
+  if (err?.code === 'ECONNRESET') return { kind: 'failure', detail: `${what} connection reset` };
+  return { kind: 'failure', detail: `${what} failed: ${err?.code ?? err?.message ?? String(e)}` };
+}
+
+export function classifyHealthResponse(res: HttpResult, path: string): ProbeOutcome {
+  if (res.status === 200) {
+    try {
+      const json = JSON.parse(res.body) as { status?: string };
+      if (json.status === undefined || json.status === 'ok') return { kind: 'ok', latencyMs: res.latencyMs };
+      return { kind: 'failure', detail: `${path} said status "${json.status}"`, latencyMs: res.latencyMs };
+    } catch {
+      return { kind: 'ok', latencyMs: res.latencyMs };
+    }
+  }
+  if (res.status === 503 && /loading model/i.test(res.body)) return { kind: 'loading', latencyMs: res.latencyMs };
+  if (res.status === 401 || res.status === 403) return { kind: 'unauthorized', detail: `${path} answered ${res.status}` };
+  return { kind: 'failure', detail: `${path} answered ${res.status}`, latencyMs: res.latencyMs };
+}
+
+export async function probeHttp(target: ProbeTarget, path: string, timeoutS: number): Promise<ProbeOutcome> {
+  try {
+    const res = await httpRequest(target, 'GET', path, timeoutS * 1000);
+    if (res.status === 404 && path === '/health') {
+      const alt = await httpRequest(target, 'GET', '/v1/health', timeoutS * 1000);
+      return classifyHealthResponse(alt, '/v1/health');
+    }
+    return classifyHealthResponse(res, path);
+  } catch (e) {
+    return errorOutcome(e, timeoutS, path);
+  }
+}
+
+export function probeTcp(target: ProbeTarget, timeoutS: number): Promise<ProbeOutcome> {
+  const started = performance.now();
+  return new Promise((resolve) => {
+    const sock = net.connect({ host: connectHost(target.host), port: target.port });
+    const timer = setTimeout(() => {
+      sock.destroy();
+      resolve({ kind: 'failure', detail: `tcp connect timed out after ${timeoutS} s` });
+    }, timeoutS * 1000);
+    sock.once('connect', () => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve({ kind: 'ok', latencyMs: performance.now() - started });
+    });
+    sock.once('error', (e) => {
+      clearTimeout(timer);
+      resolve(errorOutcome(e, timeoutS, 'tcp'));
+    });
+  });
+}
+
+export function probeExec(argv: string[], timeoutS: number, env: NodeJS.ProcessEnv): Promise<ProbeOutcome> {
+  const started = performance.now();
+  const [file, ...args] = argv;
+  return new Promise((resolve) => {
+    execFile(file as string, args, { timeout: timeoutS * 1000, env, killSignal: 'SIGKILL' }, (err, _out, stderr) => {
+      if (!err) return resolve({ kind: 'ok', latencyMs: performance.now() - started });
+      const e = err as NodeJS.ErrnoException & { killed?: boolean; code?: number | string };
+      if (e.killed) return resolve({ kind: 'failure', detail: `exec probe timed out after ${timeoutS} s` });
+      const tail = String(stderr).trim().split('\n').pop() ?? '';
+      resolve({ kind: 'failure', detail: `exec probe exited ${String(e.code)}${tail ? `: ${tail}` : ''}` });
+    });
+  });
+}
+
+/** A 1-token completion with a deadline: proves the server can still generate (llama.cpp #13281). */
+export async function probeInference(target: ProbeTarget, timeoutS: number): Promise<ProbeOutcome> {
+  try {
+    const res = await httpRequest(
+      target,
+      'POST',
+      '/completion',
+      timeoutS * 1000,
+      JSON.stringify({ prompt: 'ok', n_predict: 1, cache_prompt: false }),
+    );
+    if (res.status === 200) return { kind: 'ok', latencyMs: res.latencyMs };
+    return classifyHealthResponse(res, '/completion');
+  } catch (e) {
+    return errorOutcome(e, timeoutS, 'inference');
+  }
+}
+
+export function runProbe(
+  hc: InstanceConfig['healthcheck'],
+  target: ProbeTarget,
+  env: NodeJS.ProcessEnv,
+): Promise<ProbeOutcome> {
+  switch (hc.type) {
+    case 'http':
+      return probeHttp(target, hc.path, hc.timeout);
+    case 'tcp':
+      return probeTcp(target, hc.timeout);
+    case 'exec':
+      return probeExec(hc.command ?? ['false'], hc.timeout, env);
+    case 'inference':
+      return probeInference(target, hc.timeout);
+  }
+}

@@ -1,0 +1,283 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { resolveServerBinary } from '../config/binary.js';
+import { discoverInstanceNames, loadInstance, resolveModelPath, type LoadedInstance } from '../config/load.js';
+import { ExitCode, UserError } from '../errors.js';
+import { instanceLogDir, type Home } from '../home.js';
+import { findPortHolder } from '../platform/ports.js';
+import { readStat } from '../platform/proc.js';
+import type { RuntimeRow, Store } from '../store/store.js';
+import { keeperAlive, serverAlive } from './identity.js';
+import { transition } from './lifecycle.js';
+import { reconcileRow } from './reconcile.js';
+import { stopGroup } from './stop.js';
+
+export const KEEPER_ENTRY = fileURLToPath(new URL('../keeper/main.js', import.meta.url));
+
+export interface SupervisorDeps {
+  home: Home;
+  store: Store;
+  env: NodeJS.ProcessEnv;
+  now: () => number;
+  sleep: (ms: number) => Promise<void>;
+  /** Starts the detached keeper and returns its pid (synchronously: it runs inside the claim transaction). */
+  spawnKeeper: (name: string, logFd: number) => number;
+}
+
+export interface UpResult {
+  name: string;
+  keeperPid: number;
+  pid: number | null;
+  status: string;
+  health: string | null;
+  error?: string;
+}
+
+/** Everything `up` checks before it starts anything; each failure names what and where. */
+export function preflight(deps: SupervisorDeps, inst: LoadedInstance): void {
+  const { config, file, name } = inst;
+  const bin = resolveServerBinary(deps.home, config, deps.env);
+  if (!bin.path) {
+    throw new UserError(
+      `${name}: llama-server executable not found (tried ${bin.tried.join(', ')})`,
+      ExitCode.executableNotFound,
+      `set server.binary in ${file}, set LLAMA_SERVER, or build one with "npm run setup:llama"`,
+    );
+  }
+  const model = resolveModelPath(deps.home, config);
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.statSync(model);
+  } catch {
+    st = undefined;
+  }
+  if (!st?.isFile()) {
+    throw new UserError(
+      `${name}: model file ${model} ${st ? 'is not a regular file' : 'does not exist'} ($.model.path in ${file})`,
+      ExitCode.general,
+      'fix model.path (relative paths are resolved against the home directory)',
+    );
+  }
+  if (config.server.api_key_env && !deps.env[config.server.api_key_env]) {
+    throw new UserError(
+      `${name}: server.api_key_env names ${config.server.api_key_env}, but that environment variable is not set`,
+      ExitCode.general,
+      `export ${config.server.api_key_env}=... before "llama-orch up ${name}"`,
+    );
+  }
+}
+
+function checkPorts(deps: SupervisorDeps, inst: LoadedInstance): void {
+  const port = inst.config.server.port;
+  for (const row of deps.store.listRuntime()) {
+    if (row.name === inst.name || row.port !== port) continue;
+    if (keeperAlive(row) || serverAlive(row)) {
+      throw new UserError(
+        `${inst.name}: port ${port} is already used by running instance "${row.name}"${row.pid ? ` (pid ${row.pid})` : ''}`,
+        ExitCode.portCollision,
+        `stop it first ("llama-orch down ${row.name}") or change server.port in ${inst.file}`,
+      );
+    }
+  }
+  const holder = findPortHolder(port);
+  if (holder) {
+    const who = holder.pid
+      ? `pid ${holder.pid}${holder.command ? ` (${holder.command.slice(0, 120)})` : ''}`
+      : 'another process (its pid is not readable by this user)';
+    throw new UserError(
+      `${inst.name}: port ${port} is held by ${who}`,
+      ExitCode.portCollision,
+      `stop that process or change server.port in ${inst.file}`,
+    );
+  }
+}
+
+function openKeeperLog(home: Home, name: string): number {
+  const dir = instanceLogDir(home, name);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const file = path.join(dir, 'keeper.log');
+  try {
+    if (fs.statSync(file).size > 1024 * 1024) fs.renameSync(file, `${file}.1`);
+  } catch {
+    // no keeper.log yet
+  }
+  return fs.openSync(file, 'a', 0o600);
+}
+
+/** Stops a server whose keeper is gone, after its identity is proven. */
+async function stopOrphan(deps: SupervisorDeps, row: RuntimeRow, graceMs: number): Promise<void> {
+  if (!row.pid || !serverAlive(row)) return;
+  const pid = row.pid;
+  const pgid = row.pgid ?? pid;
+  deps.store.addEvent(row.name, 'warn', 'orphan-stop', `stopping orphaned server pid ${pid} (its keeper is gone)`);
+  const res = await stopGroup({ pid, pgid }, graceMs, { sleep: deps.sleep, now: deps.now });
+  deps.store.immediate(() => {
+    deps.store.updateRuntime(row.name, { pid: null, pgid: null, starttime: null, last_exit_at: deps.now() });
+    deps.store.addEvent(
+      row.name,
+      res.leftovers.length ? 'error' : 'info',
+      'exit',
+      `orphaned server pid ${pid} stopped${res.killed ? ' (needed SIGKILL)' : ''}${res.leftovers.length ? `; left: ${res.leftovers.join(', ')}` : ''}`,
+    );
+  });
+}
+
+/** `up NAME`: preflight, claim under BEGIN IMMEDIATE (one keeper, however many run at once), start the keeper. */
+export async function up(deps: SupervisorDeps, name: string): Promise<UpResult> {
+  const { store } = deps;
+  const inst = loadInstance(deps.home, name);
+  preflight(deps, inst);
+  store.immediate(() => store.ensureInstance(name, inst.file));
+  const seen = reconcileRow(store, name);
+  if (seen?.keeper) {
+    throw new UserError(
+      `${name} is already running (keeper pid ${seen.row.keeper_pid}${seen.row.pid ? `, server pid ${seen.row.pid}` : ''}, ${seen.row.status})`,
+      ExitCode.alreadyRunning,
+      `use "llama-orch restart ${name}" to restart it`,
+    );
+  }
+  if (seen?.orphan) await stopOrphan(deps, seen.row, inst.config.stop_timeout * 1000);
+
+  const logFd = openKeeperLog(deps.home, name);
+  let keeperPid: number;
+  try {
+    keeperPid = store.immediate(() => {
+      const row = store.getRuntime(name) as RuntimeRow;
+      if (keeperAlive(row)) {
+        throw new UserError(`${name} is already running (keeper pid ${row.keeper_pid})`, ExitCode.alreadyRunning);
+      }
+      if (serverAlive(row)) {
+        throw new UserError(
+          `${name}: server pid ${row.pid} is running without a keeper`,
+          ExitCode.alreadyRunning,
+          `run "llama-orch down ${name}" first`,
+        );
+      }
+      checkPorts(deps, inst);
+      const pid = deps.spawnKeeper(name, logFd);
+      const st = readStat(pid);
+      store.setDesired(name, 'running');
+      transition(store, name, 'starting', {
+        reason: 'up',
+        patch: {
+          keeper_pid: pid,
+          keeper_starttime: st?.starttime ?? null,
+          restart_attempts: 0,
+          last_error: null,
+          next_restart_at: null,
+          port: inst.config.server.port,
+          health: 'starting',
+          health_detail: null,
+        },
+      });
+      return pid;
+    });
+  } finally {
+    fs.closeSync(logFd);
+  }
+  // Report the server's pid: the keeper records it within milliseconds of its start.
+  const deadline = deps.now() + 3000;
+  let row = store.getRuntime(name) as RuntimeRow;
+  while (row.pid === null && row.status === 'starting' && deps.now() < deadline) {
+    await deps.sleep(15);
+    row = store.getRuntime(name) as RuntimeRow;
+  }
+  return {
+    name,
+    keeperPid,
+    pid: row.pid,
+    status: row.status,
+    health: row.health,
+    ...(row.status === 'failed' && row.last_error ? { error: row.last_error } : {}),
+  };
+}
+
+/** Waits for health ok; fails early when the instance fails. */
+export async function waitHealthy(deps: SupervisorDeps, name: string, timeoutMs: number): Promise<RuntimeRow> {
+  const deadline = deps.now() + timeoutMs;
+  for (;;) {
+    const row = deps.store.getRuntime(name) as RuntimeRow;
+    if (row.health === 'ok') return row;
+    if (row.status === 'failed' || row.status === 'stopped') {
+      throw new UserError(`${name} did not become healthy: ${row.status}${row.last_error ? ` (${row.last_error})` : ''}`);
+    }
+    if (deps.now() >= deadline) {
+      throw new UserError(
+        `${name} not healthy after ${Math.round(timeoutMs / 1000)} s (status ${row.status}, health ${row.health ?? '-'}${row.health_detail ? `: ${row.health_detail}` : ''})`,
+        ExitCode.general,
+        `see "llama-orch describe ${name}" and "llama-orch logs ${name}"`,
+      );
+    }
+    await deps.sleep(50);
+  }
+}
+
+export interface DownResult {
+  name: string;
+  wasRunning: boolean;
+  message: string;
+}
+
+/** `down NAME`: through the keeper; an orphaned server is stopped directly after an identity check. */
+export async function down(deps: SupervisorDeps, name: string): Promise<DownResult> {
+  const { store } = deps;
+  const inst = loadInstance(deps.home, name);
+  store.immediate(() => {
+    store.ensureInstance(name, inst.file);
+    store.setDesired(name, 'stopped');
+  });
+  const graceMs = inst.config.stop_timeout * 1000;
+  const seen = reconcileRow(store, name);
+  if (!seen) return { name, wasRunning: false, message: `${name} is not running` };
+  if (seen.keeper && seen.row.keeper_pid) {
+    const keeperPid = seen.row.keeper_pid;
+    const serverPid = seen.row.pid;
+    process.kill(keeperPid, 'SIGTERM');
+    const deadline = deps.now() + graceMs + 5000;
+    while (keeperAlive(store.getRuntime(name) as RuntimeRow) && deps.now() < deadline) await deps.sleep(20);
+    const after = store.getRuntime(name) as RuntimeRow;
+    if (keeperAlive(after)) {
+      // The keeper is wedged: take over, stop the server ourselves, then the keeper.
+      if (serverAlive(after)) await stopOrphan(deps, after, 1000);
+      process.kill(keeperPid, 'SIGKILL');
+      reconcileRow(store, name);
+      return { name, wasRunning: true, message: `${name} stopped (keeper pid ${keeperPid} did not exit and was killed)` };
+    }
+    return { name, wasRunning: true, message: `${name} stopped${serverPid ? ` (server pid ${serverPid})` : ''}` };
+  }
+  if (seen.orphan) {
+    const pid = seen.row.pid;
+    await stopOrphan(deps, seen.row, graceMs);
+    reconcileRow(store, name);
+    return { name, wasRunning: true, message: `${name}: orphaned server pid ${pid} stopped (its keeper had died)` };
+  }
+  if (seen.row.status === 'failed') {
+    transition(store, name, 'stopped', { reason: 'down' });
+  }
+  return { name, wasRunning: false, message: `${name} is not running` };
+}
+
+export async function restart(deps: SupervisorDeps, name: string): Promise<UpResult> {
+  await down(deps, name);
+  return up(deps, name);
+}
+
+/** NAME... or --all, validated: unknown names exit 2 before anything is touched. */
+export function selectNames(home: Home, names: string[], all: boolean): string[] {
+  if (all) return discoverInstanceNames(home);
+  if (names.length === 0) {
+    throw new UserError('name at least one instance, or pass --all', ExitCode.general);
+  }
+  const known = new Set(discoverInstanceNames(home));
+  for (const n of names) {
+    if (!known.has(n)) {
+      throw new UserError(
+        `unknown instance "${n}": no ${path.join(home.instancesDir, n, 'config.json')}`,
+        ExitCode.notFound,
+        known.size ? `known instances: ${[...known].join(', ')}` : 'no instances configured under this home',
+      );
+    }
+  }
+  return names;
+}

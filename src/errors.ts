@@ -1,0 +1,34 @@
+/** Exit codes are a public contract (DESIGN §8). */
+export const ExitCode = {
+  ok: 0,
+  general: 1,
+  notFound: 2,
+  alreadyRunning: 3,
+  portCollision: 4,
+  executableNotFound: 5,
+  daemon: 10,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+/**
+ * An error the operator can act on: what went wrong (naming the file or instance), an optional hint
+ * saying what to do, and the exit code. Anything that is not a UserError is a bug and gets a stack.
+ */
+export class UserError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: ExitCode = ExitCode.general,
+    readonly hint?: string,
+  ) {
+    super(message);
+    this.name = 'UserError';
+  }
+}
+
+export function isErrnoException(e: unknown): e is NodeJS.ErrnoException {
+  return e instanceof Error && typeof (e as NodeJS.ErrnoException).code === 'string';
+}
+
+export function errnoCode(e: unknown): string | undefined {
+  return isErrnoException(e) ? e.code : undefined;
+}

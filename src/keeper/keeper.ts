@@ -1,0 +1,369 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { resolveServerBinary } from '../config/binary.js';
+import { loadInstance, resolveModelPath, type LoadedInstance } from '../config/load.js';
+import { buildServerCommand, maskedCommand } from '../engine/command.js';
+import { initialHealth, stableMs, stepHealth, type HealthState, type ProbeOutcome } from '../engine/health-machine.js';
+import { transition } from '../engine/lifecycle.js';
+import { decideRestart } from '../engine/restart-policy.js';
+import { stopGroup } from '../engine/stop.js';
+import type { InstanceConfig } from '../config/schema.js';
+import { instanceLogDir, type Home } from '../home.js';
+import { readStat } from '../platform/proc.js';
+import type { Store } from '../store/store.js';
+import { describeExit, nonRetryableReason } from './classify.js';
+import { LineTail, RotatingFile } from '../engine/rotating-log.js';
+import { UserError } from '../errors.js';
+
+export interface KeeperDeps {
+  store: Store;
+  home: Home;
+  env: NodeJS.ProcessEnv;
+  now: () => number;
+  random: () => number;
+  /** Abortable sleep: resolves early (without throwing) when the signal aborts. */
+  sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
+  spawnServer: (file: string, args: string[], env: NodeJS.ProcessEnv) => ChildProcess;
+  probe: (hc: InstanceConfig['healthcheck'], target: { host: string; port: number; apiKey?: string }) => Promise<ProbeOutcome>;
+  log: (msg: string) => void;
+}
+
+type RunEnd =
+  | { kind: 'exit'; code: number | null; signal: NodeJS.Signals | null }
+  | { kind: 'stop' }
+  | { kind: 'health'; reason: string }
+  | { kind: 'spawn-error'; message: string };
+
+interface RunResult {
+  end: RunEnd;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  runMs: number;
+  stableMs: number;
+  becameHealthy: boolean;
+  tail: string[];
+}
+
+/**
+ * One keeper per instance (DESIGN §4): runs the server, owns its log pipes, records every exit,
+ * probes health and applies the restart policy, until stopped (SIGTERM -> `stop` aborts) or failed.
+ */
+export class Keeper {
+  private readonly logDir: string;
+  private stdout?: RotatingFile;
+  private stderr?: RotatingFile;
+  private readonly tail = new LineTail(20);
+
+  constructor(
+    readonly name: string,
+    private readonly deps: KeeperDeps,
+    private readonly stop: AbortSignal,
+  ) {
+    this.logDir = instanceLogDir(deps.home, name);
+  }
+
+  private event(level: 'info' | 'warn' | 'error', type: string, message: string, meta?: Record<string, unknown>) {
+    this.deps.store.addEvent(this.name, level, type, message, meta);
+  }
+
+  /** Confirms, after the CLI's claim transaction commits, that this process is the recorded keeper. */
+  claim(): boolean {
+    const { store } = this.deps;
+    return store.immediate(() => store.getRuntime(this.name)?.keeper_pid === process.pid);
+  }
+
+  private fail(reason: string): void {
+    const { store } = this.deps;
+    transition(store, this.name, 'failed', {
+      reason,
+      patch: { last_error: reason, pid: null, pgid: null, starttime: null, next_restart_at: null, health: null, health_detail: null },
+    });
+  }
+
+  private openLogs(config: InstanceConfig): void {
+    fs.mkdirSync(this.logDir, { recursive: true, mode: 0o700 });
+    this.stdout?.close();
+    this.stderr?.close();
+    this.stdout = new RotatingFile(path.join(this.logDir, 'stdout.log'), config.logs.max_bytes, config.logs.backups);
+    this.stderr = new RotatingFile(path.join(this.logDir, 'stderr.log'), config.logs.max_bytes, config.logs.backups);
+  }
+
+  async run(): Promise<number> {
+    const { store } = this.deps;
+    let attempts = store.getRuntime(this.name)?.restart_attempts ?? 0;
+    try {
+      for (;;) {
+        let inst: LoadedInstance;
+        try {
+          // Re-read each time so an edited config applies on the next restart.
+          inst = loadInstance(this.deps.home, this.name);
+        } catch (e) {
+          this.fail(e instanceof UserError ? e.message : String(e));
+          return 1;
+        }
+        this.openLogs(inst.config);
+        const result = await this.runOnce(inst, attempts);
+        if (result.end.kind === 'stop' || this.stop.aborted) {
+          transition(store, this.name, 'stopped', { reason: 'stopped by request', patch: { next_restart_at: null, health: null, health_detail: null } });
+          return 0;
+        }
+        if (result.end.kind === 'spawn-error') {
+          this.fail(result.end.message);
+          return 1;
+        }
+        const fatal = result.end.kind === 'exit' ? nonRetryableReason(result.tail, result.becameHealthy) : undefined;
+        if (fatal) {
+          this.fail(fatal);
+          return 1;
+        }
+        const decision = decideRestart({ attempts, stableMs: result.stableMs }, inst.config.restart, this.deps.random);
+        if (decision.kind === 'give-up') {
+          const why = result.end.kind === 'health' ? result.end.reason : describeExit(result.code, result.signal, result.runMs);
+          this.fail(`${decision.reason}; last: ${why}`);
+          return 1;
+        }
+        attempts = decision.attempt;
+        const at = this.deps.now() + decision.delayMs;
+        transition(store, this.name, 'backoff', {
+          reason: `restart ${decision.attempt}/${inst.config.restart.max_retries} in ${(decision.delayMs / 1000).toFixed(1)} s`,
+          patch: { next_restart_at: at, restart_attempts: attempts, health: null, health_detail: null },
+          meta: { delay_ms: decision.delayMs, attempt: decision.attempt },
+        });
+        await this.deps.sleep(decision.delayMs, this.stop);
+        if (this.stop.aborted) {
+          transition(store, this.name, 'stopped', { reason: 'stopped during backoff', patch: { next_restart_at: null } });
+          return 0;
+        }
+      }
+    } finally {
+      this.stdout?.close();
+      this.stderr?.close();
+      store.immediate(() => {
+        if (store.getRuntime(this.name)?.keeper_pid === process.pid) {
+          store.updateRuntime(this.name, { keeper_pid: null, keeper_starttime: null });
+        }
+      });
+    }
+  }
+
+  private async runOnce(inst: LoadedInstance, attempts: number): Promise<RunResult> {
+    const { store, now } = this.deps;
+    const { config } = inst;
+    const bin = resolveServerBinary(this.deps.home, config, this.deps.env);
+    if (!bin.path) {
+      return this.noRun({ kind: 'spawn-error', message: `llama-server not found (tried ${bin.tried.join(', ')})` });
+    }
+    const cmd = buildServerCommand({
+      name: this.name,
+      config,
+      binary: bin.path,
+      modelPath: resolveModelPath(this.deps.home, config),
+      env: this.deps.env,
+    });
+    const childEnv: NodeJS.ProcessEnv = { ...this.deps.env, ...cmd.env };
+    // The key reaches the server only as LLAMA_API_KEY; drop our copy and anything inherited.
+    if (config.server.api_key_env) delete childEnv[config.server.api_key_env];
+    if (!cmd.env.LLAMA_API_KEY) delete childEnv.LLAMA_API_KEY;
+
+    transition(store, this.name, 'starting', {
+      reason: attempts > 0 ? `restart ${attempts}` : 'starting server',
+      patch: { next_restart_at: null, health: 'starting', health_detail: null, health_failures: 0 },
+    });
+
+    this.tail.clear();
+    let child: ChildProcess;
+    try {
+      child = this.deps.spawnServer(cmd.file, cmd.args, childEnv);
+    } catch (e) {
+      return this.noRun({ kind: 'spawn-error', message: `cannot start ${cmd.file}: ${String(e)}` });
+    }
+    const startedAt = now();
+    const exited = new Promise<RunEnd>((resolve) => {
+      child.once('exit', (code, signal) => resolve({ kind: 'exit', code, signal }));
+      child.once('error', (e) => resolve({ kind: 'spawn-error', message: `cannot start ${cmd.file}: ${e.message}` }));
+    });
+    const pid = child.pid;
+    if (pid === undefined) {
+      const end = await exited;
+      return this.noRun(end.kind === 'spawn-error' ? end : { kind: 'spawn-error', message: `cannot start ${cmd.file}` });
+    }
+    const streamsDone = this.pipeLogs(child, pid, attempts);
+    const stat = readStat(pid);
+    const shown = maskedCommand(cmd);
+    store.immediate(() => {
+      store.updateRuntime(this.name, {
+        pid,
+        pgid: pid,
+        starttime: stat?.starttime ?? null,
+        port: config.server.port,
+        cmdline: JSON.stringify(shown.argv),
+        started_at: startedAt,
+        last_error: null,
+      });
+      store.addEvent(this.name, 'info', 'spawn', `server started, pid ${pid}`, { pid, restart: attempts });
+    });
+
+    const healthCtl = new AbortController();
+    let health = initialHealth(startedAt);
+    const healthEnd = this.healthLoop(inst, () => health, (h) => (health = h), healthCtl.signal);
+    const stopped = new Promise<RunEnd>((resolve) => {
+      if (this.stop.aborted) resolve({ kind: 'stop' });
+      else this.stop.addEventListener('abort', () => resolve({ kind: 'stop' }), { once: true });
+    });
+
+    let end = await Promise.race([exited, stopped, healthEnd]);
+    healthCtl.abort();
+    let code: number | null = null;
+    let signal: NodeJS.Signals | null = null;
+    if (end.kind === 'exit') {
+      code = end.code;
+      signal = end.signal;
+      this.recordExit(pid, code, signal, now() - startedAt, 'exit');
+    } else {
+      if (end.kind === 'stop') transition(store, this.name, 'stopping', { reason: 'stop requested' });
+      else this.event('warn', 'health-restart', `restarting: ${end.kind === 'health' ? end.reason : ''}`);
+      const res = await stopGroup({ pid, pgid: pid }, config.stop_timeout * 1000, {
+        sleep: (ms) => this.deps.sleep(ms),
+        now,
+      });
+      const ex = await Promise.race([exited, this.deps.sleep(2000).then(() => undefined)]);
+      if (ex?.kind === 'exit') {
+        code = ex.code;
+        signal = ex.signal;
+      }
+      this.recordExit(pid, code, signal, now() - startedAt, end.kind === 'stop' ? 'stop' : 'health', res.killed, res.leftovers);
+      if (ex === undefined && end.kind !== 'stop') end = { kind: 'health', reason: 'server did not exit' };
+    }
+    await Promise.race([streamsDone, this.deps.sleep(1000)]);
+    store.updateRuntime(this.name, { stderr_tail: JSON.stringify(this.tail.get()) });
+    const endedAt = now();
+    return {
+      end,
+      code,
+      signal,
+      runMs: endedAt - startedAt,
+      stableMs: health.okSince !== null ? stableMs(health, endedAt) : 0,
+      becameHealthy: health.lastOkAt !== null,
+      tail: this.tail.get(),
+    };
+  }
+
+  private noRun(end: RunEnd & { kind: 'spawn-error' }): RunResult {
+    return { end, code: null, signal: null, runMs: 0, stableMs: 0, becameHealthy: false, tail: [] };
+  }
+
+  private recordExit(
+    pid: number,
+    code: number | null,
+    signal: NodeJS.Signals | null,
+    runMs: number,
+    cause: 'exit' | 'stop' | 'health',
+    killed = false,
+    leftovers: number[] = [],
+  ): void {
+    const { store, now } = this.deps;
+    const what = describeExit(code, signal, runMs);
+    store.immediate(() => {
+      store.updateRuntime(this.name, {
+        pid: null,
+        pgid: null,
+        starttime: null,
+        last_exit_code: code,
+        last_exit_signal: signal,
+        last_exit_at: now(),
+        stderr_tail: JSON.stringify(this.tail.get()),
+        health: null,
+        health_detail: null,
+        restarts_total: (store.getRuntime(this.name)?.restarts_total ?? 0) + (cause === 'stop' ? 0 : 1),
+      });
+      const level = cause === 'stop' ? 'info' : 'error';
+      const extra = killed ? ' (needed SIGKILL)' : '';
+      const left = leftovers.length > 0 ? `; processes left: ${leftovers.join(', ')}` : '';
+      store.addEvent(this.name, level, 'exit', `server pid ${pid} ${what}${extra}${left}`, {
+        pid,
+        code,
+        signal,
+        run_ms: runMs,
+        cause,
+      });
+    });
+  }
+
+  private pipeLogs(child: ChildProcess, pid: number, attempts: number): Promise<void> {
+    const sep = `==== llama-orch: server pid ${pid} started ${new Date(this.deps.now()).toISOString()} (restart ${attempts}) ====`;
+    const out = this.stdout as RotatingFile;
+    const err = this.stderr as RotatingFile;
+    out.writeLine(sep);
+    err.writeLine(sep);
+    const done = (s: NodeJS.ReadableStream | null) =>
+      new Promise<void>((resolve) => {
+        if (!s) return resolve();
+        s.once('close', () => resolve());
+        s.once('end', () => resolve());
+      });
+    child.stdout?.on('data', (c: Buffer) => out.write(c));
+    child.stderr?.on('data', (c: Buffer) => {
+      err.write(c);
+      this.tail.push(c);
+    });
+    return Promise.all([done(child.stdout), done(child.stderr)]).then(() => {
+      out.flushPartial();
+      err.flushPartial();
+    });
+  }
+
+  private async healthLoop(
+    inst: LoadedInstance,
+    get: () => HealthState,
+    set: (h: HealthState) => void,
+    signal: AbortSignal,
+  ): Promise<RunEnd> {
+    const { store, now } = this.deps;
+    const { config } = inst;
+    const hc = config.healthcheck;
+    const apiKey = config.server.api_key_env ? this.deps.env[config.server.api_key_env] : undefined;
+    const target = { host: config.server.host, port: config.server.port, apiKey };
+    // Probe quickly until the server is up, then at the configured interval.
+    await this.deps.sleep(100, signal);
+    while (!signal.aborted) {
+      const outcome = await this.deps.probe(hc, target);
+      if (signal.aborted) break;
+      const prev = get();
+      const t = now();
+      const step = stepHealth(prev, outcome, t, hc);
+      set(step.state);
+      const latency = 'latencyMs' in outcome && outcome.latencyMs !== undefined ? outcome.latencyMs : null;
+      const s = step.state;
+      store.immediate(() => {
+        store.addHealth(this.name, outcome.kind, latency, 'detail' in outcome ? outcome.detail : null);
+        store.updateRuntime(this.name, {
+          health: s.health,
+          health_detail: s.detail,
+          health_failures: s.failures,
+          health_latency_ms: latency,
+          last_seen_at: t,
+          ...(outcome.kind === 'ok' ? { last_health_ok_at: t } : {}),
+          ...(prev.health !== s.health ? { health_since: t } : {}),
+          // A run that has been healthy for reset_after earns a clean slate.
+          ...(s.okSince !== null && t - s.okSince >= config.restart.reset_after * 1000 ? { restart_attempts: 0 } : {}),
+        });
+        if (prev.health !== s.health) {
+          const level = s.health === 'ok' ? 'info' : s.health === 'unhealthy' || s.health === 'unauthorized' ? 'error' : 'info';
+          store.addEvent(this.name, level, 'health', `health ${prev.health} -> ${s.health}${s.detail ? `: ${s.detail}` : ''}`, {
+            from: prev.health,
+            to: s.health,
+          });
+        }
+        const row = store.getRuntime(this.name);
+        if (row?.status === 'starting' && (s.health === 'ok' || s.health === 'loading' || s.health === 'unhealthy' || s.health === 'unauthorized')) {
+          transition(store, this.name, 'running', { reason: s.health === 'ok' ? 'healthy' : `server answering (${s.health})` });
+        }
+      });
+      if (step.restart) return { kind: 'health', reason: step.restart };
+      const fast = s.health === 'starting' || s.health === 'loading';
+      await this.deps.sleep(fast ? Math.min(hc.interval * 1000, 250) : hc.interval * 1000, signal);
+    }
+    return new Promise<RunEnd>(() => undefined);
+  }
+}

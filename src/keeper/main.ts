@@ -1,0 +1,75 @@
+import { spawn } from 'node:child_process';
+import { homeAt } from '../home.js';
+import { runProbe } from '../engine/probes.js';
+import { openDatabase } from '../store/db.js';
+import { Store } from '../store/store.js';
+import { Keeper } from './keeper.js';
+import { abortableSleep } from '../engine/sleep.js';
+
+/**
+ * Entry of the detached keeper process: `node dist/src/keeper/main.js keeper NAME --home DIR`.
+ * Loaded directly (not through the CLI) so the keeper imports only what it needs.
+ */
+export async function keeperMain(argv: string[]): Promise<number> {
+  const name = argv[0];
+  const homeIdx = argv.indexOf('--home');
+  const root = homeIdx >= 0 ? argv[homeIdx + 1] : undefined;
+  if (!name || !root) {
+    process.stderr.write('usage: keeper NAME --home DIR\n');
+    return 1;
+  }
+  process.title = `llama-orch keeper ${name}`;
+  const home = homeAt(root);
+  const { db } = openDatabase(home.dbPath);
+  const store = new Store(db);
+  const stop = new AbortController();
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => stop.abort());
+  process.on('SIGHUP', () => undefined);
+  process.on('SIGPIPE', () => undefined);
+
+  const keeper = new Keeper(
+    name,
+    {
+      store,
+      home,
+      env: process.env,
+      now: Date.now,
+      random: Math.random,
+      sleep: abortableSleep,
+      spawnServer: (file, args, env) =>
+        spawn(file, args, { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] }),
+      probe: (hc, target) => runProbe(hc, target, process.env),
+      log: (msg) => process.stderr.write(`${new Date().toISOString()} ${msg}\n`),
+    },
+    stop.signal,
+  );
+  if (!keeper.claim()) {
+    process.stderr.write(`keeper ${name}: another keeper owns this instance; exiting\n`);
+    return 3;
+  }
+  try {
+    return await keeper.run();
+  } catch (e) {
+    const msg = e instanceof Error ? (e.stack ?? e.message) : String(e);
+    process.stderr.write(`${new Date().toISOString()} keeper ${name} crashed: ${msg}\n`);
+    try {
+      store.addEvent(name, 'error', 'keeper-crash', `keeper crashed: ${e instanceof Error ? e.message : String(e)}`);
+      store.updateRuntime(name, { last_error: `keeper crashed: ${e instanceof Error ? e.message : String(e)}` });
+    } catch {
+      // the database itself may be the problem; keeper.log has the stack
+    }
+    return 1;
+  } finally {
+    store.close();
+  }
+}
+
+if (process.argv[2] === 'keeper') {
+  keeperMain(process.argv.slice(3)).then(
+    (code) => process.exit(code),
+    (e: unknown) => {
+      process.stderr.write(`keeper failed: ${String(e)}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,132 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { ExitCode, UserError, errnoCode } from '../errors.js';
+import { MIGRATIONS, SCHEMA_VERSION } from './schema.js';
+
+export type Db = Database.Database;
+
+function corruptError(file: string, cause: unknown): UserError {
+  const detail = cause instanceof Error ? cause.message : String(cause);
+  return new UserError(
+    `state database ${file} is unreadable: ${detail}`,
+    ExitCode.general,
+    `move it aside (mv "${file}" "${file}.broken") and run the command again: a new database is created. ` +
+      'Running servers keep running; stop any you no longer want by their PID (see "ps -ef | grep llama-server").',
+  );
+}
+
+function ensurePrivateDir(dir: string): void {
+  try {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    fs.chmodSync(dir, 0o700);
+  } catch (e) {
+    throw new UserError(
+      `cannot create the state directory ${dir}: ${errnoCode(e) ?? String(e)}`,
+      ExitCode.general,
+      'check the permissions of the home directory, or pass --home',
+    );
+  }
+}
+
+function restrictFiles(file: string): void {
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) {
+    try {
+      fs.chmodSync(f, 0o600);
+    } catch {
+      // -wal/-shm exist only while a connection is open in WAL mode
+    }
+  }
+}
+
+/** Copies the database (with its WAL folded in) before a migration changes it. */
+function backupBeforeMigration(db: Db, file: string, from: number): string {
+  const backup = `${file}.v${from}-${new Date().toISOString().replace(/[:.]/g, '-')}.bak`;
+  db.exec(`VACUUM INTO '${backup.replace(/'/g, "''")}'`);
+  fs.chmodSync(backup, 0o600);
+  return backup;
+}
+
+export interface OpenOptions {
+  readonly?: boolean;
+  /** Migrations to apply; tests pass longer lists to exercise upgrades. */
+  migrations?: readonly string[];
+}
+
+export interface OpenedDb {
+  db: Db;
+  backupPath?: string;
+}
+
+/**
+ * Opens (creating if needed) the state database: WAL, busy_timeout 5000, migrations under
+ * user_version with a backup first. A garbage file gives a UserError naming it, never a stack.
+ */
+export function openDatabase(file: string, opts: OpenOptions = {}): OpenedDb {
+  const migrations = opts.migrations ?? MIGRATIONS;
+  ensurePrivateDir(path.dirname(file));
+  if (!fs.existsSync(file)) {
+    fs.closeSync(fs.openSync(file, 'a', 0o600));
+  }
+  let db: Db;
+  try {
+    db = new Database(file, { fileMustExist: true });
+  } catch (e) {
+    throw corruptError(file, e);
+  }
+  let backupPath: string | undefined;
+  try {
+    db.pragma('busy_timeout = 5000');
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.pragma('foreign_keys = ON');
+    const current = db.pragma('user_version', { simple: true }) as number;
+    if (current > migrations.length) {
+      db.close();
+      throw new UserError(
+        `state database ${file} has schema version ${current}, newer than this llama-orch understands (${migrations.length})`,
+        ExitCode.general,
+        'upgrade llama-orch, or restore the backup made before the upgrade (state/*.bak)',
+      );
+    }
+    if (current < migrations.length) {
+      // BEGIN IMMEDIATE serialises concurrent first openers; re-read the version inside.
+      db.exec('BEGIN IMMEDIATE');
+      try {
+        const inside = db.pragma('user_version', { simple: true }) as number;
+        if (inside < migrations.length) {
+          if (inside > 0) {
+            db.exec('COMMIT');
+            backupPath = backupBeforeMigration(db, file, inside);
+            db.exec('BEGIN IMMEDIATE');
+          }
+          const again = db.pragma('user_version', { simple: true }) as number;
+          for (let v = again; v < migrations.length; v++) {
+            db.exec(migrations[v] ?? '');
+            db.pragma(`user_version = ${v + 1}`);
+          }
+        }
+        db.exec('COMMIT');
+      } catch (e) {
+        if (db.inTransaction) db.exec('ROLLBACK');
+        throw e;
+      }
+    }
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    try {
+      db.close();
+    } catch {
+      // already unusable
+    }
+    throw corruptError(file, e);
+  }
+  restrictFiles(file);
+  return { db, backupPath };
+}
+
+export function integrityCheck(db: Db): string {
+  return String(db.pragma('integrity_check', { simple: true }));
+}
+
+export { SCHEMA_VERSION };

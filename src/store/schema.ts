@@ -1,0 +1,62 @@
+/** Ordered migrations; index + 1 is the PRAGMA user_version after applying it. */
+export const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE instances (
+    name TEXT PRIMARY KEY,
+    config_path TEXT NOT NULL,
+    desired_state TEXT NOT NULL DEFAULT 'stopped' CHECK (desired_state IN ('running','stopped')),
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE TABLE runtime (
+    name TEXT PRIMARY KEY,
+    keeper_pid INTEGER,
+    keeper_starttime INTEGER,
+    pid INTEGER,
+    pgid INTEGER,
+    starttime INTEGER,
+    port INTEGER,
+    cmdline TEXT,
+    binary_version TEXT,
+    status TEXT NOT NULL DEFAULT 'stopped',
+    health TEXT,
+    health_detail TEXT,
+    health_latency_ms REAL,
+    health_failures INTEGER NOT NULL DEFAULT 0,
+    health_since INTEGER,
+    started_at INTEGER,
+    last_seen_at INTEGER,
+    last_health_ok_at INTEGER,
+    restart_attempts INTEGER NOT NULL DEFAULT 0,
+    restarts_total INTEGER NOT NULL DEFAULT 0,
+    next_restart_at INTEGER,
+    last_exit_code INTEGER,
+    last_exit_signal TEXT,
+    last_exit_at INTEGER,
+    last_error TEXT,
+    stderr_tail TEXT,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts INTEGER NOT NULL,
+    instance_name TEXT,
+    level TEXT NOT NULL CHECK (level IN ('debug','info','warn','error')),
+    event_type TEXT NOT NULL,
+    message TEXT NOT NULL,
+    meta_json TEXT
+  );
+  CREATE INDEX events_by_instance ON events (instance_name, id);
+  CREATE TABLE health_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts INTEGER NOT NULL,
+    instance_name TEXT NOT NULL,
+    result TEXT NOT NULL,
+    latency_ms REAL,
+    detail TEXT
+  );
+  CREATE INDEX health_by_instance ON health_history (instance_name, id);
+  `,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
