@@ -1,1 +1,202 @@
-export {};
+import { readFileSync } from 'node:fs';
+import { Command, Option } from 'commander';
+import { ExitCode, UserError } from '../errors.js';
+import { stdOut } from './output.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+/** Commands set this; only this file calls process.exit. */
+let exitCode: number = ExitCode.ok;
+
+async function withContext<T>(home: string | undefined, fn: (ctx: import('./context.js').Context) => Promise<T> | T): Promise<T> {
+  const { openContext } = await import('./context.js');
+  const ctx = openContext(home);
+  try {
+    return await fn(ctx);
+  } finally {
+    ctx.close();
+  }
+}
+
+function homeOf(cmd: Command): string | undefined {
+  return (cmd.optsWithGlobals() as { home?: string }).home;
+}
+
+function parseCount(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new UserError(`expected a whole number, got "${v}"`);
+  return n;
+}
+
+export function buildProgram(): Command {
+  const program = new Command('llama-orch')
+    .description('Supervise local llama.cpp llama-server instances: dashboard and CLI')
+    .version(pkg.version, '-V, --version')
+    .option('--home <dir>', 'orchestrator home holding instances/, state/, logs/ (default: $LLAMA_ORCH_HOME or cwd)')
+    .option('--once', 'print a status snapshot and exit')
+    .option('--json', 'with --once: print the snapshot as JSON')
+    .showHelpAfterError()
+    .enablePositionalOptions()
+    .action(async (opts: { once?: boolean; json?: boolean }, cmd: Command) => {
+      const interactive = process.stdout.isTTY && process.stdin.isTTY;
+      if (opts.once || opts.json || !interactive) {
+        const { onceCommand } = await import('./commands/inspect.js');
+        exitCode = await withContext(homeOf(cmd), (ctx) => onceCommand(ctx, opts.json ?? false, stdOut));
+        return;
+      }
+      const { runDashboard } = await import('./dashboard.js');
+      exitCode = await runDashboard(homeOf(cmd));
+    });
+
+  program
+    .command('ps')
+    .description('list instances with state, health, pid and port')
+    .option('--json', 'machine-readable output')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const { psCommand } = await import('./commands/inspect.js');
+      exitCode = await withContext(homeOf(cmd), (ctx) => psCommand(ctx, opts.json ?? false, stdOut));
+    });
+
+  const lifecycle = [
+    ['up', 'start instances (each under its own detached keeper)'],
+    ['restart', 'stop, then start instances'],
+  ] as const;
+  for (const [name, desc] of lifecycle) {
+    program
+      .command(`${name} [names...]`)
+      .description(desc)
+      .option('--all', 'every configured instance')
+      .option('--wait [seconds]', 'wait until /health is ok (default up to 600 s)')
+      .action(async (names: string[], opts: { all?: boolean; wait?: boolean | string }, cmd: Command) => {
+        const m = await import('./commands/lifecycle.js');
+        const fn = name === 'up' ? m.upCommand : m.restartCommand;
+        exitCode = await withContext(homeOf(cmd), (ctx) => fn(ctx, names, opts, stdOut));
+      });
+  }
+
+  program
+    .command('down [names...]')
+    .description('stop instances (TERM, then KILL after stop_timeout; nothing of the group is left)')
+    .option('--all', 'every configured instance')
+    .action(async (names: string[], opts: { all?: boolean }, cmd: Command) => {
+      const { downCommand } = await import('./commands/lifecycle.js');
+      exitCode = await withContext(homeOf(cmd), (ctx) => downCommand(ctx, names, opts, stdOut));
+    });
+
+  program
+    .command('logs <name>')
+    .description("print an instance's log (across rotated files); -f follows through rotation")
+    .option('-n, --lines <n>', 'number of lines', parseCount, 50)
+    .option('-f, --follow', 'keep printing new lines')
+    .addOption(new Option('--stderr', 'the stderr log (default)').conflicts('stdout'))
+    .addOption(new Option('--stdout', 'the stdout log'))
+    .action(async (name: string, opts: { lines: number; follow?: boolean; stdout?: boolean }, cmd: Command) => {
+      const { logsCommand } = await import('./commands/inspect.js');
+      exitCode = await withContext(homeOf(cmd), (ctx) =>
+        logsCommand(ctx, name, { lines: opts.lines, follow: opts.follow ?? false, stream: opts.stdout ? 'stdout' : 'stderr' }, stdOut),
+      );
+    });
+
+  program
+    .command('describe <name>')
+    .description('effective command (secrets masked), runtime, last exit, stderr tail, events, health')
+    .option('--json', 'machine-readable output')
+    .action(async (name: string, opts: { json?: boolean }, cmd: Command) => {
+      const { describeCommand } = await import('./commands/inspect.js');
+      exitCode = await withContext(homeOf(cmd), (ctx) => describeCommand(ctx, name, opts.json ?? false, stdOut));
+    });
+
+  program
+    .command('health [names...]')
+    .description('health of instances; exits 1 when any of them is not healthy')
+    .option('--all', 'every instance (the default without names)')
+    .option('--json', 'machine-readable output')
+    .action(async (names: string[], opts: { all?: boolean; json?: boolean }, cmd: Command) => {
+      const { healthCommand } = await import('./commands/inspect.js');
+      exitCode = await withContext(homeOf(cmd), (ctx) => healthCommand(ctx, names, opts.all ?? false, opts.json ?? false, stdOut));
+    });
+
+  program
+    .command('events [name]')
+    .description('recent lifecycle and health events')
+    .option('-n, --lines <n>', 'number of events', parseCount, 30)
+    .option('--json', 'machine-readable output')
+    .action(async (name: string | undefined, opts: { lines: number; json?: boolean }, cmd: Command) => {
+      const { eventsCommand } = await import('./commands/inspect.js');
+      exitCode = await withContext(homeOf(cmd), (ctx) => eventsCommand(ctx, name, opts.lines, opts.json ?? false, stdOut));
+    });
+
+  const config = program.command('config').description('check instance configuration');
+  config
+    .command('validate <path>')
+    .description('validate one config.json (exit 0 valid, 1 invalid)')
+    .action(async (file: string) => {
+      const { configValidate } = await import('./commands/config.js');
+      exitCode = configValidate(file, stdOut);
+    });
+  config
+    .command('lint')
+    .description('check every instance: schema, ports, model files, binary, GPU ids')
+    .option('--json', 'machine-readable output')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const { configLint } = await import('./commands/config.js');
+      exitCode = configLint(homeOf(cmd), stdOut, opts.json ?? false);
+    });
+  config
+    .command('schema')
+    .description('write instances/config.schema.json (JSON Schema for editors)')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const { configSchema } = await import('./commands/config.js');
+      exitCode = configSchema(homeOf(cmd), stdOut);
+    });
+
+  program
+    .command('keeper <name>', { hidden: true })
+    .description('internal: the per-instance supervisor process')
+    .action(async (name: string, _opts: unknown, cmd: Command) => {
+      const { keeperMain } = await import('../keeper/main.js');
+      const { resolveHome } = await import('../home.js');
+      exitCode = await keeperMain([name, '--home', resolveHome(homeOf(cmd)).root]);
+    });
+
+  // Program options are positional (so `ps --json` is ps's); --home is accepted after any command too.
+  const addHome = (c: Command) => {
+    if (c.name() !== 'config') c.option('--home <dir>', 'orchestrator home (default: $LLAMA_ORCH_HOME or cwd)');
+    c.commands.forEach(addHome);
+  };
+  program.commands.forEach(addHome);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv);
+    return exitCode;
+  } catch (e) {
+    if (e instanceof UserError) {
+      process.stderr.write(`error: ${e.message}\n`);
+      if (e.hint) process.stderr.write(`  hint: ${e.hint}\n`);
+      return e.exitCode;
+    }
+    const ce = e as { code?: string; exitCode?: number };
+    if (typeof ce.code === 'string' && ce.code.startsWith('commander.')) {
+      return ce.code === 'commander.helpDisplayed' || ce.code === 'commander.version' ? 0 : (ce.exitCode ?? 1);
+    }
+    process.stderr.write(`llama-orch: internal error (a bug; please report it with this output):\n${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    return ExitCode.general;
+  }
+}
+
+main(process.argv).then(
+  (code) => {
+    process.exitCode = code;
+    // Let pending stdout flush; keepers are detached, so nothing of ours keeps the loop alive except followers.
+    if (code !== 0 || !process.argv.includes('-f')) setImmediate(() => process.exit(code));
+  },
+  (e: unknown) => {
+    process.stderr.write(String(e) + '\n');
+    process.exit(1);
+  },
+);

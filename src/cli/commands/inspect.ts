@@ -1,0 +1,216 @@
+import fs from 'node:fs';
+import { watch } from 'chokidar';
+import { loadInstance, resolveModelPath } from '../../config/load.js';
+import { resolveServerBinary } from '../../config/binary.js';
+import { buildServerCommand, maskedCommand } from '../../engine/command.js';
+import { snapshotAll, snapshotInstance, type InstanceSnapshot } from '../../engine/snapshot.js';
+import { ExitCode, UserError } from '../../errors.js';
+import { instanceLogDir } from '../../home.js';
+import { LogFollower, lastLines, logFile, type LogStream } from '../../logs/tail.js';
+import type { EventRow } from '../../store/store.js';
+import type { Context } from '../context.js';
+import { healthLabel, psTable, renderTextTable, stateLabel } from '../format.js';
+import type { Out } from '../output.js';
+import { daemonStatus } from '../../engine/daemon-status.js';
+
+export function psCommand(ctx: Context, json: boolean, out: Out): number {
+  const list = snapshotAll(ctx.home, ctx.store, Date.now());
+  out.log(json ? JSON.stringify(list, null, 2) : psTable(list));
+  return 0;
+}
+
+export function onceCommand(ctx: Context, json: boolean, out: Out): number {
+  const now = Date.now();
+  const list = snapshotAll(ctx.home, ctx.store, now);
+  const daemon = daemonStatus(ctx.home);
+  if (json) {
+    out.log(JSON.stringify({ generated_at: new Date(now).toISOString(), home: ctx.home.root, daemon, instances: list }, null, 2));
+  } else {
+    const counts = new Map<string, number>();
+    for (const i of list) counts.set(i.state, (counts.get(i.state) ?? 0) + 1);
+    const summary = [...counts].map(([s, n]) => `${n} ${s}`).join(', ') || 'no instances';
+    out.log(`llama-orch  ${ctx.home.root}  daemon: ${daemon.running ? `running (pid ${daemon.pid})` : 'not running'}  ${summary}`);
+    out.log(psTable(list));
+  }
+  return 0;
+}
+
+function requireKnown(ctx: Context, name: string): InstanceSnapshot {
+  // loadInstance gives the exit-2 "unknown instance" error with the list of known names.
+  if (!fs.existsSync(`${ctx.home.instancesDir}/${name}/config.json`) && !ctx.store.getRuntime(name)) loadInstance(ctx.home, name);
+  return snapshotInstance(ctx.home, ctx.store, name, Date.now());
+}
+
+function formatEvent(e: EventRow): string {
+  const t = new Date(e.ts).toISOString().replace('T', ' ').slice(0, 23);
+  return `${t}  ${e.level.padEnd(5)}  ${(e.instance_name ?? '-').padEnd(12)}  ${e.event_type.padEnd(13)}  ${e.message}`;
+}
+
+export function describeData(ctx: Context, name: string) {
+  const snap = requireKnown(ctx, name);
+  const row = ctx.store.getRuntime(name);
+  let command: { argv: string[]; env: Record<string, string> } | null = null;
+  let commandError: string | null = null;
+  try {
+    const inst = loadInstance(ctx.home, name);
+    const bin = resolveServerBinary(ctx.home, inst.config, process.env);
+    command = maskedCommand(
+      buildServerCommand({
+        name,
+        config: inst.config,
+        binary: bin.path ?? '(llama-server not found)',
+        modelPath: resolveModelPath(ctx.home, inst.config),
+        env: process.env,
+      }),
+    );
+  } catch (e) {
+    commandError = e instanceof Error ? e.message : String(e);
+  }
+  let stderrTail: string[] = [];
+  try {
+    stderrTail = row?.stderr_tail ? (JSON.parse(row.stderr_tail) as string[]) : [];
+  } catch {
+    stderrTail = [];
+  }
+  return {
+    ...snap,
+    config_path: `${ctx.home.instancesDir}/${name}/config.json`,
+    log_dir: instanceLogDir(ctx.home, name),
+    command,
+    command_error: commandError,
+    restart_attempts: row?.restart_attempts ?? 0,
+    next_restart_at: row?.next_restart_at ? new Date(row.next_restart_at).toISOString() : null,
+    last_health_ok_at: row?.last_health_ok_at ? new Date(row.last_health_ok_at).toISOString() : null,
+    health_failures: row?.health_failures ?? 0,
+    stderr_tail: stderrTail,
+    recent_events: ctx.store.listEvents(name, 15).map((e) => ({
+      ts: new Date(e.ts).toISOString(),
+      level: e.level,
+      type: e.event_type,
+      message: e.message,
+    })),
+    recent_health: ctx.store.listHealth(name, 10).map((h) => ({
+      ts: new Date(h.ts).toISOString(),
+      result: h.result,
+      latency_ms: h.latency_ms === null ? null : Math.round(h.latency_ms * 10) / 10,
+      detail: h.detail,
+    })),
+  };
+}
+
+export function describeCommand(ctx: Context, name: string, json: boolean, out: Out): number {
+  const d = describeData(ctx, name);
+  if (json) {
+    out.log(JSON.stringify(d, null, 2));
+    return 0;
+  }
+  const lines: string[] = [];
+  const kv = (k: string, v: string | number | null | undefined) => lines.push(`${(k + ':').padEnd(16)} ${v ?? '-'}`);
+  kv('Name', d.name);
+  kv('Config', d.config_path);
+  if (d.config_error) kv('Config error', d.config_error);
+  kv('State', stateLabel(d));
+  kv('Health', healthLabel(d) + (d.health_latency_ms !== null ? ` (${d.health_latency_ms} ms)` : ''));
+  kv('Server pid', d.pid);
+  kv('Keeper pid', d.keeper_pid);
+  kv('Listen', d.host && d.port ? `${d.host}:${d.port}` : null);
+  kv('Backend', `${d.backend ?? '-'}${d.gpus.length ? ` (devices ${d.gpus.join(',')})` : ''}`);
+  kv('Model', d.model_path);
+  kv('Started', d.started_at);
+  kv('Uptime', d.uptime_s === null ? null : `${d.uptime_s} s`);
+  kv('Restarts', `${d.restarts} total, ${d.restart_attempts} since last stable run`);
+  if (d.next_restart_at) kv('Next restart', `${d.next_restart_at} (in ${d.next_restart_in_s} s)`);
+  kv('Last health ok', d.last_health_ok_at);
+  if (d.last_exit) kv('Last exit', d.last_exit.signal ? `signal ${d.last_exit.signal} at ${d.last_exit.at}` : `code ${d.last_exit.code} at ${d.last_exit.at}`);
+  if (d.last_error) kv('Last error', d.last_error);
+  kv('Logs', d.log_dir);
+  if (d.command) {
+    lines.push('', 'Command:', '  ' + d.command.argv.map((a) => (/[\s"'$]/.test(a) ? JSON.stringify(a) : a)).join(' '));
+    const env = Object.entries(d.command.env);
+    if (env.length) lines.push('Environment:', ...env.map(([k, v]) => `  ${k}=${v}`));
+  } else if (d.command_error) {
+    lines.push('', `Command: cannot be built: ${d.command_error}`);
+  }
+  if (d.stderr_tail.length) lines.push('', 'Last stderr lines:', ...d.stderr_tail.map((l) => '  ' + l));
+  if (d.recent_events.length) lines.push('', 'Recent events:', ...d.recent_events.map((e) => `  ${e.ts}  ${e.level.padEnd(5)}  ${e.type.padEnd(13)}  ${e.message}`));
+  if (d.recent_health.length)
+    lines.push('', 'Recent health:', ...d.recent_health.map((h) => `  ${h.ts}  ${h.result.padEnd(11)}  ${h.latency_ms ?? '-'} ms  ${h.detail ?? ''}`));
+  out.log(lines.join('\n'));
+  return 0;
+}
+
+export function eventsCommand(ctx: Context, name: string | undefined, n: number, json: boolean, out: Out): number {
+  if (name) requireKnown(ctx, name);
+  const events = ctx.store.listEvents(name, n);
+  if (json) {
+    out.log(JSON.stringify(events.map((e) => ({ ...e, ts: new Date(e.ts).toISOString(), meta: e.meta_json ? JSON.parse(e.meta_json) as unknown : null, meta_json: undefined })), null, 2));
+  } else {
+    out.log(events.length ? events.map(formatEvent).join('\n') : 'no events');
+  }
+  return 0;
+}
+
+export function healthCommand(ctx: Context, names: string[], all: boolean, json: boolean, out: Out): number {
+  const list = all || names.length === 0 ? snapshotAll(ctx.home, ctx.store, Date.now()) : names.map((n) => requireKnown(ctx, n));
+  const rows = list.map((s) => {
+    const row = ctx.store.getRuntime(s.name);
+    return {
+      name: s.name,
+      state: s.state,
+      health: s.health ?? (s.state === 'stopped' ? 'stopped' : 'unknown'),
+      ok: s.health === 'ok',
+      latency_ms: s.health_latency_ms,
+      consecutive_failures: row?.health_failures ?? 0,
+      last_ok_at: row?.last_health_ok_at ? new Date(row.last_health_ok_at).toISOString() : null,
+      reason: s.health === 'ok' ? null : (s.health_detail ?? s.last_error ?? (s.state === 'stopped' ? 'not running' : null)),
+    };
+  });
+  if (json) out.log(JSON.stringify(rows, null, 2));
+  else
+    out.log(
+      renderTextTable(
+        ['NAME', 'HEALTH', 'LATENCY', 'FAILURES', 'LAST OK', 'REASON'],
+        rows.map((r) => [r.name, r.health, r.latency_ms === null ? '-' : `${r.latency_ms} ms`, String(r.consecutive_failures), r.last_ok_at ?? '-', r.reason ?? '']),
+        80,
+      ),
+    );
+  return rows.every((r) => r.ok) && rows.length > 0 ? 0 : 1;
+}
+
+export async function logsCommand(
+  ctx: Context,
+  name: string,
+  opts: { lines: number; follow: boolean; stream: LogStream },
+  out: Out,
+  signal?: AbortSignal,
+): Promise<number> {
+  requireKnown(ctx, name);
+  const dir = instanceLogDir(ctx.home, name);
+  for (const l of lastLines(dir, opts.stream, opts.lines)) out.log(l);
+  if (!opts.follow) return 0;
+  const follower = new LogFollower(logFile(dir, opts.stream), (lines) => {
+    for (const l of lines) out.log(l);
+  });
+  follower.start(false);
+  fs.mkdirSync(dir, { recursive: true });
+  const watcher = watch(dir, { depth: 0, ignoreInitial: true });
+  watcher.on('all', () => follower.poll());
+  // A slow timer backs the watcher up (events can coalesce across a rotation).
+  const timer = setInterval(() => follower.poll(), 500);
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    signal?.addEventListener('abort', stop, { once: true });
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  clearInterval(timer);
+  await watcher.close();
+  follower.close();
+  return 0;
+}
+
+export function assertNumber(v: string, what: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new UserError(`${what} must be a whole number, got "${v}"`, ExitCode.general);
+  return n;
+}

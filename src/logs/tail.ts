@@ -1,0 +1,148 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
+export type LogStream = 'stdout' | 'stderr';
+
+export function logFile(logDir: string, stream: LogStream): string {
+  return path.join(logDir, `${stream}.log`);
+}
+
+/** The rotated files of a stream, oldest first: stderr.log.3, .2, .1, stderr.log. */
+export function rotatedFiles(logDir: string, stream: LogStream): string[] {
+  const base = logFile(logDir, stream);
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(logDir);
+  } catch {
+    return [];
+  }
+  const prefix = `${stream}.log.`;
+  const backups = names
+    .filter((n) => n.startsWith(prefix) && /^\d+$/.test(n.slice(prefix.length)))
+    .map((n) => Number(n.slice(prefix.length)))
+    .sort((a, b) => b - a)
+    .map((i) => `${base}.${i}`);
+  return fs.existsSync(base) ? [...backups, base] : backups;
+}
+
+/** Reads up to maxBytes from the end of a file. */
+function readEnd(file: string, maxBytes: number): string {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch {
+    return '';
+  }
+  try {
+    const size = fs.fstatSync(fd).size;
+    const len = Math.min(size, maxBytes);
+    const buf = Buffer.alloc(len);
+    fs.readSync(fd, buf, 0, len, size - len);
+    return buf.toString('utf8');
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** The last n lines of a stream across its rotated files (newest file first until n are found). */
+export function lastLines(logDir: string, stream: LogStream, n: number): string[] {
+  const files = rotatedFiles(logDir, stream).reverse();
+  const out: string[] = [];
+  for (const f of files) {
+    if (out.length >= n) break;
+    let budget = 64 * 1024;
+    let lines: string[] = [];
+    for (;;) {
+      const text = readEnd(f, budget);
+      lines = text.split('\n');
+      if (lines[lines.length - 1] === '') lines.pop();
+      const whole = text.length < budget;
+      if (!whole) lines.shift(); // first line may be cut
+      if (whole || lines.length >= n - out.length) break;
+      budget *= 4;
+    }
+    out.unshift(...lines.slice(Math.max(0, lines.length - (n - out.length))));
+  }
+  return out;
+}
+
+/**
+ * Follows one log file across rename-and-reopen rotation: reads what was appended; when the path
+ * names a new file (inode changed), finishes the old file first, then continues with the new one.
+ */
+export class LogFollower {
+  private fd = -1;
+  private ino = -1;
+  private pos = 0;
+  private partial = '';
+
+  constructor(
+    readonly file: string,
+    private readonly onLines: (lines: string[]) => void,
+  ) {}
+
+  /** Starts at the current end of the file (pass true to start at its beginning). */
+  start(fromBeginning = false): void {
+    this.openCurrent(fromBeginning);
+  }
+
+  private openCurrent(fromBeginning: boolean): boolean {
+    try {
+      const fd = fs.openSync(this.file, 'r');
+      const st = fs.fstatSync(fd);
+      this.fd = fd;
+      this.ino = st.ino;
+      this.pos = fromBeginning ? 0 : st.size;
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private drain(): void {
+    if (this.fd < 0) return;
+    const buf = Buffer.alloc(256 * 1024);
+    for (;;) {
+      const n = fs.readSync(this.fd, buf, 0, buf.length, this.pos);
+      if (n <= 0) break;
+      this.pos += n;
+      const text = this.partial + buf.subarray(0, n).toString('utf8');
+      const lines = text.split('\n');
+      this.partial = lines.pop() ?? '';
+      if (lines.length) this.onLines(lines);
+    }
+  }
+
+  /** Reads whatever is new; call on a watcher event or a timer. */
+  poll(): void {
+    if (this.fd < 0) {
+      if (this.openCurrent(true)) this.drain();
+      return;
+    }
+    this.drain();
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.statSync(this.file);
+    } catch {
+      st = undefined;
+    }
+    if (st && st.ino !== this.ino) {
+      fs.closeSync(this.fd);
+      this.fd = -1;
+      if (this.partial) {
+        this.onLines([this.partial]);
+        this.partial = '';
+      }
+      if (this.openCurrent(true)) this.drain();
+    } else if (st && st.size < this.pos) {
+      // Truncated in place by someone else: start over.
+      this.pos = 0;
+      this.drain();
+    }
+  }
+
+  close(): void {
+    if (this.fd >= 0) fs.closeSync(this.fd);
+    this.fd = -1;
+  }
+}

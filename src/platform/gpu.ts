@@ -1,0 +1,13 @@
+import { execFileSync } from 'node:child_process';
+import type { Backend } from '../config/schema.js';
+
+/** GPUs of a backend this machine has, or undefined when that cannot be told (no tool, no driver). */
+export function gpuCount(backend: Backend): number | undefined {
+  if (backend !== 'cuda') return undefined;
+  try {
+    const out = execFileSync('nvidia-smi', ['-L'], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] });
+    return out.split('\n').filter((l) => l.startsWith('GPU ')).length;
+  } catch {
+    return undefined;
+  }
+}
