@@ -1,0 +1,106 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
+
+export const REPO = path.resolve(import.meta.dirname, '../..');
+export const CLI = path.join(REPO, 'bin/llama-orch.js');
+export const FAKE_SERVER = path.join(REPO, 'tests/fixtures/fake-llama-server.mjs');
+export const TINY_MODEL = path.join(REPO, 'models/llama-dense.gguf');
+
+export interface TestHome {
+  root: string;
+  addInstance: (name: string, config: Record<string, unknown>) => string;
+  cleanup: () => Promise<void>;
+}
+
+let portCounter = 0;
+/** Ports spread by worker so parallel test files do not collide. */
+export function freePort(): number {
+  const worker = Number(process.env.VITEST_POOL_ID ?? process.env.VITEST_WORKER_ID ?? 1);
+  return 20000 + (worker % 50) * 200 + (portCounter++ % 200);
+}
+
+export function makeHome(prefix = 'llama-orch-test-'): TestHome {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  fs.mkdirSync(path.join(root, 'instances'));
+  fs.mkdirSync(path.join(root, 'models'));
+  fs.writeFileSync(path.join(root, 'models', 'fake.gguf'), 'GGUF fake model for tests\n');
+  if (fs.existsSync(TINY_MODEL)) fs.symlinkSync(TINY_MODEL, path.join(root, 'models', 'tiny.gguf'));
+  return {
+    root,
+    addInstance(name, config) {
+      const dir = path.join(root, 'instances', name);
+      fs.mkdirSync(dir, { recursive: true });
+      const file = path.join(dir, 'config.json');
+      fs.writeFileSync(file, JSON.stringify(config, null, 2));
+      return file;
+    },
+    async cleanup() {
+      // Stop whatever the test left running, then remove the home.
+      await execa('node', [CLI, 'down', '--all', '--home', root], { reject: false });
+      fs.rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A config for the fake server with fast timings for tests. */
+export function fakeConfig(port: number, fakeEnv: Record<string, string> = {}, extra: Record<string, unknown> = {}) {
+  const { server: serverExtra, healthcheck, restart, ...rest } = extra as {
+    server?: Record<string, unknown>;
+    healthcheck?: Record<string, unknown>;
+    restart?: Record<string, unknown>;
+  };
+  return {
+    model: { path: 'models/fake.gguf' },
+    server: { binary: FAKE_SERVER, port, env: fakeEnv, ...serverExtra },
+    healthcheck: { interval: 0.2, timeout: 0.5, retries: 3, start_period: 2, ...healthcheck },
+    restart: { initial_delay: 0.2, max_delay: 1, jitter: 0, max_retries: 3, ...restart },
+    stop_timeout: 2,
+    ...rest,
+  };
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+export async function cli(home: string, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  const t0 = performance.now();
+  const r = await execa('node', [CLI, ...args, '--home', home], { reject: false, env: { ...process.env, ...env } });
+  return { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr), ms: performance.now() - t0 };
+}
+
+export async function psJson(home: string): Promise<Array<Record<string, unknown>>> {
+  const r = await cli(home, ['ps', '--json']);
+  if (r.code !== 0) throw new Error(`ps failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as Array<Record<string, unknown>>;
+}
+
+export async function waitFor<T>(fn: () => Promise<T | undefined> | T | undefined, timeoutMs: number, what: string): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+    return state !== 'Z';
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,104 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseConfigText, validateName, formatProblem } from '../../src/config/load.js';
+import { lintHome } from '../../src/config/lint.js';
+import { homeAt } from '../../src/home.js';
+import { instanceJsonSchema } from '../../src/config/write-schema.js';
+
+const base = { model: { path: 'm.gguf' }, server: { port: 8080 } };
+const parse = (obj: unknown) => parseConfigText(JSON.stringify(obj), '/h/instances/x/config.json');
+
+describe('config schema', () => {
+  it('fills every default of DESIGN §5', () => {
+    const { config, problems } = parse(base);
+    expect(problems).toEqual([]);
+    expect(config?.server.host).toBe('127.0.0.1');
+    expect(config?.server.extra_args).toEqual([]);
+    expect(config?.gpu).toEqual({ backend: 'cpu', devices: [] });
+    expect(config?.healthcheck).toMatchObject({ type: 'http', path: '/health', interval: 5, timeout: 3, retries: 3, start_period: 30, startup_timeout: 600 });
+    expect(config?.restart).toEqual({ enabled: true, initial_delay: 1, multiplier: 2, max_delay: 60, jitter: 0.2, max_retries: 5, reset_after: 300 });
+    expect(config?.stop_timeout).toBe(10);
+    expect(config?.logs).toEqual({ max_bytes: 10 * 1024 * 1024, backups: 3 });
+    expect(config?.autostart).toBe(false);
+  });
+
+  it('rejects unknown keys with their JSON path', () => {
+    const { problems } = parse({ ...base, server: { port: 1, prot: 2 } });
+    expect(problems).toHaveLength(1);
+    expect(problems[0]?.jsonPath).toBe('$.server');
+    expect(problems[0]?.message).toContain('"prot"');
+  });
+
+  it('requires the port and reports a missing one clearly', () => {
+    const { problems } = parse({ model: { path: 'm' }, server: {} });
+    expect(problems[0]).toMatchObject({ jsonPath: '$.server.port', message: 'required number is missing' });
+  });
+
+  it('rejects a non-loopback host without api_key_env, accepts it with one', () => {
+    expect(parse({ ...base, server: { port: 1, host: '0.0.0.0' } }).problems[0]?.jsonPath).toBe('$.server.api_key_env');
+    expect(parse({ ...base, server: { port: 1, host: '0.0.0.0', api_key_env: 'K' } }).problems).toEqual([]);
+    expect(parse({ ...base, server: { port: 1, host: '127.0.0.2' } }).problems).toEqual([]);
+  });
+
+  it('rejects malformed GPU device ids and devices on the cpu backend', () => {
+    const bad = parse({ ...base, gpu: { backend: 'cuda', devices: ['zero', -1] } });
+    expect(bad.problems.map((p) => p.jsonPath)).toEqual(['$.gpu.devices[0]', '$.gpu.devices[1]']);
+    expect(parse({ ...base, gpu: { backend: 'cuda', devices: [0, 'GPU-5f9c2a1e-0000-1111'] } }).problems).toEqual([]);
+    expect(parse({ ...base, gpu: { devices: [0] } }).problems[0]?.jsonPath).toBe('$.gpu.devices');
+  });
+
+  it('reports invalid JSON with line and column', () => {
+    const r = parseConfigText('{\n  "model": {,\n}', '/x/config.json');
+    expect(r.problems[0]?.message).toMatch(/invalid JSON \(line 2, column \d+\)/);
+  });
+
+  it('validates instance names', () => {
+    expect(validateName('demo-a')).toBeUndefined();
+    for (const bad of ['../x', 'a b', 'Upper', '-x', '', 'x'.repeat(64)]) expect(validateName(bad)).toBeDefined();
+  });
+
+  it('generates a JSON schema that forbids unknown keys', () => {
+    const s = instanceJsonSchema() as { properties: { server: { additionalProperties: boolean; required: string[] } } };
+    expect(s.properties.server.additionalProperties).toBe(false);
+    expect(s.properties.server.required).toContain('port');
+  });
+});
+
+describe('config lint', () => {
+  it('reports every problem of a broken home, one line each with file and JSON path', () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'lint-'));
+    const add = (name: string, cfg: unknown) => {
+      fs.mkdirSync(path.join(root, 'instances', name), { recursive: true });
+      fs.writeFileSync(path.join(root, 'instances', name, 'config.json'), JSON.stringify(cfg));
+    };
+    fs.writeFileSync(path.join(root, 'm.gguf'), 'x');
+    const bin = path.join(root, 'llama-server');
+    fs.writeFileSync(bin, '#!/bin/sh\n', { mode: 0o755 });
+    add('a', { model: { path: 'm.gguf' }, server: { port: 9000, binary: bin } });
+    add('b', { model: { path: 'm.gguf' }, server: { port: 9000, binary: bin } });
+    add('c', { model: { path: 'm.gguf' }, server: { port: 9001, binary: bin, colour: 'red' } });
+    add('d', { model: { path: 'missing.gguf' }, server: { port: 9002, binary: bin } });
+    add('e', { model: { path: 'm.gguf' }, server: { port: 9003, binary: bin, host: '0.0.0.0' } });
+    add('Bad Name', { model: { path: 'm.gguf' }, server: { port: 9004, binary: bin } });
+    add('f', { model: { path: 'm.gguf' }, server: { port: 9005, binary: path.join(root, 'nope') } });
+    add('g', { model: { path: 'm.gguf' }, server: { port: 9006, binary: bin }, gpu: { backend: 'cuda', devices: [0, 3] } });
+    const report = lintHome(homeAt(root), { env: {}, gpuCount: (b) => (b === 'cuda' ? 2 : undefined) });
+    const lines = report.problems.map((p) => formatProblem(p, root));
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^instances\/a\/config.json: \$\.server\.port: port 9000 is also used by b/),
+        expect.stringMatching(/^instances\/b\/config.json: \$\.server\.port: port 9000 is also used by a/),
+        expect.stringMatching(/^instances\/c\/config.json: \$\.server: unknown key "colour"/),
+        expect.stringMatching(/^instances\/d\/config.json: \$\.model\.path: model file .*missing\.gguf does not exist/),
+        expect.stringMatching(/^instances\/e\/config.json: \$\.server\.api_key_env: host "0\.0\.0\.0" is not loopback/),
+        expect.stringMatching(/^instances\/Bad Name\/config.json: \(directory name\): invalid instance name "Bad Name"/),
+        expect.stringMatching(/^instances\/f\/config.json: \$\.server\.binary: llama-server not found/),
+        expect.stringMatching(/^instances\/g\/config.json: \$\.gpu\.devices\[1\]: GPU 3 does not exist/),
+      ]),
+    );
+    expect(report.problems).toHaveLength(8);
+    fs.rmSync(root, { recursive: true });
+  });
+});
