@@ -114,6 +114,11 @@ async function stopOrphan(deps: SupervisorDeps, row: RuntimeRow, graceMs: number
   const res = await stopGroup({ pid, pgid }, graceMs, { sleep: deps.sleep, now: deps.now });
   deps.store.immediate(() => {
     deps.store.updateRuntime(row.name, { pid: null, pgid: null, starttime: null, last_exit_at: deps.now() });
+    const status = deps.store.getRuntime(row.name)?.status ?? 'stopped';
+    if (status !== 'stopped' && status !== 'failed') {
+      if (status !== 'stopping') transition(deps.store, row.name, 'stopping', { reason: 'orphaned server' });
+      transition(deps.store, row.name, 'stopped', { reason: 'orphaned server stopped', patch: { health: null, health_detail: null } });
+    }
     deps.store.addEvent(
       row.name,
       res.leftovers.length ? 'error' : 'info',
