@@ -24,7 +24,18 @@ export function gpuLabel(i: InstanceSnapshot): string {
   return i.gpus.length ? i.gpus.join(',') : 'all';
 }
 
-export const TABLE_COLUMNS = ['NAME', 'STATE', 'HEALTH', 'PID', 'PORT', 'BACKEND', 'GPU', 'MODEL', 'UPTIME', 'RESTARTS'] as const;
+export const TABLE_COLUMNS = [
+  'NAME',
+  'STATE',
+  'HEALTH',
+  'PID',
+  'PORT',
+  'BACKEND',
+  'GPU',
+  'MODEL',
+  'UPTIME',
+  'RESTARTS',
+] as const;
 
 export function tableRow(i: InstanceSnapshot): string[] {
   return [
@@ -45,7 +56,14 @@ export function renderTextTable(header: readonly string[], rows: string[][], max
   const clip = (s: string) => (s.length > maxCell ? s.slice(0, maxCell - 1) + '…' : s);
   const all = [header.map(String), ...rows.map((r) => r.map(clip))];
   const widths = header.map((_, c) => Math.max(...all.map((r) => (r[c] ?? '').length)));
-  return all.map((r) => r.map((cell, c) => cell.padEnd(widths[c] ?? 0)).join('  ').trimEnd()).join('\n');
+  return all
+    .map((r) =>
+      r
+        .map((cell, c) => cell.padEnd(widths[c] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 export function psTable(list: InstanceSnapshot[]): string {

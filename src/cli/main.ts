@@ -8,7 +8,10 @@ const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta
 /** Commands set this; only this file calls process.exit. */
 let exitCode: number = ExitCode.ok;
 
-async function withContext<T>(home: string | undefined, fn: (ctx: import('./context.js').Context) => Promise<T> | T): Promise<T> {
+async function withContext<T>(
+  home: string | undefined,
+  fn: (ctx: import('./context.js').Context) => Promise<T> | T,
+): Promise<T> {
   const { openContext } = await import('./context.js');
   const ctx = openContext(home);
   try {
@@ -19,7 +22,7 @@ async function withContext<T>(home: string | undefined, fn: (ctx: import('./cont
 }
 
 function homeOf(cmd: Command): string | undefined {
-  return (cmd.optsWithGlobals() as { home?: string }).home;
+  return cmd.optsWithGlobals<{ home?: string }>().home;
 }
 
 function parseCount(v: string): number {
@@ -93,7 +96,12 @@ export function buildProgram(): Command {
     .action(async (name: string, opts: { lines: number; follow?: boolean; stdout?: boolean }, cmd: Command) => {
       const { logsCommand } = await import('./commands/inspect.js');
       exitCode = await withContext(homeOf(cmd), (ctx) =>
-        logsCommand(ctx, name, { lines: opts.lines, follow: opts.follow ?? false, stream: opts.stdout ? 'stdout' : 'stderr' }, stdOut),
+        logsCommand(
+          ctx,
+          name,
+          { lines: opts.lines, follow: opts.follow ?? false, stream: opts.stdout ? 'stdout' : 'stderr' },
+          stdOut,
+        ),
       );
     });
 
@@ -113,7 +121,9 @@ export function buildProgram(): Command {
     .option('--json', 'machine-readable output')
     .action(async (names: string[], opts: { all?: boolean; json?: boolean }, cmd: Command) => {
       const { healthCommand } = await import('./commands/inspect.js');
-      exitCode = await withContext(homeOf(cmd), (ctx) => healthCommand(ctx, names, opts.all ?? false, opts.json ?? false, stdOut));
+      exitCode = await withContext(homeOf(cmd), (ctx) =>
+        healthCommand(ctx, names, opts.all ?? false, opts.json ?? false, stdOut),
+      );
     });
 
   program
@@ -123,7 +133,9 @@ export function buildProgram(): Command {
     .option('--json', 'machine-readable output')
     .action(async (name: string | undefined, opts: { lines: number; json?: boolean }, cmd: Command) => {
       const { eventsCommand } = await import('./commands/inspect.js');
-      exitCode = await withContext(homeOf(cmd), (ctx) => eventsCommand(ctx, name, opts.lines, opts.json ?? false, stdOut));
+      exitCode = await withContext(homeOf(cmd), (ctx) =>
+        eventsCommand(ctx, name, opts.lines, opts.json ?? false, stdOut),
+      );
     });
 
   const config = program.command('config').description('check instance configuration');
@@ -184,7 +196,9 @@ export async function main(argv: string[]): Promise<number> {
     if (typeof ce.code === 'string' && ce.code.startsWith('commander.')) {
       return ce.code === 'commander.helpDisplayed' || ce.code === 'commander.version' ? 0 : (ce.exitCode ?? 1);
     }
-    process.stderr.write(`llama-orch: internal error (a bug; please report it with this output):\n${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.stderr.write(
+      `llama-orch: internal error (a bug; please report it with this output):\n${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
+    );
     return ExitCode.general;
   }
 }

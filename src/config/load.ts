@@ -26,8 +26,7 @@ export interface LoadedInstance {
 }
 
 export type LoadResult =
-  | { ok: true; instance: LoadedInstance }
-  | { ok: false; name: string; file: string; problems: ConfigProblem[] };
+  { ok: true; instance: LoadedInstance } | { ok: false; name: string; file: string; problems: ConfigProblem[] };
 
 function jsonPathOf(segments: readonly PropertyKey[]): string {
   let out = '$';
@@ -133,7 +132,9 @@ export function loadInstance(home: Home, name: string): LoadedInstance {
     throw new UserError(
       `unknown instance "${name}": ${file} does not exist`,
       ExitCode.notFound,
-      known.length > 0 ? `known instances: ${known.join(', ')}` : `create one with: llama-orch init ${name} --profile cpu --model PATH --port N`,
+      known.length > 0
+        ? `known instances: ${known.join(', ')}`
+        : `create one with: llama-orch init ${name} --profile cpu --model PATH --port N`,
     );
   }
   const res = loadConfigFile(file, name);

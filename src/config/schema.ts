@@ -77,7 +77,11 @@ export const RestartSchema = z.strictObject({
 });
 
 export const LogsSchema = z.strictObject({
-  max_bytes: z.number().int().min(1024).default(10 * 1024 * 1024),
+  max_bytes: z
+    .number()
+    .int()
+    .min(1024)
+    .default(10 * 1024 * 1024),
   backups: z.number().int().min(0).max(100).default(3),
 });
 

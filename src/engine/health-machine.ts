@@ -80,13 +80,22 @@ export function stepHealth(
         okSince: null,
       };
       if (sinceStart > hc.startup_timeout * 1000) {
-        return { state, restart: `still loading after ${Math.round(secs(sinceStart))} s (startup_timeout ${hc.startup_timeout} s)` };
+        return {
+          state,
+          restart: `still loading after ${Math.round(secs(sinceStart))} s (startup_timeout ${hc.startup_timeout} s)`,
+        };
       }
       return { state };
     }
     case 'unauthorized':
       return {
-        state: { ...prev, health: 'unauthorized', detail: `API key rejected: ${outcome.detail}`, failures: 0, okSince: null },
+        state: {
+          ...prev,
+          health: 'unauthorized',
+          detail: `API key rejected: ${outcome.detail}`,
+          failures: 0,
+          okSince: null,
+        },
       };
     case 'unreachable':
     case 'failure': {

@@ -95,7 +95,8 @@ export function classifyHealthResponse(res: HttpResult, path: string): ProbeOutc
     }
   }
   if (res.status === 503 && /loading model/i.test(res.body)) return { kind: 'loading', latencyMs: res.latencyMs };
-  if (res.status === 401 || res.status === 403) return { kind: 'unauthorized', detail: `${path} answered ${res.status}` };
+  if (res.status === 401 || res.status === 403)
+    return { kind: 'unauthorized', detail: `${path} answered ${res.status}` };
   return { kind: 'failure', detail: `${path} answered ${res.status}`, latencyMs: res.latencyMs };
 }
 

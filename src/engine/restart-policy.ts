@@ -1,8 +1,7 @@
 import type { InstanceConfig } from '../config/schema.js';
 
 export type RestartDecision =
-  | { kind: 'restart'; delayMs: number; attempt: number }
-  | { kind: 'give-up'; reason: string };
+  { kind: 'restart'; delayMs: number; attempt: number } | { kind: 'give-up'; reason: string };
 
 export interface RunHistory {
   /** Restarts already made since the last reset. */
@@ -24,7 +23,10 @@ export function decideRestart(
   if (!policy.enabled) return { kind: 'give-up', reason: 'restart disabled in config' };
   const attempts = history.stableMs >= policy.reset_after * 1000 ? 0 : history.attempts;
   if (attempts >= policy.max_retries) {
-    return { kind: 'give-up', reason: `gave up after ${attempts} restart${attempts === 1 ? '' : 's'} (max_retries ${policy.max_retries})` };
+    return {
+      kind: 'give-up',
+      reason: `gave up after ${attempts} restart${attempts === 1 ? '' : 's'} (max_retries ${policy.max_retries})`,
+    };
   }
   const base = Math.min(policy.max_delay, policy.initial_delay * policy.multiplier ** attempts);
   const spread = base * policy.jitter * (2 * random() - 1);

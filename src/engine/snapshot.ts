@@ -6,7 +6,8 @@ import { discoverInstanceNames } from '../config/load.js';
 import type { Store } from '../store/store.js';
 import { reconcileRow } from './reconcile.js';
 
-export type DisplayState = 'stopped' | 'starting' | 'running' | 'stopping' | 'backoff' | 'failed' | 'orphaned' | 'invalid';
+export type DisplayState =
+  'stopped' | 'starting' | 'running' | 'stopping' | 'backoff' | 'failed' | 'orphaned' | 'invalid';
 
 /** One instance as scripts see it (`ps --json`, `--once --json`): these names are a public API. */
 export interface InstanceSnapshot {

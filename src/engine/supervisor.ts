@@ -117,7 +117,10 @@ async function stopOrphan(deps: SupervisorDeps, row: RuntimeRow, graceMs: number
     const status = deps.store.getRuntime(row.name)?.status ?? 'stopped';
     if (status !== 'stopped' && status !== 'failed') {
       if (status !== 'stopping') transition(deps.store, row.name, 'stopping', { reason: 'orphaned server' });
-      transition(deps.store, row.name, 'stopped', { reason: 'orphaned server stopped', patch: { health: null, health_detail: null } });
+      transition(deps.store, row.name, 'stopped', {
+        reason: 'orphaned server stopped',
+        patch: { health: null, health_detail: null },
+      });
     }
     deps.store.addEvent(
       row.name,
@@ -205,7 +208,9 @@ export async function waitHealthy(deps: SupervisorDeps, name: string, timeoutMs:
     const row = deps.store.getRuntime(name) as RuntimeRow;
     if (row.health === 'ok') return row;
     if (row.status === 'failed' || row.status === 'stopped') {
-      throw new UserError(`${name} did not become healthy: ${row.status}${row.last_error ? ` (${row.last_error})` : ''}`);
+      throw new UserError(
+        `${name} did not become healthy: ${row.status}${row.last_error ? ` (${row.last_error})` : ''}`,
+      );
     }
     if (deps.now() >= deadline) {
       throw new UserError(
@@ -247,7 +252,11 @@ export async function down(deps: SupervisorDeps, name: string): Promise<DownResu
       if (serverAlive(after)) await stopOrphan(deps, after, 1000);
       process.kill(keeperPid, 'SIGKILL');
       reconcileRow(store, name);
-      return { name, wasRunning: true, message: `${name} stopped (keeper pid ${keeperPid} did not exit and was killed)` };
+      return {
+        name,
+        wasRunning: true,
+        message: `${name} stopped (keeper pid ${keeperPid} did not exit and was killed)`,
+      };
     }
     return { name, wasRunning: true, message: `${name} stopped${serverPid ? ` (server pid ${serverPid})` : ''}` };
   }

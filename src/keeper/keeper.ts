@@ -25,7 +25,10 @@ export interface KeeperDeps {
   /** Abortable sleep: resolves early (without throwing) when the signal aborts. */
   sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   spawnServer: (file: string, args: string[], env: NodeJS.ProcessEnv) => ChildProcess;
-  probe: (hc: InstanceConfig['healthcheck'], target: { host: string; port: number; apiKey?: string }) => Promise<ProbeOutcome>;
+  probe: (
+    hc: InstanceConfig['healthcheck'],
+    target: { host: string; port: number; apiKey?: string },
+  ) => Promise<ProbeOutcome>;
   log: (msg: string) => void;
 }
 
@@ -77,7 +80,15 @@ export class Keeper {
     const { store } = this.deps;
     transition(store, this.name, 'failed', {
       reason,
-      patch: { last_error: reason, pid: null, pgid: null, starttime: null, next_restart_at: null, health: null, health_detail: null },
+      patch: {
+        last_error: reason,
+        pid: null,
+        pgid: null,
+        starttime: null,
+        next_restart_at: null,
+        health: null,
+        health_detail: null,
+      },
     });
   }
 
@@ -105,7 +116,10 @@ export class Keeper {
         this.openLogs(inst.config);
         const result = await this.runOnce(inst, attempts);
         if (result.end.kind === 'stop' || this.stop.aborted) {
-          transition(store, this.name, 'stopped', { reason: 'stopped by request', patch: { next_restart_at: null, health: null, health_detail: null } });
+          transition(store, this.name, 'stopped', {
+            reason: 'stopped by request',
+            patch: { next_restart_at: null, health: null, health_detail: null },
+          });
           return 0;
         }
         if (result.end.kind === 'spawn-error') {
@@ -119,7 +133,8 @@ export class Keeper {
         }
         const decision = decideRestart({ attempts, stableMs: result.stableMs }, inst.config.restart, this.deps.random);
         if (decision.kind === 'give-up') {
-          const why = result.end.kind === 'health' ? result.end.reason : describeExit(result.code, result.signal, result.runMs);
+          const why =
+            result.end.kind === 'health' ? result.end.reason : describeExit(result.code, result.signal, result.runMs);
           this.fail(`${decision.reason}; last: ${why}`);
           return 1;
         }
@@ -132,7 +147,10 @@ export class Keeper {
         });
         await this.deps.sleep(decision.delayMs, this.stop);
         if (this.stop.aborted) {
-          transition(store, this.name, 'stopped', { reason: 'stopped during backoff', patch: { next_restart_at: null } });
+          transition(store, this.name, 'stopped', {
+            reason: 'stopped during backoff',
+            patch: { next_restart_at: null },
+          });
           return 0;
         }
       }
@@ -186,7 +204,9 @@ export class Keeper {
     const pid = child.pid;
     if (pid === undefined) {
       const end = await exited;
-      return this.noRun(end.kind === 'spawn-error' ? end : { kind: 'spawn-error', message: `cannot start ${cmd.file}` });
+      return this.noRun(
+        end.kind === 'spawn-error' ? end : { kind: 'spawn-error', message: `cannot start ${cmd.file}` },
+      );
     }
     const streamsDone = this.pipeLogs(child, pid, attempts);
     const stat = readStat(pid);
@@ -206,7 +226,12 @@ export class Keeper {
 
     const healthCtl = new AbortController();
     let health = initialHealth(startedAt);
-    const healthEnd = this.healthLoop(inst, () => health, (h) => (health = h), healthCtl.signal);
+    const healthEnd = this.healthLoop(
+      inst,
+      () => health,
+      (h) => (health = h),
+      healthCtl.signal,
+    );
     const stopped = new Promise<RunEnd>((resolve) => {
       if (this.stop.aborted) resolve({ kind: 'stop' });
       else this.stop.addEventListener('abort', () => resolve({ kind: 'stop' }), { once: true });
@@ -232,7 +257,15 @@ export class Keeper {
         code = ex.code;
         signal = ex.signal;
       }
-      this.recordExit(pid, code, signal, now() - startedAt, end.kind === 'stop' ? 'stop' : 'health', res.killed, res.leftovers);
+      this.recordExit(
+        pid,
+        code,
+        signal,
+        now() - startedAt,
+        end.kind === 'stop' ? 'stop' : 'health',
+        res.killed,
+        res.leftovers,
+      );
       if (ex === undefined && end.kind !== 'stop') end = { kind: 'health', reason: 'server did not exit' };
     }
     await Promise.race([streamsDone, this.deps.sleep(1000)]);
@@ -349,15 +382,27 @@ export class Keeper {
           ...(s.okSince !== null && t - s.okSince >= config.restart.reset_after * 1000 ? { restart_attempts: 0 } : {}),
         });
         if (prev.health !== s.health) {
-          const level = s.health === 'ok' ? 'info' : s.health === 'unhealthy' || s.health === 'unauthorized' ? 'error' : 'info';
-          store.addEvent(this.name, level, 'health', `health ${prev.health} -> ${s.health}${s.detail ? `: ${s.detail}` : ''}`, {
-            from: prev.health,
-            to: s.health,
-          });
+          const level =
+            s.health === 'ok' ? 'info' : s.health === 'unhealthy' || s.health === 'unauthorized' ? 'error' : 'info';
+          store.addEvent(
+            this.name,
+            level,
+            'health',
+            `health ${prev.health} -> ${s.health}${s.detail ? `: ${s.detail}` : ''}`,
+            {
+              from: prev.health,
+              to: s.health,
+            },
+          );
         }
         const row = store.getRuntime(this.name);
-        if (row?.status === 'starting' && (s.health === 'ok' || s.health === 'loading' || s.health === 'unhealthy' || s.health === 'unauthorized')) {
-          transition(store, this.name, 'running', { reason: s.health === 'ok' ? 'healthy' : `server answering (${s.health})` });
+        if (
+          row?.status === 'starting' &&
+          (s.health === 'ok' || s.health === 'loading' || s.health === 'unhealthy' || s.health === 'unauthorized')
+        ) {
+          transition(store, this.name, 'running', {
+            reason: s.health === 'ok' ? 'healthy' : `server answering (${s.health})`,
+          });
         }
       });
       if (step.restart) return { kind: 'health', reason: step.restart };

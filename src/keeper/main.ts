@@ -36,8 +36,7 @@ export async function keeperMain(argv: string[]): Promise<number> {
       now: Date.now,
       random: Math.random,
       sleep: abortableSleep,
-      spawnServer: (file, args, env) =>
-        spawn(file, args, { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] }),
+      spawnServer: (file, args, env) => spawn(file, args, { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] }),
       probe: (hc, target) => runProbe(hc, target, process.env),
       log: (msg) => process.stderr.write(`${new Date().toISOString()} ${msg}\n`),
     },

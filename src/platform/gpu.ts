@@ -5,7 +5,11 @@ import type { Backend } from '../config/schema.js';
 export function gpuCount(backend: Backend): number | undefined {
   if (backend !== 'cuda') return undefined;
   try {
-    const out = execFileSync('nvidia-smi', ['-L'], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] });
+    const out = execFileSync('nvidia-smi', ['-L'], {
+      encoding: 'utf8',
+      timeout: 5000,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     return out.split('\n').filter((l) => l.startsWith('GPU ')).length;
   } catch {
     return undefined;

@@ -64,10 +64,31 @@ export interface HealthRow {
 export type RuntimePatch = Partial<Omit<RuntimeRow, 'name' | 'updated_at'>>;
 
 const RUNTIME_COLUMNS = new Set<string>([
-  'keeper_pid', 'keeper_starttime', 'pid', 'pgid', 'starttime', 'port', 'cmdline', 'binary_version',
-  'status', 'health', 'health_detail', 'health_latency_ms', 'health_failures', 'health_since',
-  'started_at', 'last_seen_at', 'last_health_ok_at', 'restart_attempts', 'restarts_total',
-  'next_restart_at', 'last_exit_code', 'last_exit_signal', 'last_exit_at', 'last_error', 'stderr_tail',
+  'keeper_pid',
+  'keeper_starttime',
+  'pid',
+  'pgid',
+  'starttime',
+  'port',
+  'cmdline',
+  'binary_version',
+  'status',
+  'health',
+  'health_detail',
+  'health_latency_ms',
+  'health_failures',
+  'health_since',
+  'started_at',
+  'last_seen_at',
+  'last_health_ok_at',
+  'restart_attempts',
+  'restarts_total',
+  'next_restart_at',
+  'last_exit_code',
+  'last_exit_signal',
+  'last_exit_at',
+  'last_error',
+  'stderr_tail',
 ]);
 
 export interface Retention {

@@ -46,7 +46,12 @@ export function makeHome(prefix = 'llama-orch-test-'): TestHome {
 
 /** A config for the fake server with fast timings for tests. */
 export function fakeConfig(port: number, fakeEnv: Record<string, string> = {}, extra: Record<string, unknown> = {}) {
-  const { server: serverExtra, healthcheck, restart, ...rest } = extra as {
+  const {
+    server: serverExtra,
+    healthcheck,
+    restart,
+    ...rest
+  } = extra as {
     server?: Record<string, unknown>;
     healthcheck?: Record<string, unknown>;
     restart?: Record<string, unknown>;
@@ -80,7 +85,11 @@ export async function psJson(home: string): Promise<Array<Record<string, unknown
   return JSON.parse(r.stdout) as Array<Record<string, unknown>>;
 }
 
-export async function waitFor<T>(fn: () => Promise<T | undefined> | T | undefined, timeoutMs: number, what: string): Promise<T> {
+export async function waitFor<T>(
+  fn: () => Promise<T | undefined> | T | undefined,
+  timeoutMs: number,
+  what: string,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -90,7 +99,8 @@ export async function waitFor<T>(fn: () => Promise<T | undefined> | T | undefine
     } catch (e) {
       last = e;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }

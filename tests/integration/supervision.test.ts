@@ -11,7 +11,8 @@ afterEach(async () => {
 });
 
 type Row = Record<string, unknown>;
-const row = async (h: TestHome, name: string): Promise<Row> => (await psJson(h.root)).find((r) => r.name === name) as Row;
+const row = async (h: TestHome, name: string): Promise<Row> =>
+  (await psJson(h.root)).find((r) => r.name === name) as Row;
 
 function pgidOf(pid: number): number {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -41,10 +42,14 @@ describe('up / down with a fake server', () => {
     const up = await cli(home.root, ['up', 'f1']);
     expect(up.code, up.stderr).toBe(0);
     expect(up.stdout).toMatch(/f1: (starting|running) \(server pid \d+, keeper pid \d+\)/);
-    const r = await waitFor(async () => {
-      const x = await row(home as TestHome, 'f1');
-      return x.health === 'ok' ? x : undefined;
-    }, 10_000, 'health ok');
+    const r = await waitFor(
+      async () => {
+        const x = await row(home as TestHome, 'f1');
+        return x.health === 'ok' ? x : undefined;
+      },
+      10_000,
+      'health ok',
+    );
     expect(r).toMatchObject({ state: 'running', port, backend: 'cpu' });
     const pid = r.pid as number;
     const down = await cli(home.root, ['down', 'f1']);
@@ -55,12 +60,19 @@ describe('up / down with a fake server', () => {
 
   it('a server that crashes at start ends failed after max_retries, with the reason', async () => {
     home = makeHome();
-    home.addInstance('crashy', fakeConfig(freePort(), { FAKE_CRASH_AFTER_MS: '50', FAKE_EXIT_CODE: '3' }, { restart: { max_retries: 2 } }));
+    home.addInstance(
+      'crashy',
+      fakeConfig(freePort(), { FAKE_CRASH_AFTER_MS: '50', FAKE_EXIT_CODE: '3' }, { restart: { max_retries: 2 } }),
+    );
     expect((await cli(home.root, ['up', 'crashy'])).code).toBe(0);
-    const r = await waitFor(async () => {
-      const x = await row(home as TestHome, 'crashy');
-      return x.state === 'failed' ? x : undefined;
-    }, 15_000, 'failed');
+    const r = await waitFor(
+      async () => {
+        const x = await row(home as TestHome, 'crashy');
+        return x.state === 'failed' ? x : undefined;
+      },
+      15_000,
+      'failed',
+    );
     expect(r.last_error).toMatch(/gave up after 2 restarts.*exited with code 3/);
     expect(r.last_exit).toMatchObject({ code: 3 });
     const events = await cli(home.root, ['events', 'crashy', '--json', '-n', '100']);
@@ -69,31 +81,51 @@ describe('up / down with a fake server', () => {
     await new Promise((res) => setTimeout(res, 1500));
     const later = JSON.parse((await cli(home.root, ['events', 'crashy', '--json', '-n', '100'])).stdout) as unknown[];
     expect(later.length).toBe(evs.length);
-    const d = JSON.parse((await cli(home.root, ['describe', 'crashy', '--json'])).stdout) as { stderr_tail: string[]; last_error: string };
+    const d = JSON.parse((await cli(home.root, ['describe', 'crashy', '--json'])).stdout) as {
+      stderr_tail: string[];
+      last_error: string;
+    };
     expect(d.stderr_tail.join('\n')).toContain('crashing on purpose');
   });
 
   it('a bind error is not retried: failed at once with the reason', async () => {
     home = makeHome();
     const port = freePort();
-    home.addInstance('bind', fakeConfig(port, { FAKE_STDERR: "start: couldn't bind HTTP server socket, hostname: 127.0.0.1", FAKE_CRASH_AFTER_MS: '20' }));
+    home.addInstance(
+      'bind',
+      fakeConfig(port, {
+        FAKE_STDERR: "start: couldn't bind HTTP server socket, hostname: 127.0.0.1",
+        FAKE_CRASH_AFTER_MS: '20',
+      }),
+    );
     await cli(home.root, ['up', 'bind']);
-    const r = await waitFor(async () => {
-      const x = await row(home as TestHome, 'bind');
-      return x.state === 'failed' ? x : undefined;
-    }, 10_000, 'failed');
+    const r = await waitFor(
+      async () => {
+        const x = await row(home as TestHome, 'bind');
+        return x.state === 'failed' ? x : undefined;
+      },
+      10_000,
+      'failed',
+    );
     expect(r.last_error).toContain("couldn't bind HTTP server socket");
     expect(r.restarts).toBe(1);
   });
 
   it('down kills a group that ignores SIGTERM, child included, within stop_timeout + 1 s', async () => {
     home = makeHome();
-    home.addInstance('stubborn', fakeConfig(freePort(), { FAKE_IGNORE_TERM: '1', FAKE_SPAWN_CHILD: '1' }, { stop_timeout: 1 }));
+    home.addInstance(
+      'stubborn',
+      fakeConfig(freePort(), { FAKE_IGNORE_TERM: '1', FAKE_SPAWN_CHILD: '1' }, { stop_timeout: 1 }),
+    );
     await cli(home.root, ['up', 'stubborn']);
-    const r = await waitFor(async () => {
-      const x = await row(home as TestHome, 'stubborn');
-      return x.health === 'ok' ? x : undefined;
-    }, 10_000, 'ok');
+    const r = await waitFor(
+      async () => {
+        const x = await row(home as TestHome, 'stubborn');
+        return x.health === 'ok' ? x : undefined;
+      },
+      10_000,
+      'ok',
+    );
     const pgid = pgidOf(r.pid as number);
     await waitFor(() => groupAlive(pgid).length >= 3 || undefined, 5000, 'child spawned');
     const down = await cli(home.root, ['down', 'stubborn']);
@@ -110,7 +142,13 @@ describe('up / down with a fake server', () => {
     home.addInstance('p', fakeConfig(port));
     const py = spawn('python3', ['-m', 'http.server', String(port), '--bind', '127.0.0.1'], { stdio: 'ignore' });
     try {
-      await waitFor(() => fs.readFileSync('/proc/net/tcp', 'utf8').includes(`:${port.toString(16).toUpperCase()} 00000000:0000 0A`) || undefined, 5000, 'python listening');
+      await waitFor(
+        () =>
+          fs.readFileSync('/proc/net/tcp', 'utf8').includes(`:${port.toString(16).toUpperCase()} 00000000:0000 0A`) ||
+          undefined,
+        5000,
+        'python listening',
+      );
       const r = await cli(home.root, ['up', 'p']);
       expect(r.code).toBe(4);
       expect(r.stderr).toContain(`port ${port} is held by pid ${py.pid}`);
@@ -158,7 +196,10 @@ describe('up / down with a fake server', () => {
 
   it('unknown instance exits 2; missing binary exits 5; missing model exits 1 — nothing started', async () => {
     home = makeHome();
-    home.addInstance('nobin', { model: { path: 'models/fake.gguf' }, server: { port: freePort(), binary: '/nonexistent/llama-server' } });
+    home.addInstance('nobin', {
+      model: { path: 'models/fake.gguf' },
+      server: { port: freePort(), binary: '/nonexistent/llama-server' },
+    });
     home.addInstance('nomodel', fakeConfig(freePort(), {}, { model: { path: 'models/missing.gguf' } }));
     const unknown = await cli(home.root, ['up', 'ghost']);
     expect(unknown.code).toBe(2);
@@ -178,10 +219,14 @@ describe('keeper death and identity', () => {
     home = makeHome();
     home.addInstance('k', fakeConfig(freePort()));
     await cli(home.root, ['up', 'k']);
-    const r = await waitFor(async () => {
-      const x = await row(home as TestHome, 'k');
-      return x.health === 'ok' ? x : undefined;
-    }, 10_000, 'ok');
+    const r = await waitFor(
+      async () => {
+        const x = await row(home as TestHome, 'k');
+        return x.health === 'ok' ? x : undefined;
+      },
+      10_000,
+      'ok',
+    );
     process.kill(r.keeper_pid as number, 'SIGKILL');
     await waitFor(() => !isAlive(r.keeper_pid as number) || undefined, 3000, 'keeper dead');
     const after = await row(home, 'k');
@@ -190,10 +235,14 @@ describe('keeper death and identity', () => {
     const up = await cli(home.root, ['up', 'k']);
     expect(up.code, up.stderr).toBe(0);
     expect(isAlive(r.pid as number)).toBe(false);
-    const fresh = await waitFor(async () => {
-      const x = await row(home as TestHome, 'k');
-      return x.health === 'ok' ? x : undefined;
-    }, 10_000, 'ok again');
+    const fresh = await waitFor(
+      async () => {
+        const x = await row(home as TestHome, 'k');
+        return x.health === 'ok' ? x : undefined;
+      },
+      10_000,
+      'ok again',
+    );
     expect(fresh.pid).not.toBe(r.pid);
     process.kill(fresh.keeper_pid as number, 'SIGKILL');
     await waitFor(() => !isAlive(fresh.keeper_pid as number) || undefined, 3000, 'keeper dead');
@@ -213,7 +262,16 @@ describe('keeper death and identity', () => {
       const { db } = openDatabase(path.join(home.root, 'state', 'llama-orch.db'));
       const store = new Store(db);
       store.ensureInstance('reuse', 'x');
-      store.updateRuntime('reuse', { status: 'running', pid: stranger.pid as number, pgid: stranger.pid as number, starttime: 1, keeper_pid: stranger.pid as number, keeper_starttime: 1, port: 1, cmdline: '["sleep"]' });
+      store.updateRuntime('reuse', {
+        status: 'running',
+        pid: stranger.pid as number,
+        pgid: stranger.pid as number,
+        starttime: 1,
+        keeper_pid: stranger.pid as number,
+        keeper_starttime: 1,
+        port: 1,
+        cmdline: '["sleep"]',
+      });
       db.close();
       const down = await cli(home.root, ['down', 'reuse']);
       expect(down.code).toBe(0);
@@ -230,24 +288,41 @@ describe('lossless rotating logs', () => {
   it('200k lines flooded by the server: every line once, in order; no file over max_bytes + one line', async () => {
     home = makeHome();
     const N = 200_000;
-    home.addInstance('flood', fakeConfig(freePort(), { FAKE_FLOOD_LINES: String(N) }, { logs: { max_bytes: 1024 * 1024, backups: 40 } }));
+    home.addInstance(
+      'flood',
+      fakeConfig(freePort(), { FAKE_FLOOD_LINES: String(N) }, { logs: { max_bytes: 1024 * 1024, backups: 40 } }),
+    );
     const t0 = Date.now();
     await cli(home.root, ['up', 'flood']);
-    await waitFor(async () => ((await row(home as TestHome, 'flood')).health === 'ok' ? true : undefined), 30_000, 'flood done');
+    await waitFor(
+      async () => ((await row(home as TestHome, 'flood')).health === 'ok' ? true : undefined),
+      30_000,
+      'flood done',
+    );
     const floodMs = Date.now() - t0;
     const dir = path.join(home.root, 'logs', 'flood');
-    const files = fs.readdirSync(dir).filter((f) => f.startsWith('stdout.log')).sort((a, b) => {
-      const n = (f: string) => (f === 'stdout.log' ? 0 : Number(f.split('.').pop()));
-      return n(b) - n(a);
-    });
+    const files = fs
+      .readdirSync(dir)
+      .filter((f) => f.startsWith('stdout.log'))
+      .sort((a, b) => {
+        const n = (f: string) => (f === 'stdout.log' ? 0 : Number(f.split('.').pop()));
+        return n(b) - n(a);
+      });
     const lines: string[] = [];
     for (const f of files) {
       const st = fs.statSync(path.join(dir, f));
       expect(st.size).toBeLessThanOrEqual(1024 * 1024 + 100);
-      lines.push(...fs.readFileSync(path.join(dir, f), 'utf8').split('\n').filter((l) => l.startsWith('line ')));
+      lines.push(
+        ...fs
+          .readFileSync(path.join(dir, f), 'utf8')
+          .split('\n')
+          .filter((l) => l.startsWith('line ')),
+      );
     }
     expect(lines).toHaveLength(N);
-    for (let i = 0; i < N; i++) if (lines[i] !== `line ${String(i + 1).padStart(8, '0')} ${'x'.repeat(40)}`) throw new Error(`line ${i + 1} wrong: ${lines[i]}`);
+    for (let i = 0; i < N; i++)
+      if (lines[i] !== `line ${String(i + 1).padStart(8, '0')} ${'x'.repeat(40)}`)
+        throw new Error(`line ${i + 1} wrong: ${lines[i]}`);
     expect(floodMs).toBeLessThan(30_000);
   });
 });

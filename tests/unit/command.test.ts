@@ -15,29 +15,77 @@ describe('command builder', () => {
       server: { port: 8081, parallel: 4, extra_args: ['--flash-attn', 'on'] },
       gpu: { backend: 'cuda', devices: [1] },
     });
-    const cmd = buildServerCommand({ name: 'big', config: c, binary: '/bin/llama-server', modelPath: '/m/m.gguf', env: {} });
+    const cmd = buildServerCommand({
+      name: 'big',
+      config: c,
+      binary: '/bin/llama-server',
+      modelPath: '/m/m.gguf',
+      env: {},
+    });
     expect(cmd.file).toBe('/bin/llama-server');
-    expect(cmd.args).toEqual(['-m', '/m/m.gguf', '--alias', 'big', '--host', '127.0.0.1', '--port', '8081', '-c', '32768', '-b', '512', '-t', '8', '-np', '4', '-ngl', '99', '--flash-attn', 'on']);
+    expect(cmd.args).toEqual([
+      '-m',
+      '/m/m.gguf',
+      '--alias',
+      'big',
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '8081',
+      '-c',
+      '32768',
+      '-b',
+      '512',
+      '-t',
+      '8',
+      '-np',
+      '4',
+      '-ngl',
+      '99',
+      '--flash-attn',
+      'on',
+    ]);
     expect(cmd.env).toEqual({ CUDA_VISIBLE_DEVICES: '1' });
   });
 
   it('uses the per-backend device variable', () => {
-    const vk = buildServerCommand({ name: 'v', config: cfg({ model: { path: 'm' }, server: { port: 1 }, gpu: { backend: 'vulkan', devices: [0, 2] } }), binary: 'b', modelPath: 'm', env: {} });
+    const vk = buildServerCommand({
+      name: 'v',
+      config: cfg({ model: { path: 'm' }, server: { port: 1 }, gpu: { backend: 'vulkan', devices: [0, 2] } }),
+      binary: 'b',
+      modelPath: 'm',
+      env: {},
+    });
     expect(vk.env).toEqual({ GGML_VK_VISIBLE_DEVICES: '0,2' });
-    const rocm = buildServerCommand({ name: 'r', config: cfg({ model: { path: 'm' }, server: { port: 1 }, gpu: { backend: 'rocm', devices: [3] } }), binary: 'b', modelPath: 'm', env: {} });
+    const rocm = buildServerCommand({
+      name: 'r',
+      config: cfg({ model: { path: 'm' }, server: { port: 1 }, gpu: { backend: 'rocm', devices: [3] } }),
+      binary: 'b',
+      modelPath: 'm',
+      env: {},
+    });
     expect(rocm.env).toEqual({ HIP_VISIBLE_DEVICES: '3' });
   });
 
   it('passes the API key only as LLAMA_API_KEY, never in argv', () => {
     const c = cfg({ model: { path: 'm' }, server: { port: 1, api_key_env: 'MY_KEY' } });
-    const cmd = buildServerCommand({ name: 'k', config: c, binary: 'b', modelPath: 'm', env: { MY_KEY: 'canary-123' } });
+    const cmd = buildServerCommand({
+      name: 'k',
+      config: c,
+      binary: 'b',
+      modelPath: 'm',
+      env: { MY_KEY: 'canary-123' },
+    });
     expect(cmd.args.join(' ')).not.toContain('canary-123');
     expect(cmd.env.LLAMA_API_KEY).toBe('canary-123');
     expect(JSON.stringify(maskedCommand(cmd))).not.toContain('canary-123');
   });
 
   it('masks secrets a user put in extra_args', () => {
-    const c = cfg({ model: { path: 'm' }, server: { port: 1, extra_args: ['--api-key', 'sekrit', '--api-key-file=/k'] } });
+    const c = cfg({
+      model: { path: 'm' },
+      server: { port: 1, extra_args: ['--api-key', 'sekrit', '--api-key-file=/k'] },
+    });
     const shown = maskedCommand(buildServerCommand({ name: 'k', config: c, binary: 'b', modelPath: 'm', env: {} }));
     expect(shown.argv.join(' ')).not.toContain('sekrit');
     expect(shown.argv).toContain('--api-key-file=***');

@@ -17,8 +17,24 @@ describe('config schema', () => {
     expect(config?.server.host).toBe('127.0.0.1');
     expect(config?.server.extra_args).toEqual([]);
     expect(config?.gpu).toEqual({ backend: 'cpu', devices: [] });
-    expect(config?.healthcheck).toMatchObject({ type: 'http', path: '/health', interval: 5, timeout: 3, retries: 3, start_period: 30, startup_timeout: 600 });
-    expect(config?.restart).toEqual({ enabled: true, initial_delay: 1, multiplier: 2, max_delay: 60, jitter: 0.2, max_retries: 5, reset_after: 300 });
+    expect(config?.healthcheck).toMatchObject({
+      type: 'http',
+      path: '/health',
+      interval: 5,
+      timeout: 3,
+      retries: 3,
+      start_period: 30,
+      startup_timeout: 600,
+    });
+    expect(config?.restart).toEqual({
+      enabled: true,
+      initial_delay: 1,
+      multiplier: 2,
+      max_delay: 60,
+      jitter: 0.2,
+      max_retries: 5,
+      reset_after: 300,
+    });
     expect(config?.stop_timeout).toBe(10);
     expect(config?.logs).toEqual({ max_bytes: 10 * 1024 * 1024, backups: 3 });
     expect(config?.autostart).toBe(false);
@@ -83,7 +99,11 @@ describe('config lint', () => {
     add('e', { model: { path: 'm.gguf' }, server: { port: 9003, binary: bin, host: '0.0.0.0' } });
     add('Bad Name', { model: { path: 'm.gguf' }, server: { port: 9004, binary: bin } });
     add('f', { model: { path: 'm.gguf' }, server: { port: 9005, binary: path.join(root, 'nope') } });
-    add('g', { model: { path: 'm.gguf' }, server: { port: 9006, binary: bin }, gpu: { backend: 'cuda', devices: [0, 3] } });
+    add('g', {
+      model: { path: 'm.gguf' },
+      server: { port: 9006, binary: bin },
+      gpu: { backend: 'cuda', devices: [0, 3] },
+    });
     const report = lintHome(homeAt(root), { env: {}, gpuCount: (b) => (b === 'cuda' ? 2 : undefined) });
     const lines = report.problems.map((p) => formatProblem(p, root));
     expect(lines).toEqual(
@@ -93,7 +113,9 @@ describe('config lint', () => {
         expect.stringMatching(/^instances\/c\/config.json: \$\.server: unknown key "colour"/),
         expect.stringMatching(/^instances\/d\/config.json: \$\.model\.path: model file .*missing\.gguf does not exist/),
         expect.stringMatching(/^instances\/e\/config.json: \$\.server\.api_key_env: host "0\.0\.0\.0" is not loopback/),
-        expect.stringMatching(/^instances\/Bad Name\/config.json: \(directory name\): invalid instance name "Bad Name"/),
+        expect.stringMatching(
+          /^instances\/Bad Name\/config.json: \(directory name\): invalid instance name "Bad Name"/,
+        ),
         expect.stringMatching(/^instances\/f\/config.json: \$\.server\.binary: llama-server not found/),
         expect.stringMatching(/^instances\/g\/config.json: \$\.gpu\.devices\[1\]: GPU 3 does not exist/),
       ]),

@@ -1,7 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { decideRestart } from '../../src/engine/restart-policy.js';
 
-const policy = { enabled: true, initial_delay: 1, multiplier: 2, max_delay: 10, jitter: 0, max_retries: 5, reset_after: 300 };
+const policy = {
+  enabled: true,
+  initial_delay: 1,
+  multiplier: 2,
+  max_delay: 10,
+  jitter: 0,
+  max_retries: 5,
+  reset_after: 300,
+};
 
 describe('restart policy', () => {
   it('grows the delay by the multiplier up to the cap', () => {
@@ -16,7 +24,11 @@ describe('restart policy', () => {
   });
 
   it('resets the count after a run that was stable for reset_after', () => {
-    expect(decideRestart({ attempts: 5, stableMs: 300_000 }, policy)).toEqual({ kind: 'restart', delayMs: 1000, attempt: 1 });
+    expect(decideRestart({ attempts: 5, stableMs: 300_000 }, policy)).toEqual({
+      kind: 'restart',
+      delayMs: 1000,
+      attempt: 1,
+    });
     expect(decideRestart({ attempts: 5, stableMs: 299_999 }, policy).kind).toBe('give-up');
   });
 

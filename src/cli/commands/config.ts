@@ -35,7 +35,9 @@ export function configLint(homeOpt: string | undefined, out: Out, json: boolean)
     out.log(`${report.checked} instance${report.checked === 1 ? '' : 's'} checked: no problems`);
     return 0;
   }
-  out.error(`${report.problems.length} problem${report.problems.length === 1 ? '' : 's'} in ${report.checked} instance(s)`);
+  out.error(
+    `${report.problems.length} problem${report.problems.length === 1 ? '' : 's'} in ${report.checked} instance(s)`,
+  );
   return 1;
 }
 

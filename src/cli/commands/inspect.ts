@@ -24,12 +24,20 @@ export function onceCommand(ctx: Context, json: boolean, out: Out): number {
   const list = snapshotAll(ctx.home, ctx.store, now);
   const daemon = daemonStatus(ctx.home);
   if (json) {
-    out.log(JSON.stringify({ generated_at: new Date(now).toISOString(), home: ctx.home.root, daemon, instances: list }, null, 2));
+    out.log(
+      JSON.stringify(
+        { generated_at: new Date(now).toISOString(), home: ctx.home.root, daemon, instances: list },
+        null,
+        2,
+      ),
+    );
   } else {
     const counts = new Map<string, number>();
     for (const i of list) counts.set(i.state, (counts.get(i.state) ?? 0) + 1);
     const summary = [...counts].map(([s, n]) => `${n} ${s}`).join(', ') || 'no instances';
-    out.log(`llama-orch  ${ctx.home.root}  daemon: ${daemon.running ? `running (pid ${daemon.pid})` : 'not running'}  ${summary}`);
+    out.log(
+      `llama-orch  ${ctx.home.root}  daemon: ${daemon.running ? `running (pid ${daemon.pid})` : 'not running'}  ${summary}`,
+    );
     out.log(psTable(list));
   }
   return 0;
@@ -37,7 +45,8 @@ export function onceCommand(ctx: Context, json: boolean, out: Out): number {
 
 function requireKnown(ctx: Context, name: string): InstanceSnapshot {
   // loadInstance gives the exit-2 "unknown instance" error with the list of known names.
-  if (!fs.existsSync(`${ctx.home.instancesDir}/${name}/config.json`) && !ctx.store.getRuntime(name)) loadInstance(ctx.home, name);
+  if (!fs.existsSync(`${ctx.home.instancesDir}/${name}/config.json`) && !ctx.store.getRuntime(name))
+    loadInstance(ctx.home, name);
   return snapshotInstance(ctx.home, ctx.store, name, Date.now());
 }
 
@@ -121,7 +130,13 @@ export function describeCommand(ctx: Context, name: string, json: boolean, out: 
   kv('Restarts', `${d.restarts} total, ${d.restart_attempts} since last stable run`);
   if (d.next_restart_at) kv('Next restart', `${d.next_restart_at} (in ${d.next_restart_in_s} s)`);
   kv('Last health ok', d.last_health_ok_at);
-  if (d.last_exit) kv('Last exit', d.last_exit.signal ? `signal ${d.last_exit.signal} at ${d.last_exit.at}` : `code ${d.last_exit.code} at ${d.last_exit.at}`);
+  if (d.last_exit)
+    kv(
+      'Last exit',
+      d.last_exit.signal
+        ? `signal ${d.last_exit.signal} at ${d.last_exit.at}`
+        : `code ${d.last_exit.code} at ${d.last_exit.at}`,
+    );
   if (d.last_error) kv('Last error', d.last_error);
   kv('Logs', d.log_dir);
   if (d.command) {
@@ -132,9 +147,18 @@ export function describeCommand(ctx: Context, name: string, json: boolean, out: 
     lines.push('', `Command: cannot be built: ${d.command_error}`);
   }
   if (d.stderr_tail.length) lines.push('', 'Last stderr lines:', ...d.stderr_tail.map((l) => '  ' + l));
-  if (d.recent_events.length) lines.push('', 'Recent events:', ...d.recent_events.map((e) => `  ${e.ts}  ${e.level.padEnd(5)}  ${e.type.padEnd(13)}  ${e.message}`));
+  if (d.recent_events.length)
+    lines.push(
+      '',
+      'Recent events:',
+      ...d.recent_events.map((e) => `  ${e.ts}  ${e.level.padEnd(5)}  ${e.type.padEnd(13)}  ${e.message}`),
+    );
   if (d.recent_health.length)
-    lines.push('', 'Recent health:', ...d.recent_health.map((h) => `  ${h.ts}  ${h.result.padEnd(11)}  ${h.latency_ms ?? '-'} ms  ${h.detail ?? ''}`));
+    lines.push(
+      '',
+      'Recent health:',
+      ...d.recent_health.map((h) => `  ${h.ts}  ${h.result.padEnd(11)}  ${h.latency_ms ?? '-'} ms  ${h.detail ?? ''}`),
+    );
   out.log(lines.join('\n'));
   return 0;
 }
@@ -143,7 +167,18 @@ export function eventsCommand(ctx: Context, name: string | undefined, n: number,
   if (name) requireKnown(ctx, name);
   const events = ctx.store.listEvents(name, n);
   if (json) {
-    out.log(JSON.stringify(events.map((e) => ({ ...e, ts: new Date(e.ts).toISOString(), meta: e.meta_json ? JSON.parse(e.meta_json) as unknown : null, meta_json: undefined })), null, 2));
+    out.log(
+      JSON.stringify(
+        events.map((e) => ({
+          ...e,
+          ts: new Date(e.ts).toISOString(),
+          meta: e.meta_json ? (JSON.parse(e.meta_json) as unknown) : null,
+          meta_json: undefined,
+        })),
+        null,
+        2,
+      ),
+    );
   } else {
     out.log(events.length ? events.map(formatEvent).join('\n') : 'no events');
   }
@@ -151,7 +186,8 @@ export function eventsCommand(ctx: Context, name: string | undefined, n: number,
 }
 
 export function healthCommand(ctx: Context, names: string[], all: boolean, json: boolean, out: Out): number {
-  const list = all || names.length === 0 ? snapshotAll(ctx.home, ctx.store, Date.now()) : names.map((n) => requireKnown(ctx, n));
+  const list =
+    all || names.length === 0 ? snapshotAll(ctx.home, ctx.store, Date.now()) : names.map((n) => requireKnown(ctx, n));
   const rows = list.map((s) => {
     const row = ctx.store.getRuntime(s.name);
     return {
@@ -162,7 +198,8 @@ export function healthCommand(ctx: Context, names: string[], all: boolean, json:
       latency_ms: s.health_latency_ms,
       consecutive_failures: row?.health_failures ?? 0,
       last_ok_at: row?.last_health_ok_at ? new Date(row.last_health_ok_at).toISOString() : null,
-      reason: s.health === 'ok' ? null : (s.health_detail ?? s.last_error ?? (s.state === 'stopped' ? 'not running' : null)),
+      reason:
+        s.health === 'ok' ? null : (s.health_detail ?? s.last_error ?? (s.state === 'stopped' ? 'not running' : null)),
     };
   });
   if (json) out.log(JSON.stringify(rows, null, 2));
@@ -170,7 +207,14 @@ export function healthCommand(ctx: Context, names: string[], all: boolean, json:
     out.log(
       renderTextTable(
         ['NAME', 'HEALTH', 'LATENCY', 'FAILURES', 'LAST OK', 'REASON'],
-        rows.map((r) => [r.name, r.health, r.latency_ms === null ? '-' : `${r.latency_ms} ms`, String(r.consecutive_failures), r.last_ok_at ?? '-', r.reason ?? '']),
+        rows.map((r) => [
+          r.name,
+          r.health,
+          r.latency_ms === null ? '-' : `${r.latency_ms} ms`,
+          String(r.consecutive_failures),
+          r.last_ok_at ?? '-',
+          r.reason ?? '',
+        ]),
         80,
       ),
     );
@@ -211,6 +255,7 @@ export async function logsCommand(
 
 export function assertNumber(v: string, what: string): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new UserError(`${what} must be a whole number, got "${v}"`, ExitCode.general);
+  if (!Number.isInteger(n) || n < 0)
+    throw new UserError(`${what} must be a whole number, got "${v}"`, ExitCode.general);
   return n;
 }

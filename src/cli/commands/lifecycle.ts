@@ -17,7 +17,8 @@ function waitMs(wait: boolean | string | undefined): number | undefined {
 }
 
 function describeUp(r: UpResult): string {
-  if (r.status === 'failed') return `${r.name}: failed to start: ${r.error ?? 'see "llama-orch describe ' + r.name + '"'}`;
+  if (r.status === 'failed')
+    return `${r.name}: failed to start: ${r.error ?? 'see "llama-orch describe ' + r.name + '"'}`;
   return `${r.name}: ${r.status} (server pid ${r.pid ?? 'pending'}, keeper pid ${r.keeperPid})`;
 }
 

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The main job: make sure the real llama-server and the tiny model exist (built once, cached),
+# start the demo instances under their keepers, and open the dashboard.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -f dist/src/cli/main.js ] || npm run build
+bash scripts/setup-llama-server.sh >/dev/null
+node bin/llama-orch.js config lint
+for name in demo-a demo-b; do
+  node bin/llama-orch.js up "$name" --wait 60 || [ $? -eq 3 ]   # 3 = already running: fine
+done
+if [ -t 0 ] && [ -t 1 ]; then
+  exec node bin/llama-orch.js
+else
+  exec node bin/llama-orch.js --once
+fi

