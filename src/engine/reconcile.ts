@@ -17,6 +17,14 @@ const ACTIVE = new Set(['starting', 'running', 'backoff', 'stopping']);
  * died is reported (event), a server pid that is gone is cleared. Never signals anything.
  */
 export function reconcileRow(store: Store, name: string): Observed | undefined {
+  // Fast path without a write lock: the common case (keeper alive, or nothing recorded) needs no fix.
+  const peek = store.getRuntime(name);
+  if (!peek) return undefined;
+  if (peek.keeper_pid !== null && keeperAlive(peek))
+    return { row: peek, keeper: true, server: serverAlive(peek), orphan: false };
+  if (peek.keeper_pid === null && peek.pid === null && !ACTIVE.has(peek.status)) {
+    return { row: peek, keeper: false, server: false, orphan: false };
+  }
   return store.immediate(() => {
     const row = store.getRuntime(name);
     if (!row) return undefined;

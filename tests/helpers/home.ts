@@ -15,10 +15,31 @@ export interface TestHome {
 }
 
 let portCounter = 0;
-/** Ports spread by worker so parallel test files do not collide. */
+
+function listening(port: number): boolean {
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')} `;
+  for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    try {
+      if (
+        fs
+          .readFileSync(f, 'utf8')
+          .split('\n')
+          .some((l) => l.includes(hex) && / 0A /.test(l))
+      )
+        return true;
+    } catch {
+      // no IPv6
+    }
+  }
+  return false;
+}
+
+/** A port block per test process (files run in parallel workers), skipping ports already listened on. */
 export function freePort(): number {
-  const worker = Number(process.env.VITEST_POOL_ID ?? process.env.VITEST_WORKER_ID ?? 1);
-  return 20000 + (worker % 50) * 200 + (portCounter++ % 200);
+  for (;;) {
+    const port = 20000 + (process.pid % 300) * 60 + (portCounter++ % 60);
+    if (!listening(port)) return port;
+  }
 }
 
 export function makeHome(prefix = 'llama-orch-test-'): TestHome {

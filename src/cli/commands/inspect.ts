@@ -109,10 +109,11 @@ export function describeData(ctx: Context, name: string) {
 
 export function describeCommand(ctx: Context, name: string, json: boolean, out: Out): number {
   const d = describeData(ctx, name);
-  if (json) {
-    out.log(JSON.stringify(d, null, 2));
-    return 0;
-  }
+  out.log(json ? JSON.stringify(d, null, 2) : describeLines(d).join('\n'));
+  return 0;
+}
+
+export function describeLines(d: ReturnType<typeof describeData>): string[] {
   const lines: string[] = [];
   const kv = (k: string, v: string | number | null | undefined) => lines.push(`${(k + ':').padEnd(16)} ${v ?? '-'}`);
   kv('Name', d.name);
@@ -159,8 +160,7 @@ export function describeCommand(ctx: Context, name: string, json: boolean, out: 
       'Recent health:',
       ...d.recent_health.map((h) => `  ${h.ts}  ${h.result.padEnd(11)}  ${h.latency_ms ?? '-'} ms  ${h.detail ?? ''}`),
     );
-  out.log(lines.join('\n'));
-  return 0;
+  return lines;
 }
 
 export function eventsCommand(ctx: Context, name: string | undefined, n: number, json: boolean, out: Out): number {

@@ -1,0 +1,25 @@
+import React from 'react';
+import { Box, Text } from 'ink';
+import type { DashboardState } from '../src/dashboard/model.js';
+
+export function Header({ state }: { state: DashboardState }) {
+  const counts = new Map<string, number>();
+  for (const i of state.instances) counts.set(i.state, (counts.get(i.state) ?? 0) + 1);
+  const summary = [...counts].map(([s, n]) => `${n} ${s}`).join(' · ') || 'no instances';
+  const time = new Date(state.now).toLocaleTimeString('en-GB', { hour12: false });
+  return (
+    <Box justifyContent="space-between">
+      <Text>
+        <Text bold color="cyan">
+          llama-orch
+        </Text>{' '}
+        <Text dimColor>{state.host}</Text>
+      </Text>
+      <Text>{summary}</Text>
+      <Text>
+        daemon: {state.daemon.running ? <Text color="green">running</Text> : <Text dimColor>off</Text>}{' '}
+        <Text dimColor>{time}</Text>
+      </Text>
+    </Box>
+  );
+}

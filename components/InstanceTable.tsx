@@ -1,0 +1,56 @@
+import React from 'react';
+import { Box, Text } from 'ink';
+import type { InstanceSnapshot } from '../src/engine/snapshot.js';
+import { fit, layoutColumns } from './columns.js';
+
+export function stateColor(i: InstanceSnapshot): string | undefined {
+  if (i.state === 'failed' || i.state === 'orphaned' || i.state === 'invalid') return 'red';
+  if (i.health === 'unhealthy' || i.health === 'unauthorized') return 'red';
+  if (i.state === 'backoff' || i.state === 'starting' || i.state === 'stopping' || i.health === 'loading')
+    return 'yellow';
+  if (i.health === 'ok') return 'green';
+  return undefined;
+}
+
+interface Props {
+  rows: InstanceSnapshot[];
+  selected: number;
+  width: number;
+  now: number;
+  /** At most this many rows are drawn (the selection stays visible). */
+  maxRows: number;
+}
+
+/** Our own table on Box/Text: the live table needs row selection and per-cell colour (see README). */
+export const InstanceTable = React.memo(function InstanceTable({ rows, selected, width, now, maxRows }: Props) {
+  const cols = layoutColumns(rows, now, width);
+  const start = Math.max(0, Math.min(selected - maxRows + 1, rows.length - maxRows));
+  const visible = rows.slice(Math.max(0, start), Math.max(0, start) + maxRows);
+  return (
+    <Box flexDirection="column">
+      <Text bold>{'  ' + cols.map((c) => fit(c.title, c.width)).join('  ')}</Text>
+      {rows.length === 0 ? (
+        <Text dimColor> no instances: add instances/NAME/config.json or run "llama-orch init"</Text>
+      ) : null}
+      {visible.map((r, idx) => {
+        const isSel = idx + Math.max(0, start) === selected;
+        const color = stateColor(r);
+        return (
+          <Text key={r.name} inverse={isSel} wrap="truncate">
+            {isSel ? '› ' : '  '}
+            {cols.map((c, ci) => {
+              const cell = fit(c.value(r, now), c.width);
+              const colored = c.key === 'state' || c.key === 'health';
+              return (
+                <Text key={c.key} color={colored ? color : undefined}>
+                  {cell}
+                  {ci < cols.length - 1 ? '  ' : ''}
+                </Text>
+              );
+            })}
+          </Text>
+        );
+      })}
+    </Box>
+  );
+});

@@ -1,0 +1,81 @@
+import type { InstanceSnapshot } from '../src/engine/snapshot.js';
+
+export interface Column {
+  key: string;
+  title: string;
+  /** Lower stays longer when the terminal is narrow. */
+  priority: number;
+  min: number;
+  max: number;
+  value: (i: InstanceSnapshot, now: number) => string;
+}
+
+export function formatUptime(s: number | null): string {
+  if (s === null) return '-';
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+  return `${Math.floor(s / 86400)}d${String(Math.floor((s % 86400) / 3600)).padStart(2, '0')}h`;
+}
+
+export function stateText(i: InstanceSnapshot): string {
+  if (i.state === 'backoff' && i.next_restart_in_s !== null) return `backoff ${i.next_restart_in_s.toFixed(0)}s`;
+  return i.state;
+}
+
+export function healthText(i: InstanceSnapshot): string {
+  if (!i.health) return '-';
+  if (i.health === 'ok') return i.health_latency_ms !== null ? `ok ${Math.round(i.health_latency_ms)}ms` : 'ok';
+  if (i.health === 'loading') return i.health_detail ?? 'loading';
+  return i.health_detail ? `${i.health}: ${i.health_detail}` : i.health;
+}
+
+export const COLUMNS: readonly Column[] = [
+  { key: 'name', title: 'NAME', priority: 0, min: 6, max: 20, value: (i) => i.name },
+  { key: 'state', title: 'STATE', priority: 0, min: 7, max: 12, value: stateText },
+  { key: 'health', title: 'HEALTH', priority: 1, min: 6, max: 30, value: healthText },
+  { key: 'pid', title: 'PID', priority: 1, min: 3, max: 8, value: (i) => (i.pid === null ? '-' : String(i.pid)) },
+  { key: 'port', title: 'PORT', priority: 2, min: 4, max: 5, value: (i) => (i.port === null ? '-' : String(i.port)) },
+  { key: 'backend', title: 'BACKEND', priority: 5, min: 7, max: 7, value: (i) => i.backend ?? '-' },
+  {
+    key: 'gpu',
+    title: 'GPU',
+    priority: 4,
+    min: 3,
+    max: 8,
+    value: (i) => (i.backend === 'cpu' || !i.backend ? '-' : i.gpus.length ? i.gpus.join(',') : 'all'),
+  },
+  { key: 'model', title: 'MODEL', priority: 3, min: 5, max: 24, value: (i) => i.model ?? '-' },
+  { key: 'uptime', title: 'UPTIME', priority: 2, min: 6, max: 7, value: (i) => formatUptime(i.uptime_s) },
+  { key: 'restarts', title: 'RESTARTS', priority: 3, min: 8, max: 8, value: (i) => String(i.restarts) },
+];
+
+const GAP = 2;
+
+/** Picks the columns and widths that fit: low-priority columns drop out instead of wrapping. */
+export function layoutColumns(rows: InstanceSnapshot[], now: number, width: number): Array<Column & { width: number }> {
+  const sized = COLUMNS.map((c) => {
+    const longest = Math.max(c.title.length, ...rows.map((r) => c.value(r, now).length));
+    return { ...c, width: Math.max(c.min, Math.min(c.max, longest)) };
+  });
+  let shown = [...sized];
+  const total = (cols: typeof shown) => cols.reduce((a, c) => a + c.width, 0) + GAP * (cols.length - 1) + 2;
+  while (total(shown) > width && shown.length > 2) {
+    const worst = shown.reduce((a, c) => (c.priority >= a.priority ? c : a));
+    if (worst.priority === 0) break;
+    shown = shown.filter((c) => c !== worst);
+  }
+  // Give the HEALTH column what is left over (it carries the reasons).
+  const spare = width - total(shown);
+  const health = shown.find((c) => c.key === 'health');
+  if (health && spare > 0) {
+    const longest = Math.max(...rows.map((r) => health.value(r, now).length), health.title.length);
+    health.width = Math.min(longest, health.width + spare);
+  }
+  return shown;
+}
+
+export function fit(text: string, width: number): string {
+  if (text.length > width) return width > 1 ? text.slice(0, width - 1) + '…' : text.slice(0, width);
+  return text.padEnd(width);
+}

@@ -1,0 +1,60 @@
+import { useEffect, useRef, useState, useSyncExternalStore } from 'react';
+import { useStdout } from 'ink';
+import type { DashboardState } from '../src/dashboard/model.js';
+import type { LogSource } from '../src/dashboard/log-source.js';
+import type { LogStream } from '../src/logs/tail.js';
+
+export interface ModelLike {
+  subscribe: (fn: () => void) => () => void;
+  getSnapshot: () => DashboardState;
+}
+
+export function useDashboard(model: ModelLike): DashboardState {
+  return useSyncExternalStore(model.subscribe, model.getSnapshot);
+}
+
+export function useTerminalSize(): { columns: number; rows: number } {
+  const { stdout } = useStdout();
+  const read = () => ({ columns: stdout.columns || 80, rows: stdout.rows || 24 });
+  const [size, setSize] = useState(read);
+  useEffect(() => {
+    const onResize = () => setSize(read());
+    stdout.on('resize', onResize);
+    return () => {
+      stdout.off('resize', onResize);
+    };
+  }, [stdout]);
+  return size;
+}
+
+/** Follows one instance's log; a bounded buffer, and lines are batched so a flood cannot re-render per line. */
+export function useLogTail(
+  source: LogSource,
+  name: string | undefined,
+  stream: LogStream,
+  keep = 500,
+  flushMs = 100,
+): string[] {
+  const [lines, setLines] = useState<string[]>([]);
+  const pending = useRef<string[]>([]);
+  useEffect(() => {
+    setLines([]);
+    pending.current = [];
+    if (!name) return;
+    let buffer: string[] = [];
+    const stop = source.follow(name, stream, 100, (l) => {
+      pending.current.push(...l);
+    });
+    const timer = setInterval(() => {
+      if (pending.current.length === 0) return;
+      buffer = [...buffer, ...pending.current].slice(-keep);
+      pending.current = [];
+      setLines(buffer);
+    }, flushMs);
+    return () => {
+      clearInterval(timer);
+      stop();
+    };
+  }, [source, name, stream, keep, flushMs]);
+  return lines;
+}

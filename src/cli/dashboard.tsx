@@ -1,0 +1,54 @@
+import React from 'react';
+import { render } from 'ink';
+import { App, type ActionName, type DashboardActions } from '../../components/App.js';
+import { DashboardModel } from '../dashboard/model.js';
+import { fileLogSource } from '../dashboard/log-source.js';
+import { down, restart, up } from '../engine/supervisor.js';
+import { UserError } from '../errors.js';
+import { openContext } from './context.js';
+import { describeData, describeLines } from './commands/inspect.js';
+
+/** Composition root of the dashboard: real store, real engine functions, real log files. */
+export async function runDashboard(homeOpt: string | undefined): Promise<number> {
+  const ctx = openContext(homeOpt);
+  const model = new DashboardModel(ctx.home, ctx.store);
+  model.start();
+  const actions: DashboardActions = {
+    async run(action: ActionName, name: string) {
+      try {
+        if (action === 'start') {
+          const r = await up(ctx.deps, name);
+          return r.status === 'failed'
+            ? `error: ${name} failed: ${r.error ?? 'see details'}`
+            : `${name} started (pid ${r.pid ?? 'pending'})`;
+        }
+        if (action === 'stop') return (await down(ctx.deps, name)).message;
+        const r = await restart(ctx.deps, name);
+        return `${name} restarted (pid ${r.pid ?? 'pending'})`;
+      } catch (e) {
+        if (e instanceof UserError) throw new Error(e.message + (e.hint ? ` — ${e.hint}` : ''));
+        throw e;
+      } finally {
+        model.markDirty();
+      }
+    },
+    describe: (name) => {
+      try {
+        return describeLines(describeData(ctx, name));
+      } catch (e) {
+        return [`cannot describe ${name}: ${e instanceof Error ? e.message : String(e)}`];
+      }
+    },
+  };
+  const instance = render(<App model={model} logs={fileLogSource(ctx.home)} actions={actions} />, {
+    maxFps: 10,
+    // Ink 6.8 incrementalRendering smeared frames in tmux when pane contents changed size; full-frame
+    // rewrites throttled to 10 fps are flicker-free in practice.
+    incrementalRendering: false,
+    exitOnCtrlC: true,
+  });
+  await instance.waitUntilExit();
+  await model.stop();
+  ctx.close();
+  return 0;
+}
