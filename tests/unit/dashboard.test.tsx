@@ -1,0 +1,253 @@
+import React from 'react';
+import { render } from 'ink-testing-library';
+import { afterEach, describe, expect, it } from 'vitest';
+import { App, type DashboardActions } from '../../components/App.js';
+import { InstanceTable } from '../../components/InstanceTable.js';
+import { layoutColumns } from '../../components/columns.js';
+import { matchKey } from '../../components/keymap.js';
+import type { DashboardState } from '../../src/dashboard/model.js';
+import type { LogSource } from '../../src/dashboard/log-source.js';
+import type { InstanceSnapshot } from '../../src/engine/snapshot.js';
+
+const NOW = Date.parse('2026-11-22T12:00:00Z');
+
+function inst(name: string, over: Partial<InstanceSnapshot> = {}): InstanceSnapshot {
+  return {
+    name,
+    state: 'running',
+    health: 'ok',
+    health_detail: null,
+    health_latency_ms: 3.2,
+    pid: 4242,
+    keeper_pid: 4241,
+    port: 18181,
+    host: '127.0.0.1',
+    backend: 'cuda',
+    gpus: [1],
+    model: 'qwen-7b',
+    model_path: '/m/q.gguf',
+    started_at: '2026-11-22T11:58:00Z',
+    uptime_s: 125,
+    restarts: 2,
+    restart_attempts: 0,
+    next_restart_in_s: null,
+    last_exit: null,
+    last_error: null,
+    config_error: null,
+    autostart: false,
+    ...over,
+  };
+}
+
+/** Frames contain times and pids: normalise them before asserting. */
+const norm = (s: string | undefined) => (s ?? '').replace(/\d{2}:\d{2}:\d{2}/g, 'HH:MM:SS');
+
+function fakeModel(instances: InstanceSnapshot[]) {
+  let state: DashboardState = {
+    now: NOW,
+    host: 'rig',
+    home: '/h',
+    daemon: { running: false, pid: null },
+    instances,
+    events: [
+      {
+        id: 1,
+        ts: NOW,
+        instance_name: 'alpha',
+        level: 'error',
+        event_type: 'exit',
+        message: 'server pid 1 killed by SIGKILL after 3 s',
+        meta_json: null,
+      },
+    ],
+    error: null,
+  };
+  const listeners = new Set<() => void>();
+  return {
+    subscribe: (fn: () => void) => {
+      listeners.add(fn);
+      return () => listeners.delete(fn);
+    },
+    getSnapshot: () => state,
+    set(next: Partial<DashboardState>) {
+      state = { ...state, ...next };
+      listeners.forEach((l) => l());
+    },
+  };
+}
+
+function fakeLogs(lines: Record<string, string[]>): LogSource & { push: (name: string, l: string) => void } {
+  const subs = new Map<string, (l: string[]) => void>();
+  return {
+    follow(name, stream, _n, onLines) {
+      onLines((lines[`${name}:${stream}`] ?? []).slice());
+      subs.set(name, onLines);
+      return () => subs.delete(name);
+    },
+    push(name, l) {
+      subs.get(name)?.([l]);
+    },
+  };
+}
+
+const tick = (ms = 150) => new Promise((r) => setTimeout(r, ms));
+
+let cleanup: (() => void) | undefined;
+afterEach(() => cleanup?.());
+
+describe('keymap', () => {
+  it('maps keys to commands', () => {
+    expect(matchKey('', { upArrow: true })).toBe('up');
+    expect(matchKey('j', {})).toBe('down');
+    expect(matchKey('s', {})).toBe('start');
+    expect(matchKey('X', {})).toBe('stopAll');
+    expect(matchKey('l', {})).toBe('logs');
+    expect(matchKey('/', {})).toBe('filter');
+    expect(matchKey('q', {})).toBe('quit');
+    expect(matchKey('z', {})).toBeUndefined();
+  });
+});
+
+describe('InstanceTable', () => {
+  it('renders every column with state colours and the selection marker', () => {
+    const { lastFrame, unmount } = render(
+      <InstanceTable
+        rows={[
+          inst('alpha'),
+          inst('beta', { state: 'backoff', health: null, pid: null, next_restart_in_s: 4, uptime_s: null }),
+        ]}
+        selected={0}
+        width={120}
+        now={NOW}
+        maxRows={10}
+      />,
+    );
+    cleanup = unmount;
+    const f = norm(lastFrame());
+    expect(f).toContain('NAME');
+    expect(f).toMatch(/› alpha\s+running\s+ok 3ms\s+4242\s+18181\s+cuda\s+1\s+qwen-7b\s+2m05s\s+2/);
+    expect(f).toMatch(/ {2}beta\s+backoff 4s\s+-\s+-/);
+  });
+
+  it('drops low-priority columns on a narrow terminal instead of wrapping', () => {
+    const cols = layoutColumns(
+      [inst('alpha', { health: 'unhealthy', health_detail: '/health timed out after 3 s 3/3' })],
+      NOW,
+      60,
+    ).map((c) => c.title);
+    expect(cols.slice(0, 3)).toEqual(['NAME', 'STATE', 'HEALTH']);
+    expect(cols).not.toContain('BACKEND');
+    const { lastFrame, unmount } = render(
+      <InstanceTable rows={[inst('alpha')]} selected={0} width={60} now={NOW} maxRows={5} />,
+    );
+    cleanup = unmount;
+    for (const line of (lastFrame() ?? '').split('\n')) expect(line.length).toBeLessThanOrEqual(60);
+  });
+});
+
+describe('App', () => {
+  const actions = (log: string[]): DashboardActions => ({
+    run: (a, n) => {
+      log.push(`${a}:${n}`);
+      return a === 'start'
+        ? Promise.reject(new Error('port 18181 held by pid 4242 (python3)'))
+        : Promise.resolve(`${n} ${a}ped`);
+    },
+    describe: (n) => [`Name: ${n}`, 'State: running'],
+  });
+
+  it('shows the log tail of the selected instance and follows new lines', async () => {
+    const logs = fakeLogs({
+      'alpha:stderr': ['loading model', 'listening on http://127.0.0.1:18181'],
+      'alpha:stdout': ['out line'],
+    });
+    const { lastFrame, stdin, unmount } = render(
+      <App model={fakeModel([inst('alpha'), inst('beta')])} logs={logs} actions={actions([])} />,
+    );
+    cleanup = unmount;
+    await tick();
+    expect(lastFrame()).toContain('logs · alpha · stderr');
+    expect(lastFrame()).toContain('listening on http://127.0.0.1:18181');
+    logs.push('alpha', 'slot 0: new request');
+    await tick();
+    expect(lastFrame()).toContain('slot 0: new request');
+    stdin.write('l');
+    await tick();
+    expect(lastFrame()).toContain('logs · alpha · stdout');
+    expect(lastFrame()).toContain('out line');
+  });
+
+  it('dispatches actions for the selected row and shows errors inline', async () => {
+    const log: string[] = [];
+    const { lastFrame, stdin, unmount } = render(
+      <App model={fakeModel([inst('alpha'), inst('beta')])} logs={fakeLogs({})} actions={actions(log)} />,
+    );
+    cleanup = unmount;
+    await tick();
+    stdin.write('j');
+    await tick();
+    stdin.write('x');
+    await tick();
+    expect(log).toEqual(['stop:beta']);
+    expect(lastFrame()).toContain('beta stopped');
+    stdin.write('s');
+    await tick();
+    expect(lastFrame()).toContain('error: port 18181 held by pid 4242 (python3)');
+  });
+
+  it('asks before acting on all instances', async () => {
+    const log: string[] = [];
+    const { lastFrame, stdin, unmount } = render(
+      <App model={fakeModel([inst('alpha'), inst('beta')])} logs={fakeLogs({})} actions={actions(log)} />,
+    );
+    cleanup = unmount;
+    await tick();
+    stdin.write('X');
+    await tick();
+    expect(lastFrame()).toContain('stop all 2 instance(s)? (y/N)');
+    stdin.write('n');
+    await tick();
+    expect(log).toEqual([]);
+    stdin.write('X');
+    await tick();
+    stdin.write('y');
+    await tick();
+    expect(log).toEqual(['stop:alpha', 'stop:beta']);
+  });
+
+  it('filters by name, shows help, events and details', async () => {
+    const { lastFrame, stdin, unmount } = render(
+      <App model={fakeModel([inst('alpha'), inst('beta'), inst('gamma')])} logs={fakeLogs({})} actions={actions([])} />,
+    );
+    cleanup = unmount;
+    await tick();
+    stdin.write('/');
+    await tick();
+    stdin.write('be');
+    await tick();
+    stdin.write('\r');
+    await tick();
+    const f = lastFrame() ?? '';
+    expect(f).toContain('beta');
+    expect(f).not.toContain('alpha');
+    expect(f).not.toContain('gamma');
+    stdin.write('?');
+    await tick();
+    expect(lastFrame()).toContain('keys');
+    expect(lastFrame()).toContain('quit (instances keep running)');
+    stdin.write('?');
+    stdin.write('d');
+    await tick();
+    expect(lastFrame()).toContain('Name: beta');
+  });
+
+  it('reflects model updates without a key press', async () => {
+    const model = fakeModel([inst('alpha')]);
+    const { lastFrame, unmount } = render(<App model={model} logs={fakeLogs({})} actions={actions([])} />);
+    cleanup = unmount;
+    await tick();
+    model.set({ instances: [inst('alpha', { state: 'backoff', pid: null, health: null, next_restart_in_s: 2 })] });
+    await tick();
+    expect(lastFrame()).toMatch(/alpha\s+backoff 2s/);
+  });
+});
