@@ -1,0 +1,18 @@
+// Runs every benchmark and prints a BENCHMARKS.md section (machine, date, command, figures).
+import { machine } from './lib.mjs';
+
+const only = process.argv.slice(2);
+const suites = [
+  ['ps-vs-pm2', './ps-vs-pm2.mjs'],
+  ['crash-latency', './crash-latency.mjs'],
+  ['log-throughput', './log-throughput.mjs'],
+  ['keeper-rss', './keeper-rss.mjs'],
+  ['dashboard-idle', './dashboard-idle.mjs'],
+];
+console.log(`## Run of ${new Date().toISOString()}\n\nMachine: ${machine()}\n`);
+for (const [name, file] of suites) {
+  if (only.length && !only.includes(name)) continue;
+  const { run } = await import(file);
+  const r = await run();
+  console.log(`### ${r.name}\n\nCommand: \`node bench/${file.slice(2)}\`\n\n${r.lines.join('\n')}\n`);
+}
