@@ -1,9 +1,10 @@
 import fs from 'node:fs';
-import { execa } from 'execa';
+import type { execa as ExecaFn } from 'execa';
 import { resolveHome, type Home } from '../home.js';
 import { openDatabase } from '../store/db.js';
 import { Store } from '../store/store.js';
-import { KEEPER_ENTRY, type SupervisorDeps } from '../engine/supervisor.js';
+import type { SupervisorDeps } from '../engine/supervisor.js';
+import { keeperEntry } from '../paths.js';
 import { abortableSleep } from '../engine/sleep.js';
 
 /** The composition root: the one place where real side effects are wired in. */
@@ -14,15 +15,28 @@ export interface Context {
   close: () => void;
 }
 
-export function spawnKeeperProcess(home: Home, name: string, logFd: number, env: NodeJS.ProcessEnv): number {
+export function spawnKeeperProcess(
+  execa: typeof ExecaFn,
+  home: Home,
+  name: string,
+  logFd: number,
+  env: NodeJS.ProcessEnv,
+): number {
   // execa's types only accept the literal fds 0-2; any inherited fd number works at run time.
   const fd = logFd as 1;
-  const child = execa(process.execPath, [KEEPER_ENTRY, 'keeper', name, '--home', home.root], {
+  // The keeper makes no TLS connections: extra CA bundles would only cost start-up time and memory
+  // (Node parses them eagerly; measured +90 ms and several MB here). The server gets the variable back.
+  const keeperEnv: NodeJS.ProcessEnv = { ...env };
+  if (keeperEnv.NODE_EXTRA_CA_CERTS) {
+    keeperEnv.LLAMA_ORCH_NODE_EXTRA_CA_CERTS = keeperEnv.NODE_EXTRA_CA_CERTS;
+    delete keeperEnv.NODE_EXTRA_CA_CERTS;
+  }
+  const child = execa(process.execPath, [keeperEntry(), 'keeper', name, '--home', home.root], {
     detached: true,
     stdio: ['ignore', fd, fd],
     cleanup: false,
     reject: false,
-    env,
+    env: keeperEnv,
     extendEnv: false,
   });
   if (child.pid === undefined) throw new Error(`could not start the keeper for ${name}`);
@@ -32,7 +46,9 @@ export function spawnKeeperProcess(home: Home, name: string, logFd: number, env:
   return child.pid;
 }
 
-export function openContext(homeOpt: string | undefined): Context {
+/** `spawn` loads execa (only commands that start keepers need it; `ps` stays light). */
+export async function openContext(homeOpt: string | undefined, opts: { spawn?: boolean } = {}): Promise<Context> {
+  const execa = opts.spawn ? (await import('execa')).execa : undefined;
   const home = resolveHome(homeOpt);
   if (!fs.existsSync(home.root)) throw new Error(`home ${home.root} does not exist`);
   const { db } = openDatabase(home.dbPath);
@@ -44,7 +60,10 @@ export function openContext(homeOpt: string | undefined): Context {
     env,
     now: Date.now,
     sleep: (ms) => abortableSleep(ms),
-    spawnKeeper: (name, fd) => spawnKeeperProcess(home, name, fd, env),
+    spawnKeeper: (name, fd) => {
+      if (!execa) throw new Error('internal: this command was not set up to start keepers');
+      return spawnKeeperProcess(execa, home, name, fd, env);
+    },
   };
   return { home, store, deps, close: () => store.close() };
 }

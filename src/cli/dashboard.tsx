@@ -10,7 +10,7 @@ import { describeData, describeLines } from './commands/inspect.js';
 
 /** Composition root of the dashboard: real store, real engine functions, real log files. */
 export async function runDashboard(homeOpt: string | undefined): Promise<number> {
-  const ctx = openContext(homeOpt);
+  const ctx = await openContext(homeOpt, { spawn: true });
   const model = new DashboardModel(ctx.home, ctx.store);
   model.start();
   const actions: DashboardActions = {

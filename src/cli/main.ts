@@ -1,9 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { ExitCode, UserError } from '../errors.js';
 import { stdOut } from './output.js';
-
-const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+import { packageVersion } from '../paths.js';
 
 /** Commands set this; only this file calls process.exit. */
 let exitCode: number = ExitCode.ok;
@@ -11,9 +9,10 @@ let exitCode: number = ExitCode.ok;
 async function withContext<T>(
   home: string | undefined,
   fn: (ctx: import('./context.js').Context) => Promise<T> | T,
+  opts: { spawn?: boolean } = {},
 ): Promise<T> {
   const { openContext } = await import('./context.js');
-  const ctx = openContext(home);
+  const ctx = await openContext(home, opts);
   try {
     return await fn(ctx);
   } finally {
@@ -34,7 +33,7 @@ function parseCount(v: string): number {
 export function buildProgram(): Command {
   const program = new Command('llama-orch')
     .description('Supervise local llama.cpp llama-server instances: dashboard and CLI')
-    .version(pkg.version, '-V, --version')
+    .version(packageVersion(), '-V, --version')
     .option('--home <dir>', 'orchestrator home holding instances/, state/, logs/ (default: $LLAMA_ORCH_HOME or cwd)')
     .option('--once', 'print a status snapshot and exit')
     .option('--json', 'with --once: print the snapshot as JSON')
@@ -73,7 +72,7 @@ export function buildProgram(): Command {
       .action(async (names: string[], opts: { all?: boolean; wait?: boolean | string }, cmd: Command) => {
         const m = await import('./commands/lifecycle.js');
         const fn = name === 'up' ? m.upCommand : m.restartCommand;
-        exitCode = await withContext(homeOf(cmd), (ctx) => fn(ctx, names, opts, stdOut));
+        exitCode = await withContext(homeOf(cmd), (ctx) => fn(ctx, names, opts, stdOut), { spawn: true });
       });
   }
 

@@ -148,6 +148,4 @@ export function loadInstance(home: Home, name: string): LoadedInstance {
   return res.instance;
 }
 
-export function resolveModelPath(home: Home, config: InstanceConfig): string {
-  return path.resolve(home.root, config.model.path);
-}
+export { resolveModelPath } from './paths.js';

@@ -1,6 +1,5 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { resolveServerBinary } from '../config/binary.js';
 import { discoverInstanceNames, loadInstance, resolveModelPath, type LoadedInstance } from '../config/load.js';
 import { ExitCode, UserError } from '../errors.js';
@@ -12,8 +11,6 @@ import { keeperAlive, serverAlive } from './identity.js';
 import { transition } from './lifecycle.js';
 import { reconcileRow } from './reconcile.js';
 import { stopGroup } from './stop.js';
-
-export const KEEPER_ENTRY = fileURLToPath(new URL('../keeper/main.js', import.meta.url));
 
 export interface SupervisorDeps {
   home: Home;
@@ -163,6 +160,7 @@ export async function up(deps: SupervisorDeps, name: string): Promise<UpResult> 
         );
       }
       checkPorts(deps, inst);
+      store.setConfigSnapshot(name, inst.config);
       const pid = deps.spawnKeeper(name, logFd);
       const st = readStat(pid);
       store.setDesired(name, 'running');

@@ -2,7 +2,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { resolveServerBinary } from '../config/binary.js';
-import { loadInstance, resolveModelPath, type LoadedInstance } from '../config/load.js';
+import { resolveModelPath } from '../config/paths.js';
+import type { LoadedInstance } from '../config/load.js';
+import { instanceConfigPath } from '../home.js';
 import { buildServerCommand, maskedCommand } from '../engine/command.js';
 import { initialHealth, stableMs, stepHealth, type HealthState, type ProbeOutcome } from '../engine/health-machine.js';
 import { transition } from '../engine/lifecycle.js';
@@ -14,7 +16,6 @@ import { readStat } from '../platform/proc.js';
 import type { Store } from '../store/store.js';
 import { describeExit, nonRetryableReason } from './classify.js';
 import { LineTail, RotatingFile } from '../engine/rotating-log.js';
-import { UserError } from '../errors.js';
 
 export interface KeeperDeps {
   store: Store;
@@ -76,6 +77,16 @@ export class Keeper {
     return store.immediate(() => store.getRuntime(this.name)?.keeper_pid === process.pid);
   }
 
+  private startedConfig(): LoadedInstance | undefined {
+    const row = this.deps.store.getInstance(this.name);
+    if (!row?.config_json) return undefined;
+    return {
+      name: this.name,
+      file: instanceConfigPath(this.deps.home, this.name),
+      config: JSON.parse(row.config_json) as InstanceConfig,
+    };
+  }
+
   private fail(reason: string): void {
     const { store } = this.deps;
     transition(store, this.name, 'failed', {
@@ -105,12 +116,11 @@ export class Keeper {
     let attempts = store.getRuntime(this.name)?.restart_attempts ?? 0;
     try {
       for (;;) {
-        let inst: LoadedInstance;
-        try {
-          // Re-read each time so an edited config applies on the next restart.
-          inst = loadInstance(this.deps.home, this.name);
-        } catch (e) {
-          this.fail(e instanceof UserError ? e.message : String(e));
+        // The config validated by `up` (stored with the claim): edits apply on the next up/restart,
+        // never half-way through a crash loop.
+        const inst = this.startedConfig();
+        if (!inst) {
+          this.fail('no validated config recorded for this instance: start it with "llama-orch up"');
           return 1;
         }
         this.openLogs(inst.config);

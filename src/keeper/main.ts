@@ -20,6 +20,11 @@ export async function keeperMain(argv: string[]): Promise<number> {
   }
   process.title = `llama-orch keeper ${name}`;
   const home = homeAt(root);
+  // Restore what the CLI set aside for the keeper's own start-up (see spawnKeeperProcess).
+  if (process.env.LLAMA_ORCH_NODE_EXTRA_CA_CERTS) {
+    process.env.NODE_EXTRA_CA_CERTS = process.env.LLAMA_ORCH_NODE_EXTRA_CA_CERTS;
+    delete process.env.LLAMA_ORCH_NODE_EXTRA_CA_CERTS;
+  }
   const { db } = openDatabase(home.dbPath);
   const store = new Store(db);
   const stop = new AbortController();
@@ -61,14 +66,4 @@ export async function keeperMain(argv: string[]): Promise<number> {
   } finally {
     store.close();
   }
-}
-
-if (process.argv[2] === 'keeper') {
-  keeperMain(process.argv.slice(3)).then(
-    (code) => process.exit(code),
-    (e: unknown) => {
-      process.stderr.write(`keeper failed: ${String(e)}\n`);
-      process.exit(1);
-    },
-  );
 }

@@ -57,6 +57,8 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX health_by_instance ON health_history (instance_name, id);
   `,
+  // v2: the validated config an instance was started with; the keeper runs exactly that (no zod there).
+  `ALTER TABLE instances ADD COLUMN config_json TEXT;`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

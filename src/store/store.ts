@@ -38,6 +38,7 @@ export interface InstanceRow {
   name: string;
   config_path: string;
   desired_state: 'running' | 'stopped';
+  config_json: string | null;
   created_at: number;
   updated_at: number;
 }
@@ -130,6 +131,13 @@ export class Store {
     this.db
       .prepare(`INSERT INTO runtime (name, status, updated_at) VALUES (?, 'stopped', ?) ON CONFLICT(name) DO NOTHING`)
       .run(name, t);
+  }
+
+  /** Records the validated config that the keeper will run. */
+  setConfigSnapshot(name: string, config: unknown): void {
+    this.db
+      .prepare(`UPDATE instances SET config_json = ?, updated_at = ? WHERE name = ?`)
+      .run(JSON.stringify(config), this.now(), name);
   }
 
   getInstance(name: string): InstanceRow | undefined {
