@@ -2,6 +2,8 @@ import React from 'react';
 import { render } from 'ink';
 import { App, type ActionName, type DashboardActions } from '../../components/App.js';
 import { DashboardModel } from '../dashboard/model.js';
+import { cachedLoader } from '../config/cached.js';
+import { loadConfigFile } from '../config/load.js';
 import { fileLogSource } from '../dashboard/log-source.js';
 import { down, restart, up } from '../engine/supervisor.js';
 import { UserError } from '../errors.js';
@@ -11,7 +13,7 @@ import { describeData, describeLines } from './commands/inspect.js';
 /** Composition root of the dashboard: real store, real engine functions, real log files. */
 export async function runDashboard(homeOpt: string | undefined): Promise<number> {
   const ctx = await openContext(homeOpt, { spawn: true });
-  const model = new DashboardModel(ctx.home, ctx.store);
+  const model = new DashboardModel(ctx.home, ctx.store, cachedLoader(ctx.store, loadConfigFile));
   model.start();
   const actions: DashboardActions = {
     async run(action: ActionName, name: string) {

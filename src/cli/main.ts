@@ -42,7 +42,7 @@ export function buildProgram(): Command {
     .action(async (opts: { once?: boolean; json?: boolean }, cmd: Command) => {
       const interactive = process.stdout.isTTY && process.stdin.isTTY;
       if (opts.once || opts.json || !interactive) {
-        const { onceCommand } = await import('./commands/inspect.js');
+        const { onceCommand } = await import('./commands/snapshot.js');
         exitCode = await withContext(homeOf(cmd), (ctx) => onceCommand(ctx, opts.json ?? false, stdOut));
         return;
       }
@@ -55,7 +55,7 @@ export function buildProgram(): Command {
     .description('list instances with state, health, pid and port')
     .option('--json', 'machine-readable output')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
-      const { psCommand } = await import('./commands/inspect.js');
+      const { psCommand } = await import('./commands/snapshot.js');
       exitCode = await withContext(homeOf(cmd), (ctx) => psCommand(ctx, opts.json ?? false, stdOut));
     });
 

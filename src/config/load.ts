@@ -103,21 +103,6 @@ export function loadConfigFile(file: string, name: string): LoadResult {
   return { ok: true, instance: { name, file, config: parsed.config } };
 }
 
-/** Every directory under instances/ that holds (or should hold) a config.json, sorted by name. */
-export function discoverInstanceNames(home: Home): string[] {
-  let entries: fs.Dirent[];
-  try {
-    entries = fs.readdirSync(home.instancesDir, { withFileTypes: true });
-  } catch (e) {
-    if (errnoCode(e) === 'ENOENT') return [];
-    throw e;
-  }
-  return entries
-    .filter((d) => d.isDirectory() && !d.name.startsWith('.'))
-    .map((d) => d.name)
-    .sort();
-}
-
 export function loadAllConfigs(home: Home): LoadResult[] {
   return discoverInstanceNames(home).map((name) => loadConfigFile(instanceConfigPath(home, name), name));
 }
@@ -148,4 +133,5 @@ export function loadInstance(home: Home, name: string): LoadedInstance {
   return res.instance;
 }
 
-export { resolveModelPath } from './paths.js';
+export { resolveModelPath, discoverInstanceNames } from './paths.js';
+import { discoverInstanceNames } from './paths.js';

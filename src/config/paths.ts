@@ -1,7 +1,24 @@
+import fs from 'node:fs';
 import path from 'node:path';
+import { errnoCode } from '../errors.js';
 import type { Home } from '../home.js';
 import type { InstanceConfig } from './schema.js';
 
 export function resolveModelPath(home: Home, config: InstanceConfig): string {
   return path.resolve(home.root, config.model.path);
+}
+
+/** Every directory under instances/ that holds (or should hold) a config.json, sorted by name. */
+export function discoverInstanceNames(home: Home): string[] {
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(home.instancesDir, { withFileTypes: true });
+  } catch (e) {
+    if (errnoCode(e) === 'ENOENT') return [];
+    throw e;
+  }
+  return entries
+    .filter((d) => d.isDirectory() && !d.name.startsWith('.'))
+    .map((d) => d.name)
+    .sort();
 }

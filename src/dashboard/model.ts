@@ -3,6 +3,7 @@ import { watch, type FSWatcher } from 'chokidar';
 import type { Home } from '../home.js';
 import type { EventRow, Store } from '../store/store.js';
 import { snapshotAll, type InstanceSnapshot } from '../engine/snapshot.js';
+import type { ConfigLoader } from '../config/cached.js';
 import { daemonStatus, type DaemonStatus } from '../engine/daemon-status.js';
 
 export interface DashboardState {
@@ -32,6 +33,7 @@ export class DashboardModel {
   constructor(
     private readonly home: Home,
     private readonly store: Store,
+    private readonly loadConfig: ConfigLoader,
     private readonly opts: { pollMs?: number; tickMs?: number; eventLimit?: number; now?: () => number } = {},
   ) {
     this.state = this.build();
@@ -89,7 +91,7 @@ export class DashboardModel {
         host: os.hostname(),
         home: this.home.root,
         daemon: daemonStatus(this.home),
-        instances: snapshotAll(this.home, this.store, now),
+        instances: snapshotAll(this.home, this.store, now, this.loadConfig),
         events: this.store.listEvents(undefined, this.opts.eventLimit ?? 200),
         error: null,
       };

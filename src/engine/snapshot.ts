@@ -1,8 +1,9 @@
 import path from 'node:path';
-import { loadConfigFile, resolveModelPath } from '../config/load.js';
+import { resolveModelPath } from '../config/paths.js';
+import type { ConfigLoader } from '../config/cached.js';
 import type { Home } from '../home.js';
 import { instanceConfigPath } from '../home.js';
-import { discoverInstanceNames } from '../config/load.js';
+import { discoverInstanceNames } from '../config/paths.js';
 import type { Store } from '../store/store.js';
 import { reconcileRow } from './reconcile.js';
 
@@ -37,8 +38,14 @@ export interface InstanceSnapshot {
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
-export function snapshotInstance(home: Home, store: Store, name: string, now: number): InstanceSnapshot {
-  const loaded = loadConfigFile(instanceConfigPath(home, name), name);
+export function snapshotInstance(
+  home: Home,
+  store: Store,
+  name: string,
+  now: number,
+  load: ConfigLoader,
+): InstanceSnapshot {
+  const loaded = load(instanceConfigPath(home, name), name);
   const cfg = loaded.ok ? loaded.instance.config : undefined;
   const seen = loaded.ok || store.getRuntime(name) ? reconcileRow(store, name) : undefined;
   const row = seen?.row;
@@ -79,9 +86,9 @@ export function snapshotInstance(home: Home, store: Store, name: string, now: nu
   };
 }
 
-export function snapshotAll(home: Home, store: Store, now: number): InstanceSnapshot[] {
+export function snapshotAll(home: Home, store: Store, now: number, load: ConfigLoader): InstanceSnapshot[] {
   const names = new Set(discoverInstanceNames(home));
   // Instances whose config was removed while they ran still show (they may need stopping).
   for (const r of store.listRuntime()) if (r.pid !== null || r.keeper_pid !== null) names.add(r.name);
-  return [...names].sort().map((n) => snapshotInstance(home, store, n, now));
+  return [...names].sort().map((n) => snapshotInstance(home, store, n, now, load));
 }

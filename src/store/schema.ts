@@ -59,6 +59,8 @@ export const MIGRATIONS: readonly string[] = [
   `,
   // v2: the validated config an instance was started with; the keeper runs exactly that (no zod there).
   `ALTER TABLE instances ADD COLUMN config_json TEXT;`,
+  // v3: validation results keyed by file identity, so ps/--once need not load the validator.
+  `CREATE TABLE config_cache (path TEXT PRIMARY KEY, key TEXT NOT NULL, result_json TEXT NOT NULL);`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -140,6 +140,21 @@ export class Store {
       .run(JSON.stringify(config), this.now(), name);
   }
 
+  cachedConfig(file: string, key: string): string | undefined {
+    const row = this.db.prepare(`SELECT key, result_json FROM config_cache WHERE path = ?`).get(file) as
+      { key: string; result_json: string } | undefined;
+    return row && row.key === key ? row.result_json : undefined;
+  }
+
+  cacheConfig(file: string, key: string, resultJson: string): void {
+    this.db
+      .prepare(
+        `INSERT INTO config_cache (path, key, result_json) VALUES (?, ?, ?)
+         ON CONFLICT(path) DO UPDATE SET key = excluded.key, result_json = excluded.result_json`,
+      )
+      .run(file, key, resultJson);
+  }
+
   getInstance(name: string): InstanceRow | undefined {
     return this.db.prepare(`SELECT * FROM instances WHERE name = ?`).get(name) as InstanceRow | undefined;
   }

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { watch } from 'chokidar';
-import { loadInstance, resolveModelPath } from '../../config/load.js';
+import { loadConfigFile, loadInstance, resolveModelPath } from '../../config/load.js';
+import { cachedLoader } from '../../config/cached.js';
 import { resolveServerBinary } from '../../config/binary.js';
 import { buildServerCommand, maskedCommand } from '../../engine/command.js';
 import { snapshotAll, snapshotInstance, type InstanceSnapshot } from '../../engine/snapshot.js';
@@ -9,45 +10,14 @@ import { instanceLogDir } from '../../home.js';
 import { LogFollower, lastLines, logFile, type LogStream } from '../../logs/tail.js';
 import type { EventRow } from '../../store/store.js';
 import type { Context } from '../context.js';
-import { healthLabel, psTable, renderTextTable, stateLabel } from '../format.js';
+import { healthLabel, renderTextTable, stateLabel } from '../format.js';
 import type { Out } from '../output.js';
-import { daemonStatus } from '../../engine/daemon-status.js';
-
-export function psCommand(ctx: Context, json: boolean, out: Out): number {
-  const list = snapshotAll(ctx.home, ctx.store, Date.now());
-  out.log(json ? JSON.stringify(list, null, 2) : psTable(list));
-  return 0;
-}
-
-export function onceCommand(ctx: Context, json: boolean, out: Out): number {
-  const now = Date.now();
-  const list = snapshotAll(ctx.home, ctx.store, now);
-  const daemon = daemonStatus(ctx.home);
-  if (json) {
-    out.log(
-      JSON.stringify(
-        { generated_at: new Date(now).toISOString(), home: ctx.home.root, daemon, instances: list },
-        null,
-        2,
-      ),
-    );
-  } else {
-    const counts = new Map<string, number>();
-    for (const i of list) counts.set(i.state, (counts.get(i.state) ?? 0) + 1);
-    const summary = [...counts].map(([s, n]) => `${n} ${s}`).join(', ') || 'no instances';
-    out.log(
-      `llama-orch  ${ctx.home.root}  daemon: ${daemon.running ? `running (pid ${daemon.pid})` : 'not running'}  ${summary}`,
-    );
-    out.log(psTable(list));
-  }
-  return 0;
-}
 
 function requireKnown(ctx: Context, name: string): InstanceSnapshot {
   // loadInstance gives the exit-2 "unknown instance" error with the list of known names.
   if (!fs.existsSync(`${ctx.home.instancesDir}/${name}/config.json`) && !ctx.store.getRuntime(name))
     loadInstance(ctx.home, name);
-  return snapshotInstance(ctx.home, ctx.store, name, Date.now());
+  return snapshotInstance(ctx.home, ctx.store, name, Date.now(), cachedLoader(ctx.store, loadConfigFile));
 }
 
 function formatEvent(e: EventRow): string {
@@ -187,7 +157,9 @@ export function eventsCommand(ctx: Context, name: string | undefined, n: number,
 
 export function healthCommand(ctx: Context, names: string[], all: boolean, json: boolean, out: Out): number {
   const list =
-    all || names.length === 0 ? snapshotAll(ctx.home, ctx.store, Date.now()) : names.map((n) => requireKnown(ctx, n));
+    all || names.length === 0
+      ? snapshotAll(ctx.home, ctx.store, Date.now(), cachedLoader(ctx.store, loadConfigFile))
+      : names.map((n) => requireKnown(ctx, n));
   const rows = list.map((s) => {
     const row = ctx.store.getRuntime(s.name);
     return {
