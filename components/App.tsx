@@ -176,7 +176,7 @@ export function App({ model, logs, actions, onQuit }: AppProps) {
         {help ? (
           <Help />
         ) : pane === 'logs' ? (
-          <LogPane name={selected?.name} stream={stream} lines={logLines} height={contentHeight} />
+          <LogPane name={selected?.name} stream={stream} lines={logLines} height={contentHeight} width={columns - 1} />
         ) : pane === 'events' ? (
           <EventFeed events={events} height={contentHeight} name={selected?.name} />
         ) : (

@@ -3,6 +3,13 @@ import { Box, Text } from 'ink';
 import type { InstanceSnapshot } from '../src/engine/snapshot.js';
 import { fit, layoutColumns } from './columns.js';
 
+const SGR: Record<string, [number, number]> = { red: [31, 39], green: [32, 39], yellow: [33, 39] };
+
+export function paint(text: string, color: string): string {
+  const code = process.env.NO_COLOR ? undefined : SGR[color];
+  return code ? `\u001b[${code[0]}m${text}\u001b[${code[1]}m` : text;
+}
+
 export function stateColor(i: InstanceSnapshot): string | undefined {
   if (i.state === 'failed' || i.state === 'orphaned' || i.state === 'invalid') return 'red';
   if (i.health === 'unhealthy' || i.health === 'unauthorized') return 'red';
@@ -35,19 +42,17 @@ export const InstanceTable = React.memo(function InstanceTable({ rows, selected,
       {visible.map((r, idx) => {
         const isSel = idx + Math.max(0, start) === selected;
         const color = stateColor(r);
+        // One Text per row with the colour codes inline: a node per cell made every frame ~10x
+        // the layout and output work (bench/BENCHMARKS.md, dashboard idle CPU).
+        const line = cols
+          .map((c) => {
+            const cell = fit(c.value(r, now), c.width);
+            return color && (c.key === 'state' || c.key === 'health') ? paint(cell, color) : cell;
+          })
+          .join('  ');
         return (
           <Text key={r.name} inverse={isSel} wrap="truncate">
-            {isSel ? '› ' : '  '}
-            {cols.map((c, ci) => {
-              const cell = fit(c.value(r, now), c.width);
-              const colored = c.key === 'state' || c.key === 'health';
-              return (
-                <Text key={c.key} color={colored ? color : undefined}>
-                  {cell}
-                  {ci < cols.length - 1 ? '  ' : ''}
-                </Text>
-              );
-            })}
+            {(isSel ? '› ' : '  ') + line}
           </Text>
         );
       })}

@@ -3,16 +3,30 @@ import { Box, Text } from 'ink';
 import type { EventRow } from '../src/store/store.js';
 import { KEY_HELP } from './keymap.js';
 
+/** Pre-clipped lines in one Text node: cheaper to lay out than a node per line. */
+function clipLines(lines: string[], width: number): string {
+  // eslint-disable-next-line no-control-regex
+  const clean = (l: string) => l.replace(/\u001b\[[0-9;]*[A-Za-z]/g, '').replace(/\t/g, '  ');
+  return lines
+    .map((l) => {
+      const c = clean(l);
+      return c.length > width ? c.slice(0, Math.max(0, width - 1)) + '…' : c;
+    })
+    .join('\n');
+}
+
 export function LogPane({
   name,
   stream,
   lines,
   height,
+  width,
 }: {
   name: string | undefined;
   stream: string;
   lines: string[];
   height: number;
+  width: number;
 }) {
   const shown = lines.slice(-height);
   return (
@@ -20,12 +34,7 @@ export function LogPane({
       <Text bold>
         logs · {name ?? '-'} · {stream} <Text dimColor>(l: switch stream)</Text>
       </Text>
-      {shown.length === 0 ? <Text dimColor>(no output yet)</Text> : null}
-      {shown.map((l, i) => (
-        <Text key={i} wrap="truncate">
-          {l}
-        </Text>
-      ))}
+      {shown.length === 0 ? <Text dimColor>(no output yet)</Text> : <Text>{clipLines(shown, width)}</Text>}
     </Box>
   );
 }

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import React from 'react';
 import { render } from 'ink';
 import { App, type ActionName, type DashboardActions } from '../../components/App.js';
@@ -44,6 +45,12 @@ export async function runDashboard(homeOpt: string | undefined): Promise<number>
   };
   const instance = render(<App model={model} logs={fileLogSource(ctx.home)} actions={actions} />, {
     maxFps: 10,
+    ...(process.env.LLAMA_ORCH_RENDER_LOG
+      ? {
+          onRender: (m: { renderTime: number }) =>
+            fs.appendFileSync(process.env.LLAMA_ORCH_RENDER_LOG as string, `${Date.now()} ${m.renderTime}\n`),
+        }
+      : {}),
     // Ink 6.8 incrementalRendering smeared frames in tmux when pane contents changed size; full-frame
     // rewrites throttled to 10 fps are flicker-free in practice.
     incrementalRendering: false,

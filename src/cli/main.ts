@@ -161,6 +161,72 @@ export function buildProgram(): Command {
       exitCode = configSchema(homeOf(cmd), stdOut);
     });
 
+  const daemon = program.command('daemon').description('boot-time autostart and desired-state reconciliation');
+  const runOpts = (c: Command) =>
+    c
+      .option('--interval <seconds>', 'reconcile loop interval', parseFloat, 5)
+      .option('--stagger <seconds>', 'delay between autostarts', parseFloat, 2)
+      .option('--no-autostart', 'do not start instances marked autostart');
+  type RunOpts = { interval: number; stagger: number; autostart: boolean };
+  runOpts(daemon.command('run').description('run the daemon in the foreground')).action(
+    async (opts: RunOpts, cmd: Command) => {
+      const { daemonRun } = await import('./commands/daemon.js');
+      exitCode = await withContext(homeOf(cmd), (ctx) => daemonRun(ctx, opts, stdOut), { spawn: true });
+    },
+  );
+  runOpts(daemon.command('start').description('start the daemon in the background')).action(
+    async (opts: RunOpts, cmd: Command) => {
+      const { daemonStart } = await import('./commands/daemon.js');
+      exitCode = await withContext(homeOf(cmd), (ctx) => daemonStart(ctx, opts, stdOut));
+    },
+  );
+  daemon
+    .command('stop')
+    .description('stop the daemon (instances keep running)')
+    .action(async (_o: unknown, cmd: Command) => {
+      const { daemonStop } = await import('./commands/daemon.js');
+      exitCode = await withContext(homeOf(cmd), (ctx) => daemonStop(ctx, stdOut));
+    });
+  daemon
+    .command('status')
+    .description('exit 0 when the daemon runs, 1 when not')
+    .action(async (_o: unknown, cmd: Command) => {
+      const { daemonStatusCommand } = await import('./commands/daemon.js');
+      exitCode = await withContext(homeOf(cmd), (ctx) => daemonStatusCommand(ctx, stdOut));
+    });
+
+  const service = program.command('service').description('systemd unit for the daemon');
+  type SvcOpts = { system?: boolean; dryRun?: boolean };
+  const svc = (c: Command) =>
+    c.option('--system', 'a system unit (default: a user unit)').option('--dry-run', 'print what would be done');
+  svc(service.command('install').description('install and start the unit')).action(
+    async (opts: SvcOpts, cmd: Command) => {
+      const { serviceInstall } = await import('./commands/service.js');
+      exitCode = serviceInstall(homeOf(cmd), opts, stdOut);
+    },
+  );
+  svc(service.command('uninstall').description('stop and remove the unit')).action(async (opts: SvcOpts) => {
+    const { serviceUninstall } = await import('./commands/service.js');
+    exitCode = serviceUninstall(opts, stdOut);
+  });
+  svc(service.command('status').description('systemctl status of the unit')).action(async (opts: SvcOpts) => {
+    const { serviceStatus } = await import('./commands/service.js');
+    exitCode = serviceStatus(opts, stdOut);
+  });
+
+  program
+    .command('init <name>')
+    .description('write instances/NAME/config.json from a profile (never overwrites)')
+    .requiredOption('--profile <profile>', 'cpu, cuda, vulkan or rocm')
+    .requiredOption('--model <path>', 'GGUF model file')
+    .requiredOption('--port <n>', 'listen port')
+    .option('--gpu <ids>', 'GPU indices or UUIDs, comma separated')
+    .option('--ctx <n>', 'context size')
+    .action(async (name: string, opts: import('./commands/init.js').InitOptions, cmd: Command) => {
+      const { initCommand } = await import('./commands/init.js');
+      exitCode = initCommand(homeOf(cmd), name, opts, stdOut);
+    });
+
   program
     .command('keeper <name>', { hidden: true })
     .description('internal: the per-instance supervisor process')
@@ -172,7 +238,8 @@ export function buildProgram(): Command {
 
   // Program options are positional (so `ps --json` is ps's); --home is accepted after any command too.
   const addHome = (c: Command) => {
-    if (c.name() !== 'config') c.option('--home <dir>', 'orchestrator home (default: $LLAMA_ORCH_HOME or cwd)');
+    if (!['config', 'daemon', 'service'].includes(c.name()))
+      c.option('--home <dir>', 'orchestrator home (default: $LLAMA_ORCH_HOME or cwd)');
     c.commands.forEach(addHome);
   };
   program.commands.forEach(addHome);

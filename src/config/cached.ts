@@ -37,17 +37,26 @@ function fileKey(file: string): string | undefined {
  * mtime) and the code is the same build. Misses go to the full loader when one is given.
  */
 export function cachedLoader(store: Store, full?: FullLoader): ConfigLoader {
+  // Long-lived callers (the dashboard) ask every second: keep the parsed result in memory too.
+  const memo = new Map<string, { key: string; result: LoadResult }>();
   return (file, name) => {
     const key = fileKey(file);
     if (key) {
+      const mem = memo.get(file);
+      if (mem?.key === key) return mem.result;
       const hit = store.cachedConfig(file, key);
-      if (hit) return JSON.parse(hit) as LoadResult;
+      if (hit) {
+        const result = JSON.parse(hit) as LoadResult;
+        memo.set(file, { key, result });
+        return result;
+      }
     }
     if (!key && !full) {
       return { ok: false, name, file, problems: [{ file, jsonPath: '$', message: 'file not found' }] };
     }
     if (!full) throw new Error(`internal: config ${file} is not cached and no validator was loaded`);
     const result = full(file, name);
+    if (key) memo.set(file, { key, result });
     if (key) {
       try {
         store.cacheConfig(file, key, JSON.stringify(result));

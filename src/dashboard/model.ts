@@ -29,12 +29,19 @@ export class DashboardModel {
   private lastVersion = -1;
   private lastRefresh = 0;
   private dirty = true;
+  private lastKey = '';
 
   constructor(
     private readonly home: Home,
     private readonly store: Store,
     private readonly loadConfig: ConfigLoader,
-    private readonly opts: { pollMs?: number; tickMs?: number; eventLimit?: number; now?: () => number } = {},
+    private readonly opts: {
+      pollMs?: number;
+      tickMs?: number;
+      minGapMs?: number;
+      eventLimit?: number;
+      now?: () => number;
+    } = {},
   ) {
     this.state = this.build();
   }
@@ -71,16 +78,37 @@ export class DashboardModel {
       // reported by refresh below
     }
     const changed = version !== this.lastVersion;
-    if (!changed && !this.dirty && now - this.lastRefresh < (this.opts.tickMs ?? 1000)) return;
+    const since = now - this.lastRefresh;
+    // Keepers write a health row per probe: refresh on a change, but with 900 ms between refreshes,
+    // and at least once a second for the uptimes.
+    if (since < (this.opts.tickMs ?? 1000) && !(this.dirty || (changed && since >= (this.opts.minGapMs ?? 900))))
+      return;
     this.lastVersion = version;
     this.dirty = false;
     this.refresh();
   }
 
   refresh(): void {
-    this.state = this.build();
-    this.lastRefresh = this.state.now;
+    const next = this.build();
+    this.lastRefresh = next.now;
+    // Keep the same object (so React does not re-render) when nothing visible changed: health
+    // probes rewrite timestamps and latencies several times a second.
+    const key = visibleKey(next);
+    if (key === this.lastKey) return;
+    this.lastKey = key;
+    this.state = next;
     for (const fn of this.listeners) fn();
+  }
+
+  private cachedEvents: { lastId: number; rows: EventRow[] } = { lastId: -1, rows: [] };
+
+  /** Events are re-read only when a new one was written. */
+  private events(): EventRow[] {
+    const lastId = this.store.lastEventId();
+    if (lastId !== this.cachedEvents.lastId) {
+      this.cachedEvents = { lastId, rows: this.store.listEvents(undefined, this.opts.eventLimit ?? 200) };
+    }
+    return this.cachedEvents.rows;
   }
 
   private build(): DashboardState {
@@ -92,7 +120,7 @@ export class DashboardModel {
         home: this.home.root,
         daemon: daemonStatus(this.home),
         instances: snapshotAll(this.home, this.store, now, this.loadConfig),
-        events: this.store.listEvents(undefined, this.opts.eventLimit ?? 200),
+        events: this.events(),
         error: null,
       };
     } catch (e) {
@@ -109,4 +137,27 @@ export class DashboardModel {
       };
     }
   }
+}
+
+/** What the screen shows, to the second: a refresh that changes none of it renders nothing. */
+function visibleKey(s: DashboardState): string {
+  const inst = s.instances.map((i) => [
+    i.name,
+    i.state,
+    i.health,
+    i.health_detail,
+    i.pid,
+    i.port,
+    i.backend,
+    i.gpus.join(','),
+    i.model,
+    i.uptime_s,
+    i.restarts,
+    i.next_restart_in_s === null ? null : Math.round(i.next_restart_in_s),
+    i.last_error,
+    i.config_error,
+    i.health_latency_ms === null ? null : Math.round(i.health_latency_ms / 10),
+  ]);
+  const lastEvent = s.events.length ? s.events[s.events.length - 1]?.id : 0;
+  return JSON.stringify([Math.floor(s.now / 1000), s.daemon.running, s.error, lastEvent, inst]);
 }

@@ -1,7 +1,6 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import type { Home } from '../home.js';
-import { isLive } from '../platform/proc.js';
+import { liveDaemon } from '../daemon/pidfile.js';
 
 export interface DaemonStatus {
   running: boolean;
@@ -12,13 +11,8 @@ export function daemonPidFile(home: Home): string {
   return path.join(home.stateDir, 'daemon.pid');
 }
 
-/** Reads the daemon's pid file; a stale file (dead pid) means not running. */
+/** Reads the daemon's pid file; a stale file (dead or reused pid) means not running. */
 export function daemonStatus(home: Home): DaemonStatus {
-  try {
-    const pid = Number(fs.readFileSync(daemonPidFile(home), 'utf8').trim());
-    if (Number.isInteger(pid) && pid > 0 && isLive(pid)) return { running: true, pid };
-  } catch {
-    // no pid file
-  }
-  return { running: false, pid: null };
+  const owner = liveDaemon(daemonPidFile(home));
+  return owner ? { running: true, pid: owner.pid } : { running: false, pid: null };
 }

@@ -103,7 +103,7 @@ function openKeeperLog(home: Home, name: string): number {
 }
 
 /** Stops a server whose keeper is gone, after its identity is proven. */
-async function stopOrphan(deps: SupervisorDeps, row: RuntimeRow, graceMs: number): Promise<void> {
+export async function stopOrphan(deps: SupervisorDeps, row: RuntimeRow, graceMs: number): Promise<void> {
   if (!row.pid || !serverAlive(row)) return;
   const pid = row.pid;
   const pgid = row.pgid ?? pid;
@@ -129,7 +129,15 @@ async function stopOrphan(deps: SupervisorDeps, row: RuntimeRow, graceMs: number
 }
 
 /** `up NAME`: preflight, claim under BEGIN IMMEDIATE (one keeper, however many run at once), start the keeper. */
-export async function up(deps: SupervisorDeps, name: string): Promise<UpResult> {
+export interface UpOptions {
+  /** Keep restart counters (the daemon replacing a dead keeper); a user's `up` starts afresh. */
+  carryCounters?: boolean;
+  /** Wait (up to 3 s) for the keeper to report the server pid. */
+  waitForPid?: boolean;
+  reason?: string;
+}
+
+export async function up(deps: SupervisorDeps, name: string, opts: UpOptions = {}): Promise<UpResult> {
   const { store } = deps;
   const inst = loadInstance(deps.home, name);
   preflight(deps, inst);
@@ -165,11 +173,11 @@ export async function up(deps: SupervisorDeps, name: string): Promise<UpResult> 
       const st = readStat(pid);
       store.setDesired(name, 'running');
       transition(store, name, 'starting', {
-        reason: 'up',
+        reason: opts.reason ?? 'up',
         patch: {
           keeper_pid: pid,
           keeper_starttime: st?.starttime ?? null,
-          restart_attempts: 0,
+          ...(opts.carryCounters ? {} : { restart_attempts: 0 }),
           last_error: null,
           next_restart_at: null,
           port: inst.config.server.port,
@@ -185,7 +193,7 @@ export async function up(deps: SupervisorDeps, name: string): Promise<UpResult> 
   // Report the server's pid: the keeper records it within milliseconds of its start.
   const deadline = deps.now() + 3000;
   let row = store.getRuntime(name) as RuntimeRow;
-  while (row.pid === null && row.status === 'starting' && deps.now() < deadline) {
+  while (opts.waitForPid !== false && row.pid === null && row.status === 'starting' && deps.now() < deadline) {
     await deps.sleep(15);
     row = store.getRuntime(name) as RuntimeRow;
   }

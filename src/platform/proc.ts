@@ -62,13 +62,23 @@ export interface Identity {
  * True only if the pid is alive, not a zombie, has the recorded start time and the expected
  * cmdline: a reused pid belongs to a stranger and must never be signalled.
  */
+const verifiedCmdlines = new Map<string, boolean>();
+
 export function matchesIdentity(id: Identity): boolean {
   const st = readStat(id.pid);
   if (!st || st.state === 'Z' || st.state === 'X') return false;
   if (st.starttime !== id.starttime) return false;
   if (id.cmdlineIncludes && id.cmdlineIncludes.length > 0) {
+    // pid + start time name one process for the life of the boot, so its cmdline verdict can be
+    // remembered (an exec() in place is the only change, and our processes do not exec again).
+    const key = `${id.pid}:${id.starttime}:${id.cmdlineIncludes.join('\0')}`;
+    const known = verifiedCmdlines.get(key);
+    if (known !== undefined) return known;
     const cmd = readCmdline(id.pid)?.join(' ') ?? '';
-    return id.cmdlineIncludes.every((part) => cmd.includes(part));
+    const ok = id.cmdlineIncludes.every((part) => cmd.includes(part));
+    if (verifiedCmdlines.size > 4096) verifiedCmdlines.clear();
+    verifiedCmdlines.set(key, ok);
+    return ok;
   }
   return true;
 }

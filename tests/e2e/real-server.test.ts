@@ -133,3 +133,34 @@ describe('the real llama-server on the tiny model', () => {
     expect(r.stderr).toContain('running instance "first"');
   });
 });
+
+describe('init with the real llama-server', () => {
+  it('the cpu profile starts and becomes healthy', async () => {
+    home = makeHome();
+    const port = freePort();
+    const r = await cli(
+      home.root,
+      [
+        'init',
+        'fresh',
+        '--profile',
+        'cpu',
+        '--model',
+        path.join(home.root, 'models', 'tiny.gguf'),
+        '--port',
+        String(port),
+        '--ctx',
+        '256',
+      ],
+      { LLAMA_SERVER: realServer() },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const up = await cli(home.root, ['up', 'fresh', '--wait', '30'], { LLAMA_SERVER: realServer() });
+    expect(up.code, up.stderr).toBe(0);
+    expect(up.stdout).toContain('fresh: healthy');
+    const models = (await (await fetch(`http://127.0.0.1:${port}/v1/models`)).json()) as {
+      data: Array<{ id: string }>;
+    };
+    expect(models.data[0]?.id).toBe('fresh');
+  });
+});

@@ -40,7 +40,9 @@ function inst(name: string, over: Partial<InstanceSnapshot> = {}): InstanceSnaps
 }
 
 /** Frames contain times and pids: normalise them before asserting. */
-const norm = (s: string | undefined) => (s ?? '').replace(/\d{2}:\d{2}:\d{2}/g, 'HH:MM:SS');
+// eslint-disable-next-line no-control-regex
+const stripAnsi = (s: string) => s.replace(/\u001b\[[0-9;]*m/g, '');
+const norm = (s: string | undefined) => stripAnsi(s ?? '').replace(/\d{2}:\d{2}:\d{2}/g, 'HH:MM:SS');
 
 function fakeModel(instances: InstanceSnapshot[]) {
   let state: DashboardState = {
@@ -123,7 +125,9 @@ describe('InstanceTable', () => {
       />,
     );
     cleanup = unmount;
-    const f = norm(lastFrame());
+    const raw = lastFrame() ?? '';
+    expect(raw).toContain('\u001b[32mrunning');
+    const f = norm(raw);
     expect(f).toContain('NAME');
     expect(f).toMatch(/› alpha\s+running\s+ok 3ms\s+4242\s+18181\s+cuda\s+1\s+qwen-7b\s+2m05s\s+2/);
     expect(f).toMatch(/ {2}beta\s+backoff 4s\s+-\s+-/);
@@ -141,7 +145,7 @@ describe('InstanceTable', () => {
       <InstanceTable rows={[inst('alpha')]} selected={0} width={60} now={NOW} maxRows={5} />,
     );
     cleanup = unmount;
-    for (const line of (lastFrame() ?? '').split('\n')) expect(line.length).toBeLessThanOrEqual(60);
+    for (const line of norm(lastFrame()).split('\n')) expect(line.length).toBeLessThanOrEqual(60);
   });
 });
 
@@ -248,6 +252,6 @@ describe('App', () => {
     await tick();
     model.set({ instances: [inst('alpha', { state: 'backoff', pid: null, health: null, next_restart_in_s: 2 })] });
     await tick();
-    expect(lastFrame()).toMatch(/alpha\s+backoff 2s/);
+    expect(norm(lastFrame())).toMatch(/alpha\s+backoff 2s/);
   });
 });

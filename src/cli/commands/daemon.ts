@@ -1,0 +1,129 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { Daemon } from '../../daemon/daemon.js';
+import { acquirePidFile, liveDaemon, releasePidFile } from '../../daemon/pidfile.js';
+import { daemonPidFile } from '../../engine/daemon-status.js';
+import { abortableSleep } from '../../engine/sleep.js';
+import { RotatingFile } from '../../engine/rotating-log.js';
+import { ExitCode, UserError } from '../../errors.js';
+import { loadInstance } from '../../config/load.js';
+import { isLive } from '../../platform/proc.js';
+import { packageRoot } from '../../paths.js';
+import type { Context } from '../context.js';
+import type { Out } from '../output.js';
+
+export interface DaemonRunOptions {
+  interval: number;
+  stagger: number;
+  autostart: boolean;
+}
+
+export async function daemonRun(ctx: Context, opts: DaemonRunOptions, out: Out): Promise<number> {
+  const pidFile = daemonPidFile(ctx.home);
+  if (!acquirePidFile(pidFile)) {
+    const owner = liveDaemon(pidFile);
+    throw new UserError(`a daemon is already running for ${ctx.home.root} (pid ${owner?.pid ?? '?'})`, ExitCode.daemon);
+  }
+  fs.mkdirSync(ctx.home.logsDir, { recursive: true, mode: 0o700 });
+  const logFile = new RotatingFile(path.join(ctx.home.logsDir, 'daemon.log'), 1024 * 1024, 3);
+  const log = (msg: string) => logFile.writeLine(`${new Date().toISOString()} ${msg}`);
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGHUP', () => undefined);
+  try {
+    const daemon = new Daemon(
+      {
+        ...ctx.deps,
+        wait: abortableSleep,
+        log,
+        isAutostart: (name) => loadInstance(ctx.home, name).config.autostart,
+      },
+      { intervalMs: opts.interval * 1000, staggerMs: opts.stagger * 1000, autostart: opts.autostart },
+      stop.signal,
+    );
+    await daemon.run();
+    out.log('daemon stopped');
+    return 0;
+  } finally {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    logFile.close();
+    releasePidFile(pidFile);
+  }
+}
+
+export async function daemonStart(ctx: Context, opts: DaemonRunOptions, out: Out): Promise<number> {
+  const pidFile = daemonPidFile(ctx.home);
+  const existing = liveDaemon(pidFile);
+  if (existing) throw new UserError(`the daemon is already running (pid ${existing.pid})`, ExitCode.daemon);
+  const { execa } = await import('execa');
+  fs.mkdirSync(ctx.home.logsDir, { recursive: true, mode: 0o700 });
+  const errFd = fs.openSync(path.join(ctx.home.logsDir, 'daemon.stderr.log'), 'a', 0o600);
+  const fd = errFd as 2;
+  const child = execa(
+    process.execPath,
+    [
+      path.join(packageRoot(), 'bin', 'llama-orch.js'),
+      'daemon',
+      'run',
+      '--home',
+      ctx.home.root,
+      '--interval',
+      String(opts.interval),
+      '--stagger',
+      String(opts.stagger),
+      ...(opts.autostart ? [] : ['--no-autostart']),
+    ],
+    { detached: true, stdio: ['ignore', 'ignore', fd], cleanup: false, reject: false },
+  );
+  fs.closeSync(errFd);
+  child.unref();
+  child.catch(() => undefined);
+  const deadline = Date.now() + 5000;
+  while (Date.now() < deadline) {
+    const owner = liveDaemon(pidFile);
+    if (owner) {
+      out.log(`daemon started (pid ${owner.pid}); log: ${path.join(ctx.home.logsDir, 'daemon.log')}`);
+      return 0;
+    }
+    if (child.pid !== undefined && !isLive(child.pid)) break;
+    await abortableSleep(25);
+  }
+  throw new UserError(
+    'the daemon did not start',
+    ExitCode.daemon,
+    `see ${path.join(ctx.home.logsDir, 'daemon.stderr.log')}`,
+  );
+}
+
+export async function daemonStop(ctx: Context, out: Out): Promise<number> {
+  const pidFile = daemonPidFile(ctx.home);
+  const owner = liveDaemon(pidFile);
+  if (!owner) {
+    out.log('the daemon is not running');
+    return 0;
+  }
+  process.kill(owner.pid, 'SIGTERM');
+  const deadline = Date.now() + 5000;
+  while (Date.now() < deadline && isLive(owner.pid)) await abortableSleep(20);
+  if (isLive(owner.pid)) {
+    process.kill(owner.pid, 'SIGKILL');
+    fs.rmSync(pidFile, { force: true });
+    out.log(`daemon pid ${owner.pid} did not stop within 5 s and was killed (instances keep running)`);
+    return 0;
+  }
+  out.log(`daemon stopped (pid ${owner.pid}); instances keep running`);
+  return 0;
+}
+
+export function daemonStatusCommand(ctx: Context, out: Out): number {
+  const owner = liveDaemon(daemonPidFile(ctx.home));
+  if (owner) {
+    out.log(`daemon running (pid ${owner.pid})`);
+    return 0;
+  }
+  out.log('daemon not running');
+  return 1;
+}

@@ -1,0 +1,88 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { formatProblem, parseConfigText, validateName } from '../../config/load.js';
+import { checkInstanceEnvironment } from '../../config/lint.js';
+import { PROFILES, profileConfig, type Profile } from '../../config/profiles.js';
+import { discoverInstanceNames } from '../../config/paths.js';
+import { ExitCode, UserError } from '../../errors.js';
+import { instanceConfigPath, resolveHome } from '../../home.js';
+import { gpuCount } from '../../platform/gpu.js';
+import type { Out } from '../output.js';
+
+export interface InitOptions {
+  profile: string;
+  model: string;
+  port: string;
+  gpu?: string;
+  ctx?: string;
+}
+
+function parseGpus(spec: string | undefined): Array<number | string> {
+  if (!spec) return [];
+  return spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
+}
+
+/** `init NAME`: writes instances/NAME/config.json from a profile; never overwrites; validates first. */
+export function initCommand(homeOpt: string | undefined, name: string, opts: InitOptions, out: Out): number {
+  const home = resolveHome(homeOpt);
+  const nameProblem = validateName(name);
+  if (nameProblem) throw new UserError(nameProblem);
+  if (!(PROFILES as readonly string[]).includes(opts.profile)) {
+    throw new UserError(`unknown profile "${opts.profile}": use one of ${PROFILES.join(', ')}`);
+  }
+  const port = Number(opts.port);
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new UserError(`--port must be 1-65535, got "${opts.port}"`);
+  const ctx = opts.ctx === undefined ? undefined : Number(opts.ctx);
+  if (ctx !== undefined && (!Number.isInteger(ctx) || ctx < 1))
+    throw new UserError(`--ctx must be a positive whole number, got "${opts.ctx}"`);
+  const file = instanceConfigPath(home, name);
+  if (fs.existsSync(path.dirname(file))) {
+    throw new UserError(
+      `instance "${name}" already exists (${file})`,
+      ExitCode.general,
+      'pick another name, or edit that file',
+    );
+  }
+  const absModel = path.resolve(opts.model);
+  const rel = path.relative(home.root, absModel);
+  const modelPath = rel.startsWith('..') || path.isAbsolute(rel) ? absModel : rel;
+  const config = profileConfig({ profile: opts.profile as Profile, modelPath, port, gpus: parseGpus(opts.gpu), ctx });
+  const text = JSON.stringify(config, null, 2) + '\n';
+  const parsed = parseConfigText(text, file);
+  if (!parsed.config) throw new UserError(parsed.problems.map((p) => formatProblem(p)).join('\n'));
+  const problems = checkInstanceEnvironment(
+    home,
+    { name, file, config: parsed.config },
+    { env: process.env, gpuCount },
+  );
+  const modelMissing = problems.find((p) => p.jsonPath === '$.model.path');
+  if (modelMissing)
+    throw new UserError(
+      `not written: ${modelMissing.message}`,
+      ExitCode.general,
+      'pass --model with an existing GGUF file',
+    );
+  const clash = discoverInstanceNames(home).find((other) => {
+    const r = parseConfigText(
+      fs.existsSync(instanceConfigPath(home, other)) ? fs.readFileSync(instanceConfigPath(home, other), 'utf8') : '{}',
+      '',
+    );
+    return r.config?.server.port === port;
+  });
+  if (clash)
+    throw new UserError(
+      `not written: port ${port} is already configured for instance "${clash}"`,
+      ExitCode.portCollision,
+    );
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, text, { flag: 'wx' });
+  out.log(`wrote ${file} (${opts.profile} profile)`);
+  for (const p of problems) out.error(`warning: ${formatProblem(p)}`);
+  out.log(`start it with: llama-orch up ${name}`);
+  return 0;
+}

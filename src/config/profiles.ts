@@ -1,0 +1,38 @@
+import type { InstanceConfigInput } from './schema.js';
+
+export const PROFILES = ['cpu', 'cuda', 'vulkan', 'rocm'] as const;
+export type Profile = (typeof PROFILES)[number];
+
+export interface InitInput {
+  profile: Profile;
+  modelPath: string;
+  port: number;
+  gpus: Array<number | string>;
+  ctx?: number;
+}
+
+/**
+ * Sensible starting points per backend: everything offloaded on GPUs, more parallel slots where
+ * there is GPU memory to serve them, flash attention forced on where the backend supports it
+ * (CUDA, ROCm; elsewhere llama.cpp's "auto" decides), a longer start period for big GPU loads.
+ */
+export function profileConfig(input: InitInput): InstanceConfigInput {
+  const gpu = input.profile !== 'cpu';
+  const cfg: InstanceConfigInput = {
+    $schema: '../config.schema.json',
+    model: {
+      path: input.modelPath,
+      context_size: input.ctx ?? (gpu ? 8192 : 4096),
+      ...(gpu ? { n_gpu_layers: 999 } : { n_gpu_layers: 0 }),
+    },
+    server: {
+      port: input.port,
+      parallel: input.profile === 'cuda' || input.profile === 'rocm' ? 4 : 2,
+      extra_args: input.profile === 'cuda' || input.profile === 'rocm' ? ['--flash-attn', 'on'] : [],
+    },
+    gpu: { backend: input.profile, devices: gpu ? input.gpus : [] },
+    healthcheck: { start_period: gpu ? 120 : 30 },
+    autostart: false,
+  };
+  return cfg;
+}

@@ -1,0 +1,188 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { cli, fakeConfig, freePort, isAlive, makeHome, psJson, waitFor, type TestHome } from '../helpers/home.js';
+
+let home: TestHome | undefined;
+afterEach(async () => {
+  if (home) await cli(home.root, ['daemon', 'stop']);
+  await home?.cleanup();
+  home = undefined;
+});
+
+type Ev = { event_type: string; message: string; ts: string; instance_name: string | null };
+const events = async (h: TestHome, name?: string): Promise<Ev[]> =>
+  JSON.parse((await cli(h.root, ['events', ...(name ? [name] : []), '--json', '-n', '500'])).stdout) as Ev[];
+
+describe('daemon', () => {
+  it('start / status / stop, one daemon per home', async () => {
+    home = makeHome();
+    const start = await cli(home.root, ['daemon', 'start', '--interval', '0.5']);
+    expect(start.code, start.stderr).toBe(0);
+    expect(start.stdout).toMatch(/daemon started \(pid \d+\)/);
+    expect((await cli(home.root, ['daemon', 'status'])).code).toBe(0);
+    const second = await cli(home.root, ['daemon', 'start']);
+    expect(second.code).toBe(10);
+    expect(second.stderr).toContain('already running');
+    const once = JSON.parse((await cli(home.root, ['--once', '--json'])).stdout) as { daemon: { running: boolean } };
+    expect(once.daemon.running).toBe(true);
+    const stop = await cli(home.root, ['daemon', 'stop']);
+    expect(stop.code).toBe(0);
+    const status = await cli(home.root, ['daemon', 'status']);
+    expect(status.code).not.toBe(0);
+    expect(status.stdout).toContain('not running');
+    expect(fs.readFileSync(path.join(home.root, 'logs', 'daemon.log'), 'utf8')).toContain('daemon stopped');
+  });
+
+  it('autostarts exactly the autostart instances, staggered, in order', async () => {
+    home = makeHome();
+    home.addInstance('a1', fakeConfig(freePort(), {}, { autostart: true }));
+    home.addInstance('a2', fakeConfig(freePort(), {}, { autostart: true }));
+    home.addInstance('manual', fakeConfig(freePort()));
+    expect((await cli(home.root, ['daemon', 'start', '--interval', '0.5', '--stagger', '0.7'])).code).toBe(0);
+    await waitFor(
+      async () => {
+        const ps = await psJson((home as TestHome).root);
+        return ps.filter((r) => r.health === 'ok').length === 2 ? true : undefined;
+      },
+      10_000,
+      'two autostarted',
+    );
+    const ps = await psJson(home.root);
+    expect(ps.find((r) => r.name === 'manual')?.state).toBe('stopped');
+    const auto = (await events(home)).filter((e) => e.event_type === 'autostart');
+    expect(auto.map((e) => e.instance_name)).toEqual(['a1', 'a2']);
+    expect(Date.parse(auto[1]?.ts ?? '') - Date.parse(auto[0]?.ts ?? '')).toBeGreaterThanOrEqual(650);
+  });
+
+  it('replaces a keeper killed with -9, keeping the server count at one; stopping the daemon stops no instance', async () => {
+    home = makeHome();
+    home.addInstance('kept', fakeConfig(freePort(), {}, { restart: { initial_delay: 0.3 } }));
+    expect((await cli(home.root, ['up', 'kept', '--wait', '10'])).code).toBe(0);
+    expect((await cli(home.root, ['daemon', 'start', '--interval', '0.5'])).code).toBe(0);
+    const before = (await psJson(home.root))[0] as Record<string, unknown>;
+    process.kill(before.keeper_pid as number, 'SIGKILL');
+    const t0 = Date.now();
+    const after = await waitFor(
+      async () => {
+        const r = (await psJson((home as TestHome).root))[0] as Record<string, unknown>;
+        return r.health === 'ok' && r.keeper_pid !== before.keeper_pid && r.keeper_pid ? r : undefined;
+      },
+      10_000,
+      'new keeper',
+    );
+    // first backoff (0.3 s) + one loop (0.5 s) + start-up and probe margin
+    expect(Date.now() - t0).toBeLessThan(0.3 * 1000 + 500 + 2500);
+    expect(isAlive(before.pid as number)).toBe(false);
+    const servers = fs.readdirSync('/proc').filter((d) => {
+      try {
+        return (
+          /^\d+$/.test(d) && fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(`${home?.root}/models/fake.gguf`)
+        );
+      } catch {
+        return false;
+      }
+    });
+    expect(servers).toHaveLength(1);
+    expect((await events(home, 'kept')).some((e) => e.event_type === 'daemon-restart')).toBe(true);
+    const stop = await cli(home.root, ['daemon', 'stop']);
+    expect(stop.code).toBe(0);
+    const still = (await psJson(home.root))[0] as Record<string, unknown>;
+    expect(still.pid).toBe(after.pid);
+    expect(isAlive(after.pid as number)).toBe(true);
+  });
+
+  it('stops within 5 s while every instance hangs on /health, and every instance keeps its pid', async () => {
+    home = makeHome();
+    for (let i = 0; i < 3; i++)
+      home.addInstance(
+        `hang${i}`,
+        fakeConfig(
+          freePort(),
+          { FAKE_HANG_HEALTH: '1' },
+          { healthcheck: { timeout: 3, interval: 1, retries: 100, start_period: 0 } },
+        ),
+      );
+    expect((await cli(home.root, ['up', '--all'])).code).toBe(0);
+    expect((await cli(home.root, ['daemon', 'start', '--interval', '0.5'])).code).toBe(0);
+    const pids = (await psJson(home.root)).map((r) => r.pid);
+    await new Promise((r) => setTimeout(r, 1500));
+    const stop = await cli(home.root, ['daemon', 'stop']);
+    expect(stop.code).toBe(0);
+    expect(stop.ms).toBeLessThan(5000);
+    expect((await psJson(home.root)).map((r) => r.pid)).toEqual(pids);
+  });
+});
+
+describe('service', () => {
+  it('prints a user unit with absolute paths and Restart=on-failure on --dry-run', async () => {
+    home = makeHome();
+    const r = await cli(home.root, ['service', 'install', '--dry-run']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('.config/systemd/user/llama-orch.service');
+    expect(r.stdout).toMatch(new RegExp(`ExecStart=/\\S*node /\\S+/bin/llama-orch.js daemon run --home ${home.root}`));
+    expect(r.stdout).toContain('Restart=on-failure');
+    expect(r.stdout).toContain('KillMode=process');
+    expect(r.stdout).toContain('WantedBy=default.target');
+    expect(r.stdout).toContain('systemctl --user enable --now llama-orch.service');
+    const sys = await cli(home.root, ['service', 'install', '--system', '--dry-run']);
+    expect(sys.stdout).toContain('/etc/systemd/system/llama-orch.service');
+    expect(sys.stdout).toMatch(/User=\S+/);
+    expect(sys.stdout).toContain('WantedBy=multi-user.target');
+  });
+
+  it('says clearly when systemd is not there', async () => {
+    if (fs.existsSync('/run/systemd/system')) return; // a machine with systemd: nothing to check here
+    home = makeHome();
+    const r = await cli(home.root, ['service', 'install']);
+    expect(r.code).toBe(10);
+    expect(r.stderr).toContain('systemd is not available');
+  });
+});
+
+describe('init', () => {
+  for (const profile of ['cpu', 'cuda', 'vulkan', 'rocm']) {
+    it(`the ${profile} profile writes a config that passes config lint`, async () => {
+      home = makeHome();
+      const bin = path.join(home.root, 'llama-server');
+      fs.writeFileSync(bin, '#!/bin/sh\n', { mode: 0o755 });
+      const args = [
+        'init',
+        `m-${profile}`,
+        '--profile',
+        profile,
+        '--model',
+        path.join(home.root, 'models', 'fake.gguf'),
+        '--port',
+        String(freePort()),
+      ];
+      if (profile !== 'cpu') args.push('--gpu', '0', '--ctx', '32768');
+      const r = await cli(home.root, args, { LLAMA_SERVER: bin });
+      expect(r.code, r.stderr).toBe(0);
+      const cfg = JSON.parse(
+        fs.readFileSync(path.join(home.root, 'instances', `m-${profile}`, 'config.json'), 'utf8'),
+      ) as {
+        model: { path: string; context_size: number };
+        gpu: { backend: string; devices: number[] };
+        server: { extra_args: string[] };
+      };
+      expect(cfg.model.path).toBe('models/fake.gguf');
+      expect(cfg.gpu.backend).toBe(profile);
+      if (profile !== 'cpu') expect(cfg).toMatchObject({ model: { context_size: 32768 }, gpu: { devices: [0] } });
+      if (profile === 'cuda' || profile === 'rocm') expect(cfg.server.extra_args).toEqual(['--flash-attn', 'on']);
+      const lint = await cli(home.root, ['config', 'lint'], { LLAMA_SERVER: bin });
+      expect(lint.code, lint.stderr).toBe(0);
+      const again = await cli(home.root, args, { LLAMA_SERVER: bin });
+      expect(again.code).toBe(1);
+      expect(again.stderr).toContain('already exists');
+    });
+  }
+
+  it('refuses a missing model and writes nothing', async () => {
+    home = makeHome();
+    const r = await cli(home.root, ['init', 'nomodel', '--profile', 'cpu', '--model', '/nope.gguf', '--port', '1234']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('/nope.gguf does not exist');
+    expect(fs.existsSync(path.join(home.root, 'instances', 'nomodel'))).toBe(false);
+  });
+});
