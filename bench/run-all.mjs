@@ -8,6 +8,7 @@ const suites = [
   ['log-throughput', './log-throughput.mjs'],
   ['keeper-rss', './keeper-rss.mjs'],
   ['dashboard-idle', './dashboard-idle.mjs'],
+  ['daemon-stop', './daemon-stop.mjs'],
 ];
 console.log(`## Run of ${new Date().toISOString()}\n\nMachine: ${machine()}\n`);
 for (const [name, file] of suites) {

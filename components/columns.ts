@@ -1,4 +1,5 @@
 import type { InstanceSnapshot } from '../src/engine/snapshot.js';
+import { formatUptime } from '../src/format.js';
 
 export interface Column {
   key: string;
@@ -8,14 +9,6 @@ export interface Column {
   min: number;
   max: number;
   value: (i: InstanceSnapshot, now: number) => string;
-}
-
-export function formatUptime(s: number | null): string {
-  if (s === null) return '-';
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
-  if (s < 86400) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
-  return `${Math.floor(s / 86400)}d${String(Math.floor((s % 86400) / 3600)).padStart(2, '0')}h`;
 }
 
 export function stateText(i: InstanceSnapshot): string {
@@ -79,3 +72,5 @@ export function fit(text: string, width: number): string {
   if (text.length > width) return width > 1 ? text.slice(0, width - 1) + '…' : text.slice(0, width);
   return text.padEnd(width);
 }
+
+export { formatUptime };

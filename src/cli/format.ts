@@ -1,12 +1,5 @@
 import type { InstanceSnapshot } from '../engine/snapshot.js';
-
-export function formatUptime(s: number | null): string {
-  if (s === null) return '-';
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
-  if (s < 86400) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
-  return `${Math.floor(s / 86400)}d${String(Math.floor((s % 86400) / 3600)).padStart(2, '0')}h`;
-}
+import { formatUptime } from '../format.js';
 
 export function stateLabel(i: InstanceSnapshot): string {
   if (i.state === 'backoff' && i.next_restart_in_s !== null) return `backoff ${i.next_restart_in_s.toFixed(1)}s`;
@@ -70,3 +63,5 @@ export function psTable(list: InstanceSnapshot[]): string {
   if (list.length === 0) return 'no instances (add instances/NAME/config.json or run "llama-orch init")';
   return renderTextTable(TABLE_COLUMNS, list.map(tableRow));
 }
+
+export { formatUptime };

@@ -237,21 +237,19 @@ export class Store {
   /** Keeps the newest N events and health rows per instance (bounded retention). */
   prune(): void {
     const { eventsPerInstance, healthPerInstance } = this.retention;
-    this.db
-      .prepare(
-        `DELETE FROM events WHERE id IN (
-           SELECT id FROM (
-             SELECT id, row_number() OVER (PARTITION BY instance_name ORDER BY id DESC) AS rn FROM events
-           ) WHERE rn > ?)`,
-      )
-      .run(eventsPerInstance);
-    this.db
-      .prepare(
-        `DELETE FROM health_history WHERE id IN (
-           SELECT id FROM (
-             SELECT id, row_number() OVER (PARTITION BY instance_name ORDER BY id DESC) AS rn FROM health_history
-           ) WHERE rn > ?)`,
-      )
-      .run(healthPerInstance);
+    for (const [table, keep] of [
+      ['events', eventsPerInstance],
+      ['health_history', healthPerInstance],
+    ] as const) {
+      this.db
+        .prepare(
+          `DELETE FROM ${table} WHERE id IN (
+             SELECT id FROM (
+               SELECT id, row_number() OVER (PARTITION BY instance_name ORDER BY id DESC) AS rn FROM ${table}
+             ) WHERE rn > ?)`,
+        )
+        .run(keep);
+    }
   }
+
 }
