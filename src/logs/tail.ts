@@ -129,6 +129,9 @@ export class LogFollower {
     if (st && st.ino !== this.ino) {
       fs.closeSync(this.fd);
       this.fd = -1;
+      // Several rotations may have happened since the last poll: the file we were reading is now
+      // FILE.k; FILE.k-1 ... FILE.1 were written after it and must be read before the new FILE.
+      for (const f of this.newerBackups(this.ino)) this.readWhole(f);
       if (this.partial) {
         this.onLines([this.partial]);
         this.partial = '';
@@ -139,6 +142,34 @@ export class LogFollower {
       this.pos = 0;
       this.drain();
     }
+  }
+
+  private newerBackups(oldIno: number): string[] {
+    const found: string[] = [];
+    for (let i = 1; i <= 1000; i++) {
+      const f = `${this.file}.${i}`;
+      let ino: number;
+      try {
+        ino = fs.statSync(f).ino;
+      } catch {
+        return []; // the old file was rotated out of existence: nothing reliable to add
+      }
+      if (ino === oldIno) return found.reverse();
+      found.push(f);
+    }
+    return [];
+  }
+
+  private readWhole(file: string): void {
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch {
+      return;
+    }
+    const lines = (this.partial + text).split('\n');
+    this.partial = lines.pop() ?? '';
+    if (lines.length) this.onLines(lines);
   }
 
   close(): void {

@@ -251,5 +251,4 @@ export class Store {
         .run(keep);
     }
   }
-
 }

@@ -124,3 +124,12 @@ describe('config lint', () => {
     fs.rmSync(root, { recursive: true });
   });
 });
+
+describe('the committed JSON schema', () => {
+  it('matches the zod schema (regenerate with "llama-orch config schema")', () => {
+    const committed = JSON.parse(
+      fs.readFileSync(path.resolve(import.meta.dirname, '../../instances/config.schema.json'), 'utf8'),
+    ) as unknown;
+    expect(committed).toEqual(instanceJsonSchema());
+  });
+});

@@ -79,6 +79,28 @@ describe('log reading', () => {
     expect(seen).toEqual(Array.from({ length: 400 }, (_, i) => `f${i} ${'q'.repeat(20)}`));
   });
 
+  it('follows across several rotations between two polls', () => {
+    const dir = tmp();
+    const file = path.join(dir, 'stdout.log');
+    const f = new RotatingFile(file, 1024, 50);
+    const seen: string[] = [];
+    const follower = new LogFollower(file, (l) => seen.push(...l));
+    follower.start(false);
+    const expected: string[] = [];
+    for (let round = 0; round < 5; round++) {
+      // ~6 KB per round: five or six rotations before the follower looks again.
+      for (let i = 0; i < 200; i++) {
+        const line = `r${round} l${i} ${'w'.repeat(20)}`;
+        expected.push(line);
+        f.write(Buffer.from(line + '\n'));
+      }
+      follower.poll();
+    }
+    f.close();
+    follower.close();
+    expect(seen).toEqual(expected);
+  });
+
   it('keeps the stderr tail bounded', () => {
     const t = new LineTail(3);
     t.push(Buffer.from('a\nb\nc\nd\npartial'));
