@@ -32,9 +32,10 @@ function alive(target: StopTarget, extra: number[]): number[] {
 export async function stopGroup(target: StopTarget, graceMs: number, deps: StopDeps): Promise<StopResult> {
   const started = deps.now();
   const strays = descendants(target.pid);
-  signalGroup(target.pgid, 'SIGTERM');
-  signalPid(target.pid, 'SIGTERM');
-  for (const p of strays) signalPid(p, 'SIGTERM');
+  // One SIGTERM per process: llama-server treats a second one as "terminate immediately".
+  const members = new Set(groupMembers(target.pgid));
+  if (!signalGroup(target.pgid, 'SIGTERM')) signalPid(target.pid, 'SIGTERM');
+  for (const p of strays) if (!members.has(p)) signalPid(p, 'SIGTERM');
   const deadline = started + graceMs;
   while (deps.now() < deadline) {
     if (alive(target, strays).length === 0) return { killed: false, leftovers: [], elapsedMs: deps.now() - started };

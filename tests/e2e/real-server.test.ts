@@ -102,6 +102,15 @@ describe('the real llama-server on the tiny model', () => {
     const down = await cli(home.root, ['down', 'demo']);
     expect(down.code).toBe(0);
     expect(isAlive(again.pid as number)).toBe(false);
+    // One SIGTERM: llama-server shuts down cleanly (a second one means "terminate immediately").
+    const last = JSON.parse((await cli(home.root, ['events', 'demo', '--json', '-n', '5'])).stdout) as Array<{
+      event_type: string;
+      message: string;
+    }>;
+    expect(last.filter((e) => e.event_type === 'exit').pop()?.message).toMatch(/exited with code 0/);
+    expect(fs.readFileSync(path.join(home.root, 'logs', 'demo', 'stderr.log'), 'utf8')).not.toContain(
+      'second interrupt',
+    );
   });
 
   it('a missing model is failed at once with the reason, not retried', async () => {
