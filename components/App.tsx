@@ -124,6 +124,7 @@ export function App({ model, logs, actions, onQuit }: AppProps) {
 
   useInput(
     (input, key) => {
+      model.touch?.();
       if (confirm) {
         if (input === 'y' || input === 'Y')
           run(

@@ -30,6 +30,7 @@ export class DashboardModel {
   private lastRefresh = 0;
   private dirty = true;
   private lastKey = '';
+  private lastInput = 0;
 
   constructor(
     private readonly home: Home,
@@ -38,6 +39,9 @@ export class DashboardModel {
     private readonly opts: {
       pollMs?: number;
       tickMs?: number;
+      /** The tick once nobody has pressed a key for idleAfterMs: uptimes and the clock move in 2 s steps. */
+      idleTickMs?: number;
+      idleAfterMs?: number;
       minGapMs?: number;
       eventLimit?: number;
       now?: () => number;
@@ -69,6 +73,18 @@ export class DashboardModel {
     this.dirty = true;
   }
 
+  /** A key was pressed: back to the 1 s tick. */
+  touch(): void {
+    this.lastInput = (this.opts.now ?? Date.now)();
+    this.dirty = true;
+  }
+
+  /** Each full-frame render costs 10-15 ms in Ink: while nobody types, tick half as often. */
+  private tick(now: number): number {
+    const idle = now - this.lastInput > (this.opts.idleAfterMs ?? 15_000);
+    return idle ? (this.opts.idleTickMs ?? 2000) : (this.opts.tickMs ?? 1000);
+  }
+
   poll(): void {
     const now = (this.opts.now ?? Date.now)();
     let version = this.lastVersion;
@@ -80,9 +96,8 @@ export class DashboardModel {
     const changed = version !== this.lastVersion;
     const since = now - this.lastRefresh;
     // Keepers write a health row per probe: refresh on a change, but with 900 ms between refreshes,
-    // and at least once a second for the uptimes.
-    if (since < (this.opts.tickMs ?? 1000) && !(this.dirty || (changed && since >= (this.opts.minGapMs ?? 900))))
-      return;
+    // and at least once a tick for the uptimes.
+    if (since < this.tick(now) && !(this.dirty || (changed && since >= (this.opts.minGapMs ?? 900)))) return;
     this.lastVersion = version;
     this.dirty = false;
     this.refresh();
@@ -93,7 +108,7 @@ export class DashboardModel {
     this.lastRefresh = next.now;
     // Keep the same object (so React does not re-render) when nothing visible changed: health
     // probes rewrite timestamps and latencies several times a second.
-    const key = visibleKey(next);
+    const key = visibleKey(next, this.tick(next.now));
     if (key === this.lastKey) return;
     this.lastKey = key;
     this.state = next;
@@ -140,7 +155,7 @@ export class DashboardModel {
 }
 
 /** What the screen shows, to the second: a refresh that changes none of it renders nothing. */
-function visibleKey(s: DashboardState): string {
+function visibleKey(s: DashboardState, tickMs: number): string {
   const inst = s.instances.map((i) => [
     i.name,
     i.state,
@@ -159,5 +174,5 @@ function visibleKey(s: DashboardState): string {
     i.health_latency_ms === null ? null : Math.round(i.health_latency_ms / 10),
   ]);
   const lastEvent = s.events.length ? s.events[s.events.length - 1]?.id : 0;
-  return JSON.stringify([Math.floor(s.now / 1000), s.daemon.running, s.error, lastEvent, inst]);
+  return JSON.stringify([Math.floor(s.now / tickMs), s.daemon.running, s.error, lastEvent, inst]);
 }

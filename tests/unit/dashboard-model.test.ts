@@ -1,0 +1,68 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { DashboardModel } from '../../src/dashboard/model.js';
+import { cachedLoader } from '../../src/config/cached.js';
+import { loadConfigFile } from '../../src/config/load.js';
+import { homeAt } from '../../src/home.js';
+import { openDatabase } from '../../src/store/db.js';
+import { Store } from '../../src/store/store.js';
+import { transition } from '../../src/engine/lifecycle.js';
+
+function setup() {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'model-'));
+  fs.mkdirSync(path.join(root, 'instances', 'a'), { recursive: true });
+  fs.writeFileSync(
+    path.join(root, 'instances', 'a', 'config.json'),
+    JSON.stringify({ model: { path: 'm' }, server: { port: 1 } }),
+  );
+  const home = homeAt(root);
+  const store = new Store(openDatabase(home.dbPath).db);
+  let t = 1_000_000;
+  const model = new DashboardModel(home, store, cachedLoader(store, loadConfigFile), {
+    now: () => t,
+    idleAfterMs: 10_000,
+  });
+  let renders = 0;
+  model.subscribe(() => renders++);
+  const advance = (ms: number) => {
+    for (let i = 0; i < ms / 250; i++) {
+      t += 250;
+      model.poll();
+    }
+  };
+  // Keepers write through their own connections: data_version only moves for those.
+  const other = new Store(openDatabase(home.dbPath).db);
+  return { model, store: other, advance, renders: () => renders };
+}
+
+describe('DashboardModel', () => {
+  it('publishes once a second while someone types, every 2 s when idle, and at once on a key', () => {
+    const { model, advance, renders } = setup();
+    model.touch();
+    advance(5000);
+    expect(renders()).toBeGreaterThanOrEqual(5);
+    expect(renders()).toBeLessThanOrEqual(6);
+    advance(10_000); // now idle
+    const before = renders();
+    advance(10_000);
+    expect(renders() - before).toBeGreaterThanOrEqual(4);
+    expect(renders() - before).toBeLessThanOrEqual(6);
+    model.touch();
+    const k = renders();
+    advance(250);
+    expect(renders()).toBe(k + 1);
+  });
+
+  it('shows a state written by another connection within a second, without a key press', () => {
+    const { model, store, advance } = setup();
+    advance(3000);
+    store.ensureInstance('a', 'x');
+    transition(store, 'a', 'starting', { reason: 'test' });
+    transition(store, 'a', 'failed', { reason: 'test', patch: { last_error: 'boom' } });
+    advance(1000);
+    expect(model.getSnapshot().instances[0]).toMatchObject({ name: 'a', state: 'failed', last_error: 'boom' });
+    expect(model.getSnapshot().events.at(-1)?.message).toContain('starting -> failed');
+  });
+});
