@@ -46,7 +46,13 @@ export function buildProgram(): Command {
         exitCode = await withContext(homeOf(cmd), (ctx) => onceCommand(ctx, opts.json ?? false, stdOut));
         return;
       }
+      // Ink renders only the final frame when CI/CONTINUOUS_INTEGRATION is set (read once, when it
+      // loads). Here stdin and stdout are a terminal: someone is watching, so load it live.
+      const saved = { CI: process.env.CI, CONTINUOUS_INTEGRATION: process.env.CONTINUOUS_INTEGRATION };
+      delete process.env.CI;
+      delete process.env.CONTINUOUS_INTEGRATION;
       const { runDashboard } = await import('./dashboard.js');
+      for (const [k, v] of Object.entries(saved)) if (v !== undefined) process.env[k] = v;
       exitCode = await runDashboard(homeOf(cmd));
     });
 
