@@ -12,23 +12,26 @@ describe('logs', () => {
   it('-f follows the server output through many rotations, every line once and in order', async () => {
     home = makeHome();
     const N = 30_000;
-    home.addInstance(
-      'chatty',
-      fakeConfig(freePort(), { FAKE_FLOOD_LINES: String(N) }, { logs: { max_bytes: 256 * 1024, backups: 40 } }),
-    );
+    const port = freePort();
+    home.addInstance('chatty', fakeConfig(port, {}, { logs: { max_bytes: 256 * 1024, backups: 40 } }));
+    expect((await cli(home.root, ['up', 'chatty', '--wait', '10'])).code).toBe(0);
     const follower = execa('node', [CLI, 'logs', 'chatty', '-f', '--stdout', '-n', '0', '--home', home.root], {
       reject: false,
     });
     const seen: string[] = [];
     let buf = '';
+    let ready = false;
+    follower.stderr?.on('data', (c: Buffer) => (ready ||= c.toString().includes('following ')));
     follower.stdout?.on('data', (c: Buffer) => {
       buf += c.toString();
       const lines = buf.split('\n');
       buf = lines.pop() ?? '';
       for (const l of lines) if (l.startsWith('line ')) seen.push(l);
     });
-    await new Promise((r) => setTimeout(r, 700));
-    expect((await cli(home.root, ['up', 'chatty'])).code).toBe(0);
+    await waitFor(() => ready || undefined, 10_000, 'logs -f ready');
+    // The server writes the lines only now, so the follower sees them arrive and rotate.
+    const res = await fetch(`http://127.0.0.1:${port}/flood?n=${N}`);
+    expect(res.status).toBe(200);
     await waitFor(() => (seen.length >= N ? true : undefined), 20_000, `${N} lines (have ${seen.length})`);
     follower.kill('SIGTERM');
     await follower;

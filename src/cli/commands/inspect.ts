@@ -209,6 +209,7 @@ export async function logsCommand(
   });
   follower.start(false);
   fs.mkdirSync(dir, { recursive: true });
+  process.stderr.write(`following ${logFile(dir, opts.stream)} across rotation (Ctrl-C to stop)\n`);
   const watcher = watch(dir, { depth: 0, ignoreInitial: true });
   watcher.on('all', () => follower.poll());
   // A slow timer backs the watcher up (events can coalesce across a rotation).
