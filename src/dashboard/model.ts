@@ -166,7 +166,7 @@ function visibleKey(s: DashboardState, tickMs: number): string {
     i.backend,
     i.gpus.join(','),
     i.model,
-    i.uptime_s,
+    i.started_at, // uptimes move with the tick, not on their own
     i.restarts,
     i.next_restart_in_s === null ? null : Math.round(i.next_restart_in_s),
     i.last_error,

@@ -1,3 +1,4 @@
+import type Database from 'better-sqlite3';
 import type { Db } from './db.js';
 
 export type Status = 'stopped' | 'starting' | 'running' | 'stopping' | 'backoff' | 'failed';
@@ -102,6 +103,17 @@ export const DEFAULT_RETENTION: Retention = { eventsPerInstance: 2000, healthPer
 /** Typed access to the state database. Every read-then-write goes through `immediate`. */
 export class Store {
   private insertsSincePrune = 0;
+  private readonly statements = new Map<string, Database.Statement>();
+
+  /** Prepared once per connection: the dashboard runs the same few queries every second. */
+  private sql(text: string): Database.Statement {
+    let st = this.statements.get(text);
+    if (!st) {
+      st = this.db.prepare(text);
+      this.statements.set(text, st);
+    }
+    return st;
+  }
 
   constructor(
     readonly db: Db,
@@ -121,60 +133,56 @@ export class Store {
 
   ensureInstance(name: string, configPath: string): void {
     const t = this.now();
-    this.db
-      .prepare(
-        `INSERT INTO instances (name, config_path, desired_state, created_at, updated_at)
+    this.sql(
+      `INSERT INTO instances (name, config_path, desired_state, created_at, updated_at)
          VALUES (?, ?, 'stopped', ?, ?)
          ON CONFLICT(name) DO UPDATE SET config_path = excluded.config_path`,
-      )
-      .run(name, configPath, t, t);
-    this.db
-      .prepare(`INSERT INTO runtime (name, status, updated_at) VALUES (?, 'stopped', ?) ON CONFLICT(name) DO NOTHING`)
-      .run(name, t);
+    ).run(name, configPath, t, t);
+    this.sql(
+      `INSERT INTO runtime (name, status, updated_at) VALUES (?, 'stopped', ?) ON CONFLICT(name) DO NOTHING`,
+    ).run(name, t);
   }
 
   /** Records the validated config that the keeper will run. */
   setConfigSnapshot(name: string, config: unknown): void {
-    this.db
-      .prepare(`UPDATE instances SET config_json = ?, updated_at = ? WHERE name = ?`)
-      .run(JSON.stringify(config), this.now(), name);
+    this.sql(`UPDATE instances SET config_json = ?, updated_at = ? WHERE name = ?`).run(
+      JSON.stringify(config),
+      this.now(),
+      name,
+    );
   }
 
   cachedConfig(file: string, key: string): string | undefined {
-    const row = this.db.prepare(`SELECT key, result_json FROM config_cache WHERE path = ?`).get(file) as
+    const row = this.sql(`SELECT key, result_json FROM config_cache WHERE path = ?`).get(file) as
       { key: string; result_json: string } | undefined;
     return row && row.key === key ? row.result_json : undefined;
   }
 
   cacheConfig(file: string, key: string, resultJson: string): void {
-    this.db
-      .prepare(
-        `INSERT INTO config_cache (path, key, result_json) VALUES (?, ?, ?)
+    this.sql(
+      `INSERT INTO config_cache (path, key, result_json) VALUES (?, ?, ?)
          ON CONFLICT(path) DO UPDATE SET key = excluded.key, result_json = excluded.result_json`,
-      )
-      .run(file, key, resultJson);
+    ).run(file, key, resultJson);
   }
 
   getInstance(name: string): InstanceRow | undefined {
-    return this.db.prepare(`SELECT * FROM instances WHERE name = ?`).get(name) as InstanceRow | undefined;
+    return this.sql(`SELECT * FROM instances WHERE name = ?`).get(name) as InstanceRow | undefined;
   }
 
   listInstances(): InstanceRow[] {
-    return this.db.prepare(`SELECT * FROM instances ORDER BY name`).all() as InstanceRow[];
+    return this.sql(`SELECT * FROM instances ORDER BY name`).all() as InstanceRow[];
   }
 
   setDesired(name: string, desired: 'running' | 'stopped'): void {
-    this.db
-      .prepare(`UPDATE instances SET desired_state = ?, updated_at = ? WHERE name = ?`)
-      .run(desired, this.now(), name);
+    this.sql(`UPDATE instances SET desired_state = ?, updated_at = ? WHERE name = ?`).run(desired, this.now(), name);
   }
 
   getRuntime(name: string): RuntimeRow | undefined {
-    return this.db.prepare(`SELECT * FROM runtime WHERE name = ?`).get(name) as RuntimeRow | undefined;
+    return this.sql(`SELECT * FROM runtime WHERE name = ?`).get(name) as RuntimeRow | undefined;
   }
 
   listRuntime(): RuntimeRow[] {
-    return this.db.prepare(`SELECT * FROM runtime ORDER BY name`).all() as RuntimeRow[];
+    return this.sql(`SELECT * FROM runtime ORDER BY name`).all() as RuntimeRow[];
   }
 
   updateRuntime(name: string, patch: RuntimePatch): void {
@@ -183,7 +191,7 @@ export class Store {
     const sets = keys.map((k) => `${k} = @${k}`).join(', ');
     const params: Record<string, unknown> = { name, updated_at: this.now() };
     for (const k of keys) params[k] = (patch as Record<string, unknown>)[k] ?? null;
-    this.db.prepare(`UPDATE runtime SET ${sets}, updated_at = @updated_at WHERE name = @name`).run(params);
+    this.sql(`UPDATE runtime SET ${sets}, updated_at = @updated_at WHERE name = @name`).run(params);
   }
 
   addEvent(
@@ -193,38 +201,41 @@ export class Store {
     message: string,
     meta?: Record<string, unknown>,
   ): void {
-    this.db
-      .prepare(
-        `INSERT INTO events (ts, instance_name, level, event_type, message, meta_json) VALUES (?, ?, ?, ?, ?, ?)`,
-      )
-      .run(this.now(), instance, level, type, message, meta ? JSON.stringify(meta) : null);
+    this.sql(
+      `INSERT INTO events (ts, instance_name, level, event_type, message, meta_json) VALUES (?, ?, ?, ?, ?, ?)`,
+    ).run(this.now(), instance, level, type, message, meta ? JSON.stringify(meta) : null);
     this.maybePrune();
   }
 
   listEvents(instance?: string, limit = 50): EventRow[] {
     const rows = instance
-      ? this.db.prepare(`SELECT * FROM events WHERE instance_name = ? ORDER BY id DESC LIMIT ?`).all(instance, limit)
-      : this.db.prepare(`SELECT * FROM events ORDER BY id DESC LIMIT ?`).all(limit);
+      ? this.sql(`SELECT * FROM events WHERE instance_name = ? ORDER BY id DESC LIMIT ?`).all(instance, limit)
+      : this.sql(`SELECT * FROM events ORDER BY id DESC LIMIT ?`).all(limit);
     return (rows as EventRow[]).reverse();
   }
 
   lastEventId(): number {
-    const row = this.db.prepare(`SELECT max(id) AS id FROM events`).get() as { id: number | null };
+    const row = this.sql(`SELECT max(id) AS id FROM events`).get() as { id: number | null };
     return row.id ?? 0;
   }
 
   addHealth(instance: string, result: string, latencyMs: number | null, detail: string | null): void {
-    this.db
-      .prepare(`INSERT INTO health_history (ts, instance_name, result, latency_ms, detail) VALUES (?, ?, ?, ?, ?)`)
-      .run(this.now(), instance, result, latencyMs, detail);
+    this.sql(`INSERT INTO health_history (ts, instance_name, result, latency_ms, detail) VALUES (?, ?, ?, ?, ?)`).run(
+      this.now(),
+      instance,
+      result,
+      latencyMs,
+      detail,
+    );
     this.maybePrune();
   }
 
   listHealth(instance: string, limit = 20): HealthRow[] {
     return (
-      this.db
-        .prepare(`SELECT * FROM health_history WHERE instance_name = ? ORDER BY id DESC LIMIT ?`)
-        .all(instance, limit) as HealthRow[]
+      this.sql(`SELECT * FROM health_history WHERE instance_name = ? ORDER BY id DESC LIMIT ?`).all(
+        instance,
+        limit,
+      ) as HealthRow[]
     ).reverse();
   }
 
@@ -241,14 +252,12 @@ export class Store {
       ['events', eventsPerInstance],
       ['health_history', healthPerInstance],
     ] as const) {
-      this.db
-        .prepare(
-          `DELETE FROM ${table} WHERE id IN (
+      this.sql(
+        `DELETE FROM ${table} WHERE id IN (
              SELECT id FROM (
                SELECT id, row_number() OVER (PARTITION BY instance_name ORDER BY id DESC) AS rn FROM ${table}
              ) WHERE rn > ?)`,
-        )
-        .run(keep);
+      ).run(keep);
     }
   }
 }
