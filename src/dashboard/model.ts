@@ -93,14 +93,29 @@ export class DashboardModel {
     } catch {
       // reported by refresh below
     }
-    const changed = version !== this.lastVersion;
     const since = now - this.lastRefresh;
-    // Keepers write a health row per probe: refresh on a change, but with 900 ms between refreshes,
-    // and at least once a tick for the uptimes.
-    if (since < this.tick(now) && !(this.dirty || (changed && since >= (this.opts.minGapMs ?? 900)))) return;
-    this.lastVersion = version;
+    let changed = false;
+    if (version !== this.lastVersion && since >= (this.opts.minGapMs ?? 900)) {
+      this.lastVersion = version;
+      // Keepers write a health row per probe; only a change of what the table shows (state, pid,
+      // health, events) is worth a full rebuild before the next tick.
+      const digest = this.digest();
+      changed = digest !== this.lastDigest;
+      this.lastDigest = digest;
+    }
+    if (since < this.tick(now) && !this.dirty && !changed) return;
     this.dirty = false;
     this.refresh();
+  }
+
+  private lastDigest = '';
+
+  private digest(): string {
+    try {
+      return this.store.runtimeDigest() + ':' + this.store.lastEventId();
+    } catch {
+      return String(Math.random());
+    }
   }
 
   refresh(): void {

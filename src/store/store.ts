@@ -181,6 +181,15 @@ export class Store {
     return this.sql(`SELECT * FROM runtime WHERE name = ?`).get(name) as RuntimeRow | undefined;
   }
 
+  /** A cheap fingerprint of what the status table shows (not the per-probe timestamps). */
+  runtimeDigest(): string {
+    const row = this.sql(
+      `SELECT group_concat(name || ':' || status || ':' || coalesce(pid, '') || ':' || coalesce(keeper_pid, '') || ':' ||
+              coalesce(health, '') || ':' || coalesce(health_detail, '') || ':' || restarts_total, '|') AS d FROM runtime`,
+    ).get() as { d: string | null };
+    return row.d ?? '';
+  }
+
   listRuntime(): RuntimeRow[] {
     return this.sql(`SELECT * FROM runtime ORDER BY name`).all() as RuntimeRow[];
   }
