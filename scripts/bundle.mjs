@@ -20,8 +20,9 @@ await build({
   target: 'node20',
   outExtension: { '.js': '.mjs' },
   chunkNames: 'chunks/[name]-[hash]',
-  // Native addon and optional dev-only imports stay outside the bundle.
-  external: ['better-sqlite3', 'react-devtools-core'],
+  // better-sqlite3's JavaScript is bundled (its addon is loaded by path, see src/store/db.ts);
+  // optional dev-only imports stay outside.
+  external: ['react-devtools-core'],
   jsx: 'automatic',
   // React's development build costs several times the CPU and memory of the production one.
   define: { 'process.env.NODE_ENV': '"production"' },

@@ -1,10 +1,29 @@
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { ExitCode, UserError, errnoCode } from '../errors.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './schema.js';
 
 export type Db = Database.Database;
+
+let nativeBinding: string | null | undefined;
+/**
+ * The compiled addon's path, handed to better-sqlite3 directly: it then skips the `bindings`
+ * module's search through a dozen candidate paths at every start of the CLI.
+ */
+function addonPath(): string | undefined {
+  if (nativeBinding === undefined) {
+    try {
+      const pkg = createRequire(import.meta.url).resolve('better-sqlite3/package.json');
+      const candidate = path.join(path.dirname(pkg), 'build', 'Release', 'better_sqlite3.node');
+      nativeBinding = fs.existsSync(candidate) ? candidate : null;
+    } catch {
+      nativeBinding = null;
+    }
+  }
+  return nativeBinding ?? undefined;
+}
 
 function corruptError(file: string, cause: unknown): UserError {
   const detail = cause instanceof Error ? cause.message : String(cause);
@@ -70,7 +89,8 @@ export function openDatabase(file: string, opts: OpenOptions = {}): OpenedDb {
   }
   let db: Db;
   try {
-    db = new Database(file, { fileMustExist: true });
+    const binding = addonPath();
+    db = new Database(file, { fileMustExist: true, ...(binding ? { nativeBinding: binding } : {}) });
   } catch (e) {
     throw corruptError(file, e);
   }
