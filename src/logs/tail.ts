@@ -3,6 +3,12 @@ import path from 'node:path';
 
 export type LogStream = 'stdout' | 'stderr';
 
+const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+/** A short synchronous pause (a rotation's renames take microseconds). */
+function sleepSync(ms: number): void {
+  Atomics.wait(sleepCell, 0, 0, ms);
+}
+
 export function logFile(logDir: string, stream: LogStream): string {
   return path.join(logDir, `${stream}.log`);
 }
@@ -144,20 +150,37 @@ export class LogFollower {
     }
   }
 
+  /**
+   * The backups written after the file with inode oldIno, oldest first. A rotation may be renaming
+   * files while we look (FILE.1 briefly missing): a gap below the old file's index means "look again".
+   */
   private newerBackups(oldIno: number): string[] {
-    const found: string[] = [];
-    for (let i = 1; i <= 1000; i++) {
-      const f = `${this.file}.${i}`;
-      let ino: number;
+    const dir = path.dirname(this.file);
+    const prefix = `${path.basename(this.file)}.`;
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const byIndex = new Map<number, number>();
+      let names: string[] = [];
       try {
-        ino = fs.statSync(f).ino;
+        names = fs.readdirSync(dir);
       } catch {
-        return []; // the old file was rotated out of existence: nothing reliable to add
+        return [];
       }
-      if (ino === oldIno) return found.reverse();
-      found.push(f);
+      for (const n of names) {
+        if (!n.startsWith(prefix) || !/^\d+$/.test(n.slice(prefix.length))) continue;
+        try {
+          byIndex.set(Number(n.slice(prefix.length)), fs.statSync(path.join(dir, n)).ino);
+        } catch {
+          // renamed between readdir and stat: the next attempt sees it
+        }
+      }
+      const k = [...byIndex].find(([, ino]) => ino === oldIno)?.[0];
+      const complete = k !== undefined && Array.from({ length: k - 1 }, (_, i) => i + 1).every((i) => byIndex.has(i));
+      if (complete) {
+        return Array.from({ length: k - 1 }, (_, i) => `${this.file}.${k - 1 - i}`);
+      }
+      sleepSync(2);
     }
-    return [];
+    return []; // the old file was rotated out of existence: nothing reliable to add
   }
 
   private readWhole(file: string): void {
