@@ -135,14 +135,17 @@ export class LogFollower {
     if (st && st.ino !== this.ino) {
       fs.closeSync(this.fd);
       this.fd = -1;
-      // Several rotations may have happened since the last poll: the file we were reading is now
-      // FILE.k; FILE.k-1 ... FILE.1 were written after it and must be read before the new FILE.
-      for (const f of this.newerBackups(this.ino)) this.readWhole(f);
+      const oldIno = this.ino;
+      // Open the current file first, then read every backup written between the old file and it:
+      // a rotation during this poll then only pushes the opened file into the backups (skipped by
+      // inode), never past us unread.
+      const opened = this.openCurrent(true);
+      for (const f of this.newerBackups(oldIno, opened ? this.ino : -1)) this.readWhole(f);
       if (this.partial) {
         this.onLines([this.partial]);
         this.partial = '';
       }
-      if (this.openCurrent(true)) this.drain();
+      if (opened) this.drain();
     } else if (st && st.size < this.pos) {
       // Truncated in place by someone else: start over.
       this.pos = 0;
@@ -154,7 +157,7 @@ export class LogFollower {
    * The backups written after the file with inode oldIno, oldest first. A rotation may be renaming
    * files while we look (FILE.1 briefly missing): a gap below the old file's index means "look again".
    */
-  private newerBackups(oldIno: number): string[] {
+  private newerBackups(oldIno: number, openedIno: number): string[] {
     const dir = path.dirname(this.file);
     const prefix = `${path.basename(this.file)}.`;
     for (let attempt = 0; attempt < 50; attempt++) {
@@ -174,9 +177,12 @@ export class LogFollower {
         }
       }
       const k = [...byIndex].find(([, ino]) => ino === oldIno)?.[0];
-      const complete = k !== undefined && Array.from({ length: k - 1 }, (_, i) => i + 1).every((i) => byIndex.has(i));
-      if (complete) {
-        return Array.from({ length: k - 1 }, (_, i) => `${this.file}.${k - 1 - i}`);
+      const newer = k === undefined ? [] : Array.from({ length: k - 1 }, (_, i) => k - 1 - i);
+      if (k !== undefined && newer.every((i) => byIndex.has(i))) {
+        // Only what lies between the old file and the one just opened (it may itself have been
+        // rotated into the backups already; anything newer than it is read after it, next poll).
+        const j = [...byIndex].find(([, ino]) => ino === openedIno)?.[0] ?? 0;
+        return newer.filter((i) => i > j).map((i) => `${this.file}.${i}`);
       }
       sleepSync(2);
     }
