@@ -20,8 +20,10 @@ export function reconcileRow(store: Store, name: string): Observed | undefined {
   // Fast path without a write lock: the common case (keeper alive, or nothing recorded) needs no fix.
   const peek = store.getRuntime(name);
   if (!peek) return undefined;
+  // A live keeper records its server's exit within milliseconds, so its pid column can be trusted
+  // (half the /proc reads of a ps or a dashboard refresh).
   if (peek.keeper_pid !== null && keeperAlive(peek))
-    return { row: peek, keeper: true, server: serverAlive(peek), orphan: false };
+    return { row: peek, keeper: true, server: peek.pid !== null, orphan: false };
   if (peek.keeper_pid === null && peek.pid === null && !ACTIVE.has(peek.status)) {
     return { row: peek, keeper: false, server: false, orphan: false };
   }

@@ -37,6 +37,8 @@ function corruptError(file: string, cause: unknown): UserError {
 
 function ensurePrivateDir(dir: string): void {
   try {
+    const st = fs.statSync(dir, { throwIfNoEntry: false });
+    if (st?.isDirectory() && (st.mode & 0o777) === 0o700) return;
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     fs.chmodSync(dir, 0o700);
   } catch (e) {

@@ -96,6 +96,8 @@ describe('up / down with a fake server', () => {
       fakeConfig(port, {
         FAKE_STDERR: "start: couldn't bind HTTP server socket, hostname: 127.0.0.1",
         FAKE_CRASH_AFTER_MS: '20',
+        // A real bind failure never listens: no health probe can succeed first, however late the crash.
+        FAKE_NO_LISTEN: '1',
       }),
     );
     await cli(home.root, ['up', 'bind']);
