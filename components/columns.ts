@@ -1,5 +1,5 @@
 import type { InstanceSnapshot } from '../src/engine/snapshot.js';
-import { formatUptime } from '../src/format.js';
+import { formatUptime, gpuText, healthText, orDash, stateText } from '../src/format.js';
 
 export interface Column {
   key: string;
@@ -11,24 +11,12 @@ export interface Column {
   value: (i: InstanceSnapshot, now: number) => string;
 }
 
-export function stateText(i: InstanceSnapshot): string {
-  if (i.state === 'backoff' && i.next_restart_in_s !== null) return `backoff ${i.next_restart_in_s.toFixed(0)}s`;
-  return i.state;
-}
-
-export function healthText(i: InstanceSnapshot): string {
-  if (!i.health) return '-';
-  if (i.health === 'ok') return i.health_latency_ms !== null ? `ok ${Math.round(i.health_latency_ms)}ms` : 'ok';
-  if (i.health === 'loading') return i.health_detail ?? 'loading';
-  return i.health_detail ? `${i.health}: ${i.health_detail}` : i.health;
-}
-
 export const COLUMNS: readonly Column[] = [
   { key: 'name', title: 'NAME', priority: 0, min: 6, max: 20, value: (i) => i.name },
-  { key: 'state', title: 'STATE', priority: 0, min: 7, max: 12, value: stateText },
-  { key: 'health', title: 'HEALTH', priority: 1, min: 6, max: 30, value: healthText },
-  { key: 'pid', title: 'PID', priority: 1, min: 3, max: 8, value: (i) => (i.pid === null ? '-' : String(i.pid)) },
-  { key: 'port', title: 'PORT', priority: 2, min: 4, max: 5, value: (i) => (i.port === null ? '-' : String(i.port)) },
+  { key: 'state', title: 'STATE', priority: 0, min: 7, max: 12, value: (i) => stateText(i) },
+  { key: 'health', title: 'HEALTH', priority: 1, min: 6, max: 30, value: (i) => healthText(i, { latency: true }) },
+  { key: 'pid', title: 'PID', priority: 1, min: 3, max: 8, value: (i) => orDash(i.pid) },
+  { key: 'port', title: 'PORT', priority: 2, min: 4, max: 5, value: (i) => orDash(i.port) },
   { key: 'backend', title: 'BACKEND', priority: 5, min: 7, max: 7, value: (i) => i.backend ?? '-' },
   {
     key: 'gpu',
@@ -36,7 +24,7 @@ export const COLUMNS: readonly Column[] = [
     priority: 4,
     min: 3,
     max: 8,
-    value: (i) => (i.backend === 'cpu' || !i.backend ? '-' : i.gpus.length ? i.gpus.join(',') : 'all'),
+    value: gpuText,
   },
   { key: 'model', title: 'MODEL', priority: 3, min: 5, max: 24, value: (i) => i.model ?? '-' },
   { key: 'uptime', title: 'UPTIME', priority: 2, min: 6, max: 7, value: (i) => formatUptime(i.uptime_s) },
@@ -72,5 +60,3 @@ export function fit(text: string, width: number): string {
   if (text.length > width) return width > 1 ? text.slice(0, width - 1) + '…' : text.slice(0, width);
   return text.padEnd(width);
 }
-
-export { formatUptime };

@@ -1,4 +1,6 @@
-/** Formatting shared by the text output and the dashboard. */
+/** Formatting shared by the text output (`ps`, `--once`) and the dashboard's table. */
+
+import type { InstanceSnapshot } from './engine/snapshot.js';
 
 export function formatUptime(s: number | null): string {
   if (s === null) return '-';
@@ -7,3 +9,23 @@ export function formatUptime(s: number | null): string {
   if (s < 86400) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
   return `${Math.floor(s / 86400)}d${String(Math.floor((s % 86400) / 3600)).padStart(2, '0')}h`;
 }
+
+export function stateText(i: InstanceSnapshot, decimals = 0): string {
+  if (i.state === 'backoff' && i.next_restart_in_s !== null) return `backoff ${i.next_restart_in_s.toFixed(decimals)}s`;
+  return i.state;
+}
+
+export function healthText(i: InstanceSnapshot, opts: { latency?: boolean } = {}): string {
+  if (!i.health) return '-';
+  if (i.health === 'ok')
+    return opts.latency && i.health_latency_ms !== null ? `ok ${Math.round(i.health_latency_ms)}ms` : 'ok';
+  if (i.health === 'loading') return i.health_detail ?? 'loading';
+  return i.health_detail ? `${i.health}: ${i.health_detail}` : i.health;
+}
+
+export function gpuText(i: InstanceSnapshot): string {
+  if (i.backend === 'cpu' || i.backend === null) return '-';
+  return i.gpus.length ? i.gpus.join(',') : 'all';
+}
+
+export const orDash = (v: number | string | null): string => (v === null ? '-' : String(v));

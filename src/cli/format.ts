@@ -1,21 +1,5 @@
 import type { InstanceSnapshot } from '../engine/snapshot.js';
-import { formatUptime } from '../format.js';
-
-export function stateLabel(i: InstanceSnapshot): string {
-  if (i.state === 'backoff' && i.next_restart_in_s !== null) return `backoff ${i.next_restart_in_s.toFixed(1)}s`;
-  return i.state;
-}
-
-export function healthLabel(i: InstanceSnapshot): string {
-  if (!i.health) return '-';
-  if (i.health === 'ok') return 'ok';
-  return i.health_detail ? `${i.health}: ${i.health_detail}` : i.health;
-}
-
-export function gpuLabel(i: InstanceSnapshot): string {
-  if (i.backend === 'cpu' || i.backend === null) return '-';
-  return i.gpus.length ? i.gpus.join(',') : 'all';
-}
+import { formatUptime, gpuText, healthText, orDash, stateText } from '../format.js';
 
 export const TABLE_COLUMNS = [
   'NAME',
@@ -33,12 +17,12 @@ export const TABLE_COLUMNS = [
 export function tableRow(i: InstanceSnapshot): string[] {
   return [
     i.name,
-    stateLabel(i),
-    healthLabel(i),
-    i.pid === null ? '-' : String(i.pid),
-    i.port === null ? '-' : String(i.port),
+    stateText(i, 1),
+    healthText(i),
+    orDash(i.pid),
+    orDash(i.port),
     i.backend ?? '-',
-    gpuLabel(i),
+    gpuText(i),
     i.model ?? '-',
     formatUptime(i.uptime_s),
     String(i.restarts),
@@ -63,5 +47,3 @@ export function psTable(list: InstanceSnapshot[]): string {
   if (list.length === 0) return 'no instances (add instances/NAME/config.json or run "llama-orch init")';
   return renderTextTable(TABLE_COLUMNS, list.map(tableRow));
 }
-
-export { formatUptime };

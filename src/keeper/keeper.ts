@@ -30,7 +30,6 @@ export interface KeeperDeps {
     hc: InstanceConfig['healthcheck'],
     target: { host: string; port: number; apiKey?: string },
   ) => Promise<ProbeOutcome>;
-  log: (msg: string) => void;
 }
 
 type RunEnd =

@@ -43,7 +43,6 @@ export async function keeperMain(argv: string[]): Promise<number> {
       sleep: abortableSleep,
       spawnServer: (file, args, env) => spawn(file, args, { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] }),
       probe: (hc, target) => runProbe(hc, target, process.env),
-      log: (msg) => process.stderr.write(`${new Date().toISOString()} ${msg}\n`),
     },
     stop.signal,
   );

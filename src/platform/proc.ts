@@ -120,17 +120,6 @@ export function descendants(pid: number): number[] {
   return out;
 }
 
-let bootTimeMs: number | undefined;
-/** Wall-clock start of a process from its starttime (clock ticks since boot; USER_HZ is 100 on Linux). */
-export function processStartMs(starttime: number): number {
-  if (bootTimeMs === undefined) {
-    const stat = fs.readFileSync('/proc/stat', 'utf8');
-    const m = /^btime (\d+)$/m.exec(stat);
-    bootTimeMs = m ? Number(m[1]) * 1000 : 0;
-  }
-  return bootTimeMs + starttime * 10;
-}
-
 export function signalPid(pid: number, signal: NodeJS.Signals): boolean {
   try {
     process.kill(pid, signal);
@@ -146,15 +135,5 @@ export function signalGroup(pgid: number, signal: NodeJS.Signals): boolean {
     return true;
   } catch {
     return false;
-  }
-}
-
-export function rssBytes(pid: number): number | undefined {
-  try {
-    const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-    const m = /^VmRSS:\s+(\d+) kB$/m.exec(status);
-    return m ? Number(m[1]) * 1024 : undefined;
-  } catch {
-    return undefined;
   }
 }

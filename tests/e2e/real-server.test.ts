@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
-import { cli, freePort, isAlive, makeHome, psJson, TINY_MODEL, waitFor, type TestHome } from '../helpers/home.js';
+import { cli, freePort, isAlive, makeHome, TINY_MODEL, waitFor, waitForRow, type TestHome } from '../helpers/home.js';
 import { realConfig, realServer } from '../helpers/real-server.js';
 
 let home: TestHome | undefined;
@@ -10,9 +10,6 @@ afterEach(async () => {
   await home?.cleanup();
   home = undefined;
 });
-
-const get = async (h: TestHome, name: string) =>
-  (await psJson(h.root)).find((r) => r.name === name) as Record<string, unknown>;
 
 describe('the real llama-server on the tiny model', () => {
   it('answers /health, /v1/models and /completion when run directly', async () => {
@@ -54,14 +51,7 @@ describe('the real llama-server on the tiny model', () => {
     const pid = Number(/server pid (\d+)/.exec(up.stdout)?.[1]);
     expect(pid).toBeGreaterThan(0);
     // The CLI process has exited; the server keeps serving.
-    const ok = await waitFor(
-      async () => {
-        const r = await get(home as TestHome, 'demo');
-        return r.health === 'ok' ? r : undefined;
-      },
-      20_000,
-      'health ok',
-    );
+    const ok = await waitForRow((home as TestHome).root, 'demo', (r) => r.health === 'ok', 20_000, 'health ok');
     expect(ok).toMatchObject({ pid, port, state: 'running', model: 'tiny' });
     expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
 
@@ -83,11 +73,10 @@ describe('the real llama-server on the tiny model', () => {
       last_exit: { signal: string };
     };
     expect(d.last_exit.signal).toBe('SIGKILL');
-    const again = await waitFor(
-      async () => {
-        const r = await get(home as TestHome, 'demo');
-        return r.health === 'ok' && r.pid !== pid ? r : undefined;
-      },
+    const again = await waitForRow(
+      (home as TestHome).root,
+      'demo',
+      (r) => r.health === 'ok' && r.pid !== pid,
       20_000,
       'restarted',
     );
@@ -118,14 +107,7 @@ describe('the real llama-server on the tiny model', () => {
     fs.writeFileSync(path.join(home.root, 'models', 'broken.gguf'), 'not a gguf file');
     home.addInstance('broken', realConfig(freePort(), { model: { path: 'models/broken.gguf' } }));
     await cli(home.root, ['up', 'broken']);
-    const r = await waitFor(
-      async () => {
-        const x = await get(home as TestHome, 'broken');
-        return x.state === 'failed' ? x : undefined;
-      },
-      20_000,
-      'failed',
-    );
+    const r = await waitForRow((home as TestHome).root, 'broken', (r) => r.state === 'failed', 20_000, 'failed');
     expect(r.last_error).toMatch(/model failed to load/);
     expect(r.restarts).toBe(1);
   });

@@ -135,3 +135,21 @@ export function isAlive(pid: number): boolean {
     return false;
   }
 }
+
+/** Waits until `ps --json` shows the instance in a state the predicate accepts; returns that row. */
+export async function waitForRow(
+  home: string,
+  name: string,
+  accept: (row: Record<string, unknown>) => boolean,
+  timeoutMs: number,
+  what: string,
+): Promise<Record<string, unknown>> {
+  return waitFor(
+    async () => {
+      const row = (await psJson(home)).find((r) => r.name === name);
+      return row && accept(row) ? row : undefined;
+    },
+    timeoutMs,
+    what,
+  );
+}

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { cli, fakeConfig, freePort, makeHome, psJson, waitFor, type TestHome } from '../helpers/home.js';
+import { cli, fakeConfig, freePort, makeHome, psJson, waitFor, waitForRow, type TestHome } from '../helpers/home.js';
 
 let home: TestHome | undefined;
 afterEach(async () => {
@@ -21,16 +21,9 @@ describe('health-driven supervision (fake server)', () => {
       fakeConfig(freePort(), { FAKE_LOAD_MS: '3000' }, { healthcheck: { startup_timeout: 10 } }),
     );
     await cli(home.root, ['up', 'slow']);
-    const loading = await waitFor(
-      async () => {
-        const r = await get(home as TestHome, 'slow');
-        return r.health === 'loading' ? r : undefined;
-      },
-      5000,
-      'loading',
-    );
+    const loading = await waitForRow((home as TestHome).root, 'slow', (r) => r.health === 'loading', 5000, 'loading');
     expect(loading.health_detail).toMatch(/^loading \d+ s$/);
-    expect((await cli(home.root, ['ps'])).stdout).toMatch(/slow\s+running\s+loading: loading \d+ s/);
+    expect((await cli(home.root, ['ps'])).stdout).toMatch(/slow\s+running\s+loading \d+ s/);
     await waitFor(async () => ((await get(home as TestHome, 'slow')).health === 'ok' ? true : undefined), 8000, 'ok');
     expect((await events(home, 'slow')).filter((e) => e.event_type === 'spawn')).toHaveLength(1);
   });
@@ -106,11 +99,10 @@ describe('health-driven supervision (fake server)', () => {
       fakeConfig(freePort(), { FAKE_REQUIRE_KEY: 'server-side' }, { server: { api_key_env: 'TEST_KEY_WRONG' } }),
     );
     await cli(home.root, ['up', 'auth'], { TEST_KEY_WRONG: 'client-side-wrong' });
-    const r = await waitFor(
-      async () => {
-        const x = await get(home as TestHome, 'auth');
-        return x.health === 'unauthorized' ? x : undefined;
-      },
+    const r = await waitForRow(
+      (home as TestHome).root,
+      'auth',
+      (r) => r.health === 'unauthorized',
       6000,
       'unauthorized',
     );

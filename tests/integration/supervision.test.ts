@@ -2,7 +2,17 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
-import { cli, fakeConfig, freePort, isAlive, makeHome, psJson, waitFor, type TestHome } from '../helpers/home.js';
+import {
+  cli,
+  fakeConfig,
+  freePort,
+  isAlive,
+  makeHome,
+  psJson,
+  waitFor,
+  waitForRow,
+  type TestHome,
+} from '../helpers/home.js';
 
 let home: TestHome | undefined;
 afterEach(async () => {
@@ -42,14 +52,7 @@ describe('up / down with a fake server', () => {
     const up = await cli(home.root, ['up', 'f1']);
     expect(up.code, up.stderr).toBe(0);
     expect(up.stdout).toMatch(/f1: (starting|running) \(server pid \d+, keeper pid \d+\)/);
-    const r = await waitFor(
-      async () => {
-        const x = await row(home as TestHome, 'f1');
-        return x.health === 'ok' ? x : undefined;
-      },
-      10_000,
-      'health ok',
-    );
+    const r = await waitForRow((home as TestHome).root, 'f1', (r) => r.health === 'ok', 10_000, 'health ok');
     expect(r).toMatchObject({ state: 'running', port, backend: 'cpu' });
     const pid = r.pid as number;
     const down = await cli(home.root, ['down', 'f1']);
@@ -65,14 +68,7 @@ describe('up / down with a fake server', () => {
       fakeConfig(freePort(), { FAKE_CRASH_AFTER_MS: '50', FAKE_EXIT_CODE: '3' }, { restart: { max_retries: 2 } }),
     );
     expect((await cli(home.root, ['up', 'crashy'])).code).toBe(0);
-    const r = await waitFor(
-      async () => {
-        const x = await row(home as TestHome, 'crashy');
-        return x.state === 'failed' ? x : undefined;
-      },
-      15_000,
-      'failed',
-    );
+    const r = await waitForRow((home as TestHome).root, 'crashy', (r) => r.state === 'failed', 15_000, 'failed');
     expect(r.last_error).toMatch(/gave up after 2 restarts.*exited with code 3/);
     expect(r.last_exit).toMatchObject({ code: 3 });
     const events = await cli(home.root, ['events', 'crashy', '--json', '-n', '100']);
@@ -101,14 +97,7 @@ describe('up / down with a fake server', () => {
       }),
     );
     await cli(home.root, ['up', 'bind']);
-    const r = await waitFor(
-      async () => {
-        const x = await row(home as TestHome, 'bind');
-        return x.state === 'failed' ? x : undefined;
-      },
-      10_000,
-      'failed',
-    );
+    const r = await waitForRow((home as TestHome).root, 'bind', (r) => r.state === 'failed', 10_000, 'failed');
     expect(r.last_error).toContain("couldn't bind HTTP server socket");
     expect(r.restarts).toBe(1);
   });
@@ -120,14 +109,7 @@ describe('up / down with a fake server', () => {
       fakeConfig(freePort(), { FAKE_IGNORE_TERM: '1', FAKE_SPAWN_CHILD: '1' }, { stop_timeout: 1 }),
     );
     await cli(home.root, ['up', 'stubborn']);
-    const r = await waitFor(
-      async () => {
-        const x = await row(home as TestHome, 'stubborn');
-        return x.health === 'ok' ? x : undefined;
-      },
-      10_000,
-      'ok',
-    );
+    const r = await waitForRow((home as TestHome).root, 'stubborn', (r) => r.health === 'ok', 10_000, 'ok');
     const pgid = pgidOf(r.pid as number);
     await waitFor(() => groupAlive(pgid).length >= 3 || undefined, 5000, 'child spawned');
     const down = await cli(home.root, ['down', 'stubborn']);
@@ -221,14 +203,7 @@ describe('keeper death and identity', () => {
     home = makeHome();
     home.addInstance('k', fakeConfig(freePort()));
     await cli(home.root, ['up', 'k']);
-    const r = await waitFor(
-      async () => {
-        const x = await row(home as TestHome, 'k');
-        return x.health === 'ok' ? x : undefined;
-      },
-      10_000,
-      'ok',
-    );
+    const r = await waitForRow((home as TestHome).root, 'k', (r) => r.health === 'ok', 10_000, 'ok');
     process.kill(r.keeper_pid as number, 'SIGKILL');
     await waitFor(() => !isAlive(r.keeper_pid as number) || undefined, 3000, 'keeper dead');
     const after = await row(home, 'k');
@@ -237,14 +212,7 @@ describe('keeper death and identity', () => {
     const up = await cli(home.root, ['up', 'k']);
     expect(up.code, up.stderr).toBe(0);
     expect(isAlive(r.pid as number)).toBe(false);
-    const fresh = await waitFor(
-      async () => {
-        const x = await row(home as TestHome, 'k');
-        return x.health === 'ok' ? x : undefined;
-      },
-      10_000,
-      'ok again',
-    );
+    const fresh = await waitForRow((home as TestHome).root, 'k', (r) => r.health === 'ok', 10_000, 'ok again');
     expect(fresh.pid).not.toBe(r.pid);
     process.kill(fresh.keeper_pid as number, 'SIGKILL');
     await waitFor(() => !isAlive(fresh.keeper_pid as number) || undefined, 3000, 'keeper dead');

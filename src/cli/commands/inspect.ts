@@ -10,7 +10,8 @@ import { instanceLogDir } from '../../home.js';
 import { LogFollower, lastLines, logFile, type LogStream } from '../../logs/tail.js';
 import type { EventRow } from '../../store/store.js';
 import type { Context } from '../context.js';
-import { healthLabel, renderTextTable, stateLabel } from '../format.js';
+import { renderTextTable } from '../format.js';
+import { healthText, stateText } from '../../format.js';
 import type { Out } from '../output.js';
 
 function requireKnown(ctx: Context, name: string): InstanceSnapshot {
@@ -89,8 +90,8 @@ export function describeLines(d: ReturnType<typeof describeData>): string[] {
   kv('Name', d.name);
   kv('Config', d.config_path);
   if (d.config_error) kv('Config error', d.config_error);
-  kv('State', stateLabel(d));
-  kv('Health', healthLabel(d) + (d.health_latency_ms !== null ? ` (${d.health_latency_ms} ms)` : ''));
+  kv('State', stateText(d, 1));
+  kv('Health', healthText(d) + (d.health_latency_ms !== null ? ` (${d.health_latency_ms} ms)` : ''));
   kv('Server pid', d.pid);
   kv('Keeper pid', d.keeper_pid);
   kv('Listen', d.host && d.port ? `${d.host}:${d.port}` : null);
