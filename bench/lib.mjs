@@ -5,7 +5,7 @@ import path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 
 export const REPO = path.resolve(import.meta.dirname, '..');
-export const CLI = path.join(REPO, 'bin/llama-orch.js');
+export const CLI = path.join(REPO, 'bin/llama-orch.cjs');
 export const FAKE = path.join(REPO, 'tests/fixtures/fake-llama-server.mjs');
 
 export function makeHome(prefix) {

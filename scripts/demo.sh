@@ -5,12 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f dist/src/cli/main.js ] || npm run build
 bash scripts/setup-llama-server.sh >/dev/null
-node bin/llama-orch.js config lint
+node bin/llama-orch.cjs config lint
 for name in demo-a demo-b; do
-  node bin/llama-orch.js up "$name" --wait 60 || [ $? -eq 3 ]   # 3 = already running: fine
+  node bin/llama-orch.cjs up "$name" --wait 60 || [ $? -eq 3 ]   # 3 = already running: fine
 done
 if [ -t 0 ] && [ -t 1 ]; then
-  exec node bin/llama-orch.js
+  exec node bin/llama-orch.cjs
 else
-  exec node bin/llama-orch.js --once
+  exec node bin/llama-orch.cjs --once
 fi

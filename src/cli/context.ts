@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import type { execa as ExecaFn } from 'execa';
+import { ExitCode, UserError } from '../errors.js';
 import { resolveHome, type Home } from '../home.js';
 import { openDatabase } from '../store/db.js';
 import { Store } from '../store/store.js';
@@ -46,11 +47,20 @@ export function spawnKeeperProcess(
   return child.pid;
 }
 
-/** `spawn` loads execa (only commands that start keepers need it; `ps` stays light). */
-export async function openContext(homeOpt: string | undefined, opts: { spawn?: boolean } = {}): Promise<Context> {
-  const execa = opts.spawn ? (await import('execa')).execa : undefined;
+/**
+ * Opens the home's store and wires the supervisor's side effects. Commands that start keepers pass
+ * execa (loaded by the caller, so that `ps` never loads it).
+ */
+export function openContext(homeOpt: string | undefined, opts: { execa?: typeof ExecaFn } = {}): Context {
+  const { execa } = opts;
   const home = resolveHome(homeOpt);
-  if (!fs.existsSync(home.root)) throw new Error(`home ${home.root} does not exist`);
+  if (!fs.existsSync(home.root)) {
+    throw new UserError(
+      `home ${home.root} does not exist`,
+      ExitCode.general,
+      'pass --home DIR (or set LLAMA_ORCH_HOME) to the folder that holds instances/, or create it',
+    );
+  }
   const { db } = openDatabase(home.dbPath);
   const store = new Store(db);
   const env = process.env;

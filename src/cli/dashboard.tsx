@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import React from 'react';
 import { render } from 'ink';
+import { execa } from 'execa';
 import { App, type ActionName, type DashboardActions } from '../../components/App.js';
 import { DashboardModel } from '../dashboard/model.js';
 import { cachedLoader } from '../config/cached.js';
@@ -13,7 +14,7 @@ import { describeData, describeLines } from './commands/inspect.js';
 
 /** Composition root of the dashboard: real store, real engine functions, real log files. */
 export async function runDashboard(homeOpt: string | undefined): Promise<number> {
-  const ctx = await openContext(homeOpt, { spawn: true });
+  const ctx = openContext(homeOpt, { execa });
   const model = new DashboardModel(ctx.home, ctx.store, cachedLoader(ctx.store, loadConfigFile));
   model.start();
   const actions: DashboardActions = {

@@ -2,17 +2,23 @@ import { Command, Option } from 'commander';
 import { ExitCode, UserError } from '../errors.js';
 import { stdOut } from './output.js';
 import { packageVersion } from '../paths.js';
+// Static, not lazy: nearly every command opens a context, and ps / --once are the hot paths
+// (scripts poll them), so they load with this file instead of as extra modules.
+import { openContext, type Context } from './context.js';
+import { onceCommand, psCommand } from './commands/snapshot.js';
+import { prepareLoader } from '../config/prepare.js';
 
 /** Commands set this; only this file calls process.exit. */
 let exitCode: number = ExitCode.ok;
 
 async function withContext<T>(
   home: string | undefined,
-  fn: (ctx: import('./context.js').Context) => Promise<T> | T,
+  fn: (ctx: Context) => Promise<T> | T,
   opts: { spawn?: boolean } = {},
 ): Promise<T> {
-  const { openContext } = await import('./context.js');
-  const ctx = await openContext(home, opts);
+  // Only commands that start keepers load execa; ps stays light.
+  const execa = opts.spawn ? (await import('execa')).execa : undefined;
+  const ctx = openContext(home, { execa });
   try {
     return await fn(ctx);
   } finally {
@@ -42,8 +48,9 @@ export function buildProgram(): Command {
     .action(async (opts: { once?: boolean; json?: boolean }, cmd: Command) => {
       const interactive = process.stdout.isTTY && process.stdin.isTTY;
       if (opts.once || opts.json || !interactive) {
-        const { onceCommand } = await import('./commands/snapshot.js');
-        exitCode = await withContext(homeOf(cmd), (ctx) => onceCommand(ctx, opts.json ?? false, stdOut));
+        exitCode = await withContext(homeOf(cmd), async (ctx) =>
+          onceCommand(ctx, await prepareLoader(ctx.home, ctx.store), opts.json ?? false, stdOut),
+        );
         return;
       }
       // Ink renders only the final frame when CI/CONTINUOUS_INTEGRATION is set (read once, when it
@@ -61,8 +68,9 @@ export function buildProgram(): Command {
     .description('list instances with state, health, pid and port')
     .option('--json', 'machine-readable output')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
-      const { psCommand } = await import('./commands/snapshot.js');
-      exitCode = await withContext(homeOf(cmd), (ctx) => psCommand(ctx, opts.json ?? false, stdOut));
+      exitCode = await withContext(homeOf(cmd), async (ctx) =>
+        psCommand(ctx, await prepareLoader(ctx.home, ctx.store), opts.json ?? false, stdOut),
+      );
     });
 
   const lifecycle = [

@@ -10,10 +10,18 @@ import { discoverInstanceNames } from './paths.js';
 export type FullLoader = (file: string, name: string) => LoadResult;
 export type ConfigLoader = (file: string, name: string) => LoadResult;
 
-/** Identifies the code that produced a cached result: a rebuild invalidates every entry. */
+/** Set by scripts/bundle.mjs: one id shared by every bundle of one build (see stamp()). */
+declare const __LLAMA_ORCH_BUILD_ID__: string | undefined;
+
+/**
+ * Identifies the code that produced a cached result: a rebuild invalidates every entry. The
+ * bundles (the CLI and its snapshot fast path) share the build id, so they share entries; the
+ * plain tsc output uses this file's mtime.
+ */
 let codeStamp: string | undefined;
 function stamp(): string {
   if (codeStamp === undefined) {
+    if (typeof __LLAMA_ORCH_BUILD_ID__ === 'string') return (codeStamp = __LLAMA_ORCH_BUILD_ID__);
     try {
       codeStamp = String(fs.statSync(fileURLToPath(import.meta.url)).mtimeMs);
     } catch {
@@ -68,14 +76,12 @@ export function cachedLoader(store: Store, full?: FullLoader): ConfigLoader {
   };
 }
 
-/** For one-shot commands: loads the validator (zod) only when some config is not cached. */
-export async function prepareLoader(home: Home, store: Store, extra: string[] = []): Promise<ConfigLoader> {
+/** True when every instance's config (plus `extra` names) has a cached validation result. */
+export function allConfigsCached(home: Home, store: Store, extra: string[] = []): boolean {
   const names = [...new Set([...discoverInstanceNames(home), ...extra])];
-  const miss = names.some((n) => {
+  return names.every((n) => {
     const file = instanceConfigPath(home, n);
     const key = fileKey(file);
-    return !key || !store.cachedConfig(file, key);
+    return key !== undefined && store.cachedConfig(file, key) !== undefined;
   });
-  const full = miss ? (await import('./load.js')).loadConfigFile : undefined;
-  return cachedLoader(store, full);
 }

@@ -17,18 +17,26 @@ describe('the real llama-server on the tiny model', () => {
     const child = spawn(
       realServer(),
       ['-m', TINY_MODEL, '--port', String(port), '--alias', 'tiny', '-c', '256', '-np', '2'],
-      { stdio: 'ignore' },
+      { stdio: ['ignore', 'ignore', 'pipe'] },
     );
+    // Kept so that a failure says why the server did not come up (a taken port, a bad model...).
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+    let exited: string | undefined;
+    child.on('exit', (code, signal) => (exited = `exited with ${signal ?? code}`));
     try {
       const base = `http://127.0.0.1:${port}`;
       const health = await waitFor(
         async () => {
-          const r = await fetch(`${base}/health`);
-          return r.status === 200 ? ((await r.json()) as { status: string }) : undefined;
+          if (exited) throw new Error(`llama-server ${exited} before it was healthy:\n${stderr}`);
+          const r = await fetch(`${base}/health`).catch(() => undefined);
+          return r?.status === 200 ? ((await r.json()) as { status: string }) : undefined;
         },
         20_000,
-        '/health 200',
-      );
+        `/health 200 on port ${port}`,
+      ).catch((e: unknown) => {
+        throw new Error(`${String(e)}\nllama-server stderr (last lines):\n${stderr.split('\n').slice(-15).join('\n')}`);
+      });
       expect(health.status).toBe('ok');
       const models = (await (await fetch(`${base}/v1/models`)).json()) as { data: Array<{ id: string }> };
       expect(models.data[0]?.id).toBe('tiny');

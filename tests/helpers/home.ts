@@ -4,7 +4,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 
 export const REPO = path.resolve(import.meta.dirname, '../..');
-export const CLI = path.join(REPO, 'bin/llama-orch.js');
+export const CLI = path.join(REPO, 'bin/llama-orch.cjs');
 export const FAKE_SERVER = path.join(REPO, 'tests/fixtures/fake-llama-server.mjs');
 export const TINY_MODEL = path.join(REPO, 'models/llama-dense.gguf');
 
@@ -34,10 +34,14 @@ function listening(port: number): boolean {
   return false;
 }
 
-/** A port block per test process (files run in parallel workers), skipping ports already listened on. */
+/**
+ * A block of 200 ports per vitest worker (VITEST_POOL_ID is unique among workers running at the
+ * same time, so two test files never pick the same port), skipping ports already listened on.
+ */
 export function freePort(): number {
+  const worker = Number(process.env.VITEST_POOL_ID ?? process.pid % 50);
   for (;;) {
-    const port = 20000 + (process.pid % 300) * 60 + (portCounter++ % 60);
+    const port = 20000 + (worker % 50) * 200 + (portCounter++ % 200);
     if (!listening(port)) return port;
   }
 }

@@ -120,7 +120,7 @@ describe('service', () => {
     const r = await cli(home.root, ['service', 'install', '--dry-run']);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('.config/systemd/user/llama-orch.service');
-    expect(r.stdout).toMatch(new RegExp(`ExecStart=/\\S*node /\\S+/bin/llama-orch.js daemon run --home ${home.root}`));
+    expect(r.stdout).toMatch(new RegExp(`ExecStart=/\\S*node /\\S+/bin/llama-orch.cjs daemon run --home ${home.root}`));
     expect(r.stdout).toContain('Restart=on-failure');
     expect(r.stdout).toContain('KillMode=process');
     expect(r.stdout).toContain('WantedBy=default.target');

@@ -65,7 +65,7 @@ export async function daemonStart(ctx: Context, opts: DaemonRunOptions, out: Out
   const child = execa(
     process.execPath,
     [
-      path.join(packageRoot(), 'bin', 'llama-orch.js'),
+      path.join(packageRoot(), 'bin', 'llama-orch.cjs'),
       'daemon',
       'run',
       '--home',

@@ -49,7 +49,7 @@ export function serviceInstall(homeOpt: string | undefined, opts: ServiceOptions
   const unit = renderUnit({
     home: home.root,
     nodePath: fs.realpathSync(process.execPath),
-    cliPath: path.join(packageRoot(), 'bin', 'llama-orch.js'),
+    cliPath: path.join(packageRoot(), 'bin', 'llama-orch.cjs'),
     system,
     user: os.userInfo().username,
   });

@@ -1,4 +1,4 @@
-import { prepareLoader } from '../../config/cached.js';
+import type { ConfigLoader } from '../../config/cached.js';
 import { daemonStatus } from '../../engine/daemon-status.js';
 import { snapshotAll } from '../../engine/snapshot.js';
 import type { Context } from '../context.js';
@@ -6,17 +6,18 @@ import { psTable } from '../format.js';
 import type { Out } from '../output.js';
 
 // ps and --once stay free of the config validator (zod) when every config is unchanged since it
-// was last validated: see config/cached.ts and bench/BENCHMARKS.md.
+// was last validated: callers pass a loader from config/prepare.ts (or, on the fast path, the cache
+// alone); see config/cached.ts and bench/BENCHMARKS.md.
 
-export async function psCommand(ctx: Context, json: boolean, out: Out): Promise<number> {
-  const list = snapshotAll(ctx.home, ctx.store, Date.now(), await prepareLoader(ctx.home, ctx.store));
+export function psCommand(ctx: Context, loader: ConfigLoader, json: boolean, out: Out): number {
+  const list = snapshotAll(ctx.home, ctx.store, Date.now(), loader);
   out.log(json ? JSON.stringify(list, null, 2) : psTable(list));
   return 0;
 }
 
-export async function onceCommand(ctx: Context, json: boolean, out: Out): Promise<number> {
+export function onceCommand(ctx: Context, loader: ConfigLoader, json: boolean, out: Out): number {
   const now = Date.now();
-  const list = snapshotAll(ctx.home, ctx.store, now, await prepareLoader(ctx.home, ctx.store));
+  const list = snapshotAll(ctx.home, ctx.store, now, loader);
   const daemon = daemonStatus(ctx.home);
   if (json) {
     out.log(

@@ -1,0 +1,22 @@
+#!/usr/bin/env node
+'use strict';
+// CommonJS on purpose: `ps` and `--once` (what scripts poll) are answered by the small fast-path
+// bundle without ever starting Node's ESM loader (src/cli/fast-path.ts). Everything else, and
+// anything the fast path declines, loads the full CLI: the bundle, else the plain tsc output.
+const fs = require('node:fs');
+const path = require('node:path');
+const { pathToFileURL } = require('node:url');
+
+const dist = path.join(__dirname, '..', 'dist');
+const fast = path.join(dist, 'bundle', 'fast.cjs');
+const code = fs.existsSync(fast) ? require(fast).run(process.argv) : undefined;
+if (code !== undefined) {
+  process.exitCode = code;
+} else {
+  const bundle = path.join(dist, 'bundle', 'main.mjs');
+  const entry = fs.existsSync(bundle) ? bundle : path.join(dist, 'src', 'cli', 'main.js');
+  import(pathToFileURL(entry).href).catch((e) => {
+    process.stderr.write(`llama-orch: cannot load ${entry}: ${e && e.stack ? e.stack : e}\n`);
+    process.exitCode = 1;
+  });
+}

@@ -1,0 +1,28 @@
+// Entry of dist/bundle/fast.cjs (see fast-path.ts): bin/llama-orch.cjs calls run() first.
+import { matchSnapshotArgs, runSnapshot } from './fast-path.js';
+import { stdOut, type Out } from './output.js';
+
+/** The exit code, or undefined when the full CLI must handle this command line. */
+export function run(argv: readonly string[]): number | undefined {
+  const args = matchSnapshotArgs(argv.slice(2));
+  if (!args) return undefined;
+  let wrote = false;
+  const out: Out = {
+    log: (s) => {
+      wrote = true;
+      stdOut.log(s);
+    },
+    error: (s) => {
+      wrote = true;
+      stdOut.error(s);
+    },
+  };
+  try {
+    return runSnapshot(args, out);
+  } catch (e) {
+    // Errors (a missing home, a corrupt database) are reported by the full CLI, with its messages
+    // and exit codes, unless something was already printed.
+    if (wrote) throw e;
+    return undefined;
+  }
+}
