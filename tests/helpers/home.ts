@@ -35,13 +35,13 @@ function listening(port: number): boolean {
 }
 
 /**
- * A block of 200 ports per vitest worker (VITEST_POOL_ID is unique among workers running at the
- * same time, so two test files never pick the same port), skipping ports already listened on.
+ * A block of ports per test file (each runs in its own process), skipping ports already listened on.
+ * Blocks come from the pid, not the worker id: a worker's next file must not reuse the ports of a
+ * server the previous file may still be stopping.
  */
 export function freePort(): number {
-  const worker = Number(process.env.VITEST_POOL_ID ?? process.pid % 50);
   for (;;) {
-    const port = 20000 + (worker % 50) * 200 + (portCounter++ % 200);
+    const port = 20000 + (process.pid % 300) * 60 + (portCounter++ % 60);
     if (!listening(port)) return port;
   }
 }
@@ -148,12 +148,17 @@ export async function waitForRow(
   timeoutMs: number,
   what: string,
 ): Promise<Record<string, unknown>> {
+  let last: Record<string, unknown> | undefined;
   return waitFor(
     async () => {
       const row = (await psJson(home)).find((r) => r.name === name);
+      last = row;
       return row && accept(row) ? row : undefined;
     },
     timeoutMs,
     what,
-  );
+  ).catch((e: unknown) => {
+    // Say what was seen instead: the state usually tells why.
+    throw new Error(`${String(e)}\nlast ${name} row: ${JSON.stringify(last)}`);
+  });
 }

@@ -20,7 +20,8 @@ describe('health-driven supervision (fake server)', () => {
       'slow',
       fakeConfig(freePort(), { FAKE_LOAD_MS: '3000' }, { healthcheck: { startup_timeout: 10 } }),
     );
-    await cli(home.root, ['up', 'slow']);
+    const up = await cli(home.root, ['up', 'slow']);
+    expect(up.code, up.stderr).toBe(0);
     const loading = await waitForRow((home as TestHome).root, 'slow', (r) => r.health === 'loading', 5000, 'loading');
     expect(loading.health_detail).toMatch(/^loading \d+ s$/);
     expect((await cli(home.root, ['ps'])).stdout).toMatch(/slow\s+running\s+loading \d+ s/);
