@@ -6,6 +6,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 
 export const REPO = path.resolve(import.meta.dirname, '..');
 export const CLI = path.join(REPO, 'bin/llama-orch.cjs');
+/** The full CLI bundle, which never takes the snapshot fast path. */
+export const FULL_CLI = path.join(REPO, 'dist/bundle/main.mjs');
 export const FAKE = path.join(REPO, 'tests/fixtures/fake-llama-server.mjs');
 
 export function makeHome(prefix) {

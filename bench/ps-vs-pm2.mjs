@@ -1,10 +1,25 @@
 // `ps --json`, `--once` and `--once --json` with 10 running fake servers, against `pm2 jlist`
-// managing 10 copies of the same fake server, measured in the same run.
+// managing 10 copies of the same fake server, measured in the same run. These commands are answered
+// by the snapshot fast path (src/cli/fast-path.ts); `ps --json` through the full CLI (the ESM bundle,
+// as any other command loads) is measured too, for comparison.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { CLI, FAKE, REPO, addInstance, cli, fakeInstance, fmt, makeHome, sleep, stats, timeCmd } from './lib.mjs';
+import {
+  CLI,
+  FAKE,
+  FULL_CLI,
+  REPO,
+  addInstance,
+  cli,
+  fakeInstance,
+  fmt,
+  makeHome,
+  sleep,
+  stats,
+  timeCmd,
+} from './lib.mjs';
 
 const RUNS = Number(process.env.RUNS ?? 21);
 const N = 10;
@@ -37,12 +52,13 @@ export async function run() {
   }
   await sleep(2000);
 
-  const samples = { psJson: [], once: [], onceJson: [], pm2: [] };
+  const samples = { psJson: [], once: [], onceJson: [], psFull: [], pm2: [] };
   for (let r = 0; r < RUNS; r++) {
     // Interleaved so that machine noise hits all four alike.
     samples.psJson.push(timeCmd('node', [CLI, 'ps', '--json', '--home', root]));
     samples.once.push(timeCmd('node', [CLI, '--once', '--home', root]));
     samples.onceJson.push(timeCmd('node', [CLI, '--once', '--json', '--home', root]));
+    samples.psFull.push(timeCmd('node', [FULL_CLI, 'ps', '--json', '--home', root]));
     samples.pm2.push(timeCmd(pm2, ['jlist'], env));
   }
   const running = JSON.parse(cli(root, ['ps', '--json'])).filter((x) => x.health === 'ok').length;
@@ -62,6 +78,7 @@ export async function run() {
     `| \`llama-orch ps --json\` | ${fmt(s.psJson.p50)} | ${fmt(s.psJson.p95)} | ${fmt(s.psJson.min)} |`,
     `| \`llama-orch --once\` | ${fmt(s.once.p50)} | ${fmt(s.once.p95)} | ${fmt(s.once.min)} |`,
     `| \`llama-orch --once --json\` | ${fmt(s.onceJson.p50)} | ${fmt(s.onceJson.p95)} | ${fmt(s.onceJson.min)} |`,
+    `| \`ps --json\` by the full CLI (no fast path) | ${fmt(s.psFull.p50)} | ${fmt(s.psFull.p95)} | ${fmt(s.psFull.min)} |`,
     `| \`pm2 jlist\` (pm2 7.0.4) | ${fmt(s.pm2.p50)} | ${fmt(s.pm2.p95)} | ${fmt(s.pm2.min)} |`,
     '',
     `ps --json p50 / pm2 jlist p50 = ${fmt(s.psJson.p50 / s.pm2.p50, 2)} (target <= 0.5); healthy llama-orch instances: ${running}/${N}, pm2 online: ${pm2Online}/${N}.`,

@@ -6,30 +6,24 @@ import { resolveModelPath } from '../config/paths.js';
 import type { LoadedInstance } from '../config/load.js';
 import { instanceConfigPath } from '../home.js';
 import { buildServerCommand, maskedCommand } from '../engine/command.js';
-import { initialHealth, stableMs, stepHealth, type HealthState, type ProbeOutcome } from '../engine/health-machine.js';
+import { initialHealth, stableMs, type HealthState } from '../engine/health-machine.js';
 import { transition } from '../engine/lifecycle.js';
 import { decideRestart } from '../engine/restart-policy.js';
 import { stopGroup } from '../engine/stop.js';
 import type { InstanceConfig } from '../config/schema.js';
 import { instanceLogDir, type Home } from '../home.js';
 import { readStat } from '../platform/proc.js';
-import type { Store } from '../store/store.js';
 import { describeExit, nonRetryableReason } from './classify.js';
+import { healthLoop, type HealthLoopDeps } from './health-loop.js';
+import { recordExit, recordFailed, type ExitRecord } from './records.js';
 import { LineTail, RotatingFile } from '../engine/rotating-log.js';
 
-export interface KeeperDeps {
-  store: Store;
+export interface KeeperDeps extends HealthLoopDeps {
   home: Home;
-  env: NodeJS.ProcessEnv;
-  now: () => number;
   random: () => number;
   /** Abortable sleep: resolves early (without throwing) when the signal aborts. */
   sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   spawnServer: (file: string, args: string[], env: NodeJS.ProcessEnv) => ChildProcess;
-  probe: (
-    hc: InstanceConfig['healthcheck'],
-    target: { host: string; port: number; apiKey?: string },
-  ) => Promise<ProbeOutcome>;
 }
 
 type RunEnd =
@@ -87,19 +81,7 @@ export class Keeper {
   }
 
   private fail(reason: string): void {
-    const { store } = this.deps;
-    transition(store, this.name, 'failed', {
-      reason,
-      patch: {
-        last_error: reason,
-        pid: null,
-        pgid: null,
-        starttime: null,
-        next_restart_at: null,
-        health: null,
-        health_detail: null,
-      },
-    });
+    recordFailed(this.deps.store, this.name, reason);
   }
 
   private openLogs(config: InstanceConfig): void {
@@ -235,12 +217,8 @@ export class Keeper {
 
     const healthCtl = new AbortController();
     let health = initialHealth(startedAt);
-    const healthEnd = this.healthLoop(
-      inst,
-      () => health,
-      (h) => (health = h),
-      healthCtl.signal,
-    );
+    const cell = { get: () => health, set: (h: HealthState) => (health = h) };
+    const healthEnd = healthLoop(this.name, config, this.deps, cell, healthCtl.signal);
     const stopped = new Promise<RunEnd>((resolve) => {
       if (this.stop.aborted) resolve({ kind: 'stop' });
       else this.stop.addEventListener('abort', () => resolve({ kind: 'stop' }), { once: true });
@@ -253,7 +231,7 @@ export class Keeper {
     if (end.kind === 'exit') {
       code = end.code;
       signal = end.signal;
-      this.recordExit(pid, code, signal, now() - startedAt, 'exit');
+      this.recordExit({ pid, code, signal, runMs: now() - startedAt, cause: 'exit' });
     } else {
       if (end.kind === 'stop') transition(store, this.name, 'stopping', { reason: 'stop requested' });
       else this.event('warn', 'health-restart', `restarting: ${end.kind === 'health' ? end.reason : ''}`);
@@ -266,15 +244,15 @@ export class Keeper {
         code = ex.code;
         signal = ex.signal;
       }
-      this.recordExit(
+      this.recordExit({
         pid,
         code,
         signal,
-        now() - startedAt,
-        end.kind === 'stop' ? 'stop' : 'health',
-        res.killed,
-        res.leftovers,
-      );
+        runMs: now() - startedAt,
+        cause: end.kind === 'stop' ? 'stop' : 'health',
+        killed: res.killed,
+        leftovers: res.leftovers,
+      });
       if (ex === undefined && end.kind !== 'stop') end = { kind: 'health', reason: 'server did not exit' };
     }
     await Promise.race([streamsDone, this.deps.sleep(1000)]);
@@ -291,45 +269,12 @@ export class Keeper {
     };
   }
 
-  private noRun(end: RunEnd & { kind: 'spawn-error' }): RunResult {
-    return { end, code: null, signal: null, runMs: 0, stableMs: 0, becameHealthy: false, tail: [] };
+  private recordExit(r: Omit<ExitRecord, 'at' | 'stderrTail'>): void {
+    recordExit(this.deps.store, this.name, { ...r, at: this.deps.now(), stderrTail: this.tail.get() });
   }
 
-  private recordExit(
-    pid: number,
-    code: number | null,
-    signal: NodeJS.Signals | null,
-    runMs: number,
-    cause: 'exit' | 'stop' | 'health',
-    killed = false,
-    leftovers: number[] = [],
-  ): void {
-    const { store, now } = this.deps;
-    const what = describeExit(code, signal, runMs);
-    store.immediate(() => {
-      store.updateRuntime(this.name, {
-        pid: null,
-        pgid: null,
-        starttime: null,
-        last_exit_code: code,
-        last_exit_signal: signal,
-        last_exit_at: now(),
-        stderr_tail: JSON.stringify(this.tail.get()),
-        health: null,
-        health_detail: null,
-        restarts_total: (store.getRuntime(this.name)?.restarts_total ?? 0) + (cause === 'stop' ? 0 : 1),
-      });
-      const level = cause === 'stop' ? 'info' : 'error';
-      const extra = killed ? ' (needed SIGKILL)' : '';
-      const left = leftovers.length > 0 ? `; processes left: ${leftovers.join(', ')}` : '';
-      store.addEvent(this.name, level, 'exit', `server pid ${pid} ${what}${extra}${left}`, {
-        pid,
-        code,
-        signal,
-        run_ms: runMs,
-        cause,
-      });
-    });
+  private noRun(end: RunEnd & { kind: 'spawn-error' }): RunResult {
+    return { end, code: null, signal: null, runMs: 0, stableMs: 0, becameHealthy: false, tail: [] };
   }
 
   private pipeLogs(child: ChildProcess, pid: number, attempts: number): Promise<void> {
@@ -353,71 +298,5 @@ export class Keeper {
       out.flushPartial();
       err.flushPartial();
     });
-  }
-
-  private async healthLoop(
-    inst: LoadedInstance,
-    get: () => HealthState,
-    set: (h: HealthState) => void,
-    signal: AbortSignal,
-  ): Promise<RunEnd> {
-    const { store, now } = this.deps;
-    const { config } = inst;
-    const hc = config.healthcheck;
-    const apiKey = config.server.api_key_env ? this.deps.env[config.server.api_key_env] : undefined;
-    const target = { host: config.server.host, port: config.server.port, apiKey };
-    // Probe quickly until the server is up, then at the configured interval.
-    await this.deps.sleep(100, signal);
-    while (!signal.aborted) {
-      const outcome = await this.deps.probe(hc, target);
-      if (signal.aborted) break;
-      const prev = get();
-      const t = now();
-      const step = stepHealth(prev, outcome, t, hc);
-      set(step.state);
-      const latency = 'latencyMs' in outcome && outcome.latencyMs !== undefined ? outcome.latencyMs : null;
-      const s = step.state;
-      store.immediate(() => {
-        store.addHealth(this.name, outcome.kind, latency, 'detail' in outcome ? outcome.detail : null);
-        store.updateRuntime(this.name, {
-          health: s.health,
-          health_detail: s.detail,
-          health_failures: s.failures,
-          health_latency_ms: latency,
-          last_seen_at: t,
-          ...(outcome.kind === 'ok' ? { last_health_ok_at: t } : {}),
-          ...(prev.health !== s.health ? { health_since: t } : {}),
-          // A run that has been healthy for reset_after earns a clean slate.
-          ...(s.okSince !== null && t - s.okSince >= config.restart.reset_after * 1000 ? { restart_attempts: 0 } : {}),
-        });
-        if (prev.health !== s.health) {
-          const level =
-            s.health === 'ok' ? 'info' : s.health === 'unhealthy' || s.health === 'unauthorized' ? 'error' : 'info';
-          store.addEvent(
-            this.name,
-            level,
-            'health',
-            `health ${prev.health} -> ${s.health}${s.detail ? `: ${s.detail}` : ''}`,
-            {
-              from: prev.health,
-              to: s.health,
-            },
-          );
-        }
-        const row = store.getRuntime(this.name);
-        if (
-          row?.status === 'starting' &&
-          (s.health === 'ok' || s.health === 'loading' || s.health === 'unhealthy' || s.health === 'unauthorized')
-        ) {
-          transition(store, this.name, 'running', {
-            reason: s.health === 'ok' ? 'healthy' : `server answering (${s.health})`,
-          });
-        }
-      });
-      if (step.restart) return { kind: 'health', reason: step.restart };
-      const fast = s.health === 'starting' || s.health === 'loading';
-      await this.deps.sleep(fast ? Math.min(hc.interval * 1000, 250) : hc.interval * 1000, signal);
-    }
-    return new Promise<RunEnd>(() => undefined);
   }
 }

@@ -1,0 +1,93 @@
+import type { InstanceConfig } from '../config/schema.js';
+import { stepHealth, type HealthState, type ProbeOutcome } from '../engine/health-machine.js';
+import { transition } from '../engine/lifecycle.js';
+import type { Store } from '../store/store.js';
+
+export interface HealthLoopDeps {
+  store: Store;
+  env: NodeJS.ProcessEnv;
+  now: () => number;
+  sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
+  probe: (
+    hc: InstanceConfig['healthcheck'],
+    target: { host: string; port: number; apiKey?: string },
+  ) => Promise<ProbeOutcome>;
+}
+
+/** The health of the current run: written by the loop, read by the keeper when the run ends. */
+export interface HealthCell {
+  get: () => HealthState;
+  set: (h: HealthState) => void;
+}
+
+/**
+ * Probes one run of the server until `signal` aborts (then it never resolves: the run ended some
+ * other way) or the health machine asks for a restart (resolves with the reason). Probes quickly
+ * while the server starts or loads, then at the configured interval.
+ */
+export async function healthLoop(
+  name: string,
+  config: InstanceConfig,
+  deps: HealthLoopDeps,
+  cell: HealthCell,
+  signal: AbortSignal,
+): Promise<{ kind: 'health'; reason: string }> {
+  const hc = config.healthcheck;
+  const apiKey = config.server.api_key_env ? deps.env[config.server.api_key_env] : undefined;
+  const target = { host: config.server.host, port: config.server.port, apiKey };
+  await deps.sleep(100, signal);
+  while (!signal.aborted) {
+    const outcome = await deps.probe(hc, target);
+    if (signal.aborted) break;
+    const prev = cell.get();
+    const t = deps.now();
+    const step = stepHealth(prev, outcome, t, hc);
+    cell.set(step.state);
+    recordProbe(deps.store, name, config, prev, step.state, outcome, t);
+    if (step.restart) return { kind: 'health', reason: step.restart };
+    const fast = step.state.health === 'starting' || step.state.health === 'loading';
+    await deps.sleep(fast ? Math.min(hc.interval * 1000, 250) : hc.interval * 1000, signal);
+  }
+  return new Promise(() => undefined);
+}
+
+/** One probe's result in SQLite: the health row, the runtime columns, a change event, starting -> running. */
+function recordProbe(
+  store: Store,
+  name: string,
+  config: InstanceConfig,
+  prev: HealthState,
+  s: HealthState,
+  outcome: ProbeOutcome,
+  t: number,
+): void {
+  const latency = 'latencyMs' in outcome && outcome.latencyMs !== undefined ? outcome.latencyMs : null;
+  store.immediate(() => {
+    store.addHealth(name, outcome.kind, latency, 'detail' in outcome ? outcome.detail : null);
+    store.updateRuntime(name, {
+      health: s.health,
+      health_detail: s.detail,
+      health_failures: s.failures,
+      health_latency_ms: latency,
+      last_seen_at: t,
+      ...(outcome.kind === 'ok' ? { last_health_ok_at: t } : {}),
+      ...(prev.health !== s.health ? { health_since: t } : {}),
+      // A run that has been healthy for reset_after earns a clean slate.
+      ...(s.okSince !== null && t - s.okSince >= config.restart.reset_after * 1000 ? { restart_attempts: 0 } : {}),
+    });
+    if (prev.health !== s.health) {
+      const level = s.health === 'unhealthy' || s.health === 'unauthorized' ? 'error' : 'info';
+      store.addEvent(name, level, 'health', `health ${prev.health} -> ${s.health}${s.detail ? `: ${s.detail}` : ''}`, {
+        from: prev.health,
+        to: s.health,
+      });
+    }
+    const row = store.getRuntime(name);
+    if (
+      row?.status === 'starting' &&
+      (s.health === 'ok' || s.health === 'loading' || s.health === 'unhealthy' || s.health === 'unauthorized')
+    ) {
+      transition(store, name, 'running', { reason: s.health === 'ok' ? 'healthy' : `server answering (${s.health})` });
+    }
+  });
+}
