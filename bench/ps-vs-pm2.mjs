@@ -37,39 +37,45 @@ function ensurePm2() {
 
 export async function run() {
   const root = makeHome('bench-ps-');
-  for (let i = 0; i < N; i++) addInstance(root, `fake-${i}`, fakeInstance(23000 + i));
-  cli(root, ['up', '--all', '--wait', '20']);
-  await sleep(1000);
-
   const pm2 = ensurePm2();
   const pm2Home = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-pm2-'));
   const env = { ...process.env, PM2_HOME: pm2Home };
-  for (let i = 0; i < N; i++) {
-    execFileSync(pm2, ['start', FAKE, '--name', `fake-${i}`, '--', '--port', String(23100 + i), '-m', 'x'], {
-      env,
-      stdio: 'ignore',
-    });
-  }
-  await sleep(2000);
-
   const samples = { psJson: [], once: [], onceJson: [], psFull: [], pm2: [] };
-  for (let r = 0; r < RUNS; r++) {
-    // Interleaved so that machine noise hits all four alike.
-    samples.psJson.push(timeCmd('node', [CLI, 'ps', '--json', '--home', root]));
-    samples.once.push(timeCmd('node', [CLI, '--once', '--home', root]));
-    samples.onceJson.push(timeCmd('node', [CLI, '--once', '--json', '--home', root]));
-    samples.psFull.push(timeCmd('node', [FULL_CLI, 'ps', '--json', '--home', root]));
-    samples.pm2.push(timeCmd(pm2, ['jlist'], env));
-  }
-  const running = JSON.parse(cli(root, ['ps', '--json'])).filter((x) => x.health === 'ok').length;
-  const pm2Online = JSON.parse(execFileSync(pm2, ['jlist'], { env, encoding: 'utf8' })).filter(
-    (p) => p.pm2_env.status === 'online',
-  ).length;
+  let running = 0;
+  let pm2Online = 0;
+  try {
+    for (let i = 0; i < N; i++) addInstance(root, `fake-${i}`, fakeInstance(23000 + i));
+    cli(root, ['up', '--all', '--wait', '20']);
+    for (let i = 0; i < N; i++) {
+      execFileSync(pm2, ['start', FAKE, '--name', `fake-${i}`, '--', '--port', String(23100 + i), '-m', 'x'], {
+        env,
+        stdio: 'ignore',
+      });
+    }
+    await sleep(2000);
+    const online = () =>
+      JSON.parse(execFileSync(pm2, ['jlist'], { env, encoding: 'utf8' })).filter((p) => p.pm2_env.status === 'online')
+        .length;
+    // Both sides must supervise N live servers, or the comparison means nothing.
+    if (online() !== N) throw new Error(`only ${online()}/${N} pm2 processes online (ports 23100+ taken?)`);
 
-  execFileSync(pm2, ['kill'], { env, stdio: 'ignore' });
-  cli(root, ['down', '--all']);
-  fs.rmSync(root, { recursive: true, force: true });
-  fs.rmSync(pm2Home, { recursive: true, force: true });
+    for (let r = 0; r < RUNS; r++) {
+      // Interleaved so that machine noise hits all of them alike.
+      samples.psJson.push(timeCmd('node', [CLI, 'ps', '--json', '--home', root]));
+      samples.once.push(timeCmd('node', [CLI, '--once', '--home', root]));
+      samples.onceJson.push(timeCmd('node', [CLI, '--once', '--json', '--home', root]));
+      samples.psFull.push(timeCmd('node', [FULL_CLI, 'ps', '--json', '--home', root]));
+      samples.pm2.push(timeCmd(pm2, ['jlist'], env));
+    }
+    running = JSON.parse(cli(root, ['ps', '--json'])).filter((x) => x.health === 'ok').length;
+    pm2Online = online();
+  } finally {
+    // Always clean up: a leftover pm2 daemon would hold the ports of the next run.
+    execFileSync(pm2, ['kill'], { env, stdio: 'ignore' });
+    cli(root, ['down', '--all']);
+    fs.rmSync(root, { recursive: true, force: true });
+    fs.rmSync(pm2Home, { recursive: true, force: true });
+  }
 
   const s = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, stats(v)]));
   const lines = [
