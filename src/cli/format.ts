@@ -45,5 +45,14 @@ export function renderTextTable(header: readonly string[], rows: string[][], max
 
 export function psTable(list: InstanceSnapshot[]): string {
   if (list.length === 0) return 'no instances (add instances/NAME/config.json or run "llama-orch init")';
-  return renderTextTable(TABLE_COLUMNS, list.map(tableRow));
+  const table = renderTextTable(TABLE_COLUMNS, list.map(tableRow));
+  // A config problem is not always visible in the table (a running server keeps its config).
+  const notes = list
+    .filter((i) => i.config_error !== null)
+    .map((i) =>
+      i.state === 'invalid'
+        ? `${i.name}: config problem: ${i.config_error}`
+        : `${i.name}: config problem (the ${i.state} server keeps the config it was started with): ${i.config_error}`,
+    );
+  return notes.length > 0 ? `${table}\n\n${notes.join('\n')}` : table;
 }

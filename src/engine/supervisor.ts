@@ -3,7 +3,7 @@ import path from 'node:path';
 import { resolveServerBinary } from '../config/binary.js';
 import { discoverInstanceNames, loadInstance, resolveModelPath, type LoadedInstance } from '../config/load.js';
 import { ExitCode, UserError } from '../errors.js';
-import { instanceLogDir, type Home } from '../home.js';
+import { instanceConfigPath, instanceLogDir, type Home } from '../home.js';
 import { findPortHolder } from '../platform/ports.js';
 import { readStat } from '../platform/proc.js';
 import type { RuntimeRow, Store } from '../store/store.js';
@@ -65,7 +65,8 @@ export function preflight(deps: SupervisorDeps, inst: LoadedInstance): void {
   }
 }
 
-function checkPorts(deps: SupervisorDeps, inst: LoadedInstance): void {
+/** `ownPid`: the instance's own live server, which may hold the port (restart checks before stopping it). */
+function checkPorts(deps: SupervisorDeps, inst: LoadedInstance, ownPid?: number): void {
   const port = inst.config.server.port;
   for (const row of deps.store.listRuntime()) {
     if (row.name === inst.name || row.port !== port) continue;
@@ -78,7 +79,7 @@ function checkPorts(deps: SupervisorDeps, inst: LoadedInstance): void {
     }
   }
   const holder = findPortHolder(port);
-  if (holder) {
+  if (holder && !(ownPid !== undefined && holder.pid === ownPid)) {
     const who = holder.pid
       ? `pid ${holder.pid}${holder.command ? ` (${holder.command.slice(0, 120)})` : ''}`
       : 'another process (its pid is not readable by this user)';
@@ -238,12 +239,12 @@ export interface DownResult {
 /** `down NAME`: through the keeper; an orphaned server is stopped directly after an identity check. */
 export async function down(deps: SupervisorDeps, name: string): Promise<DownResult> {
   const { store } = deps;
-  const inst = loadInstance(deps.home, name);
+  // No valid config needed: a server must stay stoppable after its file is broken or removed.
   store.immediate(() => {
-    store.ensureInstance(name, inst.file);
+    store.ensureInstance(name, instanceConfigPath(deps.home, name));
     store.setDesired(name, 'stopped');
   });
-  const graceMs = inst.config.stop_timeout * 1000;
+  const graceMs = stopTimeoutS(deps, name) * 1000;
   const seen = reconcileRow(store, name);
   if (!seen) return { name, wasRunning: false, message: `${name} is not running` };
   if (seen.keeper && seen.row.keeper_pid) {
@@ -278,18 +279,53 @@ export async function down(deps: SupervisorDeps, name: string): Promise<DownResu
   return { name, wasRunning: false, message: `${name} is not running` };
 }
 
+/**
+ * `restart NAME`: the new config and what it needs (binary, model, key, port) are checked before the
+ * running server is stopped, so a broken edit fails the restart instead of causing an outage.
+ */
 export async function restart(deps: SupervisorDeps, name: string): Promise<UpResult> {
+  const inst = loadInstance(deps.home, name);
+  preflight(deps, inst);
+  const seen = reconcileRow(deps.store, name);
+  checkPorts(deps, inst, seen?.server && seen.row.pid ? seen.row.pid : undefined);
   await down(deps, name);
   return up(deps, name);
 }
 
-/** NAME... or --all, validated: unknown names exit 2 before anything is touched. */
-export function selectNames(home: Home, names: string[], all: boolean): string[] {
-  if (all) return discoverInstanceNames(home);
+/**
+ * The grace period the keeper uses: from the config it was started with (what `up` recorded), else
+ * the file's when it is valid, else the default.
+ */
+function stopTimeoutS(deps: SupervisorDeps, name: string): number {
+  const started = deps.store.getInstance(name)?.config_json;
+  if (started) return (JSON.parse(started) as { stop_timeout: number }).stop_timeout;
+  try {
+    return loadInstance(deps.home, name).config.stop_timeout;
+  } catch {
+    return DEFAULT_STOP_TIMEOUT_S;
+  }
+}
+// The schema's default for stop_timeout (config/schema.ts).
+const DEFAULT_STOP_TIMEOUT_S = 10;
+
+/** Instances the store says may be running (a keeper or server pid recorded), configured or not. */
+export function recordedLiveNames(store: Store): string[] {
+  return store
+    .listRuntime()
+    .filter((r) => r.pid !== null || r.keeper_pid !== null)
+    .map((r) => r.name);
+}
+
+/**
+ * NAME... or --all, validated: unknown names exit 2 before anything is touched. `alsoKnown` adds
+ * names without a config dir (`down` passes the instances that may still be running).
+ */
+export function selectNames(home: Home, names: string[], all: boolean, alsoKnown: string[] = []): string[] {
+  const known = new Set([...discoverInstanceNames(home), ...alsoKnown]);
+  if (all) return [...known].sort();
   if (names.length === 0) {
     throw new UserError('name at least one instance, or pass --all', ExitCode.general);
   }
-  const known = new Set(discoverInstanceNames(home));
   for (const n of names) {
     if (!known.has(n)) {
       throw new UserError(

@@ -1,5 +1,13 @@
 import { ExitCode, UserError } from '../../errors.js';
-import { down, restart, selectNames, up, waitHealthy, type UpResult } from '../../engine/supervisor.js';
+import {
+  down,
+  recordedLiveNames,
+  restart,
+  selectNames,
+  up,
+  waitHealthy,
+  type UpResult,
+} from '../../engine/supervisor.js';
 import type { Context } from '../context.js';
 import type { Out } from '../output.js';
 
@@ -56,7 +64,8 @@ export async function upCommand(ctx: Context, names: string[], opts: UpOptions, 
 }
 
 export async function downCommand(ctx: Context, names: string[], opts: { all?: boolean }, out: Out): Promise<number> {
-  const selected = selectNames(ctx.home, names, opts.all ?? false);
+  // An instance whose config dir was removed while it ran can still be stopped.
+  const selected = selectNames(ctx.home, names, opts.all ?? false, recordedLiveNames(ctx.store));
   return forEach(selected, out, async (name) => {
     const r = await down(ctx.deps, name);
     out.log(r.message);
