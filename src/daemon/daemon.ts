@@ -1,7 +1,7 @@
 import { discoverInstanceNames } from '../config/paths.js';
 import { keeperAlive } from '../engine/identity.js';
 import { reconcileRow } from '../engine/reconcile.js';
-import { stopOrphan, up, type SupervisorDeps } from '../engine/supervisor.js';
+import { up, type SupervisorDeps } from '../engine/supervisor.js';
 import { UserError } from '../errors.js';
 
 export interface DaemonOptions {
@@ -58,7 +58,7 @@ export class Daemon {
     const { store, log } = this.deps;
     try {
       const r = await up(this.deps, name, { carryCounters: carry, waitForPid: false, reason });
-      log(`${reason}: ${name} keeper pid ${r.keeperPid}`);
+      log(`${reason}: ${name} keeper pid ${r.keeperPid}${r.adopted ? ` (re-attached to server pid ${r.pid})` : ''}`);
     } catch (e) {
       const msg = e instanceof UserError ? e.message : e instanceof Error ? e.message : String(e);
       store.addEvent(name, 'error', reason, `${reason} of ${name} failed: ${msg}`);
@@ -96,10 +96,11 @@ export class Daemon {
       if (!before || before.status === 'failed') continue;
       const seen = reconcileRow(store, inst.name);
       if (!seen || seen.keeper) continue;
-      if (seen.orphan) await stopOrphan(this.deps, seen.row, 5000);
       const after = store.getRuntime(inst.name);
       if (after?.status === 'failed') continue;
-      store.addEvent(inst.name, 'warn', 'daemon-restart', `keeper of ${inst.name} is gone; starting a new one`);
+      // `up` re-attaches a server that still runs (no reload) or stops it first when it cannot.
+      const what = seen.orphan ? `a new one takes over server pid ${seen.row.pid}` : 'starting a new one';
+      store.addEvent(inst.name, 'warn', 'daemon-restart', `keeper of ${inst.name} is gone; ${what}`);
       await this.startOne(inst.name, 'daemon-restart', true);
     }
   }

@@ -84,8 +84,9 @@ export function snapshotInstance(
       row?.status === 'backoff' && row.next_restart_at !== null
         ? Math.max(0, Math.round((row.next_restart_at - now) / 100) / 10)
         : null,
+    // Code and signal are both null when the server was not the keeper's child (re-attached, orphan).
     last_exit:
-      row && (row.last_exit_code !== null || row.last_exit_signal !== null)
+      row && (row.last_exit_code !== null || row.last_exit_signal !== null || row.last_exit_at !== null)
         ? { code: row.last_exit_code, signal: row.last_exit_signal, at: iso(row.last_exit_at) }
         : null,
     last_error: row?.last_error ?? null,

@@ -25,6 +25,8 @@ export interface SupervisorDeps {
 export interface UpResult {
   name: string;
   keeperPid: number;
+  /** The server was already running (its keeper had died) and the new keeper re-attached to it. */
+  adopted: boolean;
   pid: number | null;
   status: string;
   health: string | null;
@@ -151,28 +153,40 @@ export async function up(deps: SupervisorDeps, name: string, opts: UpOptions = {
       `use "llama-orch restart ${name}" to restart it`,
     );
   }
-  if (seen?.orphan) await stopOrphan(deps, seen.row, inst.config.stop_timeout * 1000);
+  // A server whose keeper died is re-attached by the new keeper, with no reload (DESIGN §4), when it
+  // was starting or serving on a recorded config; otherwise (it was being stopped) it is stopped first.
+  const adoptable = (row: RuntimeRow) =>
+    (row.status === 'running' || row.status === 'starting') && store.getInstance(name)?.config_json != null;
+  if (seen?.orphan && !adoptable(seen.row)) await stopOrphan(deps, seen.row, inst.config.stop_timeout * 1000);
 
   const logFd = openKeeperLog(deps.home, name);
   let keeperPid: number;
+  let adopted = false;
+  const eventsBefore = store.lastEventId();
   try {
     keeperPid = store.immediate(() => {
       const row = store.getRuntime(name) as RuntimeRow;
       if (keeperAlive(row)) {
         throw new UserError(`${name} is already running (keeper pid ${row.keeper_pid})`, ExitCode.alreadyRunning);
       }
-      if (serverAlive(row)) {
+      adopted = serverAlive(row) && adoptable(row);
+      if (serverAlive(row) && !adopted) {
         throw new UserError(
           `${name}: server pid ${row.pid} is running without a keeper`,
           ExitCode.alreadyRunning,
           `run "llama-orch down ${name}" first`,
         );
       }
-      checkPorts(deps, inst);
-      store.setConfigSnapshot(name, inst.config);
+      checkPorts(deps, inst, adopted ? (row.pid ?? undefined) : undefined);
+      // An adopted server keeps the config it runs; the file's applies on the next restart.
+      if (!adopted) store.setConfigSnapshot(name, inst.config);
       const pid = deps.spawnKeeper(name, logFd);
       const st = readStat(pid);
       store.setDesired(name, 'running');
+      if (adopted) {
+        store.updateRuntime(name, { keeper_pid: pid, keeper_starttime: st?.starttime ?? null, last_error: null });
+        return pid;
+      }
       transition(store, name, 'starting', {
         reason: opts.reason ?? 'up',
         patch: {
@@ -191,16 +205,23 @@ export async function up(deps: SupervisorDeps, name: string, opts: UpOptions = {
   } finally {
     fs.closeSync(logFd);
   }
-  // Report the server's pid: the keeper records it within milliseconds of its start.
+  // Report the server's pid: the keeper records it within milliseconds of its start. An adopting
+  // keeper is waited for until it has re-attached the server's output (its `adopt` event).
   const deadline = deps.now() + 3000;
+  const attached = () => store.listEvents(name, 10).some((e) => e.id > eventsBefore && e.event_type === 'adopt');
   let row = store.getRuntime(name) as RuntimeRow;
-  while (opts.waitForPid !== false && row.pid === null && row.status === 'starting' && deps.now() < deadline) {
+  while (
+    opts.waitForPid !== false &&
+    (adopted ? !attached() : row.pid === null && row.status === 'starting') &&
+    deps.now() < deadline
+  ) {
     await deps.sleep(15);
     row = store.getRuntime(name) as RuntimeRow;
   }
   return {
     name,
     keeperPid,
+    adopted,
     pid: row.pid,
     status: row.status,
     health: row.health,

@@ -21,8 +21,15 @@ export function nonRetryableReason(stderrTail: readonly string[], becameHealthy:
   return undefined;
 }
 
-export function describeExit(code: number | null, signal: NodeJS.Signals | null, runMs: number): string {
+/** `statusUnknown`: the process was not our child (a re-attached server), so no code was seen. */
+export function describeExit(
+  code: number | null,
+  signal: NodeJS.Signals | null,
+  runMs: number,
+  statusUnknown = false,
+): string {
   const after = runMs < 10_000 ? `${(runMs / 1000).toFixed(1)} s` : `${Math.round(runMs / 1000)} s`;
   if (signal) return `killed by ${signal} after ${after}`;
+  if (code === null && statusUnknown) return `exited after ${after} (exit status unknown: a re-attached server)`;
   return `exited with code ${code ?? '?'} after ${after}`;
 }

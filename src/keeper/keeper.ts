@@ -12,7 +12,11 @@ import { decideRestart } from '../engine/restart-policy.js';
 import { stopGroup } from '../engine/stop.js';
 import type { InstanceConfig } from '../config/schema.js';
 import { instanceLogDir, type Home } from '../home.js';
+import type { Readable } from 'node:stream';
+import { serverAlive } from '../engine/identity.js';
 import { readStat } from '../platform/proc.js';
+import type { RuntimeRow } from '../store/store.js';
+import { STREAMS, attachServerPipes, openServerPipes, pipeDir, type Stream } from './log-pipes.js';
 import { describeExit, nonRetryableReason } from './classify.js';
 import { healthLoop, type HealthLoopDeps } from './health-loop.js';
 import { recordExit, recordFailed, type ExitRecord } from './records.js';
@@ -23,7 +27,13 @@ export interface KeeperDeps extends HealthLoopDeps {
   random: () => number;
   /** Abortable sleep: resolves early (without throwing) when the signal aborts. */
   sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
-  spawnServer: (file: string, args: string[], env: NodeJS.ProcessEnv) => ChildProcess;
+  /** Starts the server in its own process group with the given fds as its stdout and stderr. */
+  spawnServer: (
+    file: string,
+    args: string[],
+    env: NodeJS.ProcessEnv,
+    output: { stdout: number; stderr: number },
+  ) => ChildProcess;
 }
 
 type RunEnd =
@@ -31,6 +41,19 @@ type RunEnd =
   | { kind: 'stop' }
   | { kind: 'health'; reason: string }
   | { kind: 'spawn-error'; message: string };
+
+/** One server under supervision: spawned by this keeper or re-attached after its keeper died. */
+interface ServerRun {
+  /** -1 when the spawn failed before the process existed (`exited` then says why). */
+  pid: number;
+  pgid: number;
+  startedAt: number;
+  exited: Promise<RunEnd>;
+  streamsDone: Promise<void>;
+  adopted: boolean;
+  /** Ends what watches the run (the /proc poll of an adopted server). */
+  cancel: () => void;
+}
 
 interface RunResult {
   end: RunEnd;
@@ -48,6 +71,7 @@ interface RunResult {
  */
 export class Keeper {
   private readonly logDir: string;
+  private readonly pipeDir: string;
   private stdout?: RotatingFile;
   private stderr?: RotatingFile;
   private readonly tail = new LineTail(20);
@@ -58,6 +82,7 @@ export class Keeper {
     private readonly stop: AbortSignal,
   ) {
     this.logDir = instanceLogDir(deps.home, name);
+    this.pipeDir = pipeDir(deps.home.stateDir, name);
   }
 
   private event(level: 'info' | 'warn' | 'error', type: string, message: string, meta?: Record<string, unknown>) {
@@ -95,6 +120,9 @@ export class Keeper {
   async run(): Promise<number> {
     const { store } = this.deps;
     let attempts = store.getRuntime(this.name)?.restart_attempts ?? 0;
+    // A live server recorded for this instance means its keeper died and `up` chose to adopt it.
+    const recorded = store.getRuntime(this.name);
+    let orphan = recorded?.pid != null && serverAlive(recorded) ? recorded : undefined;
     try {
       for (;;) {
         // The config validated by `up` (stored with the claim): edits apply on the next up/restart,
@@ -105,7 +133,8 @@ export class Keeper {
           return 1;
         }
         this.openLogs(inst.config);
-        const result = await this.runOnce(inst, attempts);
+        const result = await this.runOnce(inst, attempts, orphan);
+        orphan = undefined;
         if (result.end.kind === 'stop' || this.stop.aborted) {
           transition(store, this.name, 'stopped', {
             reason: 'stopped by request',
@@ -156,7 +185,18 @@ export class Keeper {
     }
   }
 
-  private async runOnce(inst: LoadedInstance, attempts: number): Promise<RunResult> {
+  private async runOnce(inst: LoadedInstance, attempts: number, orphan?: RuntimeRow): Promise<RunResult> {
+    const run = orphan ? this.attach(orphan) : this.spawn(inst, attempts);
+    if ('end' in run) return run;
+    try {
+      return await this.supervise(inst, run);
+    } finally {
+      run.cancel();
+    }
+  }
+
+  /** Starts a new server on fresh FIFOs (see log-pipes.ts) and records it. */
+  private spawn(inst: LoadedInstance, attempts: number): ServerRun | RunResult {
     const { store, now } = this.deps;
     const { config } = inst;
     const bin = resolveServerBinary(this.deps.home, config, this.deps.env);
@@ -181,11 +221,16 @@ export class Keeper {
     });
 
     this.tail.clear();
+    const pipes = openServerPipes(this.pipeDir);
     let child: ChildProcess;
     try {
-      child = this.deps.spawnServer(cmd.file, cmd.args, childEnv);
+      child = this.deps.spawnServer(cmd.file, cmd.args, childEnv, pipes.writeFds);
     } catch (e) {
+      for (const r of Object.values(pipes.readers)) r.destroy();
       return this.noRun({ kind: 'spawn-error', message: `cannot start ${cmd.file}: ${String(e)}` });
+    } finally {
+      // The server holds its own copies; ours would keep the readers from ever seeing EOF.
+      for (const fd of Object.values(pipes.writeFds)) fs.closeSync(fd);
     }
     const startedAt = now();
     const exited = new Promise<RunEnd>((resolve) => {
@@ -193,13 +238,11 @@ export class Keeper {
       child.once('error', (e) => resolve({ kind: 'spawn-error', message: `cannot start ${cmd.file}: ${e.message}` }));
     });
     const pid = child.pid;
+    const sep = `server pid ${pid ?? '-'} started ${new Date(startedAt).toISOString()} (restart ${attempts})`;
+    const streamsDone = this.pipeLogs(pipes.readers, sep);
     if (pid === undefined) {
-      const end = await exited;
-      return this.noRun(
-        end.kind === 'spawn-error' ? end : { kind: 'spawn-error', message: `cannot start ${cmd.file}` },
-      );
+      return { pid: -1, pgid: -1, startedAt, exited, streamsDone, adopted: false, cancel: () => undefined };
     }
-    const streamsDone = this.pipeLogs(child, pid, attempts);
     const stat = readStat(pid);
     const shown = maskedCommand(cmd);
     store.immediate(() => {
@@ -214,7 +257,59 @@ export class Keeper {
       });
       store.addEvent(this.name, 'info', 'spawn', `server started, pid ${pid}`, { pid, restart: attempts });
     });
+    return { pid, pgid: pid, startedAt, exited, streamsDone, adopted: false, cancel: () => undefined };
+  }
 
+  /**
+   * Takes over a server whose keeper died (DESIGN §4): no reload. It is not our child, so its exit
+   * is seen by watching /proc (every 50 ms) and its exit status is unknown.
+   */
+  private attach(row: RuntimeRow): ServerRun {
+    const { store, now } = this.deps;
+    const pid = row.pid as number;
+    this.tail.clear();
+    const readers = attachServerPipes(this.pipeDir, pid);
+    const attached = STREAMS.filter((s) => readers[s]);
+    const sep = `re-attached to server pid ${pid} at ${new Date(now()).toISOString()} (lines written while no keeper ran are lost)`;
+    const streamsDone = this.pipeLogs(readers, sep);
+    const watch = new AbortController();
+    const exited = (async (): Promise<RunEnd> => {
+      while (!watch.signal.aborted && serverAlive(row)) await this.deps.sleep(50, watch.signal);
+      return watch.signal.aborted ? new Promise<RunEnd>(() => undefined) : { kind: 'exit', code: null, signal: null };
+    })();
+    const logs =
+      attached.length === 2
+        ? 'logging resumed'
+        : attached.length
+          ? `only ${attached[0]} resumed`
+          : "its output cannot be re-attached (it was not started on this keeper's named pipes)";
+    store.addEvent(
+      this.name,
+      'warn',
+      'adopt',
+      `re-attached to running server pid ${pid} (its keeper had died): no reload; ${logs}`,
+      { pid },
+    );
+    return {
+      pid,
+      pgid: row.pgid ?? pid,
+      startedAt: row.started_at ?? now(),
+      exited,
+      streamsDone,
+      adopted: true,
+      cancel: () => watch.abort(),
+    };
+  }
+
+  /** Health, stop requests and the end of one run, whichever comes first; records how it ended. */
+  private async supervise(inst: LoadedInstance, run: ServerRun): Promise<RunResult> {
+    const { store, now } = this.deps;
+    const { config } = inst;
+    const { pid, pgid, startedAt, exited, adopted } = run;
+    if (pid < 0) {
+      const end = await exited;
+      return this.noRun(end.kind === 'spawn-error' ? end : { kind: 'spawn-error', message: 'cannot start the server' });
+    }
     const healthCtl = new AbortController();
     let health = initialHealth(startedAt);
     const cell = { get: () => health, set: (h: HealthState) => (health = h) };
@@ -231,11 +326,11 @@ export class Keeper {
     if (end.kind === 'exit') {
       code = end.code;
       signal = end.signal;
-      this.recordExit({ pid, code, signal, runMs: now() - startedAt, cause: 'exit' });
+      this.recordExit({ pid, code, signal, runMs: now() - startedAt, cause: 'exit', adopted });
     } else {
       if (end.kind === 'stop') transition(store, this.name, 'stopping', { reason: 'stop requested' });
       else this.event('warn', 'health-restart', `restarting: ${end.kind === 'health' ? end.reason : ''}`);
-      const res = await stopGroup({ pid, pgid: pid }, config.stop_timeout * 1000, {
+      const res = await stopGroup({ pid, pgid }, config.stop_timeout * 1000, {
         sleep: (ms) => this.deps.sleep(ms),
         now,
       });
@@ -252,10 +347,11 @@ export class Keeper {
         cause: end.kind === 'stop' ? 'stop' : 'health',
         killed: res.killed,
         leftovers: res.leftovers,
+        adopted,
       });
       if (ex === undefined && end.kind !== 'stop') end = { kind: 'health', reason: 'server did not exit' };
     }
-    await Promise.race([streamsDone, this.deps.sleep(1000)]);
+    await Promise.race([run.streamsDone, this.deps.sleep(1000)]);
     store.updateRuntime(this.name, { stderr_tail: JSON.stringify(this.tail.get()) });
     const endedAt = now();
     return {
@@ -277,24 +373,26 @@ export class Keeper {
     return { end, code: null, signal: null, runMs: 0, stableMs: 0, becameHealthy: false, tail: [] };
   }
 
-  private pipeLogs(child: ChildProcess, pid: number, attempts: number): Promise<void> {
-    const sep = `==== llama-orch: server pid ${pid} started ${new Date(this.deps.now()).toISOString()} (restart ${attempts}) ====`;
+  /** Copies the server's output into the rotating files (stderr also into the tail) until EOF. */
+  private pipeLogs(readers: Partial<Record<Stream, Readable>>, separator: string): Promise<void> {
     const out = this.stdout as RotatingFile;
     const err = this.stderr as RotatingFile;
-    out.writeLine(sep);
-    err.writeLine(sep);
-    const done = (s: NodeJS.ReadableStream | null) =>
+    out.writeLine(`==== llama-orch: ${separator} ====`);
+    err.writeLine(`==== llama-orch: ${separator} ====`);
+    const done = (s: Readable | undefined) =>
       new Promise<void>((resolve) => {
         if (!s) return resolve();
         s.once('close', () => resolve());
         s.once('end', () => resolve());
+        // A read error ends this stream's logging, never the keeper.
+        s.once('error', () => resolve());
       });
-    child.stdout?.on('data', (c: Buffer) => out.write(c));
-    child.stderr?.on('data', (c: Buffer) => {
+    readers.stdout?.on('data', (c: Buffer) => out.write(c));
+    readers.stderr?.on('data', (c: Buffer) => {
       err.write(c);
       this.tail.push(c);
     });
-    return Promise.all([done(child.stdout), done(child.stderr)]).then(() => {
+    return Promise.all([done(readers.stdout), done(readers.stderr)]).then(() => {
       out.flushPartial();
       err.flushPartial();
     });

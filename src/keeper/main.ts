@@ -41,7 +41,8 @@ export async function keeperMain(argv: string[]): Promise<number> {
       now: Date.now,
       random: Math.random,
       sleep: abortableSleep,
-      spawnServer: (file, args, env) => spawn(file, args, { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] }),
+      spawnServer: (file, args, env, output) =>
+        spawn(file, args, { env, detached: true, stdio: ['ignore', output.stdout, output.stderr] }),
       probe: (hc, target) => runProbe(hc, target, process.env),
     },
     stop.signal,

@@ -30,11 +30,13 @@ export interface ExitRecord {
   stderrTail: string[];
   killed?: boolean;
   leftovers?: number[];
+  /** A re-attached server is not this keeper's child: its exit status cannot be known. */
+  adopted?: boolean;
 }
 
 /** Clears the run's pid, keeps its exit (code or signal, stderr tail) and adds the `exit` event. */
 export function recordExit(store: Store, name: string, r: ExitRecord): void {
-  const what = describeExit(r.code, r.signal, r.runMs);
+  const what = describeExit(r.code, r.signal, r.runMs, r.adopted);
   store.immediate(() => {
     store.updateRuntime(name, {
       pid: null,

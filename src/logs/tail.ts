@@ -133,6 +133,9 @@ export class LogFollower {
       st = undefined;
     }
     if (st && st.ino !== this.ino) {
+      // The writer may have added to the old file between our drain and its rotation (its writes
+      // are synchronous, so nothing lands after the rename): read the rest before letting it go.
+      this.drain();
       fs.closeSync(this.fd);
       this.fd = -1;
       const oldIno = this.ino;
@@ -140,7 +143,7 @@ export class LogFollower {
       // a rotation during this poll then only pushes the opened file into the backups (skipped by
       // inode), never past us unread.
       const opened = this.openCurrent(true);
-      for (const f of this.newerBackups(oldIno, opened ? this.ino : -1)) this.readWhole(f);
+      for (const fd of this.openNewerBackups(oldIno, opened ? this.ino : -1)) this.readWhole(fd);
       if (this.partial) {
         this.onLines([this.partial]);
         this.partial = '';
@@ -157,7 +160,37 @@ export class LogFollower {
    * The backups written after the file with inode oldIno, oldest first. A rotation may be renaming
    * files while we look (FILE.1 briefly missing): a gap below the old file's index means "look again".
    */
-  private newerBackups(oldIno: number, openedIno: number): string[] {
+  /**
+   * Opens the backups newerBackups() names, checking that each fd is the file it was listed as: a
+   * rotation between listing and opening shifts every name by one (FILE.1 would then be a newer
+   * file, read out of order). Once open, renames no longer matter.
+   */
+  private openNewerBackups(oldIno: number, openedIno: number): number[] {
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const fds: number[] = [];
+      let shifted = false;
+      for (const b of this.newerBackups(oldIno, openedIno)) {
+        let fd: number;
+        try {
+          fd = fs.openSync(b.file, 'r');
+        } catch {
+          shifted = true;
+          break;
+        }
+        fds.push(fd);
+        if (fs.fstatSync(fd).ino !== b.ino) {
+          shifted = true;
+          break;
+        }
+      }
+      if (!shifted) return fds;
+      for (const fd of fds) fs.closeSync(fd);
+      sleepSync(1);
+    }
+    return [];
+  }
+
+  private newerBackups(oldIno: number, openedIno: number): Array<{ file: string; ino: number }> {
     const dir = path.dirname(this.file);
     const prefix = `${path.basename(this.file)}.`;
     for (let attempt = 0; attempt < 50; attempt++) {
@@ -182,19 +215,22 @@ export class LogFollower {
         // Only what lies between the old file and the one just opened (it may itself have been
         // rotated into the backups already; anything newer than it is read after it, next poll).
         const j = [...byIndex].find(([, ino]) => ino === openedIno)?.[0] ?? 0;
-        return newer.filter((i) => i > j).map((i) => `${this.file}.${i}`);
+        return newer.filter((i) => i > j).map((i) => ({ file: `${this.file}.${i}`, ino: byIndex.get(i) as number }));
       }
       sleepSync(2);
     }
     return []; // the old file was rotated out of existence: nothing reliable to add
   }
 
-  private readWhole(file: string): void {
+  /** Reads an opened backup to its end and closes it. */
+  private readWhole(fd: number): void {
     let text: string;
     try {
-      text = fs.readFileSync(file, 'utf8');
+      text = fs.readFileSync(fd, 'utf8');
     } catch {
       return;
+    } finally {
+      fs.closeSync(fd);
     }
     const lines = (this.partial + text).split('\n');
     this.partial = lines.pop() ?? '';

@@ -29,7 +29,8 @@ function filesUnder(dir: string): string[] {
   for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
     const p = path.join(dir, e.name);
     if (e.isDirectory()) out.push(...filesUnder(p));
-    else out.push(p);
+    // Regular files only: reading the servers' log FIFOs would block (and steal their output).
+    else if (e.isFile()) out.push(p);
   }
   return out;
 }

@@ -2,8 +2,21 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
-import { cli, freePort, isAlive, makeHome, TINY_MODEL, waitFor, waitForRow, type TestHome } from '../helpers/home.js';
+import {
+  cli,
+  freePort,
+  isAlive,
+  makeHome,
+  psJson,
+  TINY_MODEL,
+  waitFor,
+  waitForRow,
+  type TestHome,
+} from '../helpers/home.js';
 import { realConfig, realServer } from '../helpers/real-server.js';
+
+const row = async (h: TestHome, name: string) =>
+  (await psJson(h.root)).find((r) => r.name === name) as Record<string, unknown>;
 
 let home: TestHome | undefined;
 afterEach(async () => {
@@ -108,6 +121,44 @@ describe('the real llama-server on the tiny model', () => {
     expect(fs.readFileSync(path.join(home.root, 'logs', 'demo', 'stderr.log'), 'utf8')).not.toContain(
       'second interrupt',
     );
+  });
+
+  it('kill -9 of the keeper: the server keeps serving, up re-attaches without a reload and its logs resume', async () => {
+    home = makeHome();
+    const port = freePort();
+    home.addInstance('kept', realConfig(port));
+    expect((await cli(home.root, ['up', 'kept', '--wait', '20'])).code).toBe(0);
+    const r = await waitForRow((home as TestHome).root, 'kept', (x) => x.health === 'ok', 20_000, 'ok');
+    process.kill(r.keeper_pid as number, 'SIGKILL');
+    await waitFor(() => !isAlive(r.keeper_pid as number) || undefined, 3000, 'keeper dead');
+    const complete = async () =>
+      (await fetch(`http://127.0.0.1:${port}/completion`, {
+        method: 'POST',
+        body: JSON.stringify({ prompt: 'hello', n_predict: 2 }),
+      }).then((x) => x.json())) as { tokens_predicted: number };
+    // Nobody reads its log pipes now: llama-server's writes fail (EPIPE) and it keeps serving.
+    expect((await complete()).tokens_predicted).toBeGreaterThan(0);
+    expect((await row(home, 'kept')).state).toBe('orphaned');
+
+    const up = await cli(home.root, ['up', 'kept']);
+    expect(up.code, up.stderr).toBe(0);
+    expect(up.stdout).toContain(`re-attached to running server pid ${String(r.pid)}`);
+    const stderrLog = path.join(home.root, 'logs', 'kept', 'stderr.log');
+    const before = fs.readFileSync(stderrLog, 'utf8').length;
+    expect((await complete()).tokens_predicted).toBeGreaterThan(0);
+    // The request's log lines reach the file through the new keeper.
+    await waitFor(
+      () => (/print_timing|release/.test(fs.readFileSync(stderrLog, 'utf8').slice(before)) ? true : undefined),
+      5000,
+      'log lines after re-attaching',
+    );
+    const evs = JSON.parse((await cli(home.root, ['events', 'kept', '--json', '-n', '50'])).stdout) as Array<{
+      event_type: string;
+      message: string;
+    }>;
+    expect(evs.filter((e) => e.event_type === 'spawn')).toHaveLength(1); // never reloaded
+    expect(evs.find((e) => e.event_type === 'adopt')?.message).toContain('logging resumed');
+    expect(await row(home, 'kept')).toMatchObject({ state: 'running', health: 'ok', pid: r.pid });
   });
 
   it('a missing model is failed at once with the reason, not retried', async () => {

@@ -199,9 +199,10 @@ describe('up / down with a fake server', () => {
 });
 
 describe('keeper death and identity', () => {
-  it('kill -9 of the keeper: ps reports the orphan; up recovers with one server; down leaves none', async () => {
+  it('kill -9 of the keeper: ps reports the orphan; up re-attaches to the same server and its logs resume; down leaves none', async () => {
     home = makeHome();
-    home.addInstance('k', fakeConfig(freePort()));
+    const port = freePort();
+    home.addInstance('k', fakeConfig(port));
     await cli(home.root, ['up', 'k']);
     const r = await waitForRow((home as TestHome).root, 'k', (r) => r.health === 'ok', 10_000, 'ok');
     process.kill(r.keeper_pid as number, 'SIGKILL');
@@ -209,11 +210,52 @@ describe('keeper death and identity', () => {
     const after = await row(home, 'k');
     expect(after.state).toBe('orphaned');
     expect(after.last_error).toMatch(/keeper pid \d+ died; server pid \d+ is still running/);
+    // Output written while no keeper reads is dropped; the server keeps serving.
+    expect((await fetch(`http://127.0.0.1:${port}/flood?n=3`)).status).toBe(200);
+
     const up = await cli(home.root, ['up', 'k']);
     expect(up.code, up.stderr).toBe(0);
-    expect(isAlive(r.pid as number)).toBe(false);
-    const fresh = await waitForRow((home as TestHome).root, 'k', (r) => r.health === 'ok', 10_000, 'ok again');
-    expect(fresh.pid).not.toBe(r.pid);
+    expect(up.stdout).toContain(`k: re-attached to running server pid ${String(r.pid)}`);
+    const adopted = await waitForRow((home as TestHome).root, 'k', (x) => x.keeper_pid !== null, 5000, 'keeper');
+    expect(adopted).toMatchObject({ state: 'running', pid: r.pid, health: 'ok' });
+    expect(adopted.keeper_pid).not.toBe(r.keeper_pid);
+    const stdoutLog = path.join(home.root, 'logs', 'k', 'stdout.log');
+    expect((await fetch(`http://127.0.0.1:${port}/flood?n=5`)).status).toBe(200);
+    await waitFor(
+      () => (fs.readFileSync(stdoutLog, 'utf8').includes('re-attached to server pid') ? true : undefined),
+      3000,
+      'separator',
+    );
+    const text = await waitFor(
+      () => {
+        const t = fs.readFileSync(stdoutLog, 'utf8');
+        // 3 lines were written while no keeper read them (lost), then 5 after re-attaching.
+        return t.split('\n').filter((l) => /^line \d{8} /.test(l)).length >= 5 ? t : undefined;
+      },
+      3000,
+      'flood lines after re-attaching',
+    );
+    expect(text.indexOf('re-attached to server pid')).toBeLessThan(text.indexOf('line 00000001'));
+    const evs = JSON.parse((await cli(home.root, ['events', 'k', '--json'])).stdout) as Array<{ event_type: string }>;
+    expect(evs.filter((e) => e.event_type === 'spawn')).toHaveLength(1);
+    expect(evs.some((e) => e.event_type === 'adopt')).toBe(true);
+
+    // The adopted server is supervised: kill -9 is seen (its status is unknown) and it is restarted.
+    process.kill(r.pid as number, 'SIGKILL');
+    const fresh = await waitForRow(
+      (home as TestHome).root,
+      'k',
+      (x) => x.health === 'ok' && x.pid !== r.pid,
+      10_000,
+      'restarted',
+    );
+    expect((fresh.last_exit as { code: unknown }).code).toBeNull();
+    const ev2 = JSON.parse((await cli(home.root, ['events', 'k', '--json'])).stdout) as Array<{
+      event_type: string;
+      message: string;
+    }>;
+    expect(ev2.find((e) => e.event_type === 'exit')?.message).toMatch(/exit status unknown: a re-attached server/);
+
     process.kill(fresh.keeper_pid as number, 'SIGKILL');
     await waitFor(() => !isAlive(fresh.keeper_pid as number) || undefined, 3000, 'keeper dead');
     const down = await cli(home.root, ['down', 'k']);

@@ -107,7 +107,9 @@ export function describeLines(d: ReturnType<typeof describeData>): string[] {
       'Last exit',
       d.last_exit.signal
         ? `signal ${d.last_exit.signal} at ${d.last_exit.at}`
-        : `code ${d.last_exit.code} at ${d.last_exit.at}`,
+        : d.last_exit.code !== null
+          ? `code ${d.last_exit.code} at ${d.last_exit.at}`
+          : `status unknown (the server was not the keeper's child) at ${d.last_exit.at}`,
     );
   if (d.last_error) kv('Last error', d.last_error);
   kv('Logs', d.log_dir);

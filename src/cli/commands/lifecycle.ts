@@ -27,6 +27,8 @@ function waitMs(wait: boolean | string | undefined): number | undefined {
 function describeUp(r: UpResult): string {
   if (r.status === 'failed')
     return `${r.name}: failed to start: ${r.error ?? 'see "llama-orch describe ' + r.name + '"'}`;
+  if (r.adopted)
+    return `${r.name}: re-attached to running server pid ${r.pid ?? '-'} (new keeper pid ${r.keeperPid}; no reload)`;
   return `${r.name}: ${r.status} (server pid ${r.pid ?? 'pending'}, keeper pid ${r.keeperPid})`;
 }
 
