@@ -27,6 +27,8 @@ export interface UpResult {
   keeperPid: number;
   /** The server was already running (its keeper had died) and the new keeper re-attached to it. */
   adopted: boolean;
+  /** Adopted while the config file differs from the config the server runs: a restart applies it. */
+  configChanged?: boolean;
   pid: number | null;
   status: string;
   health: string | null;
@@ -222,6 +224,7 @@ export async function up(deps: SupervisorDeps, name: string, opts: UpOptions = {
     name,
     keeperPid,
     adopted,
+    ...(adopted && store.getInstance(name)?.config_json !== JSON.stringify(inst.config) ? { configChanged: true } : {}),
     pid: row.pid,
     status: row.status,
     health: row.health,

@@ -213,9 +213,12 @@ describe('keeper death and identity', () => {
     // Output written while no keeper reads is dropped; the server keeps serving.
     expect((await fetch(`http://127.0.0.1:${port}/flood?n=3`)).status).toBe(200);
 
+    // An edit made meanwhile does not apply to the adopted server; up says how to apply it.
+    home.addInstance('k', { ...fakeConfig(port), stop_timeout: 3 });
     const up = await cli(home.root, ['up', 'k']);
     expect(up.code, up.stderr).toBe(0);
     expect(up.stdout).toContain(`k: re-attached to running server pid ${String(r.pid)}`);
+    expect(up.stdout).toContain('its config file changed since it started: "llama-orch restart k" applies it');
     const adopted = await waitForRow((home as TestHome).root, 'k', (x) => x.keeper_pid !== null, 5000, 'keeper');
     expect(adopted).toMatchObject({ state: 'running', pid: r.pid, health: 'ok' });
     expect(adopted.keeper_pid).not.toBe(r.keeper_pid);

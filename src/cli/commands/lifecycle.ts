@@ -28,7 +28,10 @@ function describeUp(r: UpResult): string {
   if (r.status === 'failed')
     return `${r.name}: failed to start: ${r.error ?? 'see "llama-orch describe ' + r.name + '"'}`;
   if (r.adopted)
-    return `${r.name}: re-attached to running server pid ${r.pid ?? '-'} (new keeper pid ${r.keeperPid}; no reload)`;
+    return (
+      `${r.name}: re-attached to running server pid ${r.pid ?? '-'} (new keeper pid ${r.keeperPid}; no reload)` +
+      (r.configChanged ? `; its config file changed since it started: "llama-orch restart ${r.name}" applies it` : '')
+    );
   return `${r.name}: ${r.status} (server pid ${r.pid ?? 'pending'}, keeper pid ${r.keeperPid})`;
 }
 
