@@ -1,0 +1,64 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import type { InstanceConfig } from '../config/schema.js';
+import { LineTail, RotatingFile } from '../engine/rotating-log.js';
+import type { Stream } from './log-pipes.js';
+
+/**
+ * Where a keeper puts the server's output: logs/NAME/{stdout,stderr}.log, rotated by rename and
+ * reopen, plus the last 20 stderr lines kept for the exit record.
+ */
+export class KeeperOutput {
+  private stdout?: RotatingFile;
+  private stderr?: RotatingFile;
+  private readonly lastLines = new LineTail(20);
+
+  constructor(private readonly logDir: string) {}
+
+  /** (Re)opens the files with the run's limits. */
+  open(config: InstanceConfig): void {
+    fs.mkdirSync(this.logDir, { recursive: true, mode: 0o700 });
+    this.close();
+    this.stdout = new RotatingFile(path.join(this.logDir, 'stdout.log'), config.logs.max_bytes, config.logs.backups);
+    this.stderr = new RotatingFile(path.join(this.logDir, 'stderr.log'), config.logs.max_bytes, config.logs.backups);
+  }
+
+  /**
+   * Starts a run's section (a separator line in both files, a fresh stderr tail) and copies the
+   * readers into the files until they end.
+   */
+  follow(readers: Partial<Record<Stream, Readable>>, separator: string): Promise<void> {
+    const out = this.stdout as RotatingFile;
+    const err = this.stderr as RotatingFile;
+    this.lastLines.clear();
+    out.writeLine(`==== llama-orch: ${separator} ====`);
+    err.writeLine(`==== llama-orch: ${separator} ====`);
+    const done = (s: Readable | undefined) =>
+      new Promise<void>((resolve) => {
+        if (!s) return resolve();
+        s.once('close', () => resolve());
+        s.once('end', () => resolve());
+        // A read error ends this stream's logging, never the keeper.
+        s.once('error', () => resolve());
+      });
+    readers.stdout?.on('data', (c: Buffer) => out.write(c));
+    readers.stderr?.on('data', (c: Buffer) => {
+      err.write(c);
+      this.lastLines.push(c);
+    });
+    return Promise.all([done(readers.stdout), done(readers.stderr)]).then(() => {
+      out.flushPartial();
+      err.flushPartial();
+    });
+  }
+
+  tail(): string[] {
+    return this.lastLines.get();
+  }
+
+  close(): void {
+    this.stdout?.close();
+    this.stderr?.close();
+  }
+}
