@@ -63,6 +63,7 @@ export default tseslint.config(
         clearTimeout: 'readonly',
         setInterval: 'readonly',
         URL: 'readonly',
+        fetch: 'readonly',
       },
     },
   },

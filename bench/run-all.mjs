@@ -9,6 +9,7 @@ const suites = [
   ['keeper-rss', './keeper-rss.mjs'],
   ['dashboard-idle', './dashboard-idle.mjs'],
   ['daemon-stop', './daemon-stop.mjs'],
+  ['adopt', './adopt.mjs'],
 ];
 console.log(`## Run of ${new Date().toISOString()}\n\nMachine: ${machine()}\n`);
 for (const [name, file] of suites) {
