@@ -22,8 +22,9 @@ export async function runDashboard(homeOpt: string | undefined): Promise<number>
       try {
         if (action === 'start') {
           const r = await up(ctx.deps, name);
-          return r.status === 'failed'
-            ? `error: ${name} failed: ${r.error ?? 'see details'}`
+          if (r.status === 'failed') return `error: ${name} failed: ${r.error ?? 'see details'}`;
+          return r.adopted
+            ? `${name}: re-attached to running server pid ${r.pid ?? '-'} (no reload)`
             : `${name} started (pid ${r.pid ?? 'pending'})`;
         }
         if (action === 'stop') return (await down(ctx.deps, name)).message;
