@@ -9,7 +9,10 @@ const { pathToFileURL } = require('node:url');
 
 const dist = path.join(__dirname, '..', 'dist');
 const fast = path.join(dist, 'bundle', 'fast.cjs');
-const code = fs.existsSync(fast) ? require(fast).run(process.argv) : undefined;
+// A cheap pre-check (the exact forms are matched in fast-path.ts) spares every other command the
+// fast path's loading time.
+const candidate = process.argv.slice(2).some((a) => a === 'ps' || a === '--once' || a === '--json');
+const code = candidate && fs.existsSync(fast) ? require(fast).run(process.argv) : undefined;
 if (code !== undefined) {
   process.exitCode = code;
 } else {
