@@ -20,12 +20,14 @@ export function fifoPath(dir: string, stream: Stream): string {
   return path.join(dir, `${stream}.fifo`);
 }
 
-function ensureFifo(file: string): void {
-  const st = fs.lstatSync(file, { throwIfNoEntry: false });
-  if (st?.isFIFO()) return;
-  if (st) fs.rmSync(file, { force: true });
+/**
+ * A fresh FIFO for each new server: anything left holding the previous one (a process that escaped
+ * its group) keeps writing to an unlinked pipe instead of into this server's logs.
+ */
+function freshFifo(file: string): void {
+  fs.rmSync(file, { force: true });
   // Node has no mkfifo(3); coreutils' mkfifo is on every Linux this runs on.
-  execFileSync('mkfifo', ['-m', '600', file], { stdio: 'ignore' });
+  execFileSync('mkfifo', ['-m', '600', file], { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
 /** Our end of one FIFO: a non-blocking reader handled by libuv like any pipe. */
@@ -47,7 +49,7 @@ export function openServerPipes(dir: string): ServerPipes {
   const writeFds = {} as Record<Stream, number>;
   for (const s of STREAMS) {
     const file = fifoPath(dir, s);
-    ensureFifo(file);
+    freshFifo(file);
     readers[s] = openReader(file);
     // Blocking for the server (O_NONBLOCK would be shared with it); it cannot block here since our
     // reader is already open.
@@ -72,7 +74,11 @@ export function attachServerPipes(dir: string, pid: number): Partial<Record<Stre
       continue;
     }
     if (target !== file || !fs.lstatSync(file, { throwIfNoEntry: false })?.isFIFO()) continue;
-    readers[s] = openReader(file);
+    try {
+      readers[s] = openReader(file);
+    } catch {
+      // unreadable: supervise without this stream's output rather than not at all
+    }
   }
   return readers;
 }

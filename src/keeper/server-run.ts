@@ -66,7 +66,13 @@ export async function spawnRun(
     patch: { next_restart_at: null, health: 'starting', health_detail: null, health_failures: 0 },
   });
 
-  const pipes = openServerPipes(ctx.pipeDir);
+  let pipes: ReturnType<typeof openServerPipes>;
+  try {
+    pipes = openServerPipes(ctx.pipeDir);
+  } catch (e) {
+    const detail = e instanceof Error ? e.message.split('\n')[0] : String(e);
+    return { error: `cannot create the log pipes in ${ctx.pipeDir}: ${detail}` };
+  }
   let child: ChildProcess;
   try {
     child = deps.spawnServer(cmd.file, cmd.args, childEnv, pipes.writeFds);

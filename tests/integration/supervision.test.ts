@@ -198,6 +198,21 @@ describe('up / down with a fake server', () => {
   });
 });
 
+describe('log pipes', () => {
+  it('a server whose log pipes cannot be created is failed with the reason, not retried', async () => {
+    home = makeHome();
+    home.addInstance('nopipe', fakeConfig(freePort()));
+    // state/pipes/nopipe must be a directory for the FIFOs: make it a file.
+    fs.mkdirSync(path.join(home.root, 'state', 'pipes'), { recursive: true });
+    fs.writeFileSync(path.join(home.root, 'state', 'pipes', 'nopipe'), 'in the way');
+    await cli(home.root, ['up', 'nopipe']);
+    const r = await waitForRow((home as TestHome).root, 'nopipe', (x) => x.state === 'failed', 5000, 'failed');
+    expect(r.last_error).toMatch(/cannot create the log pipes in .*state\/pipes\/nopipe/);
+    expect(r.restarts).toBe(0);
+    expect(r.pid).toBeNull();
+  });
+});
+
 describe('keeper death and identity', () => {
   it('kill -9 of the keeper: ps reports the orphan; up re-attaches to the same server and its logs resume; down leaves none', async () => {
     home = makeHome();
