@@ -195,6 +195,10 @@ export async function up(deps: SupervisorDeps, name: string, opts: UpOptions = {
           keeper_pid: pid,
           keeper_starttime: st?.starttime ?? null,
           ...(opts.carryCounters ? {} : { restart_attempts: 0 }),
+          // No live server (checked above): a pid left here would make the keeper try to adopt it.
+          pid: null,
+          pgid: null,
+          starttime: null,
           last_error: null,
           next_restart_at: null,
           port: inst.config.server.port,

@@ -2,7 +2,6 @@ import type { ChildProcess } from 'node:child_process';
 import type { LoadedInstance } from '../config/load.js';
 import type { InstanceConfig } from '../config/schema.js';
 import { initialHealth, stableMs, type HealthState } from '../engine/health-machine.js';
-import { serverAlive } from '../engine/identity.js';
 import { transition } from '../engine/lifecycle.js';
 import { decideRestart } from '../engine/restart-policy.js';
 import { stopGroup } from '../engine/stop.js';
@@ -83,9 +82,11 @@ export class Keeper {
   async run(): Promise<number> {
     const { store } = this.deps;
     let attempts = store.getRuntime(this.name)?.restart_attempts ?? 0;
-    // A live server recorded for this instance means its keeper died and `up` chose to adopt it.
+    // A server pid recorded when the keeper starts means `up` chose to adopt the server of a keeper
+    // that died (a fresh start has none). If that server exited in the meantime, the adopted run ends
+    // at once and the restart policy takes over, as for any exit.
     const recorded = store.getRuntime(this.name);
-    let orphan = recorded?.pid != null && serverAlive(recorded) ? recorded : undefined;
+    let orphan = recorded?.pid != null ? recorded : undefined;
     try {
       for (;;) {
         // The config validated by `up` (stored with the claim): edits apply on the next up/restart,

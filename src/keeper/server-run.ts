@@ -120,7 +120,8 @@ export async function spawnRun(
 export function attachRun(ctx: RunContext, row: RuntimeRow): ServerRun {
   const { name, deps } = ctx;
   const pid = row.pid as number;
-  const readers = attachServerPipes(ctx.pipeDir, pid);
+  const alive = serverAlive(row);
+  const readers = alive ? attachServerPipes(ctx.pipeDir, pid) : {};
   const attached = STREAMS.filter((s) => readers[s]);
   const outputDone = ctx.output.follow(
     readers,
@@ -141,7 +142,9 @@ export function attachRun(ctx: RunContext, row: RuntimeRow): ServerRun {
     name,
     'warn',
     'adopt',
-    `re-attached to running server pid ${pid} (its keeper had died): no reload; ${logs}`,
+    alive
+      ? `re-attached to running server pid ${pid} (its keeper had died): no reload; ${logs}`
+      : `server pid ${pid} exited before it could be re-attached`,
     { pid },
   );
   return {

@@ -1,0 +1,83 @@
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { InstanceConfigSchema } from '../../src/config/schema.js';
+import { runProbe } from '../../src/engine/probes.js';
+import { abortableSleep } from '../../src/engine/sleep.js';
+import { homeAt } from '../../src/home.js';
+import { Keeper } from '../../src/keeper/keeper.js';
+import { openDatabase } from '../../src/store/db.js';
+import { Store } from '../../src/store/store.js';
+import { fakeConfig, freePort, isAlive, makeHome, waitFor, type TestHome } from '../helpers/home.js';
+
+// The Keeper class in this process, with real processes: the race where the server `up` chose to
+// adopt exits before the new keeper re-attaches to it.
+
+let home: TestHome | undefined;
+afterEach(async () => {
+  await home?.cleanup();
+  home = undefined;
+});
+
+describe('keeper adopting a server that has just exited', () => {
+  it('records the exit (status unknown) and restarts it under the restart policy', async () => {
+    home = makeHome();
+    const port = freePort();
+    home.addInstance('late', fakeConfig(port));
+    const h = homeAt(home.root);
+    const store = new Store(openDatabase(h.dbPath).db);
+    // A pid that existed and is gone now.
+    const gone = spawnSync('true').pid;
+    store.ensureInstance('late', path.join(h.instancesDir, 'late', 'config.json'));
+    const config = InstanceConfigSchema.parse(
+      JSON.parse(fs.readFileSync(path.join(h.instancesDir, 'late', 'config.json'), 'utf8')),
+    );
+    store.setConfigSnapshot('late', config);
+    store.updateRuntime('late', {
+      status: 'running',
+      pid: gone,
+      pgid: gone,
+      starttime: 1,
+      started_at: Date.now() - 5000,
+      keeper_pid: process.pid,
+      port,
+    });
+    const stop = new AbortController();
+    const keeper = new Keeper(
+      'late',
+      {
+        store,
+        home: h,
+        env: process.env,
+        now: Date.now,
+        random: () => 0.5,
+        sleep: abortableSleep,
+        spawnServer: (file, args, env, output) =>
+          spawn(file, args, { env, detached: true, stdio: ['ignore', output.stdout, output.stderr] }),
+        probe: (hc, target) => runProbe(hc, target, process.env),
+      },
+      stop.signal,
+    );
+    expect(keeper.claim()).toBe(true);
+    const done = keeper.run();
+    const row = await waitFor(
+      () => {
+        const r = store.getRuntime('late');
+        return r?.health === 'ok' && r.pid !== gone ? r : undefined;
+      },
+      10_000,
+      'a new server',
+    );
+    const events = store.listEvents('late', 50).map((e) => `${e.event_type}: ${e.message}`);
+    expect(events).toContain(`adopt: server pid ${gone} exited before it could be re-attached`);
+    expect(events.find((e) => e.startsWith('exit:'))).toMatch(/exit status unknown: a re-attached server/);
+    expect(events.some((e) => e.startsWith('state: running -> backoff'))).toBe(true);
+    expect(events.filter((e) => e.startsWith('spawn:'))).toHaveLength(1);
+    stop.abort();
+    expect(await done).toBe(0);
+    expect(isAlive(row.pid as number)).toBe(false);
+    expect(store.getRuntime('late')).toMatchObject({ status: 'stopped', pid: null, keeper_pid: null });
+    store.close();
+  });
+});
