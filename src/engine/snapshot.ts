@@ -55,6 +55,7 @@ export function snapshotInstance(
   const seen = loaded.ok || store.getRuntime(name) ? reconcileRow(store, name) : undefined;
   const row = seen?.row;
   const running = row?.pid !== null && row?.pid !== undefined && seen?.server === true;
+  const probed = running && seen?.keeper === true;
   // A file edited into an invalid state does not change what a live server runs: show the config
   // it was started with (recorded by `up`); config_error still reports the file's problems.
   const cfg = loaded.ok ? loaded.instance.config : running || seen?.keeper ? startedConfig(store, name) : undefined;
@@ -65,9 +66,10 @@ export function snapshotInstance(
   return {
     name,
     state,
-    health: running ? (row?.health ?? null) : null,
-    health_detail: running ? (row?.health_detail ?? null) : null,
-    health_latency_ms: running && row?.health_latency_ms != null ? Math.round(row.health_latency_ms * 10) / 10 : null,
+    // Only a live keeper probes: an orphan's last recorded health would be stale.
+    health: probed ? (row?.health ?? null) : null,
+    health_detail: probed ? (row?.health_detail ?? null) : null,
+    health_latency_ms: probed && row?.health_latency_ms != null ? Math.round(row.health_latency_ms * 10) / 10 : null,
     pid: running ? (row?.pid ?? null) : null,
     keeper_pid: seen?.keeper ? (row?.keeper_pid ?? null) : null,
     port: cfg?.server.port ?? row?.port ?? null,

@@ -224,6 +224,7 @@ describe('keeper death and identity', () => {
     await waitFor(() => !isAlive(r.keeper_pid as number) || undefined, 3000, 'keeper dead');
     const after = await row(home, 'k');
     expect(after.state).toBe('orphaned');
+    expect(after.health).toBeNull(); // nobody probes it: no stale "ok"
     expect(after.last_error).toMatch(/keeper pid \d+ died; server pid \d+ is still running/);
     // Output written while no keeper reads is dropped; the server keeps serving.
     expect((await fetch(`http://127.0.0.1:${port}/flood?n=3`)).status).toBe(200);
