@@ -3,8 +3,7 @@
 // (same pid, never reloaded, the next request's log lines in stderr.log).
 import fs from 'node:fs';
 import path from 'node:path';
-import { CLI, addInstance, cli, fmt, makeHome, sleep, stats, timeCmd } from './lib.mjs';
-import { cachedServerBinary } from '../dist/src/config/binary.js';
+import { CLI, addInstance, cli, fmt, makeRealHome, sleep, stats, timeCmd } from './lib.mjs';
 
 const RUNS = Number(process.env.RUNS ?? 10);
 const PORT = 23400;
@@ -18,13 +17,7 @@ async function complete() {
 }
 
 export async function run() {
-  const bin = cachedServerBinary();
-  if (!bin) throw new Error('run scripts/setup-llama-server.sh first');
-  const root = makeHome('bench-adopt-');
-  fs.symlinkSync(
-    path.resolve(import.meta.dirname, '../models/llama-dense.gguf'),
-    path.join(root, 'models', 'tiny.gguf'),
-  );
+  const { root, bin } = await makeRealHome('bench-adopt-');
   addInstance(root, 'kept', {
     model: { path: 'models/tiny.gguf', context_size: 256 },
     server: { binary: bin, port: PORT },

@@ -1,20 +1,13 @@
 // kill -9 of a real llama-server -> exit recorded in SQLite by its keeper (the event's timestamp).
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { addInstance, cli, fmt, makeHome, sleep, stats } from './lib.mjs';
-import { cachedServerBinary } from '../dist/src/config/binary.js';
+import { addInstance, cli, fmt, makeRealHome, sleep, stats } from './lib.mjs';
 import fs from 'node:fs';
 
 const KILLS = Number(process.env.KILLS ?? 20);
 
 export async function run() {
-  const bin = cachedServerBinary();
-  if (!bin) throw new Error('run scripts/setup-llama-server.sh first');
-  const root = makeHome('bench-crash-');
-  fs.symlinkSync(
-    path.resolve(import.meta.dirname, '../models/llama-dense.gguf'),
-    path.join(root, 'models', 'tiny.gguf'),
-  );
+  const { root, bin } = await makeRealHome('bench-crash-');
   addInstance(root, 'victim', {
     model: { path: 'models/tiny.gguf', context_size: 256 },
     server: { binary: bin, port: 23300 },

@@ -3,17 +3,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { addInstance, cli, fmt, makeHome, rssMiB, sleep, stats } from './lib.mjs';
-import { cachedServerBinary } from '../dist/src/config/binary.js';
+import { addInstance, cli, fmt, makeRealHome, rssMiB, sleep, stats } from './lib.mjs';
 
 export async function run() {
-  const bin = cachedServerBinary();
-  if (!bin) throw new Error('run scripts/setup-llama-server.sh first');
-  const root = makeHome('bench-rss-');
-  fs.symlinkSync(
-    path.resolve(import.meta.dirname, '../models/llama-dense.gguf'),
-    path.join(root, 'models', 'tiny.gguf'),
-  );
+  const { root, bin } = await makeRealHome('bench-rss-');
   const samples = [];
   for (let i = 0; i < 3; i++) {
     addInstance(root, `k${i}`, {

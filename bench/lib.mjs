@@ -18,6 +18,19 @@ export function makeHome(prefix) {
   return root;
 }
 
+/**
+ * A home for benchmarks against the real llama-server: the tiny model linked in as models/tiny.gguf.
+ * Returns the home and the cached server binary (built by scripts/setup-llama-server.sh).
+ */
+export async function makeRealHome(prefix) {
+  const { cachedServerBinary } = await import('../dist/src/config/binary.js');
+  const bin = cachedServerBinary();
+  if (!bin) throw new Error('run scripts/setup-llama-server.sh first');
+  const root = makeHome(prefix);
+  fs.symlinkSync(path.join(REPO, 'models', 'llama-dense.gguf'), path.join(root, 'models', 'tiny.gguf'));
+  return { root, bin };
+}
+
 export function addInstance(root, name, config) {
   fs.mkdirSync(path.join(root, 'instances', name), { recursive: true });
   fs.writeFileSync(path.join(root, 'instances', name, 'config.json'), JSON.stringify(config, null, 2));

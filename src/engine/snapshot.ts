@@ -1,7 +1,6 @@
 import path from 'node:path';
 import { resolveModelPath } from '../config/paths.js';
 import type { ConfigLoader } from '../config/cached.js';
-import type { InstanceConfig } from '../config/schema.js';
 import type { Home } from '../home.js';
 import { instanceConfigPath } from '../home.js';
 import { discoverInstanceNames } from '../config/paths.js';
@@ -37,11 +36,6 @@ export interface InstanceSnapshot {
   autostart: boolean;
 }
 
-function startedConfig(store: Store, name: string): InstanceConfig | undefined {
-  const json = store.getInstance(name)?.config_json;
-  return json ? (JSON.parse(json) as InstanceConfig) : undefined;
-}
-
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 export function snapshotInstance(
@@ -58,7 +52,7 @@ export function snapshotInstance(
   const probed = running && seen?.keeper === true;
   // A file edited into an invalid state does not change what a live server runs: show the config
   // it was started with (recorded by `up`); config_error still reports the file's problems.
-  const cfg = loaded.ok ? loaded.instance.config : running || seen?.keeper ? startedConfig(store, name) : undefined;
+  const cfg = loaded.ok ? loaded.instance.config : running || seen?.keeper ? store.startedConfig(name) : undefined;
   let state: DisplayState = row?.status ?? 'stopped';
   if (seen?.orphan) state = 'orphaned';
   if (!loaded.ok && state === 'stopped') state = 'invalid';

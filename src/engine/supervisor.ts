@@ -325,8 +325,8 @@ export async function restart(deps: SupervisorDeps, name: string): Promise<UpRes
  * the file's when it is valid, else the default.
  */
 function stopTimeoutS(deps: SupervisorDeps, name: string): number {
-  const started = deps.store.getInstance(name)?.config_json;
-  if (started) return (JSON.parse(started) as { stop_timeout: number }).stop_timeout;
+  const started = deps.store.startedConfig(name);
+  if (started) return started.stop_timeout;
   try {
     return loadInstance(deps.home, name).config.stop_timeout;
   } catch {

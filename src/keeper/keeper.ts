@@ -1,6 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
 import type { LoadedInstance } from '../config/load.js';
-import type { InstanceConfig } from '../config/schema.js';
 import { initialHealth, stableMs, type HealthState } from '../engine/health-machine.js';
 import { transition } from '../engine/lifecycle.js';
 import { decideRestart } from '../engine/restart-policy.js';
@@ -66,13 +65,8 @@ export class Keeper {
   }
 
   private startedConfig(): LoadedInstance | undefined {
-    const row = this.deps.store.getInstance(this.name);
-    if (!row?.config_json) return undefined;
-    return {
-      name: this.name,
-      file: instanceConfigPath(this.deps.home, this.name),
-      config: JSON.parse(row.config_json) as InstanceConfig,
-    };
+    const config = this.deps.store.startedConfig(this.name);
+    return config && { name: this.name, file: instanceConfigPath(this.deps.home, this.name), config };
   }
 
   private fail(reason: string): void {

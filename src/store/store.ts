@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3';
+import type { InstanceConfig } from '../config/schema.js';
 import type { Db } from './db.js';
 
 export type Status = 'stopped' | 'starting' | 'running' | 'stopping' | 'backoff' | 'failed';
@@ -143,8 +144,14 @@ export class Store {
     ).run(name, t);
   }
 
+  /** The validated config `up` recorded, which the keeper runs (the file may have changed since). */
+  startedConfig(name: string): InstanceConfig | undefined {
+    const json = this.getInstance(name)?.config_json;
+    return json ? (JSON.parse(json) as InstanceConfig) : undefined;
+  }
+
   /** Records the validated config that the keeper will run. */
-  setConfigSnapshot(name: string, config: unknown): void {
+  setConfigSnapshot(name: string, config: InstanceConfig): void {
     this.sql(`UPDATE instances SET config_json = ?, updated_at = ? WHERE name = ?`).run(
       JSON.stringify(config),
       this.now(),
