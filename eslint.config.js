@@ -1,8 +1,56 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
-const UI = ['ink', 'ink-*', '@alcalzone/ink-table', 'react', 'react/*', '**/components/**'];
-const SIDE_EFFECTS = ['execa', 'better-sqlite3', 'undici', 'chokidar', 'ps-tree'];
+const UI = ['ink', 'ink-*', '@alcalzone/ink-table', 'react', 'react/*'];
+const SIDE_EFFECTS = ['execa', 'better-sqlite3', 'undici', 'chokidar'];
+
+// The import direction (docs/ARCHITECTURE.md, "Layers"): each folder of src/ may import only the
+// folders below it; nothing in src/ imports UI code (the one exception: the CLI's lazy import of
+// components/dashboard.tsx, which starts the dashboard).
+const LAYERS = {
+  domain: [],
+  platform: ['domain'],
+  format: ['domain'],
+  config: ['domain', 'platform'],
+  store: ['domain', 'platform'],
+  health: ['domain', 'platform', 'config', 'store'],
+  logs: ['domain', 'platform', 'config', 'store'],
+  engine: ['domain', 'platform', 'config', 'store', 'health', 'logs'],
+  keeper: ['domain', 'platform', 'config', 'store', 'health', 'logs', 'engine'],
+  daemon: ['domain', 'platform', 'config', 'store', 'health', 'logs', 'engine'],
+  cli: ['domain', 'platform', 'config', 'store', 'health', 'logs', 'engine', 'format', 'keeper', 'daemon'],
+};
+
+function layerRules() {
+  const folders = Object.keys(LAYERS);
+  return Object.entries(LAYERS)
+    .map(([folder, allowed]) => {
+      const forbidden = folders.filter((f) => f !== folder && !allowed.includes(f));
+      const patterns = [{ group: UI, message: 'src/ must not import UI code (components/ is the UI)' }];
+      // Relative imports of a forbidden folder of src/, or of components/.
+      const targets = [...forbidden.map((f) => `src/${f}|\\.\\./${f}`), 'components'];
+      patterns.push({
+        regex: `(^|/)(${targets.join('|')})(/|$)`,
+        message: `src/${folder} may import only ${allowed.length ? allowed.map((a) => `src/${a}`).join(', ') : 'nothing else in src/'} (docs/ARCHITECTURE.md, "Layers")`,
+      });
+      const rule = { 'no-restricted-imports': ['error', { patterns }] };
+      return {
+        files: [`src/${folder}/**/*.{ts,tsx}`],
+        ignores: folder === 'cli' ? ['src/cli/main.ts'] : [],
+        rules: rule,
+      };
+    })
+    .concat({
+      // The program's root: it may start the dashboard (lazily), and imports no UI library itself.
+      files: ['src/cli/main.ts'],
+      rules: {
+        'no-restricted-imports': [
+          'error',
+          { patterns: [{ group: UI, message: 'the dashboard is imported lazily from components/dashboard.tsx' }] },
+        ],
+      },
+    });
+}
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'bench/results/**', 'models/**'] },
@@ -18,17 +66,7 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
     },
   },
-  {
-    // The engine never renders (CONVENTIONS: core never imports ink/react/components).
-    files: ['src/**/*.ts'],
-    ignores: ['src/cli/**'],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        { patterns: [{ group: UI, message: 'src/ (outside src/cli) must not import UI code' }] },
-      ],
-    },
-  },
+  ...layerRules(),
   {
     // Components receive data and actions; they never touch processes, the db, the network or fs watchers.
     files: ['components/**/*.{ts,tsx}'],

@@ -17,7 +17,7 @@ if (code !== undefined) {
   process.exitCode = code;
 } else {
   const bundle = path.join(dist, 'bundle', 'main.mjs');
-  const entry = fs.existsSync(bundle) ? bundle : path.join(dist, 'src', 'cli', 'main.js');
+  const entry = fs.existsSync(bundle) ? bundle : path.join(dist, 'src', 'cli', 'entry.js');
   import(pathToFileURL(entry).href).catch((e) => {
     process.stderr.write(`llama-orch: cannot load ${entry}: ${e && e.stack ? e.stack : e}\n`);
     process.exitCode = 1;

@@ -1,7 +1,7 @@
 import React, { useMemo, useState } from 'react';
 import { Box, Text, useApp, useInput } from 'ink';
-import type { LogSource } from '../src/dashboard/log-source.js';
-import type { LogStream } from '../src/logs/tail.js';
+import type { LogSource } from '../src/logs/follow.js';
+import type { LogStream } from '../src/domain/status.js';
 import { Header } from './Header.js';
 import { InstanceTable } from './InstanceTable.js';
 import { DetailsPane, EventFeed, Footer, Help, LogPane } from './Panes.js';
@@ -154,7 +154,12 @@ export function App({ model, logs, actions, onQuit }: AppProps) {
   const fixed = 1 + (state.error ? 1 : 0) + 1 + tableRows + 1 + 2 + 1; // header, error, table head+rows, pane border, footer, spare
   const paneHeight = Math.max(2, rows - fixed);
   const contentHeight = paneHeight - 1;
-  const detailLines = pane === 'details' && selected ? actions.describe(selected.name) : [];
+  // describe reads the config and SQL: once per published state, not on every render.
+  const selectedKey = selected?.name;
+  const detailLines = useMemo(
+    () => (pane === 'details' && selectedKey ? actions.describe(selectedKey) : []),
+    [pane, selectedKey, state, actions],
+  );
   const events =
     pane === 'events'
       ? state.events.filter((e) => !selected || e.instance_name === selected.name || e.instance_name === null)

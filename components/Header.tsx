@@ -1,6 +1,6 @@
 import React from 'react';
 import { Box, Text } from 'ink';
-import type { DashboardState } from '../src/dashboard/model.js';
+import type { DashboardState } from './model.js';
 
 export function Header({ state }: { state: DashboardState }) {
   const counts = new Map<string, number>();

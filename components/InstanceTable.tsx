@@ -1,7 +1,7 @@
 import React from 'react';
 import { Box, Text } from 'ink';
-import type { InstanceSnapshot } from '../src/engine/snapshot.js';
-import { fit, layoutColumns } from './columns.js';
+import type { InstanceSnapshot } from '../src/domain/snapshot.js';
+import { fit, layoutColumns } from '../src/format/columns.js';
 
 const SGR: Record<string, [number, number]> = { red: [31, 39], green: [32, 39], yellow: [33, 39] };
 
@@ -23,14 +23,15 @@ interface Props {
   rows: InstanceSnapshot[];
   selected: number;
   width: number;
+  /** The clock of the state shown: a new tick redraws the row (uptimes). */
   now: number;
   /** At most this many rows are drawn (the selection stays visible). */
   maxRows: number;
 }
 
 /** Our own table on Box/Text: the live table needs row selection and per-cell colour (see README). */
-export const InstanceTable = React.memo(function InstanceTable({ rows, selected, width, now, maxRows }: Props) {
-  const cols = layoutColumns(rows, now, width);
+export const InstanceTable = React.memo(function InstanceTable({ rows, selected, width, maxRows }: Props) {
+  const cols = layoutColumns(rows, width);
   const start = Math.max(0, Math.min(selected - maxRows + 1, rows.length - maxRows));
   const visible = rows.slice(Math.max(0, start), Math.max(0, start) + maxRows);
   return (
@@ -46,7 +47,7 @@ export const InstanceTable = React.memo(function InstanceTable({ rows, selected,
         // the layout and output work (bench/BENCHMARKS.md, dashboard idle CPU).
         const line = cols
           .map((c) => {
-            const cell = fit(c.value(r, now), c.width);
+            const cell = fit(c.value(r, 'live'), c.width);
             return color && (c.key === 'state' || c.key === 'health') ? paint(cell, color) : cell;
           })
           .join('  ');

@@ -1,8 +1,8 @@
 import { useEffect, useRef, useState, useSyncExternalStore } from 'react';
 import { useStdout } from 'ink';
-import type { DashboardState } from '../src/dashboard/model.js';
-import type { LogSource } from '../src/dashboard/log-source.js';
-import type { LogStream } from '../src/logs/tail.js';
+import type { DashboardState } from './model.js';
+import type { LogSource } from '../src/logs/follow.js';
+import type { LogStream } from '../src/domain/status.js';
 
 export interface ModelLike {
   subscribe: (fn: () => void) => () => void;

@@ -42,7 +42,7 @@ const esm = {
   banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
 };
 
-await build({ ...esm, entryPoints: { main: 'src/cli/main.ts' }, splitting: true });
+await build({ ...esm, entryPoints: { main: 'src/cli/entry.ts' }, splitting: true });
 await build({ ...esm, entryPoints: { keeper: 'src/keeper/entry.ts' } });
 
 const fast = await build({

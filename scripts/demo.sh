@@ -3,7 +3,7 @@
 # start the demo instances under their keepers, and open the dashboard.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -f dist/src/cli/main.js ] || npm run build
+[ -f dist/src/cli/entry.js ] || npm run build
 bash scripts/setup-llama-server.sh >/dev/null
 node bin/llama-orch.cjs config lint
 for name in demo-a demo-b; do

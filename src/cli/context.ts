@@ -1,30 +1,34 @@
 import fs from 'node:fs';
-import type { execa as ExecaFn } from 'execa';
-import { ExitCode, UserError } from '../errors.js';
-import { resolveHome, type Home } from '../home.js';
+import { ExitCode, UserError } from '../domain/errors.js';
+import { resolveHome, type Home } from '../domain/home.js';
+import type { SupervisorDeps } from '../engine/supervisor.js';
+import type { SnapshotSources } from '../engine/snapshot.js';
+import type { ConfigLoader } from '../config/cached.js';
+import { keeperEntry } from '../platform/package.js';
+import { realProcesses, type Processes } from '../platform/processes.js';
+import { abortableSleep } from '../platform/sleep.js';
 import { openDatabase } from '../store/db.js';
 import { Store } from '../store/store.js';
-import type { SupervisorDeps } from '../engine/supervisor.js';
-import { keeperEntry } from '../paths.js';
-import { abortableSleep } from '../engine/sleep.js';
+import { ChangeFeed } from '../store/watch.js';
 
-/** The composition root: the one place where real side effects are wired in. */
+/** The composition root of the CLI: the one place where real side effects are wired in. */
 export interface Context {
   home: Home;
   store: Store;
   deps: SupervisorDeps;
+  /** What a snapshot reads, given a config loader. */
+  sources: (load: ConfigLoader) => SnapshotSources;
   close: () => void;
 }
 
+/** Starts `llama-orch keeper NAME` detached, its stdout and stderr on keeper.log. Returns its pid. */
 export function spawnKeeperProcess(
-  execa: typeof ExecaFn,
+  procs: Processes,
   home: Home,
   name: string,
   logFd: number,
   env: NodeJS.ProcessEnv,
 ): number {
-  // execa's types only accept the literal fds 0-2; any inherited fd number works at run time.
-  const fd = logFd as 1;
   // The keeper makes no TLS connections: extra CA bundles would only cost start-up time and memory
   // (Node parses them eagerly; measured +90 ms and several MB here). The server gets the variable back.
   const keeperEnv: NodeJS.ProcessEnv = { ...env };
@@ -32,27 +36,20 @@ export function spawnKeeperProcess(
     keeperEnv.LLAMA_ORCH_NODE_EXTRA_CA_CERTS = keeperEnv.NODE_EXTRA_CA_CERTS;
     delete keeperEnv.NODE_EXTRA_CA_CERTS;
   }
-  const child = execa(process.execPath, [keeperEntry(), 'keeper', name, '--home', home.root], {
-    detached: true,
-    stdio: ['ignore', fd, fd],
-    cleanup: false,
-    reject: false,
+  const child = procs.spawnDetached(process.execPath, [keeperEntry(), 'keeper', name, '--home', home.root], {
     env: keeperEnv,
-    extendEnv: false,
+    stdout: logFd,
+    stderr: logFd,
   });
   if (child.pid === undefined) throw new Error(`could not start the keeper for ${name}`);
-  child.unref();
   // The keeper outlives us; its result is of no interest here.
-  child.catch(() => undefined);
+  child.once('error', () => undefined);
+  child.unref();
   return child.pid;
 }
 
-/**
- * Opens the home's store and wires the supervisor's side effects. Commands that start keepers pass
- * execa (loaded by the caller, so that `ps` never loads it).
- */
-export function openContext(homeOpt: string | undefined, opts: { execa?: typeof ExecaFn } = {}): Context {
-  const { execa } = opts;
+/** Opens the home's store and wires the supervisor's side effects. */
+export function openContext(homeOpt: string | undefined): Context {
   const home = resolveHome(homeOpt);
   if (!fs.existsSync(home.root)) {
     throw new UserError(
@@ -63,17 +60,27 @@ export function openContext(homeOpt: string | undefined, opts: { execa?: typeof 
   }
   const { db } = openDatabase(home.dbPath);
   const store = new Store(db);
+  const feed = new ChangeFeed(store);
   const env = process.env;
+  const procs = realProcesses;
   const deps: SupervisorDeps = {
     home,
     store,
+    feed,
+    procs,
     env,
     now: Date.now,
     sleep: (ms) => abortableSleep(ms),
-    spawnKeeper: (name, fd) => {
-      if (!execa) throw new Error('internal: this command was not set up to start keepers');
-      return spawnKeeperProcess(execa, home, name, fd, env);
+    spawnKeeper: (name, fd) => spawnKeeperProcess(procs, home, name, fd, env),
+  };
+  return {
+    home,
+    store,
+    deps,
+    sources: (load) => ({ home, store, procs, load }),
+    close: () => {
+      feed.close();
+      store.close();
     },
   };
-  return { home, store, deps, close: () => store.close() };
 }

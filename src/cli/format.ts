@@ -1,33 +1,5 @@
-import type { InstanceSnapshot } from '../engine/snapshot.js';
-import { formatUptime, gpuText, healthText, orDash, stateText } from '../format.js';
-
-export const TABLE_COLUMNS = [
-  'NAME',
-  'STATE',
-  'HEALTH',
-  'PID',
-  'PORT',
-  'BACKEND',
-  'GPU',
-  'MODEL',
-  'UPTIME',
-  'RESTARTS',
-] as const;
-
-export function tableRow(i: InstanceSnapshot): string[] {
-  return [
-    i.name,
-    stateText(i, 1),
-    healthText(i),
-    orDash(i.pid),
-    orDash(i.port),
-    i.backend ?? '-',
-    gpuText(i),
-    i.model ?? '-',
-    formatUptime(i.uptime_s),
-    String(i.restarts),
-  ];
-}
+import type { InstanceSnapshot } from '../domain/snapshot.js';
+import { COLUMNS } from '../format/columns.js';
 
 export function renderTextTable(header: readonly string[], rows: string[][], maxCell = 48): string {
   const clip = (s: string) => (s.length > maxCell ? s.slice(0, maxCell - 1) + '…' : s);
@@ -45,7 +17,10 @@ export function renderTextTable(header: readonly string[], rows: string[][], max
 
 export function psTable(list: InstanceSnapshot[]): string {
   if (list.length === 0) return 'no instances (add instances/NAME/config.json or run "llama-orch init")';
-  const table = renderTextTable(TABLE_COLUMNS, list.map(tableRow));
+  const table = renderTextTable(
+    COLUMNS.map((c) => c.title),
+    list.map((i) => COLUMNS.map((c) => c.value(i, 'text'))),
+  );
   // A config problem is not always visible in the table (a running server keeps its config).
   const notes = list
     .filter((i) => i.config_error !== null)

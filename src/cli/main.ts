@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
-import { ExitCode, UserError } from '../errors.js';
+import { ExitCode, UserError } from '../domain/errors.js';
 import { stdOut } from './output.js';
-import { packageVersion } from '../paths.js';
+import { packageVersion } from '../platform/package.js';
 // Static, not lazy: nearly every command opens a context, and ps / --once are the hot paths
 // (scripts poll them), so they load with this file instead of as extra modules.
 import { openContext, type Context } from './context.js';
@@ -11,14 +11,8 @@ import { prepareLoader } from '../config/prepare.js';
 /** Commands set this; only this file calls process.exit. */
 let exitCode: number = ExitCode.ok;
 
-async function withContext<T>(
-  home: string | undefined,
-  fn: (ctx: Context) => Promise<T> | T,
-  opts: { spawn?: boolean } = {},
-): Promise<T> {
-  // Only commands that start keepers load execa; ps stays light.
-  const execa = opts.spawn ? (await import('execa')).execa : undefined;
-  const ctx = openContext(home, { execa });
+async function withContext<T>(home: string | undefined, fn: (ctx: Context) => Promise<T> | T): Promise<T> {
+  const ctx = openContext(home);
   try {
     return await fn(ctx);
   } finally {
@@ -58,7 +52,7 @@ export function buildProgram(): Command {
       const saved = { CI: process.env.CI, CONTINUOUS_INTEGRATION: process.env.CONTINUOUS_INTEGRATION };
       delete process.env.CI;
       delete process.env.CONTINUOUS_INTEGRATION;
-      const { runDashboard } = await import('./dashboard.js');
+      const { runDashboard } = await import('../../components/dashboard.js');
       for (const [k, v] of Object.entries(saved)) if (v !== undefined) process.env[k] = v;
       exitCode = await runDashboard(homeOf(cmd));
     });
@@ -86,7 +80,7 @@ export function buildProgram(): Command {
       .action(async (names: string[], opts: { all?: boolean; wait?: boolean | string }, cmd: Command) => {
         const m = await import('./commands/lifecycle.js');
         const fn = name === 'up' ? m.upCommand : m.restartCommand;
-        exitCode = await withContext(homeOf(cmd), (ctx) => fn(ctx, names, opts, stdOut), { spawn: true });
+        exitCode = await withContext(homeOf(cmd), (ctx) => fn(ctx, names, opts, stdOut));
       });
   }
 
@@ -185,7 +179,7 @@ export function buildProgram(): Command {
   runOpts(daemon.command('run').description('run the daemon in the foreground')).action(
     async (opts: RunOpts, cmd: Command) => {
       const { daemonRun } = await import('./commands/daemon.js');
-      exitCode = await withContext(homeOf(cmd), (ctx) => daemonRun(ctx, opts, stdOut), { spawn: true });
+      exitCode = await withContext(homeOf(cmd), (ctx) => daemonRun(ctx, opts, stdOut));
     },
   );
   runOpts(daemon.command('start').description('start the daemon in the background')).action(
@@ -246,7 +240,7 @@ export function buildProgram(): Command {
     .description('internal: the per-instance supervisor process')
     .action(async (name: string, _opts: unknown, cmd: Command) => {
       const { keeperMain } = await import('../keeper/main.js');
-      const { resolveHome } = await import('../home.js');
+      const { resolveHome } = await import('../domain/home.js');
       exitCode = await keeperMain([name, '--home', resolveHome(homeOf(cmd)).root]);
     });
 
@@ -282,15 +276,3 @@ export async function main(argv: string[]): Promise<number> {
     return ExitCode.general;
   }
 }
-
-main(process.argv).then(
-  (code) => {
-    process.exitCode = code;
-    // Let pending stdout flush; keepers are detached, so nothing of ours keeps the loop alive except followers.
-    if (code !== 0 || !process.argv.includes('-f')) setImmediate(() => process.exit(code));
-  },
-  (e: unknown) => {
-    process.stderr.write(String(e) + '\n');
-    process.exit(1);
-  },
-);

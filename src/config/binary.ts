@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Home } from '../home.js';
+import type { Home } from '../domain/home.js';
 import type { InstanceConfig } from './schema.js';
 
 /** The node-llama-cpp version whose bundled llama.cpp source scripts/setup-llama-server.sh builds. */
@@ -50,7 +50,7 @@ export interface BinaryResolution {
   tried: string[];
 }
 
-/** config -> LLAMA_SERVER env -> PATH -> the setup script's cache (DESIGN §5). */
+/** config -> LLAMA_SERVER env -> PATH -> the setup script's cache (README, "Configuration reference"). */
 export function resolveServerBinary(
   home: Home,
   config: InstanceConfig,

@@ -1,10 +1,15 @@
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Home } from '../home.js';
-import { instanceConfigPath } from '../home.js';
-import type { Store } from '../store/store.js';
+import type { Home } from '../domain/home.js';
+import { instanceConfigPath } from '../domain/home.js';
 import type { LoadResult } from './load.js';
 import { discoverInstanceNames } from './paths.js';
+
+/** Where validation results are kept between runs (the store implements it: config_cache). */
+export interface ConfigCache {
+  cachedConfig(file: string, key: string): string | undefined;
+  cacheConfig(file: string, key: string, resultJson: string): void;
+}
 
 /** Parses and validates one config file (the zod-backed loader in load.ts). */
 export type FullLoader = (file: string, name: string) => LoadResult;
@@ -44,7 +49,7 @@ function fileKey(file: string): string | undefined {
  * A config loader that reuses validation results while the file is unchanged (same inode, size,
  * mtime) and the code is the same build. Misses go to the full loader when one is given.
  */
-export function cachedLoader(store: Store, full?: FullLoader): ConfigLoader {
+export function cachedLoader(store: ConfigCache, full?: FullLoader): ConfigLoader {
   // Long-lived callers (the dashboard) ask every second: keep the parsed result in memory too.
   const memo = new Map<string, { key: string; result: LoadResult }>();
   return (file, name) => {
@@ -77,7 +82,7 @@ export function cachedLoader(store: Store, full?: FullLoader): ConfigLoader {
 }
 
 /** True when every instance's config (plus `extra` names) has a cached validation result. */
-export function allConfigsCached(home: Home, store: Store, extra: string[] = []): boolean {
+export function allConfigsCached(home: Home, store: ConfigCache, extra: string[] = []): boolean {
   const names = [...new Set([...discoverInstanceNames(home), ...extra])];
   return names.every((n) => {
     const file = instanceConfigPath(home, n);

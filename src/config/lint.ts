@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import type { Home } from '../home.js';
+import type { Home } from '../domain/home.js';
 import { resolveServerBinary } from './binary.js';
 import { loadAllConfigs, resolveModelPath, type ConfigProblem, type LoadedInstance } from './load.js';
 import type { InstanceConfig } from './schema.js';

@@ -1,9 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { z } from 'zod';
-import { ExitCode, UserError, errnoCode } from '../errors.js';
-import type { Home } from '../home.js';
-import { instanceConfigPath } from '../home.js';
+import { ExitCode, UserError, errnoCode } from '../domain/errors.js';
+import type { Home } from '../domain/home.js';
+import { instanceConfigPath } from '../domain/home.js';
 import { INSTANCE_NAME_RE, InstanceConfigSchema, type InstanceConfig } from './schema.js';
 
 /** One problem in one config file: where (file + JSON path) and what is expected. */

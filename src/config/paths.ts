@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { errnoCode } from '../errors.js';
-import type { Home } from '../home.js';
+import { errnoCode } from '../domain/errors.js';
+import type { Home } from '../domain/home.js';
 import type { InstanceConfig } from './schema.js';
 
 export function resolveModelPath(home: Home, config: InstanceConfig): string {

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 
-/** The single source of truth for instance configuration (DESIGN §5). Durations in seconds, sizes in bytes. */
+/** The single source of truth for instance configuration (README, "Configuration reference"). Durations in seconds, sizes in bytes. */
 
 export const INSTANCE_NAME_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;

@@ -1,15 +1,6 @@
-import path from 'node:path';
-import type { Home } from '../home.js';
-import { liveDaemon } from '../daemon/pidfile.js';
-
-export interface DaemonStatus {
-  running: boolean;
-  pid: number | null;
-}
-
-export function daemonPidFile(home: Home): string {
-  return path.join(home.stateDir, 'daemon.pid');
-}
+import { daemonPidFile, type Home } from '../domain/home.js';
+import type { DaemonStatus } from '../domain/snapshot.js';
+import { liveDaemon } from '../platform/pidfile.js';
 
 /** Reads the daemon's pid file; a stale file (dead or reused pid) means not running. */
 export function daemonStatus(home: Home): DaemonStatus {

@@ -1,10 +1,10 @@
+import type { Processes } from '../platform/processes.js';
 import type { RuntimeRow } from '../store/store.js';
-import { matchesIdentity } from '../platform/proc.js';
 
 /** The keeper recorded for the row is alive and is really our keeper (not a reused pid). */
-export function keeperAlive(row: RuntimeRow): boolean {
+export function keeperAlive(row: RuntimeRow, procs: Processes): boolean {
   if (!row.keeper_pid || row.keeper_starttime === null) return false;
-  return matchesIdentity({
+  return procs.matches({
     pid: row.keeper_pid,
     starttime: row.keeper_starttime,
     cmdlineIncludes: ['keeper', row.name],
@@ -12,7 +12,7 @@ export function keeperAlive(row: RuntimeRow): boolean {
 }
 
 /** The server recorded for the row is alive and is really that server. */
-export function serverAlive(row: RuntimeRow): boolean {
+export function serverAlive(row: RuntimeRow, procs: Processes): boolean {
   if (!row.pid || row.starttime === null) return false;
   const parts: string[] = [];
   if (row.port !== null) parts.push(String(row.port));
@@ -22,5 +22,5 @@ export function serverAlive(row: RuntimeRow): boolean {
   } catch {
     // old or hand-edited row: the start time alone still rules out pid reuse
   }
-  return matchesIdentity({ pid: row.pid, starttime: row.starttime, cmdlineIncludes: parts });
+  return procs.matches({ pid: row.pid, starttime: row.starttime, cmdlineIncludes: parts });
 }

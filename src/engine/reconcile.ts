@@ -1,56 +1,73 @@
+import { ACTIVE_STATUSES } from '../domain/lifecycle.js';
+import type { Processes } from '../platform/processes.js';
 import type { RuntimeRow, Store } from '../store/store.js';
 import { keeperAlive, serverAlive } from './identity.js';
-import { transition } from './lifecycle.js';
 
 export interface Observed {
+  /** The row as it stands once what /proc says is taken into account. */
   row: RuntimeRow;
   keeper: boolean;
   server: boolean;
   /** Keeper gone, server still running under no supervision. */
   orphan: boolean;
+  /** Why the row is out of date (a keeper died), or null when it is not. */
+  keeperLost: string | null;
+  /** The row differs from /proc and reconcile() would write. */
+  stale: boolean;
 }
 
-const ACTIVE = new Set(['starting', 'running', 'backoff', 'stopping']);
-
 /**
- * Compares what the store says with what /proc says and records the difference once: a keeper that
- * died is reported (event), a server pid that is gone is cleared. Never signals anything.
+ * Compares a row with /proc without writing anything: what reconcile() would record, applied to a
+ * copy. Snapshots (ps, --once, the dashboard) read through this, so they are right even when no one
+ * has reconciled yet and the database cannot be written.
  */
-export function reconcileRow(store: Store, name: string): Observed | undefined {
-  // Fast path without a write lock: the common case (keeper alive, or nothing recorded) needs no fix.
-  const peek = store.getRuntime(name);
-  if (!peek) return undefined;
+export function observeRow(row: RuntimeRow, procs: Processes): Observed {
   // A live keeper records its server's exit within milliseconds, so its pid column can be trusted
   // (half the /proc reads of a ps or a dashboard refresh).
-  if (peek.keeper_pid !== null && keeperAlive(peek))
-    return { row: peek, keeper: true, server: peek.pid !== null, orphan: false };
-  if (peek.keeper_pid === null && peek.pid === null && !ACTIVE.has(peek.status)) {
-    return { row: peek, keeper: false, server: false, orphan: false };
+  if (row.keeper_pid !== null && keeperAlive(row, procs)) {
+    return { row, keeper: true, server: row.pid !== null, orphan: false, keeperLost: null, stale: false };
   }
+  if (row.keeper_pid === null && row.pid === null && !ACTIVE_STATUSES.has(row.status)) {
+    return { row, keeper: false, server: false, orphan: false, keeperLost: null, stale: false };
+  }
+  const server = serverAlive(row, procs);
+  const keeperLost =
+    row.keeper_pid === null
+      ? null
+      : server
+        ? `keeper pid ${row.keeper_pid} died; server pid ${row.pid} is still running without supervision (orphan): "llama-orch up ${row.name}" or "down ${row.name}" recovers it`
+        : `keeper pid ${row.keeper_pid} died${row.pid ? ` and server pid ${row.pid} is gone` : ''}`;
+  const fixed: RuntimeRow = { ...row };
+  if (keeperLost !== null) Object.assign(fixed, { keeper_pid: null, keeper_starttime: null, last_error: keeperLost });
+  if (!server && row.pid !== null) Object.assign(fixed, { pid: null, pgid: null, starttime: null });
+  if (!server && ACTIVE_STATUSES.has(row.status)) {
+    Object.assign(fixed, { status: 'stopped', next_restart_at: null, health: null, health_detail: null });
+  }
+  const stale = keeperLost !== null || (!server && (row.pid !== null || ACTIVE_STATUSES.has(row.status)));
+  return { row: fixed, keeper: false, server, orphan: server, keeperLost, stale };
+}
+
+/**
+ * The explicit reconciliation step that commands and the daemon run before they act: records once
+ * what /proc shows that the store does not know (a keeper died: event; a server pid gone: cleared).
+ * Never signals anything. Returns the observation after the write.
+ */
+export function reconcileRow(store: Store, procs: Processes, name: string): Observed | undefined {
+  const peek = store.getRuntime(name);
+  if (!peek) return undefined;
+  const seen = observeRow(peek, procs);
+  if (!seen.stale) return seen;
   return store.immediate(() => {
+    // Re-read inside the write lock: another process may have fixed (or changed) it meanwhile.
     const row = store.getRuntime(name);
     if (!row) return undefined;
-    const keeper = keeperAlive(row);
-    const server = serverAlive(row);
-    if (keeper) return { row, keeper, server, orphan: false };
-    if (row.keeper_pid !== null) {
-      const what = server
-        ? `keeper pid ${row.keeper_pid} died; server pid ${row.pid} is still running without supervision (orphan): "llama-orch up ${name}" or "down ${name}" recovers it`
-        : `keeper pid ${row.keeper_pid} died${row.pid ? ` and server pid ${row.pid} is gone` : ''}`;
-      store.addEvent(name, 'error', 'keeper-lost', what, { keeper_pid: row.keeper_pid, pid: row.pid });
-      store.updateRuntime(name, { keeper_pid: null, keeper_starttime: null, last_error: what });
-    }
-    if (!server && row.pid !== null) {
-      store.updateRuntime(name, { pid: null, pgid: null, starttime: null });
-    }
-    if (!server && ACTIVE.has(row.status)) {
-      transition(store, name, 'stopped', {
-        reason: 'no keeper and no server',
-        level: 'warn',
-        patch: { next_restart_at: null, health: null, health_detail: null },
-      });
-    }
-    const fresh = store.getRuntime(name) as RuntimeRow;
-    return { row: fresh, keeper: false, server, orphan: server };
+    const again = observeRow(row, procs);
+    if (again.stale) store.recordObserved(name, { keeperLost: again.keeperLost, serverAlive: again.server });
+    return { ...again, row: store.getRuntime(name) as RuntimeRow, stale: false };
   });
+}
+
+/** reconcileRow for every recorded instance. */
+export function reconcileAll(store: Store, procs: Processes): void {
+  for (const row of store.listRuntime()) reconcileRow(store, procs, row.name);
 }

@@ -1,58 +1,41 @@
 import path from 'node:path';
-import { resolveModelPath } from '../config/paths.js';
 import type { ConfigLoader } from '../config/cached.js';
-import type { Home } from '../home.js';
-import { instanceConfigPath } from '../home.js';
-import { discoverInstanceNames } from '../config/paths.js';
-import type { Store } from '../store/store.js';
-import { reconcileRow } from './reconcile.js';
+import { discoverInstanceNames, resolveModelPath } from '../config/paths.js';
+import { instanceConfigPath, type Home } from '../domain/home.js';
+import type { DisplayState } from '../domain/status.js';
+import type { InstanceSnapshot, RigSnapshot } from '../domain/snapshot.js';
+import type { Processes } from '../platform/processes.js';
+import type { StoreBase } from '../store/base.js';
+import { daemonStatus } from './daemon-status.js';
+import { observeRow } from './reconcile.js';
+import { startedConfig } from './started-config.js';
 
-export type DisplayState =
-  'stopped' | 'starting' | 'running' | 'stopping' | 'backoff' | 'failed' | 'orphaned' | 'invalid';
-
-/** One instance as scripts see it (`ps --json`, `--once --json`): these names are a public API. */
-export interface InstanceSnapshot {
-  name: string;
-  state: DisplayState;
-  health: string | null;
-  health_detail: string | null;
-  health_latency_ms: number | null;
-  pid: number | null;
-  keeper_pid: number | null;
-  port: number | null;
-  host: string | null;
-  backend: string | null;
-  gpus: Array<number | string>;
-  model: string | null;
-  model_path: string | null;
-  started_at: string | null;
-  uptime_s: number | null;
-  restarts: number;
-  restart_attempts: number;
-  next_restart_in_s: number | null;
-  last_exit: { code: number | null; signal: string | null; at: string | null } | null;
-  last_error: string | null;
-  config_error: string | null;
-  autostart: boolean;
-}
+export type { InstanceSnapshot, RigSnapshot };
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
-export function snapshotInstance(
-  home: Home,
-  store: Store,
-  name: string,
-  now: number,
-  load: ConfigLoader,
-): InstanceSnapshot {
+export interface SnapshotSources {
+  home: Home;
+  store: StoreBase;
+  procs: Processes;
+  load: ConfigLoader;
+}
+
+/**
+ * One instance as `ps --json` publishes it. A pure read: the row as /proc shows it (observeRow),
+ * never a write, so it works on a database that cannot be written.
+ */
+export function snapshotInstance(src: SnapshotSources, name: string, now: number): InstanceSnapshot {
+  const { home, store, procs, load } = src;
   const loaded = load(instanceConfigPath(home, name), name);
-  const seen = loaded.ok || store.getRuntime(name) ? reconcileRow(store, name) : undefined;
+  const recorded = store.getRuntime(name);
+  const seen = recorded ? observeRow(recorded, procs) : undefined;
   const row = seen?.row;
   const running = row?.pid !== null && row?.pid !== undefined && seen?.server === true;
   const probed = running && seen?.keeper === true;
   // A file edited into an invalid state does not change what a live server runs: show the config
   // it was started with (recorded by `up`); config_error still reports the file's problems.
-  const cfg = loaded.ok ? loaded.instance.config : running || seen?.keeper ? store.startedConfig(name) : undefined;
+  const cfg = loaded.ok ? loaded.instance.config : running || seen?.keeper ? startedConfig(store, name) : undefined;
   let state: DisplayState = row?.status ?? 'stopped';
   if (seen?.orphan) state = 'orphaned';
   if (!loaded.ok && state === 'stopped') state = 'invalid';
@@ -91,9 +74,19 @@ export function snapshotInstance(
   };
 }
 
-export function snapshotAll(home: Home, store: Store, now: number, load: ConfigLoader): InstanceSnapshot[] {
-  const names = new Set(discoverInstanceNames(home));
-  // Instances whose config was removed while they ran still show (they may need stopping).
-  for (const r of store.listRuntime()) if (r.pid !== null || r.keeper_pid !== null) names.add(r.name);
-  return [...names].sort().map((n) => snapshotInstance(home, store, n, now, load));
+/** Every configured instance, plus any recorded as running whose config was removed (it may need stopping). */
+export function snapshotAll(src: SnapshotSources, now: number): InstanceSnapshot[] {
+  const names = new Set(discoverInstanceNames(src.home));
+  for (const r of src.store.listRuntime()) if (r.pid !== null || r.keeper_pid !== null) names.add(r.name);
+  return [...names].sort().map((n) => snapshotInstance(src, n, now));
+}
+
+/** `--once --json`: the instances and the daemon at one moment. */
+export function rigSnapshot(src: SnapshotSources, now: number): RigSnapshot {
+  return {
+    generated_at: new Date(now).toISOString(),
+    home: src.home.root,
+    daemon: daemonStatus(src.home),
+    instances: snapshotAll(src, now),
+  };
 }

@@ -1,4 +1,4 @@
-import { descendants, groupMembers, isLive, signalGroup, signalPid } from '../platform/proc.js';
+import type { Processes } from '../platform/processes.js';
 
 export interface StopTarget {
   pid: number;
@@ -14,13 +14,14 @@ export interface StopResult {
 }
 
 export interface StopDeps {
+  procs: Processes;
   sleep: (ms: number) => Promise<void>;
   now: () => number;
 }
 
-function alive(target: StopTarget, extra: number[]): number[] {
-  const members = groupMembers(target.pgid);
-  const rest = extra.filter((p) => !members.includes(p) && isLive(p));
+function alive(procs: Processes, target: StopTarget, extra: number[]): number[] {
+  const members = procs.groupMembers(target.pgid);
+  const rest = extra.filter((p) => !members.includes(p) && procs.isLive(p));
   return [...members, ...rest];
 }
 
@@ -30,25 +31,27 @@ function alive(target: StopTarget, extra: number[]): number[] {
  * The caller must have checked the pid's identity first.
  */
 export async function stopGroup(target: StopTarget, graceMs: number, deps: StopDeps): Promise<StopResult> {
+  const { procs } = deps;
   const started = deps.now();
-  const strays = descendants(target.pid);
+  const strays = procs.descendants(target.pid);
   // One SIGTERM per process: llama-server treats a second one as "terminate immediately".
-  const members = new Set(groupMembers(target.pgid));
-  if (!signalGroup(target.pgid, 'SIGTERM')) signalPid(target.pid, 'SIGTERM');
-  for (const p of strays) if (!members.has(p)) signalPid(p, 'SIGTERM');
+  const members = new Set(procs.groupMembers(target.pgid));
+  if (!procs.signalGroup(target.pgid, 'SIGTERM')) procs.signal(target.pid, 'SIGTERM');
+  for (const p of strays) if (!members.has(p)) procs.signal(p, 'SIGTERM');
   const deadline = started + graceMs;
   while (deps.now() < deadline) {
-    if (alive(target, strays).length === 0) return { killed: false, leftovers: [], elapsedMs: deps.now() - started };
+    if (alive(procs, target, strays).length === 0)
+      return { killed: false, leftovers: [], elapsedMs: deps.now() - started };
     await deps.sleep(Math.min(25, Math.max(1, deadline - deps.now())));
   }
-  const remaining = alive(target, [...strays, ...descendants(target.pid)]);
-  signalGroup(target.pgid, 'SIGKILL');
-  for (const p of remaining) signalPid(p, 'SIGKILL');
+  const remaining = alive(procs, target, [...strays, ...procs.descendants(target.pid)]);
+  procs.signalGroup(target.pgid, 'SIGKILL');
+  for (const p of remaining) procs.signal(p, 'SIGKILL');
   const killDeadline = deps.now() + 2000;
-  let left = alive(target, remaining);
+  let left = alive(procs, target, remaining);
   while (left.length > 0 && deps.now() < killDeadline) {
     await deps.sleep(10);
-    left = alive(target, remaining);
+    left = alive(procs, target, remaining);
   }
   return { killed: true, leftovers: left, elapsedMs: deps.now() - started };
 }

@@ -2,19 +2,23 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { resolveServerBinary } from '../config/binary.js';
 import { discoverInstanceNames, loadInstance, resolveModelPath, type LoadedInstance } from '../config/load.js';
-import { ExitCode, UserError } from '../errors.js';
-import { instanceConfigPath, instanceLogDir, type Home } from '../home.js';
-import { findPortHolder } from '../platform/ports.js';
-import { readStat } from '../platform/proc.js';
+import { ExitCode, UserError } from '../domain/errors.js';
+import { instanceConfigPath, instanceLogDir, type Home } from '../domain/home.js';
+import type { Processes } from '../platform/processes.js';
 import type { RuntimeRow, Store } from '../store/store.js';
+import type { ChangeFeed } from '../store/watch.js';
 import { keeperAlive, serverAlive } from './identity.js';
-import { transition } from './lifecycle.js';
 import { reconcileRow } from './reconcile.js';
+import { startedConfig } from './started-config.js';
 import { stopGroup } from './stop.js';
 
+/** What `up`, `down`, `restart` and the daemon act through; built in cli/context.ts, scripted in tests. */
 export interface SupervisorDeps {
   home: Home;
   store: Store;
+  /** Tells waits that the store changed (store/watch.ts). */
+  feed: ChangeFeed;
+  procs: Processes;
   env: NodeJS.ProcessEnv;
   now: () => number;
   sleep: (ms: number) => Promise<void>;
@@ -74,7 +78,7 @@ function checkPorts(deps: SupervisorDeps, inst: LoadedInstance, ownPid?: number)
   const port = inst.config.server.port;
   for (const row of deps.store.listRuntime()) {
     if (row.name === inst.name || row.port !== port) continue;
-    if (keeperAlive(row) || serverAlive(row)) {
+    if (keeperAlive(row, deps.procs) || serverAlive(row, deps.procs)) {
       throw new UserError(
         `${inst.name}: port ${port} is already used by running instance "${row.name}"${row.pid ? ` (pid ${row.pid})` : ''}`,
         ExitCode.portCollision,
@@ -82,7 +86,7 @@ function checkPorts(deps: SupervisorDeps, inst: LoadedInstance, ownPid?: number)
       );
     }
   }
-  const holder = findPortHolder(port);
+  const holder = deps.procs.portHolder(port);
   if (holder && !(ownPid !== undefined && holder.pid === ownPid)) {
     const who = holder.pid
       ? `pid ${holder.pid}${holder.command ? ` (${holder.command.slice(0, 120)})` : ''}`
@@ -109,31 +113,19 @@ function openKeeperLog(home: Home, name: string): number {
 
 /** Stops a server whose keeper is gone, after its identity is proven. */
 export async function stopOrphan(deps: SupervisorDeps, row: RuntimeRow, graceMs: number): Promise<void> {
-  if (!row.pid || !serverAlive(row)) return;
+  if (!row.pid || !serverAlive(row, deps.procs)) return;
   const pid = row.pid;
-  const pgid = row.pgid ?? pid;
   deps.store.addEvent(row.name, 'warn', 'orphan-stop', `stopping orphaned server pid ${pid} (its keeper is gone)`);
-  const res = await stopGroup({ pid, pgid }, graceMs, { sleep: deps.sleep, now: deps.now });
-  deps.store.immediate(() => {
-    deps.store.updateRuntime(row.name, { pid: null, pgid: null, starttime: null, last_exit_at: deps.now() });
-    const status = deps.store.getRuntime(row.name)?.status ?? 'stopped';
-    if (status !== 'stopped' && status !== 'failed') {
-      if (status !== 'stopping') transition(deps.store, row.name, 'stopping', { reason: 'orphaned server' });
-      transition(deps.store, row.name, 'stopped', {
-        reason: 'orphaned server stopped',
-        patch: { health: null, health_detail: null },
-      });
-    }
-    deps.store.addEvent(
-      row.name,
-      res.leftovers.length ? 'error' : 'info',
-      'exit',
-      `orphaned server pid ${pid} stopped${res.killed ? ' (needed SIGKILL)' : ''}${res.leftovers.length ? `; left: ${res.leftovers.join(', ')}` : ''}`,
-    );
+  const res = await stopGroup({ pid, pgid: row.pgid ?? pid }, graceMs, deps);
+  const left = res.leftovers.length ? `; left: ${res.leftovers.join(', ')}` : '';
+  deps.store.recordOrphanStopped(row.name, {
+    pid,
+    at: deps.now(),
+    level: res.leftovers.length ? 'error' : 'info',
+    message: `orphaned server pid ${pid} stopped${res.killed ? ' (needed SIGKILL)' : ''}${left}`,
   });
 }
 
-/** `up NAME`: preflight, claim under BEGIN IMMEDIATE (one keeper, however many run at once), start the keeper. */
 export interface UpOptions {
   /** Keep restart counters (the daemon replacing a dead keeper); a user's `up` starts afresh. */
   carryCounters?: boolean;
@@ -142,12 +134,13 @@ export interface UpOptions {
   reason?: string;
 }
 
+/** `up NAME`: preflight, claim under BEGIN IMMEDIATE (one keeper, however many run at once), start the keeper. */
 export async function up(deps: SupervisorDeps, name: string, opts: UpOptions = {}): Promise<UpResult> {
-  const { store } = deps;
+  const { store, procs } = deps;
   const inst = loadInstance(deps.home, name);
   preflight(deps, inst);
   store.immediate(() => store.ensureInstance(name, inst.file));
-  const seen = reconcileRow(store, name);
+  const seen = reconcileRow(store, procs, name);
   if (seen?.keeper) {
     throw new UserError(
       `${name} is already running (keeper pid ${seen.row.keeper_pid}${seen.row.pid ? `, server pid ${seen.row.pid}` : ''}, ${seen.row.status})`,
@@ -155,10 +148,11 @@ export async function up(deps: SupervisorDeps, name: string, opts: UpOptions = {
       `use "llama-orch restart ${name}" to restart it`,
     );
   }
-  // A server whose keeper died is re-attached by the new keeper, with no reload (DESIGN §4), when it
-  // was starting or serving on a recorded config; otherwise (it was being stopped) it is stopped first.
+  // A server whose keeper died is re-attached by the new keeper, with no reload (docs/ARCHITECTURE.md,
+  // "Adoption"), when it was starting or serving on a recorded config; otherwise (it was being
+  // stopped) it is stopped first.
   const adoptable = (row: RuntimeRow) =>
-    (row.status === 'running' || row.status === 'starting') && store.getInstance(name)?.config_json != null;
+    (row.status === 'running' || row.status === 'starting') && store.startedConfigJson(name) !== undefined;
   if (seen?.orphan && !adoptable(seen.row)) await stopOrphan(deps, seen.row, inst.config.stop_timeout * 1000);
 
   const logFd = openKeeperLog(deps.home, name);
@@ -168,11 +162,12 @@ export async function up(deps: SupervisorDeps, name: string, opts: UpOptions = {
   try {
     keeperPid = store.immediate(() => {
       const row = store.getRuntime(name) as RuntimeRow;
-      if (keeperAlive(row)) {
+      if (keeperAlive(row, procs)) {
         throw new UserError(`${name} is already running (keeper pid ${row.keeper_pid})`, ExitCode.alreadyRunning);
       }
-      adopted = serverAlive(row) && adoptable(row);
-      if (serverAlive(row) && !adopted) {
+      const live = serverAlive(row, procs);
+      adopted = live && adoptable(row);
+      if (live && !adopted) {
         throw new UserError(
           `${name}: server pid ${row.pid} is running without a keeper`,
           ExitCode.alreadyRunning,
@@ -180,32 +175,19 @@ export async function up(deps: SupervisorDeps, name: string, opts: UpOptions = {
         );
       }
       checkPorts(deps, inst, adopted ? (row.pid ?? undefined) : undefined);
-      // An adopted server keeps the config it runs; the file's applies on the next restart.
-      if (!adopted) store.setConfigSnapshot(name, inst.config);
       const pid = deps.spawnKeeper(name, logFd);
-      const st = readStat(pid);
-      store.setDesired(name, 'running');
-      if (adopted) {
-        store.updateRuntime(name, { keeper_pid: pid, keeper_starttime: st?.starttime ?? null, last_error: null });
-        return pid;
-      }
-      transition(store, name, 'starting', {
-        reason: opts.reason ?? 'up',
-        patch: {
-          keeper_pid: pid,
-          keeper_starttime: st?.starttime ?? null,
-          ...(opts.carryCounters ? {} : { restart_attempts: 0 }),
-          // No live server (checked above): a pid left here would make the keeper try to adopt it.
-          pid: null,
-          pgid: null,
-          starttime: null,
-          last_error: null,
-          next_restart_at: null,
+      const keeperStart = procs.stat(pid)?.starttime ?? null;
+      // An adopted server keeps the config it runs; the file's applies on the next restart.
+      if (adopted) store.claimAdoption(name, pid, keeperStart);
+      else
+        store.claimStart(name, {
+          keeperPid: pid,
+          keeperStarttime: keeperStart,
           port: inst.config.server.port,
-          health: 'starting',
-          health_detail: null,
-        },
-      });
+          configJson: JSON.stringify(inst.config),
+          carryCounters: opts.carryCounters ?? false,
+          reason: opts.reason ?? 'up',
+        });
       return pid;
     });
   } finally {
@@ -213,22 +195,27 @@ export async function up(deps: SupervisorDeps, name: string, opts: UpOptions = {
   }
   // Report the server's pid: the keeper records it within milliseconds of its start. An adopting
   // keeper is waited for until it has re-attached the server's output (its `adopt` event).
-  const deadline = deps.now() + 3000;
-  const attached = () => store.listEvents(name, 10).some((e) => e.id > eventsBefore && e.event_type === 'adopt');
-  let row = store.getRuntime(name) as RuntimeRow;
-  while (
-    opts.waitForPid !== false &&
-    (adopted ? !attached() : row.pid === null && row.status === 'starting') &&
-    deps.now() < deadline
-  ) {
-    await deps.sleep(15);
-    row = store.getRuntime(name) as RuntimeRow;
+  const reported = () => {
+    if (adopted) return store.eventsSince(name, eventsBefore).some((e) => e.event_type === 'adopt') || undefined;
+    const row = store.getRuntime(name) as RuntimeRow;
+    return row.pid !== null || row.status !== 'starting' || undefined;
+  };
+  if (opts.waitForPid !== false) {
+    // The recheck notices a keeper that died before it wrote anything.
+    await deps.feed.until(
+      () => reported() ?? (keeperAlive(store.getRuntime(name) as RuntimeRow, procs) ? undefined : true),
+      3000,
+      {
+        recheckMs: 100,
+      },
+    );
   }
+  const row = store.getRuntime(name) as RuntimeRow;
   return {
     name,
     keeperPid,
     adopted,
-    ...(adopted && store.getInstance(name)?.config_json !== JSON.stringify(inst.config) ? { configChanged: true } : {}),
+    ...(adopted && store.startedConfigJson(name) !== JSON.stringify(inst.config) ? { configChanged: true } : {}),
     pid: row.pid,
     status: row.status,
     health: row.health,
@@ -236,26 +223,32 @@ export async function up(deps: SupervisorDeps, name: string, opts: UpOptions = {
   };
 }
 
-/** Waits for health ok; fails early when the instance fails. */
+/** Waits for health ok; fails early when the instance fails or its keeper dies. */
 export async function waitHealthy(deps: SupervisorDeps, name: string, timeoutMs: number): Promise<RuntimeRow> {
-  const deadline = deps.now() + timeoutMs;
-  for (;;) {
-    const row = deps.store.getRuntime(name) as RuntimeRow;
-    if (row.health === 'ok') return row;
-    if (row.status === 'failed' || row.status === 'stopped') {
-      throw new UserError(
-        `${name} did not become healthy: ${row.status}${row.last_error ? ` (${row.last_error})` : ''}`,
-      );
-    }
-    if (deps.now() >= deadline) {
-      throw new UserError(
-        `${name} not healthy after ${Math.round(timeoutMs / 1000)} s (status ${row.status}, health ${row.health ?? '-'}${row.health_detail ? `: ${row.health_detail}` : ''})`,
-        ExitCode.general,
-        `see "llama-orch describe ${name}" and "llama-orch logs ${name}"`,
-      );
-    }
-    await deps.sleep(50);
+  const { store, procs } = deps;
+  const settled = () => {
+    const row = store.getRuntime(name) as RuntimeRow;
+    if (row.health === 'ok' || row.status === 'failed' || row.status === 'stopped') return row;
+    return keeperAlive(row, procs) ? undefined : row;
+  };
+  const row = (await deps.feed.until(settled, timeoutMs, { recheckMs: 500 })) ?? store.getRuntime(name);
+  if (!row) throw new UserError(`${name} is not recorded in the state database`);
+  if (row.health === 'ok') return row;
+  if (row.status === 'failed' || row.status === 'stopped') {
+    throw new UserError(`${name} did not become healthy: ${row.status}${row.last_error ? ` (${row.last_error})` : ''}`);
   }
+  if (!keeperAlive(row, procs)) {
+    throw new UserError(
+      `${name} did not become healthy: its keeper (pid ${row.keeper_pid ?? '-'}) exited`,
+      ExitCode.general,
+      `see ${path.join(instanceLogDir(deps.home, name), 'keeper.log')}`,
+    );
+  }
+  throw new UserError(
+    `${name} not healthy after ${Math.round(timeoutMs / 1000)} s (status ${row.status}, health ${row.health ?? '-'}${row.health_detail ? `: ${row.health_detail}` : ''})`,
+    ExitCode.general,
+    `see "llama-orch describe ${name}" and "llama-orch logs ${name}"`,
+  );
 }
 
 export interface DownResult {
@@ -266,27 +259,29 @@ export interface DownResult {
 
 /** `down NAME`: through the keeper; an orphaned server is stopped directly after an identity check. */
 export async function down(deps: SupervisorDeps, name: string): Promise<DownResult> {
-  const { store } = deps;
+  const { store, procs } = deps;
   // No valid config needed: a server must stay stoppable after its file is broken or removed.
   store.immediate(() => {
     store.ensureInstance(name, instanceConfigPath(deps.home, name));
     store.setDesired(name, 'stopped');
   });
   const graceMs = stopTimeoutS(deps, name) * 1000;
-  const seen = reconcileRow(store, name);
+  const seen = reconcileRow(store, procs, name);
   if (!seen) return { name, wasRunning: false, message: `${name} is not running` };
   if (seen.keeper && seen.row.keeper_pid) {
     const keeperPid = seen.row.keeper_pid;
     const serverPid = seen.row.pid;
-    process.kill(keeperPid, 'SIGTERM');
-    const deadline = deps.now() + graceMs + 5000;
-    while (keeperAlive(store.getRuntime(name) as RuntimeRow) && deps.now() < deadline) await deps.sleep(20);
+    procs.signal(keeperPid, 'SIGTERM');
+    // The keeper records the stop and releases the instance as it exits; the recheck catches one
+    // that dies without a word.
+    const gone = () => (keeperAlive(store.getRuntime(name) as RuntimeRow, procs) ? undefined : true);
+    await deps.feed.until(gone, graceMs + 5000, { recheckMs: 50 });
     const after = store.getRuntime(name) as RuntimeRow;
-    if (keeperAlive(after)) {
+    if (keeperAlive(after, procs)) {
       // The keeper is wedged: take over, stop the server ourselves, then the keeper.
-      if (serverAlive(after)) await stopOrphan(deps, after, 1000);
-      process.kill(keeperPid, 'SIGKILL');
-      reconcileRow(store, name);
+      if (serverAlive(after, procs)) await stopOrphan(deps, after, 1000);
+      procs.signal(keeperPid, 'SIGKILL');
+      reconcileRow(store, procs, name);
       return {
         name,
         wasRunning: true,
@@ -298,12 +293,10 @@ export async function down(deps: SupervisorDeps, name: string): Promise<DownResu
   if (seen.orphan) {
     const pid = seen.row.pid;
     await stopOrphan(deps, seen.row, graceMs);
-    reconcileRow(store, name);
+    reconcileRow(store, procs, name);
     return { name, wasRunning: true, message: `${name}: orphaned server pid ${pid} stopped (its keeper had died)` };
   }
-  if (seen.row.status === 'failed') {
-    transition(store, name, 'stopped', { reason: 'down' });
-  }
+  store.acknowledgeFailed(name);
   return { name, wasRunning: false, message: `${name} is not running` };
 }
 
@@ -314,7 +307,7 @@ export async function down(deps: SupervisorDeps, name: string): Promise<DownResu
 export async function restart(deps: SupervisorDeps, name: string): Promise<UpResult> {
   const inst = loadInstance(deps.home, name);
   preflight(deps, inst);
-  const seen = reconcileRow(deps.store, name);
+  const seen = reconcileRow(deps.store, deps.procs, name);
   checkPorts(deps, inst, seen?.server && seen.row.pid ? seen.row.pid : undefined);
   await down(deps, name);
   return up(deps, name);
@@ -325,7 +318,7 @@ export async function restart(deps: SupervisorDeps, name: string): Promise<UpRes
  * the file's when it is valid, else the default.
  */
 function stopTimeoutS(deps: SupervisorDeps, name: string): number {
-  const started = deps.store.startedConfig(name);
+  const started = startedConfig(deps.store, name);
   if (started) return started.stop_timeout;
   try {
     return loadInstance(deps.home, name).config.stop_timeout;

@@ -1,4 +1,4 @@
-/** Start failures that restarting cannot fix, recognised from the server's stderr (DESIGN §6, §11). */
+/** Start failures that restarting cannot fix, recognised from the server's stderr (docs/ARCHITECTURE.md, "Lifecycle"). */
 const NON_RETRYABLE: ReadonlyArray<{ re: RegExp; reason: (m: RegExpMatchArray) => string }> = [
   { re: /couldn't bind HTTP server socket/i, reason: () => "couldn't bind HTTP server socket (port taken?)" },
   {

@@ -1,30 +1,26 @@
-import type { ChildProcess } from 'node:child_process';
 import type { LoadedInstance } from '../config/load.js';
-import { initialHealth, stableMs, type HealthState } from '../engine/health-machine.js';
-import { transition } from '../engine/lifecycle.js';
+import { instanceConfigPath, instanceLogDir, instancePipeDir, type Home } from '../domain/home.js';
 import { decideRestart } from '../engine/restart-policy.js';
+import { startedConfig } from '../engine/started-config.js';
 import { stopGroup } from '../engine/stop.js';
-import { instanceConfigPath, instanceLogDir, type Home } from '../home.js';
+import { healthLoop, type HealthLoopDeps } from '../health/loop.js';
+import { initialHealth, stableMs, type HealthState } from '../health/machine.js';
+import type { Processes } from '../platform/processes.js';
 import type { RuntimeRow } from '../store/store.js';
 import { describeExit, nonRetryableReason } from './classify.js';
-import { healthLoop, type HealthLoopDeps } from './health-loop.js';
-import { pipeDir } from './log-pipes.js';
 import { KeeperOutput } from './output.js';
-import { recordExit, recordFailed, type ExitRecord } from './records.js';
+import { recordExit, type ExitRecord } from './records.js';
 import { attachRun, spawnRun, type RunContext, type RunEnd, type ServerRun } from './server-run.js';
 
 export interface KeeperDeps extends HealthLoopDeps {
   home: Home;
+  /** Starting the server, signals, FIFOs, /proc: the one side-effects seam. */
+  procs: Processes;
+  /** This keeper's pid (what `up` recorded as the instance's keeper). */
+  pid: number;
   random: () => number;
   /** Abortable sleep: resolves early (without throwing) when the signal aborts. */
   sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
-  /** Starts the server in its own process group with the given fds as its stdout and stderr. */
-  spawnServer: (
-    file: string,
-    args: string[],
-    env: NodeJS.ProcessEnv,
-    output: { stdout: number; stderr: number },
-  ) => ChildProcess;
 }
 
 interface RunResult {
@@ -38,7 +34,7 @@ interface RunResult {
 }
 
 /**
- * One keeper per instance (DESIGN §4): runs the server, owns its log pipes, records every exit,
+ * One keeper per instance (docs/ARCHITECTURE.md, "Process model"): runs the server, owns its log pipes, records every exit,
  * probes health and applies the restart policy, until stopped (SIGTERM -> `stop` aborts) or failed.
  */
 export class Keeper {
@@ -51,26 +47,22 @@ export class Keeper {
     private readonly stop: AbortSignal,
   ) {
     this.output = new KeeperOutput(instanceLogDir(deps.home, name));
-    this.runs = { name, deps, pipeDir: pipeDir(deps.home.stateDir, name), output: this.output };
-  }
-
-  private event(level: 'info' | 'warn' | 'error', type: string, message: string, meta?: Record<string, unknown>) {
-    this.deps.store.addEvent(this.name, level, type, message, meta);
+    this.runs = { name, deps, pipeDir: instancePipeDir(deps.home, name), output: this.output };
   }
 
   /** Confirms, after the CLI's claim transaction commits, that this process is the recorded keeper. */
   claim(): boolean {
     const { store } = this.deps;
-    return store.immediate(() => store.getRuntime(this.name)?.keeper_pid === process.pid);
+    return store.immediate(() => store.getRuntime(this.name)?.keeper_pid === this.deps.pid);
   }
 
   private startedConfig(): LoadedInstance | undefined {
-    const config = this.deps.store.startedConfig(this.name);
+    const config = startedConfig(this.deps.store, this.name);
     return config && { name: this.name, file: instanceConfigPath(this.deps.home, this.name), config };
   }
 
   private fail(reason: string): void {
-    recordFailed(this.deps.store, this.name, reason);
+    this.deps.store.recordFailed(this.name, reason);
   }
 
   async run(): Promise<number> {
@@ -94,10 +86,7 @@ export class Keeper {
         const result = await this.runOnce(inst, attempts, orphan);
         orphan = undefined;
         if (result.end.kind === 'stop' || this.stop.aborted) {
-          transition(store, this.name, 'stopped', {
-            reason: 'stopped by request',
-            patch: { next_restart_at: null, health: null, health_detail: null },
-          });
+          store.recordStopped(this.name, 'stopped by request');
           return 0;
         }
         if (result.end.kind === 'spawn-error') {
@@ -118,27 +107,21 @@ export class Keeper {
         }
         attempts = decision.attempt;
         const at = this.deps.now() + decision.delayMs;
-        transition(store, this.name, 'backoff', {
-          reason: `restart ${decision.attempt}/${inst.config.restart.max_retries} in ${(decision.delayMs / 1000).toFixed(1)} s`,
-          patch: { next_restart_at: at, restart_attempts: attempts, health: null, health_detail: null },
-          meta: { delay_ms: decision.delayMs, attempt: decision.attempt },
+        store.recordBackoff(this.name, {
+          attempt: decision.attempt,
+          maxRetries: inst.config.restart.max_retries,
+          delayMs: decision.delayMs,
+          at,
         });
         await this.deps.sleep(decision.delayMs, this.stop);
         if (this.stop.aborted) {
-          transition(store, this.name, 'stopped', {
-            reason: 'stopped during backoff',
-            patch: { next_restart_at: null },
-          });
+          store.recordStopped(this.name, 'stopped during backoff');
           return 0;
         }
       }
     } finally {
       this.output.close();
-      store.immediate(() => {
-        if (store.getRuntime(this.name)?.keeper_pid === process.pid) {
-          store.updateRuntime(this.name, { keeper_pid: null, keeper_starttime: null });
-        }
-      });
+      store.releaseKeeper(this.name, this.deps.pid);
     }
   }
 
@@ -175,9 +158,11 @@ export class Keeper {
       signal = end.signal;
       this.recordExit({ pid, code, signal, runMs: now() - startedAt, cause: 'exit', adopted });
     } else {
-      if (end.kind === 'stop') transition(store, this.name, 'stopping', { reason: 'stop requested' });
-      else this.event('warn', 'health-restart', `restarting: ${end.kind === 'health' ? end.reason : ''}`);
+      if (end.kind === 'stop') store.recordStopping(this.name, 'stop requested');
+      else
+        store.addEvent(this.name, 'warn', 'health-restart', `restarting: ${end.kind === 'health' ? end.reason : ''}`);
       const res = await stopGroup({ pid, pgid }, config.stop_timeout * 1000, {
+        procs: this.deps.procs,
         sleep: (ms) => this.deps.sleep(ms),
         now,
       });
@@ -199,7 +184,7 @@ export class Keeper {
       if (ex === undefined && end.kind !== 'stop') end = { kind: 'health', reason: 'server did not exit' };
     }
     await Promise.race([run.outputDone, this.deps.sleep(1000)]);
-    store.updateRuntime(this.name, { stderr_tail: JSON.stringify(this.output.tail()) });
+    store.recordStderrTail(this.name, this.output.tail());
     const endedAt = now();
     return {
       end,

@@ -1,33 +1,16 @@
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { LOG_STREAMS, type LogStream } from '../domain/status.js';
+import type { Processes } from '../platform/processes.js';
 
 // The server's stdout and stderr are named pipes (FIFOs), not anonymous pipes: when a keeper dies,
 // llama-server keeps serving (its writes fail with EPIPE and are dropped), and the next keeper reopens
-// the same FIFOs and logging resumes — no model reload (DESIGN §4). Only lines written while no keeper
-// was reading are lost. They live in state/pipes/NAME/ rather than next to the logs: `tail -f
-// logs/NAME/*` or a script reading every file there would otherwise block on them or steal output.
+// the same FIFOs and logging resumes — no model reload (docs/ARCHITECTURE.md, "Adoption"). Only lines
+// written while no keeper was reading are lost. Where they live: domain/home.ts (instancePipeDir).
 
-export type Stream = 'stdout' | 'stderr';
-export const STREAMS: readonly Stream[] = ['stdout', 'stderr'];
-
-export function pipeDir(stateDir: string, name: string): string {
-  return path.join(stateDir, 'pipes', name);
-}
-
-export function fifoPath(dir: string, stream: Stream): string {
+export function fifoPath(dir: string, stream: LogStream): string {
   return path.join(dir, `${stream}.fifo`);
-}
-
-/**
- * A fresh FIFO for each new server: anything left holding the previous one (a process that escaped
- * its group) keeps writing to an unlinked pipe instead of into this server's logs.
- */
-function freshFifo(file: string): void {
-  fs.rmSync(file, { force: true });
-  // Node has no mkfifo(3); coreutils' mkfifo is on every Linux this runs on.
-  execFileSync('mkfifo', ['-m', '600', file], { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
 /** Our end of one FIFO: a non-blocking reader handled by libuv like any pipe. */
@@ -37,19 +20,23 @@ function openReader(file: string): net.Socket {
 }
 
 export interface ServerPipes {
-  readers: Record<Stream, net.Socket>;
+  readers: Record<LogStream, net.Socket>;
   /** The server's ends (blocking writers), to pass as its stdout/stderr and close once it runs. */
-  writeFds: Record<Stream, number>;
+  writeFds: Record<LogStream, number>;
 }
 
-/** For a new server: (re)creates the FIFOs in `dir`, opens our read ends, then the server's write ends. */
-export function openServerPipes(dir: string): ServerPipes {
+/**
+ * For a new server: fresh FIFOs in `dir` (anything left holding the previous ones, a process that
+ * escaped its group, keeps writing to an unlinked pipe instead of into this server's logs), our
+ * read ends, then the server's write ends.
+ */
+export function openServerPipes(dir: string, procs: Processes): ServerPipes {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const readers = {} as Record<Stream, net.Socket>;
-  const writeFds = {} as Record<Stream, number>;
-  for (const s of STREAMS) {
+  const readers = {} as Record<LogStream, net.Socket>;
+  const writeFds = {} as Record<LogStream, number>;
+  for (const s of LOG_STREAMS) {
     const file = fifoPath(dir, s);
-    freshFifo(file);
+    procs.mkfifo(file);
     readers[s] = openReader(file);
     // Blocking for the server (O_NONBLOCK would be shared with it); it cannot block here since our
     // reader is already open.
@@ -63,17 +50,11 @@ export function openServerPipes(dir: string): ServerPipes {
  * A stream is left out when the server's fd is not that FIFO (started with anonymous pipes by an
  * older keeper, or the FIFO was replaced): its output cannot be recovered.
  */
-export function attachServerPipes(dir: string, pid: number): Partial<Record<Stream, net.Socket>> {
-  const readers: Partial<Record<Stream, net.Socket>> = {};
-  for (const [i, s] of STREAMS.entries()) {
+export function attachServerPipes(dir: string, pid: number, procs: Processes): Partial<Record<LogStream, net.Socket>> {
+  const readers: Partial<Record<LogStream, net.Socket>> = {};
+  for (const [i, s] of LOG_STREAMS.entries()) {
     const file = fifoPath(dir, s);
-    let target: string;
-    try {
-      target = fs.readlinkSync(`/proc/${pid}/fd/${i + 1}`);
-    } catch {
-      continue;
-    }
-    if (target !== file || !fs.lstatSync(file, { throwIfNoEntry: false })?.isFIFO()) continue;
+    if (procs.fdTarget(pid, i + 1) !== file || !fs.lstatSync(file, { throwIfNoEntry: false })?.isFIFO()) continue;
     try {
       readers[s] = openReader(file);
     } catch {

@@ -1,14 +1,15 @@
-import { spawn } from 'node:child_process';
-import { homeAt } from '../home.js';
-import { runProbe } from '../engine/probes.js';
+import { homeAt } from '../domain/home.js';
+import { runProbe } from '../health/probes.js';
+import { realProcesses } from '../platform/processes.js';
+import { abortableSleep } from '../platform/sleep.js';
 import { openDatabase } from '../store/db.js';
 import { Store } from '../store/store.js';
 import { Keeper } from './keeper.js';
-import { abortableSleep } from '../engine/sleep.js';
 
 /**
- * Entry of the detached keeper process: `node dist/src/keeper/main.js keeper NAME --home DIR`.
- * Loaded directly (not through the CLI) so the keeper imports only what it needs.
+ * Entry of the detached keeper process: `node dist/bundle/keeper.mjs keeper NAME --home DIR`.
+ * Loaded directly (not through the CLI) so the keeper imports only what it needs. The composition
+ * root of the keeper: the real store, clock, probes and process effects are wired in here.
  */
 export async function keeperMain(argv: string[]): Promise<number> {
   const name = argv[0];
@@ -20,7 +21,7 @@ export async function keeperMain(argv: string[]): Promise<number> {
   }
   process.title = `llama-orch keeper ${name}`;
   const home = homeAt(root);
-  // Restore what the CLI set aside for the keeper's own start-up (see spawnKeeperProcess).
+  // Restore what the CLI set aside for the keeper's own start-up (see cli/context.ts, spawnKeeperProcess).
   if (process.env.LLAMA_ORCH_NODE_EXTRA_CA_CERTS) {
     process.env.NODE_EXTRA_CA_CERTS = process.env.LLAMA_ORCH_NODE_EXTRA_CA_CERTS;
     delete process.env.LLAMA_ORCH_NODE_EXTRA_CA_CERTS;
@@ -37,12 +38,12 @@ export async function keeperMain(argv: string[]): Promise<number> {
     {
       store,
       home,
+      procs: realProcesses,
+      pid: process.pid,
       env: process.env,
       now: Date.now,
       random: Math.random,
       sleep: abortableSleep,
-      spawnServer: (file, args, env, output) =>
-        spawn(file, args, { env, detached: true, stdio: ['ignore', output.stdout, output.stderr] }),
       probe: (hc, target) => runProbe(hc, target, process.env),
     },
     stop.signal,
@@ -57,8 +58,7 @@ export async function keeperMain(argv: string[]): Promise<number> {
     const msg = e instanceof Error ? (e.stack ?? e.message) : String(e);
     process.stderr.write(`${new Date().toISOString()} keeper ${name} crashed: ${msg}\n`);
     try {
-      store.addEvent(name, 'error', 'keeper-crash', `keeper crashed: ${e instanceof Error ? e.message : String(e)}`);
-      store.updateRuntime(name, { last_error: `keeper crashed: ${e instanceof Error ? e.message : String(e)}` });
+      store.recordKeeperCrash(name, `keeper crashed: ${e instanceof Error ? e.message : String(e)}`);
     } catch {
       // the database itself may be the problem; keeper.log has the stack
     }

@@ -2,8 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { InstanceConfig } from '../config/schema.js';
-import { LineTail, RotatingFile } from '../engine/rotating-log.js';
-import type { Stream } from './log-pipes.js';
+import type { LogStream } from '../domain/status.js';
+import { LineTail, RotatingFile } from '../logs/rotating-file.js';
 
 /**
  * Where a keeper puts the server's output: logs/NAME/{stdout,stderr}.log, rotated by rename and
@@ -28,7 +28,7 @@ export class KeeperOutput {
    * Starts a run's section (a separator line in both files, a fresh stderr tail) and copies the
    * readers into the files until they end.
    */
-  follow(readers: Partial<Record<Stream, Readable>>, separator: string): Promise<void> {
+  follow(readers: Partial<Record<LogStream, Readable>>, separator: string): Promise<void> {
     const out = this.stdout as RotatingFile;
     const err = this.stderr as RotatingFile;
     this.lastLines.clear();

@@ -1,23 +1,5 @@
-import { transition } from '../engine/lifecycle.js';
 import type { Store } from '../store/store.js';
 import { describeExit } from './classify.js';
-
-/** The keeper's writes to SQLite that end a run or the instance; each is one transaction. */
-
-export function recordFailed(store: Store, name: string, reason: string): void {
-  transition(store, name, 'failed', {
-    reason,
-    patch: {
-      last_error: reason,
-      pid: null,
-      pgid: null,
-      starttime: null,
-      next_restart_at: null,
-      health: null,
-      health_detail: null,
-    },
-  });
-}
 
 export interface ExitRecord {
   pid: number;
@@ -34,31 +16,23 @@ export interface ExitRecord {
   adopted?: boolean;
 }
 
-/** Clears the run's pid, keeps its exit (code or signal, stderr tail) and adds the `exit` event. */
+/** How a run ended, in words and facts, for the store's exit intent. */
 export function recordExit(store: Store, name: string, r: ExitRecord): void {
   const what = describeExit(r.code, r.signal, r.runMs, r.adopted);
-  store.immediate(() => {
-    store.updateRuntime(name, {
-      pid: null,
-      pgid: null,
-      starttime: null,
-      last_exit_code: r.code,
-      last_exit_signal: r.signal,
-      last_exit_at: r.at,
-      stderr_tail: JSON.stringify(r.stderrTail),
-      health: null,
-      health_detail: null,
-      restarts_total: (store.getRuntime(name)?.restarts_total ?? 0) + (r.cause === 'stop' ? 0 : 1),
-    });
-    const level = r.cause === 'stop' ? 'info' : 'error';
-    const extra = r.killed ? ' (needed SIGKILL)' : '';
-    const left = r.leftovers && r.leftovers.length > 0 ? `; processes left: ${r.leftovers.join(', ')}` : '';
-    store.addEvent(name, level, 'exit', `server pid ${r.pid} ${what}${extra}${left}`, {
+  const extra = r.killed ? ' (needed SIGKILL)' : '';
+  const left = r.leftovers && r.leftovers.length > 0 ? `; processes left: ${r.leftovers.join(', ')}` : '';
+  store.recordExit(
+    name,
+    {
       pid: r.pid,
       code: r.code,
       signal: r.signal,
-      run_ms: r.runMs,
+      at: r.at,
       cause: r.cause,
-    });
-  });
+      stderrTail: r.stderrTail,
+      message: `server pid ${r.pid} ${what}${extra}${left}`,
+      meta: { pid: r.pid, code: r.code, signal: r.signal, run_ms: r.runMs, cause: r.cause },
+    },
+    r.cause === 'stop' ? 'info' : 'error',
+  );
 }

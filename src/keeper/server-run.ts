@@ -1,15 +1,15 @@
 import fs from 'node:fs';
-import type { ChildProcess } from 'node:child_process';
 import { resolveServerBinary } from '../config/binary.js';
 import type { LoadedInstance } from '../config/load.js';
 import { resolveModelPath } from '../config/paths.js';
+import { LOG_STREAMS } from '../domain/status.js';
 import { buildServerCommand, maskedCommand } from '../engine/command.js';
 import { serverAlive } from '../engine/identity.js';
-import { transition } from '../engine/lifecycle.js';
-import { readStat } from '../platform/proc.js';
+import type { HealthLoopDeps } from '../health/loop.js';
+import type { Home } from '../domain/home.js';
+import type { Processes, Spawned } from '../platform/processes.js';
 import type { RuntimeRow } from '../store/store.js';
-import type { KeeperDeps } from './keeper.js';
-import { STREAMS, attachServerPipes, openServerPipes } from './log-pipes.js';
+import { attachServerPipes, openServerPipes } from './log-pipes.js';
 import type { KeeperOutput } from './output.js';
 
 export type RunEnd =
@@ -31,9 +31,16 @@ export interface ServerRun {
   cancel: () => void;
 }
 
+/** What starting a run needs of the keeper's deps (a subset, so keeper.ts and this file do not import each other). */
+export interface RunDeps extends HealthLoopDeps {
+  home: Home;
+  procs: Processes;
+  sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
+}
+
 export interface RunContext {
   name: string;
-  deps: KeeperDeps;
+  deps: RunDeps;
   pipeDir: string;
   output: KeeperOutput;
 }
@@ -61,21 +68,18 @@ export async function spawnRun(
   if (config.server.api_key_env) delete childEnv[config.server.api_key_env];
   if (!cmd.env.LLAMA_API_KEY) delete childEnv.LLAMA_API_KEY;
 
-  transition(store, name, 'starting', {
-    reason: attempts > 0 ? `restart ${attempts}` : 'starting server',
-    patch: { next_restart_at: null, health: 'starting', health_detail: null, health_failures: 0 },
-  });
+  store.recordStarting(name, attempts);
 
   let pipes: ReturnType<typeof openServerPipes>;
   try {
-    pipes = openServerPipes(ctx.pipeDir);
+    pipes = openServerPipes(ctx.pipeDir, deps.procs);
   } catch (e) {
     const detail = e instanceof Error ? e.message.split('\n')[0] : String(e);
     return { error: `cannot create the log pipes in ${ctx.pipeDir}: ${detail}` };
   }
-  let child: ChildProcess;
+  let child: Spawned;
   try {
-    child = deps.spawnServer(cmd.file, cmd.args, childEnv, pipes.writeFds);
+    child = deps.procs.spawnDetached(cmd.file, cmd.args, { env: childEnv, ...pipes.writeFds });
   } catch (e) {
     for (const r of Object.values(pipes.readers)) r.destroy();
     return { error: `cannot start ${cmd.file}: ${String(e)}` };
@@ -97,39 +101,35 @@ export async function spawnRun(
     const end = await exited;
     return { error: end.kind === 'spawn-error' ? end.message : `cannot start ${cmd.file}` };
   }
-  const stat = readStat(pid);
-  store.immediate(() => {
-    store.updateRuntime(name, {
-      pid,
-      pgid: pid,
-      starttime: stat?.starttime ?? null,
-      port: config.server.port,
-      cmdline: JSON.stringify(maskedCommand(cmd).argv),
-      started_at: startedAt,
-      last_error: null,
-    });
-    store.addEvent(name, 'info', 'spawn', `server started, pid ${pid}`, { pid, restart: attempts });
+  store.recordSpawn(name, {
+    pid,
+    pgid: pid,
+    starttime: deps.procs.stat(pid)?.starttime ?? null,
+    port: config.server.port,
+    cmdline: JSON.stringify(maskedCommand(cmd).argv),
+    startedAt,
+    attempt: attempts,
   });
   return { pid, pgid: pid, startedAt, exited, outputDone, adopted: false, cancel: () => undefined };
 }
 
 /**
- * Takes over a server whose keeper died (DESIGN §4): no reload. It is not our child, so its exit
+ * Takes over a server whose keeper died (docs/ARCHITECTURE.md, "Adoption"): no reload. It is not our child, so its exit
  * is seen by watching /proc (every 50 ms) and its exit status is unknown.
  */
 export function attachRun(ctx: RunContext, row: RuntimeRow): ServerRun {
   const { name, deps } = ctx;
   const pid = row.pid as number;
-  const alive = serverAlive(row);
-  const readers = alive ? attachServerPipes(ctx.pipeDir, pid) : {};
-  const attached = STREAMS.filter((s) => readers[s]);
+  const alive = serverAlive(row, deps.procs);
+  const readers = alive ? attachServerPipes(ctx.pipeDir, pid, deps.procs) : {};
+  const attached = LOG_STREAMS.filter((s) => readers[s]);
   const outputDone = ctx.output.follow(
     readers,
     `re-attached to server pid ${pid} at ${new Date(deps.now()).toISOString()} (lines written while no keeper ran are lost)`,
   );
   const watch = new AbortController();
   const exited = (async (): Promise<RunEnd> => {
-    while (!watch.signal.aborted && serverAlive(row)) await deps.sleep(50, watch.signal);
+    while (!watch.signal.aborted && serverAlive(row, deps.procs)) await deps.sleep(50, watch.signal);
     return watch.signal.aborted ? new Promise<RunEnd>(() => undefined) : { kind: 'exit', code: null, signal: null };
   })();
   const logs =
@@ -138,14 +138,12 @@ export function attachRun(ctx: RunContext, row: RuntimeRow): ServerRun {
       : attached.length
         ? `only ${attached[0]} resumed`
         : "its output cannot be re-attached (it was not started on this keeper's named pipes)";
-  deps.store.addEvent(
+  deps.store.recordAdoption(
     name,
-    'warn',
-    'adopt',
+    pid,
     alive
       ? `re-attached to running server pid ${pid} (its keeper had died): no reload; ${logs}`
       : `server pid ${pid} exited before it could be re-attached`,
-    { pid },
   );
   return {
     pid,

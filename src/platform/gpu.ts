@@ -1,8 +1,7 @@
 import { execFileSync } from 'node:child_process';
-import type { Backend } from '../config/schema.js';
 
 /** GPUs of a backend this machine has, or undefined when that cannot be told (no tool, no driver). */
-export function gpuCount(backend: Backend): number | undefined {
+export function gpuCount(backend: string): number | undefined {
   if (backend !== 'cuda') return undefined;
   try {
     const out = execFileSync('nvidia-smi', ['-L'], {

@@ -1,4 +1,7 @@
-/** Ordered migrations; index + 1 is the PRAGMA user_version after applying it. */
+/**
+ * Ordered migrations; index + 1 is the PRAGMA user_version after applying it. The runtime table's
+ * column list is read back from SQLite (store/base.ts), so adding a column starts here.
+ */
 export const MIGRATIONS: readonly string[] = [
   `
   CREATE TABLE instances (
@@ -61,6 +64,8 @@ export const MIGRATIONS: readonly string[] = [
   `ALTER TABLE instances ADD COLUMN config_json TEXT;`,
   // v3: validation results keyed by file identity, so ps/--once need not load the validator.
   `CREATE TABLE config_cache (path TEXT PRIMARY KEY, key TEXT NOT NULL, result_json TEXT NOT NULL);`,
+  // v4: binary_version was never written (the server's build is in its log's first lines).
+  `ALTER TABLE runtime DROP COLUMN binary_version;`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -1,279 +1,298 @@
-import type Database from 'better-sqlite3';
-import type { InstanceConfig } from '../config/schema.js';
-import type { Db } from './db.js';
+import { InvalidTransitionError, ACTIVE_STATUSES, canTransition } from '../domain/lifecycle.js';
+import type { EventLevel, Health, Status } from '../domain/status.js';
+import { StoreBase } from './base.js';
+import type { RuntimePatch, RuntimeRow } from './rows.js';
 
-export type Status = 'stopped' | 'starting' | 'running' | 'stopping' | 'backoff' | 'failed';
-export type Health = 'unknown' | 'starting' | 'loading' | 'ok' | 'unhealthy' | 'unauthorized';
-export type EventLevel = 'debug' | 'info' | 'warn' | 'error';
+export { DEFAULT_RETENTION, type Retention } from './base.js';
+export type { EventRow, HealthRow, InstanceRow, RuntimePatch, RuntimeRow } from './rows.js';
 
-export interface RuntimeRow {
-  name: string;
-  keeper_pid: number | null;
-  keeper_starttime: number | null;
-  pid: number | null;
-  pgid: number | null;
+// Fragments that several intents write together.
+const NO_SERVER = { pid: null, pgid: null, starttime: null } as const;
+const NO_HEALTH = { health: null, health_detail: null } as const;
+
+export interface ClaimStart {
+  keeperPid: number;
+  keeperStarttime: number | null;
+  port: number;
+  /** The validated config (JSON) the keeper will run. */
+  configJson: string;
+  /** Keep restart counters (the daemon replacing a dead keeper); a user's `up` starts afresh. */
+  carryCounters: boolean;
+  reason: string;
+}
+
+export interface SpawnRecord {
+  pid: number;
+  pgid: number;
   starttime: number | null;
-  port: number | null;
-  cmdline: string | null;
-  binary_version: string | null;
-  status: Status;
-  health: Health | null;
-  health_detail: string | null;
-  health_latency_ms: number | null;
-  health_failures: number;
-  health_since: number | null;
-  started_at: number | null;
-  last_seen_at: number | null;
-  last_health_ok_at: number | null;
-  restart_attempts: number;
-  restarts_total: number;
-  next_restart_at: number | null;
-  last_exit_code: number | null;
-  last_exit_signal: string | null;
-  last_exit_at: number | null;
-  last_error: string | null;
-  stderr_tail: string | null;
-  updated_at: number;
+  port: number;
+  /** The command line as shown to people (secrets masked), JSON. */
+  cmdline: string;
+  startedAt: number;
+  attempt: number;
 }
 
-export interface InstanceRow {
-  name: string;
-  config_path: string;
-  desired_state: 'running' | 'stopped';
-  config_json: string | null;
-  created_at: number;
-  updated_at: number;
-}
-
-export interface EventRow {
-  id: number;
-  ts: number;
-  instance_name: string | null;
-  level: EventLevel;
-  event_type: string;
-  message: string;
-  meta_json: string | null;
-}
-
-export interface HealthRow {
-  id: number;
-  ts: number;
-  instance_name: string;
+export interface ProbeRecord {
+  at: number;
+  /** What the probe saw: ok, loading, unreachable, unauthorized, failure. */
   result: string;
-  latency_ms: number | null;
+  latencyMs: number | null;
   detail: string | null;
+  /** The health machine's state after this probe. */
+  before: Health;
+  health: Health;
+  healthDetail: string | null;
+  failures: number;
+  /** The run has been healthy for reset_after: its restart count starts over. */
+  resetAttempts: boolean;
 }
 
-export type RuntimePatch = Partial<Omit<RuntimeRow, 'name' | 'updated_at'>>;
-
-const RUNTIME_COLUMNS = new Set<string>([
-  'keeper_pid',
-  'keeper_starttime',
-  'pid',
-  'pgid',
-  'starttime',
-  'port',
-  'cmdline',
-  'binary_version',
-  'status',
-  'health',
-  'health_detail',
-  'health_latency_ms',
-  'health_failures',
-  'health_since',
-  'started_at',
-  'last_seen_at',
-  'last_health_ok_at',
-  'restart_attempts',
-  'restarts_total',
-  'next_restart_at',
-  'last_exit_code',
-  'last_exit_signal',
-  'last_exit_at',
-  'last_error',
-  'stderr_tail',
-]);
-
-export interface Retention {
-  eventsPerInstance: number;
-  healthPerInstance: number;
+export interface ExitFacts {
+  pid: number;
+  code: number | null;
+  signal: string | null;
+  at: number;
+  /** What ended the run: the server itself, a stop request, or a health restart. */
+  cause: 'exit' | 'stop' | 'health';
+  stderrTail: string[];
+  /** The event's message, e.g. "server pid 12 exited with code 1 after 3.0 s". */
+  message: string;
+  meta: Record<string, unknown>;
 }
 
-export const DEFAULT_RETENTION: Retention = { eventsPerInstance: 2000, healthPerInstance: 500 };
+export interface TransitionOptions {
+  reason?: string;
+  level?: EventLevel;
+  meta?: Record<string, unknown>;
+}
 
-/** Typed access to the state database. Every read-then-write goes through `immediate`. */
-export class Store {
-  private insertsSincePrune = 0;
-  private readonly statements = new Map<string, Database.Statement>();
-
-  /** Prepared once per connection: the dashboard runs the same few queries every second. */
-  private sql(text: string): Database.Statement {
-    let st = this.statements.get(text);
-    if (!st) {
-      st = this.db.prepare(text);
-      this.statements.set(text, st);
-    }
-    return st;
+/**
+ * Typed access to the state database. The runtime columns change only through the intent methods
+ * below (claim, spawn, probe, exit, adoption, ...), each one transaction; `runtime.status` only
+ * through `move`, which validates against the lifecycle table (domain/lifecycle.ts) and emits the
+ * state event. docs/ARCHITECTURE.md, "One writer of each runtime fact".
+ */
+export class Store extends StoreBase {
+  /** The state machine: validates the move, persists it with its patch, emits the event. Returns the previous status. */
+  private move(name: string, to: Status, opts: TransitionOptions, patch: RuntimePatch = {}): Status {
+    return this.immediate(() => {
+      const row = this.getRuntime(name);
+      const from: Status = row?.status ?? 'stopped';
+      if (!canTransition(from, to)) throw new InvalidTransitionError(name, from, to);
+      this.patchRuntime(name, { ...patch, status: to });
+      if (from !== to) {
+        const level = opts.level ?? (to === 'failed' ? 'error' : to === 'backoff' ? 'warn' : 'info');
+        const msg = `${from} -> ${to}${opts.reason ? `: ${opts.reason}` : ''}`;
+        this.addEvent(name, level, 'state', msg, { from, to, ...opts.meta });
+      }
+      return from;
+    });
   }
 
-  constructor(
-    readonly db: Db,
-    private readonly now: () => number = Date.now,
-    readonly retention: Retention = DEFAULT_RETENTION,
-  ) {}
+  // ---- the CLI (up): claims under BEGIN IMMEDIATE, so one keeper however many `up`s run at once
 
-  /** Runs fn inside BEGIN IMMEDIATE so concurrent writers serialise instead of failing with SQLITE_BUSY. */
-  immediate<T>(fn: () => T): T {
-    if (this.db.inTransaction) return fn();
-    return this.db.transaction(fn).immediate();
+  /** A fresh start: the new keeper owns the instance, no server yet. */
+  claimStart(name: string, c: ClaimStart): void {
+    this.immediate(() => {
+      this.setConfigSnapshot(name, c.configJson);
+      this.setDesired(name, 'running');
+      this.move(
+        name,
+        'starting',
+        { reason: c.reason },
+        {
+          keeper_pid: c.keeperPid,
+          keeper_starttime: c.keeperStarttime,
+          ...(c.carryCounters ? {} : { restart_attempts: 0 }),
+          // No live server: a pid left here would make the keeper try to adopt it.
+          ...NO_SERVER,
+          last_error: null,
+          next_restart_at: null,
+          port: c.port,
+          health: 'starting',
+          health_detail: null,
+        },
+      );
+    });
   }
 
-  close(): void {
-    this.db.close();
+  /** A new keeper for a server whose keeper died: the server and its status stay as they are. */
+  claimAdoption(name: string, keeperPid: number, keeperStarttime: number | null): void {
+    this.immediate(() => {
+      this.setDesired(name, 'running');
+      this.patchRuntime(name, { keeper_pid: keeperPid, keeper_starttime: keeperStarttime, last_error: null });
+    });
   }
 
-  ensureInstance(name: string, configPath: string): void {
-    const t = this.now();
-    this.sql(
-      `INSERT INTO instances (name, config_path, desired_state, created_at, updated_at)
-         VALUES (?, ?, 'stopped', ?, ?)
-         ON CONFLICT(name) DO UPDATE SET config_path = excluded.config_path`,
-    ).run(name, configPath, t, t);
-    this.sql(
-      `INSERT INTO runtime (name, status, updated_at) VALUES (?, 'stopped', ?) ON CONFLICT(name) DO NOTHING`,
-    ).run(name, t);
-  }
+  // ---- the keeper
 
-  /** The validated config `up` recorded, which the keeper runs (the file may have changed since). */
-  startedConfig(name: string): InstanceConfig | undefined {
-    const json = this.getInstance(name)?.config_json;
-    return json ? (JSON.parse(json) as InstanceConfig) : undefined;
-  }
-
-  /** Records the validated config that the keeper will run. */
-  setConfigSnapshot(name: string, config: InstanceConfig): void {
-    this.sql(`UPDATE instances SET config_json = ?, updated_at = ? WHERE name = ?`).run(
-      JSON.stringify(config),
-      this.now(),
+  recordStarting(name: string, attempt: number): void {
+    this.move(
       name,
+      'starting',
+      { reason: attempt > 0 ? `restart ${attempt}` : 'starting server' },
+      { next_restart_at: null, health: 'starting', health_detail: null, health_failures: 0 },
     );
   }
 
-  cachedConfig(file: string, key: string): string | undefined {
-    const row = this.sql(`SELECT key, result_json FROM config_cache WHERE path = ?`).get(file) as
-      { key: string; result_json: string } | undefined;
-    return row && row.key === key ? row.result_json : undefined;
+  recordSpawn(name: string, s: SpawnRecord): void {
+    this.immediate(() => {
+      this.patchRuntime(name, {
+        pid: s.pid,
+        pgid: s.pgid,
+        starttime: s.starttime,
+        port: s.port,
+        cmdline: s.cmdline,
+        started_at: s.startedAt,
+        last_error: null,
+      });
+      this.addEvent(name, 'info', 'spawn', `server started, pid ${s.pid}`, { pid: s.pid, restart: s.attempt });
+    });
   }
 
-  cacheConfig(file: string, key: string, resultJson: string): void {
-    this.sql(
-      `INSERT INTO config_cache (path, key, result_json) VALUES (?, ?, ?)
-         ON CONFLICT(path) DO UPDATE SET key = excluded.key, result_json = excluded.result_json`,
-    ).run(file, key, resultJson);
+  /** The keeper re-attached (or failed to re-attach) a server whose keeper died. */
+  recordAdoption(name: string, pid: number, message: string): void {
+    this.immediate(() => this.addEvent(name, 'warn', 'adopt', message, { pid }));
   }
 
-  getInstance(name: string): InstanceRow | undefined {
-    return this.sql(`SELECT * FROM instances WHERE name = ?`).get(name) as InstanceRow | undefined;
+  /** One probe: the health row, the health columns, a change event, and starting -> running once it answers. */
+  recordProbe(name: string, p: ProbeRecord): void {
+    this.immediate(() => {
+      this.addHealth(name, p.result, p.latencyMs, p.detail);
+      this.patchRuntime(name, {
+        health: p.health,
+        health_detail: p.healthDetail,
+        health_failures: p.failures,
+        health_latency_ms: p.latencyMs,
+        last_seen_at: p.at,
+        ...(p.result === 'ok' ? { last_health_ok_at: p.at } : {}),
+        ...(p.before !== p.health ? { health_since: p.at } : {}),
+        ...(p.resetAttempts ? { restart_attempts: 0 } : {}),
+      });
+      if (p.before !== p.health) {
+        const level = p.health === 'unhealthy' || p.health === 'unauthorized' ? 'error' : 'info';
+        this.addEvent(
+          name,
+          level,
+          'health',
+          `health ${p.before} -> ${p.health}${p.healthDetail ? `: ${p.healthDetail}` : ''}`,
+          {
+            from: p.before,
+            to: p.health,
+          },
+        );
+      }
+      const answering =
+        p.health === 'ok' || p.health === 'loading' || p.health === 'unhealthy' || p.health === 'unauthorized';
+      if (this.getRuntime(name)?.status === 'starting' && answering) {
+        this.move(name, 'running', { reason: p.health === 'ok' ? 'healthy' : `server answering (${p.health})` });
+      }
+    });
   }
 
-  listInstances(): InstanceRow[] {
-    return this.sql(`SELECT * FROM instances ORDER BY name`).all() as InstanceRow[];
+  /** A run ended: its pid is cleared, its exit kept (code or signal, stderr tail), the `exit` event added. */
+  recordExit(name: string, e: ExitFacts, level: EventLevel): void {
+    this.immediate(() => {
+      this.patchRuntime(name, {
+        ...NO_SERVER,
+        ...NO_HEALTH,
+        last_exit_code: e.code,
+        last_exit_signal: e.signal,
+        last_exit_at: e.at,
+        stderr_tail: JSON.stringify(e.stderrTail),
+        restarts_total: (this.getRuntime(name)?.restarts_total ?? 0) + (e.cause === 'stop' ? 0 : 1),
+      });
+      this.addEvent(name, level, 'exit', e.message, e.meta);
+    });
   }
 
-  setDesired(name: string, desired: 'running' | 'stopped'): void {
-    this.sql(`UPDATE instances SET desired_state = ?, updated_at = ? WHERE name = ?`).run(desired, this.now(), name);
+  /** The stderr tail once the server's output has drained (after the exit record). */
+  recordStderrTail(name: string, tail: string[]): void {
+    this.immediate(() => this.patchRuntime(name, { stderr_tail: JSON.stringify(tail) }));
   }
 
-  getRuntime(name: string): RuntimeRow | undefined {
-    return this.sql(`SELECT * FROM runtime WHERE name = ?`).get(name) as RuntimeRow | undefined;
+  recordStopping(name: string, reason: string): void {
+    this.move(name, 'stopping', { reason });
   }
 
-  /** A cheap fingerprint of what the status table shows (not the per-probe timestamps). */
-  runtimeDigest(): string {
-    const row = this.sql(
-      `SELECT group_concat(name || ':' || status || ':' || coalesce(pid, '') || ':' || coalesce(keeper_pid, '') || ':' ||
-              coalesce(health, '') || ':' || coalesce(health_detail, '') || ':' || restarts_total, '|') AS d FROM runtime`,
-    ).get() as { d: string | null };
-    return row.d ?? '';
+  recordStopped(name: string, reason: string): void {
+    this.move(name, 'stopped', { reason }, { next_restart_at: null, ...NO_HEALTH });
   }
 
-  listRuntime(): RuntimeRow[] {
-    return this.sql(`SELECT * FROM runtime ORDER BY name`).all() as RuntimeRow[];
-  }
-
-  updateRuntime(name: string, patch: RuntimePatch): void {
-    const keys = Object.keys(patch).filter((k) => RUNTIME_COLUMNS.has(k));
-    if (keys.length === 0) return;
-    const sets = keys.map((k) => `${k} = @${k}`).join(', ');
-    const params: Record<string, unknown> = { name, updated_at: this.now() };
-    for (const k of keys) params[k] = (patch as Record<string, unknown>)[k] ?? null;
-    this.sql(`UPDATE runtime SET ${sets}, updated_at = @updated_at WHERE name = @name`).run(params);
-  }
-
-  addEvent(
-    instance: string | null,
-    level: EventLevel,
-    type: string,
-    message: string,
-    meta?: Record<string, unknown>,
-  ): void {
-    this.sql(
-      `INSERT INTO events (ts, instance_name, level, event_type, message, meta_json) VALUES (?, ?, ?, ?, ?, ?)`,
-    ).run(this.now(), instance, level, type, message, meta ? JSON.stringify(meta) : null);
-    this.maybePrune();
-  }
-
-  listEvents(instance?: string, limit = 50): EventRow[] {
-    const rows = instance
-      ? this.sql(`SELECT * FROM events WHERE instance_name = ? ORDER BY id DESC LIMIT ?`).all(instance, limit)
-      : this.sql(`SELECT * FROM events ORDER BY id DESC LIMIT ?`).all(limit);
-    return (rows as EventRow[]).reverse();
-  }
-
-  lastEventId(): number {
-    const row = this.sql(`SELECT max(id) AS id FROM events`).get() as { id: number | null };
-    return row.id ?? 0;
-  }
-
-  addHealth(instance: string, result: string, latencyMs: number | null, detail: string | null): void {
-    this.sql(`INSERT INTO health_history (ts, instance_name, result, latency_ms, detail) VALUES (?, ?, ?, ?, ?)`).run(
-      this.now(),
-      instance,
-      result,
-      latencyMs,
-      detail,
+  recordBackoff(name: string, b: { attempt: number; maxRetries: number; delayMs: number; at: number }): void {
+    this.move(
+      name,
+      'backoff',
+      {
+        reason: `restart ${b.attempt}/${b.maxRetries} in ${(b.delayMs / 1000).toFixed(1)} s`,
+        meta: { delay_ms: b.delayMs, attempt: b.attempt },
+      },
+      { next_restart_at: b.at, restart_attempts: b.attempt, ...NO_HEALTH },
     );
-    this.maybePrune();
   }
 
-  listHealth(instance: string, limit = 20): HealthRow[] {
-    return (
-      this.sql(`SELECT * FROM health_history WHERE instance_name = ? ORDER BY id DESC LIMIT ?`).all(
-        instance,
-        limit,
-      ) as HealthRow[]
-    ).reverse();
+  recordFailed(name: string, reason: string): void {
+    this.move(name, 'failed', { reason }, { last_error: reason, ...NO_SERVER, next_restart_at: null, ...NO_HEALTH });
   }
 
-  private maybePrune(): void {
-    if (++this.insertsSincePrune < 100) return;
-    this.insertsSincePrune = 0;
-    this.prune();
+  /** The keeper `keeperPid` is leaving: it no longer owns the instance (unless another keeper took over). */
+  releaseKeeper(name: string, keeperPid: number): void {
+    this.immediate(() => {
+      if (this.getRuntime(name)?.keeper_pid === keeperPid) {
+        this.patchRuntime(name, { keeper_pid: null, keeper_starttime: null });
+      }
+    });
   }
 
-  /** Keeps the newest N events and health rows per instance (bounded retention). */
-  prune(): void {
-    const { eventsPerInstance, healthPerInstance } = this.retention;
-    for (const [table, keep] of [
-      ['events', eventsPerInstance],
-      ['health_history', healthPerInstance],
-    ] as const) {
-      this.sql(
-        `DELETE FROM ${table} WHERE id IN (
-             SELECT id FROM (
-               SELECT id, row_number() OVER (PARTITION BY instance_name ORDER BY id DESC) AS rn FROM ${table}
-             ) WHERE rn > ?)`,
-      ).run(keep);
-    }
+  recordKeeperCrash(name: string, message: string): void {
+    this.immediate(() => {
+      this.addEvent(name, 'error', 'keeper-crash', message);
+      this.patchRuntime(name, { last_error: message });
+    });
+  }
+
+  // ---- reconciliation (engine/reconcile.ts) and stopping an orphan (engine/supervisor.ts)
+
+  /**
+   * What /proc showed differs from the row: the keeper died (`keeperLost` says how), and/or the
+   * server is gone. Must run inside the caller's transaction, which re-read the row.
+   */
+  recordObserved(name: string, o: { keeperLost: string | null; serverAlive: boolean }): void {
+    this.immediate(() => {
+      const row = this.getRuntime(name) as RuntimeRow;
+      if (o.keeperLost !== null) {
+        this.addEvent(name, 'error', 'keeper-lost', o.keeperLost, { keeper_pid: row.keeper_pid, pid: row.pid });
+        this.patchRuntime(name, { keeper_pid: null, keeper_starttime: null, last_error: o.keeperLost });
+      }
+      if (!o.serverAlive && row.pid !== null) this.patchRuntime(name, NO_SERVER);
+      if (!o.serverAlive && ACTIVE_STATUSES.has(row.status)) {
+        this.move(
+          name,
+          'stopped',
+          { reason: 'no keeper and no server', level: 'warn' },
+          { next_restart_at: null, ...NO_HEALTH },
+        );
+      }
+    });
+  }
+
+  /** A server whose keeper was gone has been stopped by the CLI. */
+  recordOrphanStopped(name: string, r: { pid: number; at: number; message: string; level: EventLevel }): void {
+    this.immediate(() => {
+      this.patchRuntime(name, { ...NO_SERVER, last_exit_at: r.at });
+      const status = this.getRuntime(name)?.status ?? 'stopped';
+      if (status !== 'stopped' && status !== 'failed') {
+        if (status !== 'stopping') this.move(name, 'stopping', { reason: 'orphaned server' });
+        this.move(name, 'stopped', { reason: 'orphaned server stopped' }, { ...NO_HEALTH });
+      }
+      this.addEvent(name, r.level, 'exit', r.message, { pid: r.pid });
+    });
+  }
+
+  /** `down` of a failed instance: it is acknowledged, and shows as stopped. */
+  acknowledgeFailed(name: string): void {
+    this.immediate(() => {
+      if (this.getRuntime(name)?.status === 'failed') this.move(name, 'stopped', { reason: 'down' });
+    });
   }
 }

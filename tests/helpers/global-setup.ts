@@ -8,7 +8,7 @@ import path from 'node:path';
  */
 export default function setup(): void {
   const repo = path.resolve(import.meta.dirname, '../..');
-  if (!fs.existsSync(path.join(repo, 'dist/src/cli/main.js'))) {
+  if (!fs.existsSync(path.join(repo, 'dist/src/cli/entry.js'))) {
     throw new Error('dist/ is missing: run "npm run build" (npm test does it for you)');
   }
   const out = execFileSync('bash', [path.join(repo, 'scripts/setup-llama-server.sh')], {

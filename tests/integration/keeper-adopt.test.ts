@@ -1,12 +1,13 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InstanceConfigSchema } from '../../src/config/schema.js';
-import { runProbe } from '../../src/engine/probes.js';
-import { abortableSleep } from '../../src/engine/sleep.js';
-import { homeAt } from '../../src/home.js';
+import { runProbe } from '../../src/health/probes.js';
+import { abortableSleep } from '../../src/platform/sleep.js';
+import { homeAt } from '../../src/domain/home.js';
 import { Keeper } from '../../src/keeper/keeper.js';
+import { realProcesses } from '../../src/platform/processes.js';
 import { openDatabase } from '../../src/store/db.js';
 import { Store } from '../../src/store/store.js';
 import { fakeConfig, freePort, isAlive, makeHome, waitFor, type TestHome } from '../helpers/home.js';
@@ -33,28 +34,27 @@ describe('keeper adopting a server that has just exited', () => {
     const config = InstanceConfigSchema.parse(
       JSON.parse(fs.readFileSync(path.join(h.instancesDir, 'late', 'config.json'), 'utf8')),
     );
-    store.setConfigSnapshot('late', config);
-    store.updateRuntime('late', {
-      status: 'running',
-      pid: gone,
-      pgid: gone,
-      starttime: 1,
-      started_at: Date.now() - 5000,
-      keeper_pid: process.pid,
-      port,
-    });
+    store.setConfigSnapshot('late', JSON.stringify(config));
+    // What `up` leaves when it chose to adopt the (then live) server: plain SQL, as in a test
+    // fixture; the product writes it through claimAdoption over a row its keeper had written.
+    store.db
+      .prepare(
+        `UPDATE runtime SET status = 'running', pid = @gone, pgid = @gone, starttime = 1, started_at = @t,
+           keeper_pid = @me, port = @port WHERE name = 'late'`,
+      )
+      .run({ gone, t: Date.now() - 5000, me: process.pid, port });
     const stop = new AbortController();
     const keeper = new Keeper(
       'late',
       {
         store,
         home: h,
+        procs: realProcesses,
+        pid: process.pid,
         env: process.env,
         now: Date.now,
         random: () => 0.5,
         sleep: abortableSleep,
-        spawnServer: (file, args, env, output) =>
-          spawn(file, args, { env, detached: true, stdio: ['ignore', output.stdout, output.stderr] }),
         probe: (hc, target) => runProbe(hc, target, process.env),
       },
       stop.signal,

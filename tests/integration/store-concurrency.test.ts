@@ -15,11 +15,12 @@ const store = new Store(db);
 let busy = 0;
 for (let i = 0; i < Number(n); i++) {
   try {
-    store.immediate(() => {
-      const row = db.prepare("SELECT restart_attempts FROM runtime WHERE name = 'shared'").get();
-      store.updateRuntime('shared', { restart_attempts: row.restart_attempts + 1 });
-      store.addEvent('shared', 'info', 'inc', 'worker ' + id + ' step ' + i);
-    });
+    // An intent that reads, then writes (restarts_total + 1), in one IMMEDIATE transaction.
+    store.recordExit(
+      'shared',
+      { pid: 1, code: 1, signal: null, at: i, cause: 'exit', stderrTail: [], message: 'worker ' + id + ' step ' + i, meta: {} },
+      'info',
+    );
   } catch (e) {
     if (String(e.code).startsWith('SQLITE_BUSY')) busy++;
     else throw e;
@@ -37,7 +38,7 @@ describe('store under concurrent writers', () => {
     fs.writeFileSync(script, WORKER);
     const { db } = openDatabase(file);
     db.prepare(
-      `INSERT INTO runtime (name, status, restart_attempts, updated_at) VALUES ('shared', 'stopped', 0, 0)`,
+      `INSERT INTO runtime (name, status, restarts_total, updated_at) VALUES ('shared', 'stopped', 0, 0)`,
     ).run();
     db.close();
     const results = await Promise.all(
@@ -46,10 +47,10 @@ describe('store under concurrent writers', () => {
     const busy = results.map((r) => (JSON.parse(r.stdout) as { busy: number }).busy);
     expect(busy).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
     const check = openDatabase(file).db;
-    const row = check.prepare(`SELECT restart_attempts FROM runtime WHERE name = 'shared'`).get() as {
-      restart_attempts: number;
+    const row = check.prepare(`SELECT restarts_total FROM runtime WHERE name = 'shared'`).get() as {
+      restarts_total: number;
     };
-    expect(row.restart_attempts).toBe(2400);
+    expect(row.restarts_total).toBe(2400);
     expect(integrityCheck(check)).toBe('ok');
     check.close();
   });

@@ -293,16 +293,11 @@ describe('keeper death and identity', () => {
       const { db } = openDatabase(path.join(home.root, 'state', 'llama-orch.db'));
       const store = new Store(db);
       store.ensureInstance('reuse', 'x');
-      store.updateRuntime('reuse', {
-        status: 'running',
-        pid: stranger.pid as number,
-        pgid: stranger.pid as number,
-        starttime: 1,
-        keeper_pid: stranger.pid as number,
-        keeper_starttime: 1,
-        port: 1,
-        cmdline: '["sleep"]',
-      });
+      // A row no code of ours would write (that is the point): plain SQL.
+      db.prepare(
+        `UPDATE runtime SET status = 'running', pid = @pid, pgid = @pid, starttime = 1, keeper_pid = @pid,
+           keeper_starttime = 1, port = 1, cmdline = '["sleep"]' WHERE name = 'reuse'`,
+      ).run({ pid: stranger.pid as number });
       db.close();
       const down = await cli(home.root, ['down', 'reuse']);
       expect(down.code).toBe(0);

@@ -4,14 +4,14 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseConfigText, validateName, formatProblem } from '../../src/config/load.js';
 import { lintHome } from '../../src/config/lint.js';
-import { homeAt } from '../../src/home.js';
+import { homeAt } from '../../src/domain/home.js';
 import { instanceJsonSchema } from '../../src/config/write-schema.js';
 
 const base = { model: { path: 'm.gguf' }, server: { port: 8080 } };
 const parse = (obj: unknown) => parseConfigText(JSON.stringify(obj), '/h/instances/x/config.json');
 
 describe('config schema', () => {
-  it('fills every default of DESIGN §5', () => {
+  it('fills every documented default', () => {
     const { config, problems } = parse(base);
     expect(problems).toEqual([]);
     expect(config?.server.host).toBe('127.0.0.1');

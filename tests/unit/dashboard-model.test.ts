@@ -2,13 +2,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DashboardModel } from '../../src/dashboard/model.js';
+import { DashboardModel } from '../../components/model.js';
 import { cachedLoader } from '../../src/config/cached.js';
 import { loadConfigFile } from '../../src/config/load.js';
-import { homeAt } from '../../src/home.js';
+import { homeAt } from '../../src/domain/home.js';
 import { openDatabase } from '../../src/store/db.js';
 import { Store } from '../../src/store/store.js';
-import { transition } from '../../src/engine/lifecycle.js';
+import { realProcesses } from '../../src/platform/processes.js';
+import { ChangeFeed } from '../../src/store/watch.js';
 
 function setup() {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'model-'));
@@ -20,15 +21,19 @@ function setup() {
   const home = homeAt(root);
   const store = new Store(openDatabase(home.dbPath).db);
   let t = 1_000_000;
-  const model = new DashboardModel(home, store, cachedLoader(store, loadConfigFile), {
-    now: () => t,
-    idleAfterMs: 10_000,
-  });
+  // The feed is driven by the test's clock (no timer of its own).
+  const feed = new ChangeFeed(store, { setInterval: () => 0, clearInterval: () => undefined });
+  const model = new DashboardModel(
+    { sources: { home, store, procs: realProcesses, load: cachedLoader(store, loadConfigFile) }, feed },
+    { now: () => t, idleAfterMs: 10_000, pollMs: 3_600_000 },
+  );
+  model.start();
   let renders = 0;
   model.subscribe(() => renders++);
   const advance = (ms: number) => {
     for (let i = 0; i < ms / 250; i++) {
       t += 250;
+      feed.check();
       model.poll();
     }
   };
@@ -59,8 +64,8 @@ describe('DashboardModel', () => {
     const { model, store, advance } = setup();
     advance(3000);
     store.ensureInstance('a', 'x');
-    transition(store, 'a', 'starting', { reason: 'test' });
-    transition(store, 'a', 'failed', { reason: 'test', patch: { last_error: 'boom' } });
+    store.recordStarting('a', 0);
+    store.recordFailed('a', 'boom');
     advance(1000);
     expect(model.getSnapshot().instances[0]).toMatchObject({ name: 'a', state: 'failed', last_error: 'boom' });
     expect(model.getSnapshot().events.at(-1)?.message).toContain('starting -> failed');

@@ -3,10 +3,10 @@ import { render } from 'ink-testing-library';
 import { afterEach, describe, expect, it } from 'vitest';
 import { App, type DashboardActions } from '../../components/App.js';
 import { InstanceTable } from '../../components/InstanceTable.js';
-import { layoutColumns } from '../../components/columns.js';
+import { layoutColumns } from '../../src/format/columns.js';
 import { matchKey } from '../../components/keymap.js';
-import type { DashboardState } from '../../src/dashboard/model.js';
-import type { LogSource } from '../../src/dashboard/log-source.js';
+import type { DashboardState } from '../../components/model.js';
+import type { LogSource } from '../../src/logs/follow.js';
 import type { InstanceSnapshot } from '../../src/engine/snapshot.js';
 
 const NOW = Date.parse('2026-11-22T12:00:00Z');
@@ -136,7 +136,6 @@ describe('InstanceTable', () => {
   it('drops low-priority columns on a narrow terminal instead of wrapping', () => {
     const cols = layoutColumns(
       [inst('alpha', { health: 'unhealthy', health_detail: '/health timed out after 3 s 3/3' })],
-      NOW,
       60,
     ).map((c) => c.title);
     expect(cols.slice(0, 3)).toEqual(['NAME', 'STATE', 'HEALTH']);

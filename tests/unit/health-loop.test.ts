@@ -3,9 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { InstanceConfigSchema } from '../../src/config/schema.js';
-import { initialHealth, type HealthState, type ProbeOutcome } from '../../src/engine/health-machine.js';
-import { transition } from '../../src/engine/lifecycle.js';
-import { healthLoop } from '../../src/keeper/health-loop.js';
+import { initialHealth, type HealthState, type ProbeOutcome } from '../../src/health/machine.js';
+import { healthLoop } from '../../src/health/loop.js';
 import { openDatabase } from '../../src/store/db.js';
 import { Store } from '../../src/store/store.js';
 
@@ -14,7 +13,7 @@ function setup(outcomes: ProbeOutcome[]) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'health-loop-'));
   const store = new Store(openDatabase(path.join(dir, 'state.db')).db);
   store.ensureInstance('a', path.join(dir, 'config.json'));
-  transition(store, 'a', 'starting', { reason: 'test' });
+  store.recordStarting('a', 0);
   const config = InstanceConfigSchema.parse({
     model: { path: 'm.gguf' },
     server: { port: 1 },
@@ -61,7 +60,7 @@ describe('keeper health loop', () => {
     expect(row).toMatchObject({ status: 'running', health: 'ok', health_latency_ms: 3, last_health_ok_at: 1600 });
     const events = ctx.store.listEvents('a', 20).map((e) => `${e.event_type}: ${e.message}`);
     expect(events).toEqual([
-      'state: stopped -> starting: test',
+      'state: stopped -> starting: starting server',
       'health: health starting -> loading: loading 0 s',
       'state: starting -> running: server answering (loading)',
       'health: health loading -> ok',

@@ -1,11 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  initialHealth,
-  stableMs,
-  stepHealth,
-  type HealthState,
-  type ProbeOutcome,
-} from '../../src/engine/health-machine.js';
+import { initialHealth, stableMs, stepHealth, type HealthState, type ProbeOutcome } from '../../src/health/machine.js';
 
 const hc = {
   type: 'http' as const,

@@ -2,7 +2,7 @@ import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { probeExec, probeHttp, probeInference, probeTcp } from '../../src/engine/probes.js';
+import { probeExec, probeHttp, probeInference, probeTcp } from '../../src/health/probes.js';
 
 let server: http.Server | undefined;
 afterEach(() => {

@@ -2,8 +2,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { LineTail, RotatingFile } from '../../src/engine/rotating-log.js';
-import { lastLines, LogFollower, rotatedFiles } from '../../src/logs/tail.js';
+import { LineTail, RotatingFile } from '../../src/logs/rotating-file.js';
+import { LogFollower } from '../../src/logs/follow.js';
+import { lastLines, rotatedFiles } from '../../src/logs/tail.js';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'rot-'));
 

@@ -5,8 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { integrityCheck, openDatabase, SCHEMA_VERSION } from '../../src/store/db.js';
 import { MIGRATIONS } from '../../src/store/schema.js';
 import { Store } from '../../src/store/store.js';
-import { UserError } from '../../src/errors.js';
-import { transition, InvalidTransitionError, TRANSITIONS } from '../../src/engine/lifecycle.js';
+import { UserError } from '../../src/domain/errors.js';
+import { InvalidTransitionError, TRANSITIONS } from '../../src/domain/lifecycle.js';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'store-'));
 
@@ -88,21 +88,118 @@ describe('store', () => {
   });
 });
 
-describe('lifecycle transitions', () => {
-  it('validates against the table, persists and emits one event', () => {
+const claim = (store: Store, name: string) =>
+  store.claimStart(name, {
+    keeperPid: 4242,
+    keeperStarttime: 7,
+    port: 18181,
+    configJson: '{"stop_timeout":10}',
+    carryCounters: false,
+    reason: 'up',
+  });
+
+describe('runtime intents (the only writers of runtime columns)', () => {
+  it("moves through the lifecycle table, writing each intent's columns and one state event per move", () => {
+    const { db } = openDatabase(path.join(tmp(), 'db'));
+    const store = new Store(db, () => 1000);
+    store.ensureInstance('a', '/x');
+    claim(store, 'a');
+    expect(store.getRuntime('a')).toMatchObject({
+      status: 'starting',
+      keeper_pid: 4242,
+      port: 18181,
+      health: 'starting',
+    });
+    expect(store.getInstance('a')).toMatchObject({ desired_state: 'running', config_json: '{"stop_timeout":10}' });
+    store.recordSpawn('a', {
+      pid: 99,
+      pgid: 99,
+      starttime: 5,
+      port: 18181,
+      cmdline: '["s"]',
+      startedAt: 900,
+      attempt: 0,
+    });
+    store.recordProbe('a', {
+      at: 1000,
+      result: 'ok',
+      latencyMs: 2,
+      detail: null,
+      before: 'starting',
+      health: 'ok',
+      healthDetail: null,
+      failures: 0,
+      resetAttempts: false,
+    });
+    expect(store.getRuntime('a')).toMatchObject({ status: 'running', pid: 99, health: 'ok', last_health_ok_at: 1000 });
+    store.recordExit(
+      'a',
+      { pid: 99, code: 1, signal: null, at: 1000, cause: 'exit', stderrTail: ['boom'], message: 'exited', meta: {} },
+      'error',
+    );
+    store.recordBackoff('a', { attempt: 1, maxRetries: 5, delayMs: 1000, at: 2000 });
+    expect(store.getRuntime('a')).toMatchObject({
+      status: 'backoff',
+      pid: null,
+      health: null,
+      last_exit_code: 1,
+      restarts_total: 1,
+      restart_attempts: 1,
+      next_restart_at: 2000,
+      stderr_tail: '["boom"]',
+    });
+    store.recordFailed('a', 'gave up');
+    expect(store.getRuntime('a')).toMatchObject({ status: 'failed', last_error: 'gave up', next_restart_at: null });
+    const moves = store
+      .listEvents('a')
+      .filter((e) => e.event_type === 'state')
+      .map((e) => e.message);
+    expect(moves).toEqual([
+      'stopped -> starting: up',
+      'starting -> running: healthy',
+      'running -> backoff: restart 1/5 in 1.0 s',
+      'backoff -> failed: gave up',
+    ]);
+  });
+
+  it('refuses a move the table does not allow, and writes nothing', () => {
     const { db } = openDatabase(path.join(tmp(), 'db'));
     const store = new Store(db);
     store.ensureInstance('a', '/x');
-    expect(transition(store, 'a', 'starting', { reason: 'up' })).toBe('stopped');
-    transition(store, 'a', 'running');
-    transition(store, 'a', 'backoff', { patch: { next_restart_at: 123 } });
-    expect(store.getRuntime('a')).toMatchObject({ status: 'backoff', next_restart_at: 123 });
-    expect(() => transition(store, 'a', 'running')).toThrow(InvalidTransitionError);
-    expect(store.getRuntime('a')?.status).toBe('backoff');
-    const msgs = store.listEvents('a').map((e) => e.message);
-    expect(msgs).toEqual(['stopped -> starting: up', 'starting -> running', 'running -> backoff']);
+    expect(() => store.recordStopping('a', 'stop requested')).toThrow(InvalidTransitionError);
+    expect(store.getRuntime('a')?.status).toBe('stopped');
+    expect(store.listEvents('a')).toEqual([]);
   });
 
+  it('a keeper releases the instance only while it still owns it', () => {
+    const { db } = openDatabase(path.join(tmp(), 'db'));
+    const store = new Store(db);
+    store.ensureInstance('a', '/x');
+    claim(store, 'a');
+    store.releaseKeeper('a', 1);
+    expect(store.getRuntime('a')?.keeper_pid).toBe(4242);
+    store.releaseKeeper('a', 4242);
+    expect(store.getRuntime('a')).toMatchObject({ keeper_pid: null, keeper_starttime: null });
+  });
+
+  it('accepts a column added by a migration without a hand-kept column list', () => {
+    const file = path.join(tmp(), 'db');
+    const { db } = openDatabase(file, {
+      migrations: [...MIGRATIONS, `ALTER TABLE runtime ADD COLUMN vram_bytes INTEGER`],
+    });
+    class WithVram extends Store {
+      recordVram(name: string, bytes: number) {
+        this.immediate(() => this.patchRuntime(name, { vram_bytes: bytes } as never));
+      }
+    }
+    const store = new WithVram(db);
+    store.ensureInstance('a', '/x');
+    store.recordVram('a', 123);
+    expect((store.getRuntime('a') as unknown as { vram_bytes: number }).vram_bytes).toBe(123);
+  });
+});
+
+describe('lifecycle table', () => {
   it('every state can reach stopped, and stopped only leads to starting', () => {
     for (const [from, tos] of Object.entries(TRANSITIONS)) {
       if (from !== 'stopped') expect(tos.includes('stopped') || tos.includes('stopping')).toBe(true);

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { formatProblem, loadConfigFile } from '../../config/load.js';
 import { lintHome } from '../../config/lint.js';
 import { writeInstanceJsonSchema } from '../../config/write-schema.js';
-import { resolveHome } from '../../home.js';
+import { resolveHome } from '../../domain/home.js';
 import { gpuCount } from '../../platform/gpu.js';
 import type { Out } from '../output.js';
 

@@ -1,14 +1,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { Daemon } from '../../daemon/daemon.js';
-import { acquirePidFile, liveDaemon, releasePidFile } from '../../daemon/pidfile.js';
-import { daemonPidFile } from '../../engine/daemon-status.js';
-import { abortableSleep } from '../../engine/sleep.js';
-import { RotatingFile } from '../../engine/rotating-log.js';
-import { ExitCode, UserError } from '../../errors.js';
 import { loadInstance } from '../../config/load.js';
-import { isLive } from '../../platform/proc.js';
-import { packageRoot } from '../../paths.js';
+import { runDaemon } from '../../daemon/daemon.js';
+import { ExitCode, UserError } from '../../domain/errors.js';
+import { daemonPidFile } from '../../domain/home.js';
+import { RotatingFile } from '../../logs/rotating-file.js';
+import { packageRoot } from '../../platform/package.js';
+import { acquirePidFile, liveDaemon, releasePidFile } from '../../platform/pidfile.js';
+import { abortableSleep } from '../../platform/sleep.js';
 import type { Context } from '../context.js';
 import type { Out } from '../output.js';
 
@@ -33,7 +32,7 @@ export async function daemonRun(ctx: Context, opts: DaemonRunOptions, out: Out):
   process.on('SIGINT', onSignal);
   process.on('SIGHUP', () => undefined);
   try {
-    const daemon = new Daemon(
+    await runDaemon(
       {
         ...ctx.deps,
         wait: abortableSleep,
@@ -43,7 +42,6 @@ export async function daemonRun(ctx: Context, opts: DaemonRunOptions, out: Out):
       { intervalMs: opts.interval * 1000, staggerMs: opts.stagger * 1000, autostart: opts.autostart },
       stop.signal,
     );
-    await daemon.run();
     out.log('daemon stopped');
     return 0;
   } finally {
@@ -58,38 +56,39 @@ export async function daemonStart(ctx: Context, opts: DaemonRunOptions, out: Out
   const pidFile = daemonPidFile(ctx.home);
   const existing = liveDaemon(pidFile);
   if (existing) throw new UserError(`the daemon is already running (pid ${existing.pid})`, ExitCode.daemon);
-  const { execa } = await import('execa');
   fs.mkdirSync(ctx.home.logsDir, { recursive: true, mode: 0o700 });
   const errFd = fs.openSync(path.join(ctx.home.logsDir, 'daemon.stderr.log'), 'a', 0o600);
-  const fd = errFd as 2;
-  const child = execa(
-    process.execPath,
-    [
-      path.join(packageRoot(), 'bin', 'llama-orch.cjs'),
-      'daemon',
-      'run',
-      '--home',
-      ctx.home.root,
-      '--interval',
-      String(opts.interval),
-      '--stagger',
-      String(opts.stagger),
-      ...(opts.autostart ? [] : ['--no-autostart']),
-    ],
-    { detached: true, stdio: ['ignore', 'ignore', fd], cleanup: false, reject: false },
-  );
-  fs.closeSync(errFd);
+  let child;
+  try {
+    child = ctx.deps.procs.spawnDetached(
+      process.execPath,
+      [
+        path.join(packageRoot(), 'bin', 'llama-orch.cjs'),
+        'daemon',
+        'run',
+        '--home',
+        ctx.home.root,
+        '--interval',
+        String(opts.interval),
+        '--stagger',
+        String(opts.stagger),
+        ...(opts.autostart ? [] : ['--no-autostart']),
+      ],
+      { env: process.env, stdout: 'ignore', stderr: errFd },
+    );
+  } finally {
+    fs.closeSync(errFd);
+  }
   child.unref();
-  child.catch(() => undefined);
-  const deadline = Date.now() + 5000;
-  while (Date.now() < deadline) {
-    const owner = liveDaemon(pidFile);
-    if (owner) {
-      out.log(`daemon started (pid ${owner.pid}); log: ${path.join(ctx.home.logsDir, 'daemon.log')}`);
-      return 0;
-    }
-    if (child.pid !== undefined && !isLive(child.pid)) break;
-    await abortableSleep(25);
+  child.once('error', () => undefined);
+  const started = await ctx.deps.feed.until(
+    () => liveDaemon(pidFile) ?? (child.pid !== undefined && !ctx.deps.procs.isLive(child.pid) ? null : undefined),
+    5000,
+    { recheckMs: 25 },
+  );
+  if (started) {
+    out.log(`daemon started (pid ${started.pid}); log: ${path.join(ctx.home.logsDir, 'daemon.log')}`);
+    return 0;
   }
   throw new UserError(
     'the daemon did not start',
@@ -99,17 +98,18 @@ export async function daemonStart(ctx: Context, opts: DaemonRunOptions, out: Out
 }
 
 export async function daemonStop(ctx: Context, out: Out): Promise<number> {
+  const { procs } = ctx.deps;
   const pidFile = daemonPidFile(ctx.home);
   const owner = liveDaemon(pidFile);
   if (!owner) {
     out.log('the daemon is not running');
     return 0;
   }
-  process.kill(owner.pid, 'SIGTERM');
+  procs.signal(owner.pid, 'SIGTERM');
   const deadline = Date.now() + 5000;
-  while (Date.now() < deadline && isLive(owner.pid)) await abortableSleep(20);
-  if (isLive(owner.pid)) {
-    process.kill(owner.pid, 'SIGKILL');
+  while (Date.now() < deadline && procs.isLive(owner.pid)) await abortableSleep(20);
+  if (procs.isLive(owner.pid)) {
+    procs.signal(owner.pid, 'SIGKILL');
     fs.rmSync(pidFile, { force: true });
     out.log(`daemon pid ${owner.pid} did not stop within 5 s and was killed (instances keep running)`);
     return 0;

@@ -4,8 +4,8 @@ import { formatProblem, parseConfigText, validateName } from '../../config/load.
 import { checkInstanceEnvironment } from '../../config/lint.js';
 import { PROFILES, profileConfig, type Profile } from '../../config/profiles.js';
 import { discoverInstanceNames } from '../../config/paths.js';
-import { ExitCode, UserError } from '../../errors.js';
-import { instanceConfigPath, resolveHome } from '../../home.js';
+import { ExitCode, UserError } from '../../domain/errors.js';
+import { instanceConfigPath, resolveHome } from '../../domain/home.js';
 import { gpuCount } from '../../platform/gpu.js';
 import type { Out } from '../output.js';
 

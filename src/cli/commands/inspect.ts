@@ -1,24 +1,23 @@
 import fs from 'node:fs';
-import { watch } from 'chokidar';
 import { loadConfigFile, loadInstance, resolveModelPath } from '../../config/load.js';
 import { cachedLoader } from '../../config/cached.js';
 import { resolveServerBinary } from '../../config/binary.js';
 import { buildServerCommand, maskedCommand } from '../../engine/command.js';
 import { snapshotAll, snapshotInstance, type InstanceSnapshot } from '../../engine/snapshot.js';
-import { ExitCode, UserError } from '../../errors.js';
-import { instanceLogDir } from '../../home.js';
-import { LogFollower, lastLines, logFile, type LogStream } from '../../logs/tail.js';
+import { instanceLogDir } from '../../domain/home.js';
+import { followLog } from '../../logs/follow.js';
+import { lastLines, logFile, type LogStream } from '../../logs/tail.js';
 import type { EventRow } from '../../store/store.js';
 import type { Context } from '../context.js';
 import { renderTextTable } from '../format.js';
-import { healthText, stateText } from '../../format.js';
+import { healthText, stateText } from '../../format/text.js';
 import type { Out } from '../output.js';
 
 function requireKnown(ctx: Context, name: string): InstanceSnapshot {
   // loadInstance gives the exit-2 "unknown instance" error with the list of known names.
   if (!fs.existsSync(`${ctx.home.instancesDir}/${name}/config.json`) && !ctx.store.getRuntime(name))
     loadInstance(ctx.home, name);
-  return snapshotInstance(ctx.home, ctx.store, name, Date.now(), cachedLoader(ctx.store, loadConfigFile));
+  return snapshotInstance(ctx.sources(cachedLoader(ctx.store, loadConfigFile)), name, Date.now());
 }
 
 function formatEvent(e: EventRow): string {
@@ -161,7 +160,7 @@ export function eventsCommand(ctx: Context, name: string | undefined, n: number,
 export function healthCommand(ctx: Context, names: string[], all: boolean, json: boolean, out: Out): number {
   const list =
     all || names.length === 0
-      ? snapshotAll(ctx.home, ctx.store, Date.now(), cachedLoader(ctx.store, loadConfigFile))
+      ? snapshotAll(ctx.sources(cachedLoader(ctx.store, loadConfigFile)), Date.now())
       : names.map((n) => requireKnown(ctx, n));
   const rows = list.map((s) => {
     const row = ctx.store.getRuntime(s.name);
@@ -207,31 +206,19 @@ export async function logsCommand(
   const dir = instanceLogDir(ctx.home, name);
   for (const l of lastLines(dir, opts.stream, opts.lines)) out.log(l);
   if (!opts.follow) return 0;
-  const follower = new LogFollower(logFile(dir, opts.stream), (lines) => {
-    for (const l of lines) out.log(l);
+  const stop = followLog(dir, opts.stream, {
+    initial: 0,
+    onLines: (lines) => {
+      for (const l of lines) out.log(l);
+    },
   });
-  follower.start(false);
-  fs.mkdirSync(dir, { recursive: true });
   process.stderr.write(`following ${logFile(dir, opts.stream)} across rotation (Ctrl-C to stop)\n`);
-  const watcher = watch(dir, { depth: 0, ignoreInitial: true });
-  watcher.on('all', () => follower.poll());
-  // A slow timer backs the watcher up (events can coalesce across a rotation).
-  const timer = setInterval(() => follower.poll(), 500);
   await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    signal?.addEventListener('abort', stop, { once: true });
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    const done = () => resolve();
+    signal?.addEventListener('abort', done, { once: true });
+    process.once('SIGINT', done);
+    process.once('SIGTERM', done);
   });
-  clearInterval(timer);
-  await watcher.close();
-  follower.close();
+  stop();
   return 0;
-}
-
-export function assertNumber(v: string, what: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0)
-    throw new UserError(`${what} must be a whole number, got "${v}"`, ExitCode.general);
-  return n;
 }

@@ -1,4 +1,4 @@
-import { ExitCode, UserError } from '../../errors.js';
+import { ExitCode, UserError } from '../../domain/errors.js';
 import {
   down,
   recordedLiveNames,

@@ -2,9 +2,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { ExitCode, UserError } from '../../errors.js';
-import { resolveHome } from '../../home.js';
-import { packageRoot } from '../../paths.js';
+import { ExitCode, UserError } from '../../domain/errors.js';
+import { resolveHome } from '../../domain/home.js';
+import { packageRoot } from '../../platform/package.js';
 import { UNIT_NAME, renderUnit, systemctlArgs, unitPath } from '../../service/systemd.js';
 import type { Out } from '../output.js';
 

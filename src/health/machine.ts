@@ -1,5 +1,5 @@
 import type { InstanceConfig } from '../config/schema.js';
-import type { Health } from '../store/store.js';
+import type { Health } from '../domain/status.js';
 
 /** What one probe saw, classified with llama.cpp semantics. */
 export type ProbeOutcome =
@@ -44,7 +44,7 @@ export interface HealthStep {
 const secs = (ms: number) => Math.round(ms / 100) / 10;
 
 /**
- * Pure health state machine (DESIGN §6): start_period tolerates an unreachable server, loading is
+ * Pure health state machine (docs/ARCHITECTURE.md, "Health"): start_period tolerates an unreachable server, loading is
  * tolerated until startup_timeout, `retries` consecutive failures make it unhealthy and restart it.
  */
 export function stepHealth(

@@ -2,7 +2,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { execFile } from 'node:child_process';
 import type { InstanceConfig } from '../config/schema.js';
-import type { ProbeOutcome } from './health-machine.js';
+import type { ProbeOutcome } from './machine.js';
 
 /**
  * Health probes. Each has its own deadline through AbortSignal and never blocks the keeper.

@@ -1,6 +1,5 @@
 import type { InstanceConfig } from '../config/schema.js';
-import { stepHealth, type HealthState, type ProbeOutcome } from '../engine/health-machine.js';
-import { transition } from '../engine/lifecycle.js';
+import { stepHealth, type HealthState, type ProbeOutcome } from './machine.js';
 import type { Store } from '../store/store.js';
 
 export interface HealthLoopDeps {
@@ -51,7 +50,7 @@ export async function healthLoop(
   return new Promise(() => undefined);
 }
 
-/** One probe's result in SQLite: the health row, the runtime columns, a change event, starting -> running. */
+/** One probe's result, handed to the store's intent (it writes the row, the history and the events). */
 function recordProbe(
   store: Store,
   name: string,
@@ -61,33 +60,16 @@ function recordProbe(
   outcome: ProbeOutcome,
   t: number,
 ): void {
-  const latency = 'latencyMs' in outcome && outcome.latencyMs !== undefined ? outcome.latencyMs : null;
-  store.immediate(() => {
-    store.addHealth(name, outcome.kind, latency, 'detail' in outcome ? outcome.detail : null);
-    store.updateRuntime(name, {
-      health: s.health,
-      health_detail: s.detail,
-      health_failures: s.failures,
-      health_latency_ms: latency,
-      last_seen_at: t,
-      ...(outcome.kind === 'ok' ? { last_health_ok_at: t } : {}),
-      ...(prev.health !== s.health ? { health_since: t } : {}),
-      // A run that has been healthy for reset_after earns a clean slate.
-      ...(s.okSince !== null && t - s.okSince >= config.restart.reset_after * 1000 ? { restart_attempts: 0 } : {}),
-    });
-    if (prev.health !== s.health) {
-      const level = s.health === 'unhealthy' || s.health === 'unauthorized' ? 'error' : 'info';
-      store.addEvent(name, level, 'health', `health ${prev.health} -> ${s.health}${s.detail ? `: ${s.detail}` : ''}`, {
-        from: prev.health,
-        to: s.health,
-      });
-    }
-    const row = store.getRuntime(name);
-    if (
-      row?.status === 'starting' &&
-      (s.health === 'ok' || s.health === 'loading' || s.health === 'unhealthy' || s.health === 'unauthorized')
-    ) {
-      transition(store, name, 'running', { reason: s.health === 'ok' ? 'healthy' : `server answering (${s.health})` });
-    }
+  store.recordProbe(name, {
+    at: t,
+    result: outcome.kind,
+    latencyMs: 'latencyMs' in outcome && outcome.latencyMs !== undefined ? outcome.latencyMs : null,
+    detail: 'detail' in outcome ? outcome.detail : null,
+    before: prev.health,
+    health: s.health,
+    healthDetail: s.detail,
+    failures: s.failures,
+    // A run that has been healthy for reset_after earns a clean slate.
+    resetAttempts: s.okSince !== null && t - s.okSince >= config.restart.reset_after * 1000,
   });
 }

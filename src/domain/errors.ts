@@ -1,4 +1,4 @@
-/** Exit codes are a public contract (DESIGN §8). */
+/** Exit codes are a public contract (README, "Exit codes"). */
 export const ExitCode = {
   ok: 0,
   general: 1,

@@ -1,10 +1,9 @@
 import os from 'node:os';
-import { watch, type FSWatcher } from 'chokidar';
-import type { Home } from '../home.js';
-import type { EventRow, Store } from '../store/store.js';
-import { snapshotAll, type InstanceSnapshot } from '../engine/snapshot.js';
-import type { ConfigLoader } from '../config/cached.js';
-import { daemonStatus, type DaemonStatus } from '../engine/daemon-status.js';
+import type { DaemonStatus, InstanceSnapshot } from '../src/domain/snapshot.js';
+import { daemonStatus } from '../src/engine/daemon-status.js';
+import { snapshotAll, type SnapshotSources } from '../src/engine/snapshot.js';
+import type { EventRow } from '../src/store/store.js';
+import type { ChangeFeed } from '../src/store/watch.js';
 
 export interface DashboardState {
   now: number;
@@ -16,36 +15,50 @@ export interface DashboardState {
   error: string | null;
 }
 
+export interface DashboardSources {
+  /** What a snapshot reads (home, store, /proc, configs). */
+  sources: SnapshotSources;
+  /** Tells the model that instance state or events changed (store/watch.ts). */
+  feed: ChangeFeed;
+  /** Config files under instances/ changed (config/watch.ts); returns the stop function. */
+  watchConfigs?: (onChange: () => void) => () => Promise<void>;
+  /** The explicit reconciliation step, run before each read (engine/reconcile.ts). */
+  reconcile?: () => void;
+}
+
+export interface ModelOptions {
+  pollMs?: number;
+  tickMs?: number;
+  /** The tick once nobody has pressed a key for idleAfterMs: uptimes and the clock move in 2 s steps. */
+  idleTickMs?: number;
+  idleAfterMs?: number;
+  /** Changes from the feed are shown at most this often (a crash loop writes many events). */
+  minGapMs?: number;
+  eventLimit?: number;
+  now?: () => number;
+}
+
 /**
- * The dashboard's view of the world, for useSyncExternalStore: it never probes servers itself; it
- * notices keeper writes through SQLite's data_version (a cheap per-connection counter) and config
- * edits through a watcher on instances/, and otherwise ticks once a second for uptimes.
+ * The dashboard's view model, for useSyncExternalStore. It never probes servers: it hears of keeper
+ * writes through the change feed and of config edits through the instances/ watcher, and otherwise
+ * ticks (once a second while someone types, every 2 s when idle) so uptimes move.
  */
 export class DashboardModel {
   private state: DashboardState;
   private listeners = new Set<() => void>();
   private timer: NodeJS.Timeout | undefined;
-  private watcher: FSWatcher | undefined;
-  private lastVersion = -1;
+  private stopWatching: (() => Promise<void>) | undefined;
+  private unsubscribe: (() => void) | undefined;
   private lastRefresh = 0;
   private dirty = true;
+  private changed = false;
   private lastKey = '';
   private lastInput = 0;
+  private cachedEvents: { lastId: number; rows: EventRow[] } = { lastId: -1, rows: [] };
 
   constructor(
-    private readonly home: Home,
-    private readonly store: Store,
-    private readonly loadConfig: ConfigLoader,
-    private readonly opts: {
-      pollMs?: number;
-      tickMs?: number;
-      /** The tick once nobody has pressed a key for idleAfterMs: uptimes and the clock move in 2 s steps. */
-      idleTickMs?: number;
-      idleAfterMs?: number;
-      minGapMs?: number;
-      eventLimit?: number;
-      now?: () => number;
-    } = {},
+    private readonly deps: DashboardSources,
+    private readonly opts: ModelOptions = {},
   ) {
     this.state = this.build();
   }
@@ -58,14 +71,15 @@ export class DashboardModel {
   getSnapshot = (): DashboardState => this.state;
 
   start(): void {
-    this.watcher = watch(this.home.instancesDir, { depth: 1, ignoreInitial: true });
-    this.watcher.on('all', () => this.markDirty());
+    this.unsubscribe = this.deps.feed.subscribe(() => (this.changed = true));
+    this.stopWatching = this.deps.watchConfigs?.(() => this.markDirty());
     this.timer = setInterval(() => this.poll(), this.opts.pollMs ?? 250);
   }
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    await this.watcher?.close();
+    this.unsubscribe?.();
+    await this.stopWatching?.();
   }
 
   /** Forces a refresh on the next poll (after an action of our own, a config edit). */
@@ -75,8 +89,12 @@ export class DashboardModel {
 
   /** A key was pressed: back to the 1 s tick. */
   touch(): void {
-    this.lastInput = (this.opts.now ?? Date.now)();
+    this.lastInput = this.now();
     this.dirty = true;
+  }
+
+  private now(): number {
+    return (this.opts.now ?? Date.now)();
   }
 
   /** Each full-frame render costs 10-15 ms in Ink: while nobody types, tick half as often. */
@@ -86,36 +104,13 @@ export class DashboardModel {
   }
 
   poll(): void {
-    const now = (this.opts.now ?? Date.now)();
-    let version = this.lastVersion;
-    try {
-      version = this.store.db.pragma('data_version', { simple: true }) as number;
-    } catch {
-      // reported by refresh below
-    }
+    const now = this.now();
     const since = now - this.lastRefresh;
-    let changed = false;
-    if (version !== this.lastVersion && since >= (this.opts.minGapMs ?? 900)) {
-      this.lastVersion = version;
-      // Keepers write a health row per probe; only a change of what the table shows (state, pid,
-      // health, events) is worth a full rebuild before the next tick.
-      const digest = this.digest();
-      changed = digest !== this.lastDigest;
-      this.lastDigest = digest;
-    }
+    const changed = this.changed && since >= (this.opts.minGapMs ?? 900);
     if (since < this.tick(now) && !this.dirty && !changed) return;
     this.dirty = false;
+    this.changed = false;
     this.refresh();
-  }
-
-  private lastDigest = '';
-
-  private digest(): string {
-    try {
-      return this.store.runtimeDigest() + ':' + this.store.lastEventId();
-    } catch {
-      return String(Math.random());
-    }
   }
 
   refresh(): void {
@@ -130,26 +125,31 @@ export class DashboardModel {
     for (const fn of this.listeners) fn();
   }
 
-  private cachedEvents: { lastId: number; rows: EventRow[] } = { lastId: -1, rows: [] };
-
   /** Events are re-read only when a new one was written. */
   private events(): EventRow[] {
-    const lastId = this.store.lastEventId();
+    const { store } = this.deps.sources;
+    const lastId = store.lastEventId();
     if (lastId !== this.cachedEvents.lastId) {
-      this.cachedEvents = { lastId, rows: this.store.listEvents(undefined, this.opts.eventLimit ?? 200) };
+      this.cachedEvents = { lastId, rows: store.listEvents(undefined, this.opts.eventLimit ?? 200) };
     }
     return this.cachedEvents.rows;
   }
 
   private build(): DashboardState {
-    const now = (this.opts.now ?? Date.now)();
+    const now = this.now();
+    const { home } = this.deps.sources;
     try {
+      try {
+        this.deps.reconcile?.();
+      } catch {
+        // a busy or read-only database: the snapshot below still shows what /proc says
+      }
       return {
         now,
         host: os.hostname(),
-        home: this.home.root,
-        daemon: daemonStatus(this.home),
-        instances: snapshotAll(this.home, this.store, now, this.loadConfig),
+        home: home.root,
+        daemon: daemonStatus(home),
+        instances: snapshotAll(this.deps.sources, now),
         events: this.events(),
         error: null,
       };
@@ -157,7 +157,7 @@ export class DashboardModel {
       return {
         ...(this.state ?? {
           host: os.hostname(),
-          home: this.home.root,
+          home: home.root,
           daemon: { running: false, pid: null },
           instances: [],
           events: [],

@@ -1,6 +1,9 @@
 import path from 'node:path';
 
-/** Where instances/, state/ and logs/ live: --home, then LLAMA_ORCH_HOME, then the cwd. */
+/**
+ * The home's layout (docs/ARCHITECTURE.md, "Files"): where instances/, state/ and logs/ live.
+ * Chosen by --home, then LLAMA_ORCH_HOME, then the cwd.
+ */
 export interface Home {
   root: string;
   instancesDir: string;
@@ -30,4 +33,16 @@ export function instanceConfigPath(home: Home, name: string): string {
 
 export function instanceLogDir(home: Home, name: string): string {
   return path.join(home.logsDir, name);
+}
+
+/**
+ * The server's stdout/stderr FIFOs. In state/, not next to the logs: `tail -f logs/NAME/*` or a
+ * script reading every file there would otherwise block on them or steal output.
+ */
+export function instancePipeDir(home: Home, name: string): string {
+  return path.join(home.stateDir, 'pipes', name);
+}
+
+export function daemonPidFile(home: Home): string {
+  return path.join(home.stateDir, 'daemon.pid');
 }

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
-import { errnoCode } from '../errors.js';
-import { readCmdline, readStat } from '../platform/proc.js';
+import { errnoCode } from '../domain/errors.js';
+import { readCmdline, readStat } from './proc.js';
 
 export interface PidFileOwner {
   pid: number;

@@ -1,6 +1,6 @@
 /** Formatting shared by the text output (`ps`, `--once`) and the dashboard's table. */
 
-import type { InstanceSnapshot } from './engine/snapshot.js';
+import type { InstanceSnapshot } from '../domain/snapshot.js';
 
 export function formatUptime(s: number | null): string {
   if (s === null) return '-';

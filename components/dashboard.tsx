@@ -1,21 +1,30 @@
 import fs from 'node:fs';
 import React from 'react';
 import { render } from 'ink';
-import { execa } from 'execa';
-import { App, type ActionName, type DashboardActions } from '../../components/App.js';
-import { DashboardModel } from '../dashboard/model.js';
-import { cachedLoader } from '../config/cached.js';
-import { loadConfigFile } from '../config/load.js';
-import { fileLogSource } from '../dashboard/log-source.js';
-import { down, restart, up } from '../engine/supervisor.js';
-import { UserError } from '../errors.js';
-import { openContext } from './context.js';
-import { describeData, describeLines } from './commands/inspect.js';
+import { App, type ActionName, type DashboardActions } from './App.js';
+import { DashboardModel } from './model.js';
+import { describeData, describeLines } from '../src/cli/commands/inspect.js';
+import { openContext } from '../src/cli/context.js';
+import { cachedLoader } from '../src/config/cached.js';
+import { loadConfigFile } from '../src/config/load.js';
+import { watchInstanceConfigs } from '../src/config/watch.js';
+import { UserError } from '../src/domain/errors.js';
+import { reconcileAll } from '../src/engine/reconcile.js';
+import { down, restart, up } from '../src/engine/supervisor.js';
+import { fileLogSource } from '../src/logs/follow.js';
+import { ChangeFeed } from '../src/store/watch.js';
 
 /** Composition root of the dashboard: real store, real engine functions, real log files. */
 export async function runDashboard(homeOpt: string | undefined): Promise<number> {
-  const ctx = openContext(homeOpt, { execa });
-  const model = new DashboardModel(ctx.home, ctx.store, cachedLoader(ctx.store, loadConfigFile));
+  const ctx = openContext(homeOpt);
+  // Its own feed at the dashboard's pace (the context's feed is for short waits).
+  const feed = new ChangeFeed(ctx.store, { intervalMs: 250 });
+  const model = new DashboardModel({
+    sources: ctx.sources(cachedLoader(ctx.store, loadConfigFile)),
+    feed,
+    watchConfigs: (onChange) => watchInstanceConfigs(ctx.home, onChange),
+    reconcile: () => reconcileAll(ctx.store, ctx.deps.procs),
+  });
   model.start();
   const actions: DashboardActions = {
     async run(action: ActionName, name: string) {
@@ -60,6 +69,7 @@ export async function runDashboard(homeOpt: string | undefined): Promise<number>
   });
   await instance.waitUntilExit();
   await model.stop();
+  feed.close();
   ctx.close();
   return 0;
 }

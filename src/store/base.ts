@@ -1,0 +1,215 @@
+import type Database from 'better-sqlite3';
+import type { DesiredState, EventLevel } from '../domain/status.js';
+import type { Db } from './db.js';
+import type { EventRow, HealthRow, InstanceRow, RuntimePatch, RuntimeRow } from './rows.js';
+
+export interface Retention {
+  eventsPerInstance: number;
+  healthPerInstance: number;
+}
+
+export const DEFAULT_RETENTION: Retention = { eventsPerInstance: 2000, healthPerInstance: 500 };
+
+/**
+ * Reads, the append-only records (events, health history) and the instances table. The runtime
+ * columns are written only through the intents of `Store` (store.ts), which extends this.
+ */
+export class StoreBase {
+  private insertsSincePrune = 0;
+  private readonly statements = new Map<string, Database.Statement>();
+  private runtimeColumns: ReadonlySet<string> | undefined;
+  private readonly writeListeners = new Set<() => void>();
+
+  constructor(
+    readonly db: Db,
+    protected readonly now: () => number = Date.now,
+    readonly retention: Retention = DEFAULT_RETENTION,
+  ) {}
+
+  /** Prepared once per connection: the dashboard runs the same few queries every second. */
+  protected sql(text: string): Database.Statement {
+    let st = this.statements.get(text);
+    if (!st) {
+      st = this.db.prepare(text);
+      this.statements.set(text, st);
+    }
+    return st;
+  }
+
+  /** Runs fn inside BEGIN IMMEDIATE so concurrent writers serialise instead of failing with SQLITE_BUSY. */
+  immediate<T>(fn: () => T): T {
+    if (this.db.inTransaction) return fn();
+    const result = this.db.transaction(fn).immediate();
+    // SQLite's data_version does not move for a connection's own commits: tell this process's
+    // change feed directly (store/watch.ts).
+    for (const fn of this.writeListeners) fn();
+    return result;
+  }
+
+  /** Called after each of this connection's write transactions commits. */
+  onWrite(fn: () => void): () => void {
+    this.writeListeners.add(fn);
+    return () => this.writeListeners.delete(fn);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  /**
+   * The only UPDATE of runtime columns, for the intents in store.ts. The column list is read from
+   * the migrated table itself, so a migration that adds a column is all it takes to accept it.
+   */
+  protected patchRuntime(name: string, patch: RuntimePatch): void {
+    this.runtimeColumns ??= new Set(
+      (this.db.pragma('table_info(runtime)') as Array<{ name: string }>)
+        .map((c) => c.name)
+        .filter((c) => c !== 'name' && c !== 'updated_at'),
+    );
+    const keys = Object.keys(patch).filter((k) => this.runtimeColumns?.has(k));
+    if (keys.length === 0) return;
+    const sets = keys.map((k) => `${k} = @${k}`).join(', ');
+    const params: Record<string, unknown> = { name, updated_at: this.now() };
+    for (const k of keys) params[k] = (patch as Record<string, unknown>)[k] ?? null;
+    this.sql(`UPDATE runtime SET ${sets}, updated_at = @updated_at WHERE name = @name`).run(params);
+  }
+
+  ensureInstance(name: string, configPath: string): void {
+    const t = this.now();
+    this.sql(
+      `INSERT INTO instances (name, config_path, desired_state, created_at, updated_at)
+         VALUES (?, ?, 'stopped', ?, ?)
+         ON CONFLICT(name) DO UPDATE SET config_path = excluded.config_path`,
+    ).run(name, configPath, t, t);
+    this.sql(
+      `INSERT INTO runtime (name, status, updated_at) VALUES (?, 'stopped', ?) ON CONFLICT(name) DO NOTHING`,
+    ).run(name, t);
+  }
+
+  /** The validated config `up` recorded (JSON), which the keeper runs; the file may have changed since. */
+  startedConfigJson(name: string): string | undefined {
+    return this.getInstance(name)?.config_json ?? undefined;
+  }
+
+  /** Records the validated config that the keeper will run. */
+  setConfigSnapshot(name: string, configJson: string): void {
+    this.sql(`UPDATE instances SET config_json = ?, updated_at = ? WHERE name = ?`).run(configJson, this.now(), name);
+  }
+
+  setDesired(name: string, desired: DesiredState): void {
+    this.sql(`UPDATE instances SET desired_state = ?, updated_at = ? WHERE name = ?`).run(desired, this.now(), name);
+  }
+
+  cachedConfig(file: string, key: string): string | undefined {
+    const row = this.sql(`SELECT key, result_json FROM config_cache WHERE path = ?`).get(file) as
+      { key: string; result_json: string } | undefined;
+    return row && row.key === key ? row.result_json : undefined;
+  }
+
+  cacheConfig(file: string, key: string, resultJson: string): void {
+    this.sql(
+      `INSERT INTO config_cache (path, key, result_json) VALUES (?, ?, ?)
+         ON CONFLICT(path) DO UPDATE SET key = excluded.key, result_json = excluded.result_json`,
+    ).run(file, key, resultJson);
+  }
+
+  getInstance(name: string): InstanceRow | undefined {
+    return this.sql(`SELECT * FROM instances WHERE name = ?`).get(name) as InstanceRow | undefined;
+  }
+
+  listInstances(): InstanceRow[] {
+    return this.sql(`SELECT * FROM instances ORDER BY name`).all() as InstanceRow[];
+  }
+
+  getRuntime(name: string): RuntimeRow | undefined {
+    return this.sql(`SELECT * FROM runtime WHERE name = ?`).get(name) as RuntimeRow | undefined;
+  }
+
+  listRuntime(): RuntimeRow[] {
+    return this.sql(`SELECT * FROM runtime ORDER BY name`).all() as RuntimeRow[];
+  }
+
+  /** A cheap fingerprint of what the status table shows (not the per-probe timestamps). */
+  runtimeDigest(): string {
+    const row = this.sql(
+      `SELECT group_concat(name || ':' || status || ':' || coalesce(pid, '') || ':' || coalesce(keeper_pid, '') || ':' ||
+              coalesce(health, '') || ':' || coalesce(health_detail, '') || ':' || restarts_total, '|') AS d FROM runtime`,
+    ).get() as { d: string | null };
+    return row.d ?? '';
+  }
+
+  addEvent(
+    instance: string | null,
+    level: EventLevel,
+    type: string,
+    message: string,
+    meta?: Record<string, unknown>,
+  ): void {
+    this.sql(
+      `INSERT INTO events (ts, instance_name, level, event_type, message, meta_json) VALUES (?, ?, ?, ?, ?, ?)`,
+    ).run(this.now(), instance, level, type, message, meta ? JSON.stringify(meta) : null);
+    this.maybePrune();
+  }
+
+  listEvents(instance?: string, limit = 50): EventRow[] {
+    const rows = instance
+      ? this.sql(`SELECT * FROM events WHERE instance_name = ? ORDER BY id DESC LIMIT ?`).all(instance, limit)
+      : this.sql(`SELECT * FROM events ORDER BY id DESC LIMIT ?`).all(limit);
+    return (rows as EventRow[]).reverse();
+  }
+
+  /** Events of one instance written after event id `after`, oldest first. */
+  eventsSince(instance: string, after: number): EventRow[] {
+    return this.sql(`SELECT * FROM events WHERE instance_name = ? AND id > ? ORDER BY id`).all(
+      instance,
+      after,
+    ) as EventRow[];
+  }
+
+  lastEventId(): number {
+    const row = this.sql(`SELECT max(id) AS id FROM events`).get() as { id: number | null };
+    return row.id ?? 0;
+  }
+
+  protected addHealth(instance: string, result: string, latencyMs: number | null, detail: string | null): void {
+    this.sql(`INSERT INTO health_history (ts, instance_name, result, latency_ms, detail) VALUES (?, ?, ?, ?, ?)`).run(
+      this.now(),
+      instance,
+      result,
+      latencyMs,
+      detail,
+    );
+    this.maybePrune();
+  }
+
+  listHealth(instance: string, limit = 20): HealthRow[] {
+    return (
+      this.sql(`SELECT * FROM health_history WHERE instance_name = ? ORDER BY id DESC LIMIT ?`).all(
+        instance,
+        limit,
+      ) as HealthRow[]
+    ).reverse();
+  }
+
+  private maybePrune(): void {
+    if (++this.insertsSincePrune < 100) return;
+    this.insertsSincePrune = 0;
+    this.prune();
+  }
+
+  /** Keeps the newest N events and health rows per instance (bounded retention). */
+  prune(): void {
+    const { eventsPerInstance, healthPerInstance } = this.retention;
+    for (const [table, keep] of [
+      ['events', eventsPerInstance],
+      ['health_history', healthPerInstance],
+    ] as const) {
+      this.sql(
+        `DELETE FROM ${table} WHERE id IN (
+             SELECT id FROM (
+               SELECT id, row_number() OVER (PARTITION BY instance_name ORDER BY id DESC) AS rn FROM ${table}
+             ) WHERE rn > ?)`,
+      ).run(keep);
+    }
+  }
+}

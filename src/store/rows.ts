@@ -1,0 +1,62 @@
+import type { DesiredState, EventLevel, Health, Status } from '../domain/status.js';
+
+/** Rows as SQLite returns them (schema: store/schema.ts; docs/ARCHITECTURE.md, "State"). */
+
+export interface RuntimeRow {
+  name: string;
+  keeper_pid: number | null;
+  keeper_starttime: number | null;
+  pid: number | null;
+  pgid: number | null;
+  starttime: number | null;
+  port: number | null;
+  cmdline: string | null;
+  status: Status;
+  health: Health | null;
+  health_detail: string | null;
+  health_latency_ms: number | null;
+  health_failures: number;
+  health_since: number | null;
+  started_at: number | null;
+  last_seen_at: number | null;
+  last_health_ok_at: number | null;
+  restart_attempts: number;
+  restarts_total: number;
+  next_restart_at: number | null;
+  last_exit_code: number | null;
+  last_exit_signal: string | null;
+  last_exit_at: number | null;
+  last_error: string | null;
+  stderr_tail: string | null;
+  updated_at: number;
+}
+
+export interface InstanceRow {
+  name: string;
+  config_path: string;
+  desired_state: DesiredState;
+  config_json: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface EventRow {
+  id: number;
+  ts: number;
+  instance_name: string | null;
+  level: EventLevel;
+  event_type: string;
+  message: string;
+  meta_json: string | null;
+}
+
+export interface HealthRow {
+  id: number;
+  ts: number;
+  instance_name: string;
+  result: string;
+  latency_ms: number | null;
+  detail: string | null;
+}
+
+export type RuntimePatch = Partial<Omit<RuntimeRow, 'name' | 'updated_at'>>;
