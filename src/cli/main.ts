@@ -176,32 +176,31 @@ export function buildProgram(): Command {
       .option('--stagger <seconds>', 'delay between autostarts', parseFloat, 2)
       .option('--no-autostart', 'do not start instances marked autostart');
   type RunOpts = { interval: number; stagger: number; autostart: boolean };
-  runOpts(daemon.command('run').description('run the daemon in the foreground')).action(
-    async (opts: RunOpts, cmd: Command) => {
-      const { daemonRun } = await import('./commands/daemon.js');
-      exitCode = await withContext(homeOf(cmd), (ctx) => daemonRun(ctx, opts, stdOut));
-    },
-  );
-  runOpts(daemon.command('start').description('start the daemon in the background')).action(
-    async (opts: RunOpts, cmd: Command) => {
-      const { daemonStart } = await import('./commands/daemon.js');
-      exitCode = await withContext(homeOf(cmd), (ctx) => daemonStart(ctx, opts, stdOut));
-    },
-  );
-  daemon
-    .command('stop')
-    .description('stop the daemon (instances keep running)')
-    .action(async (_o: unknown, cmd: Command) => {
-      const { daemonStop } = await import('./commands/daemon.js');
-      exitCode = await withContext(homeOf(cmd), (ctx) => daemonStop(ctx, stdOut));
+  const daemonCommands = [
+    ['run', 'run the daemon in the foreground'],
+    ['start', 'start the daemon in the background'],
+    ['stop', 'stop the daemon (instances keep running)'],
+    ['status', 'exit 0 when the daemon runs, 1 when not'],
+  ] as const;
+  for (const [sub, desc] of daemonCommands) {
+    const c = daemon.command(sub).description(desc);
+    if (sub === 'run' || sub === 'start') runOpts(c);
+    c.action(async (opts: RunOpts, cmd: Command) => {
+      const m = await import('./commands/daemon.js');
+      exitCode = await withContext(homeOf(cmd), (ctx) => {
+        switch (sub) {
+          case 'run':
+            return m.daemonRun(ctx, opts, stdOut);
+          case 'start':
+            return m.daemonStart(ctx, opts, stdOut);
+          case 'stop':
+            return m.daemonStop(ctx, stdOut);
+          case 'status':
+            return m.daemonStatusCommand(ctx, stdOut);
+        }
+      });
     });
-  daemon
-    .command('status')
-    .description('exit 0 when the daemon runs, 1 when not')
-    .action(async (_o: unknown, cmd: Command) => {
-      const { daemonStatusCommand } = await import('./commands/daemon.js');
-      exitCode = await withContext(homeOf(cmd), (ctx) => daemonStatusCommand(ctx, stdOut));
-    });
+  }
 
   const service = program.command('service').description('systemd unit for the daemon');
   type SvcOpts = { system?: boolean; dryRun?: boolean };

@@ -1,14 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { cli, freePort, makeHome, psJson, waitFor, type TestHome } from '../helpers/home.js';
+import { describe, expect, it } from 'vitest';
+import { cli, freePort, psJson, waitFor, homePerTest } from '../helpers/home.js';
 import { realConfig } from '../helpers/real-server.js';
 
-let home: TestHome | undefined;
-afterEach(async () => {
-  await home?.cleanup();
-  home = undefined;
-});
+const homes = homePerTest();
 
 function allCmdlines(): string {
   return fs
@@ -37,7 +33,7 @@ function filesUnder(dir: string): string[] {
 
 describe('API key handling with the real llama-server', () => {
   it('is healthy with the key, and the key appears in no cmdline, JSON output, database or log', async () => {
-    home = makeHome();
+    const home = homes.make();
     const canary = `canary-${Math.random().toString(36).slice(2)}-key`;
     const port = freePort();
     home.addInstance('secure', realConfig(port, { server: { api_key_env: 'SECURE_TEST_KEY' } }));
@@ -53,7 +49,7 @@ describe('API key handling with the real llama-server', () => {
     await waitFor(
       async () =>
         (
-          JSON.parse((await cli((home as TestHome).root, ['describe', 'secure', '--json'])).stdout) as {
+          JSON.parse((await cli(home.root, ['describe', 'secure', '--json'])).stdout) as {
             recent_health: unknown[];
           }
         ).recent_health.length >= 3 || undefined,

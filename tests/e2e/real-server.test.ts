@@ -1,28 +1,24 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   cli,
   freePort,
   isAlive,
-  makeHome,
   psJson,
   TINY_MODEL,
   waitFor,
   waitForRow,
   type TestHome,
+  homePerTest,
 } from '../helpers/home.js';
 import { realConfig, realServer } from '../helpers/real-server.js';
 
 const row = async (h: TestHome, name: string) =>
   (await psJson(h.root)).find((r) => r.name === name) as Record<string, unknown>;
 
-let home: TestHome | undefined;
-afterEach(async () => {
-  await home?.cleanup();
-  home = undefined;
-});
+const homes = homePerTest();
 
 describe('the real llama-server on the tiny model', () => {
   it('answers /health, /v1/models and /completion when run directly', async () => {
@@ -63,7 +59,7 @@ describe('the real llama-server on the tiny model', () => {
   });
 
   it('up returns fast with the pid, survives the shell, kill -9 is recorded and restarted', async () => {
-    home = makeHome();
+    const home = homes.make();
     const port = freePort();
     home.addInstance('demo', realConfig(port));
     const up = await cli(home.root, ['up', 'demo']);
@@ -72,7 +68,7 @@ describe('the real llama-server on the tiny model', () => {
     const pid = Number(/server pid (\d+)/.exec(up.stdout)?.[1]);
     expect(pid).toBeGreaterThan(0);
     // The CLI process has exited; the server keeps serving.
-    const ok = await waitForRow((home as TestHome).root, 'demo', (r) => r.health === 'ok', 20_000, 'health ok');
+    const ok = await waitForRow(home.root, 'demo', (r) => r.health === 'ok', 20_000, 'health ok');
     expect(ok).toMatchObject({ pid, port, state: 'running', model: 'tiny' });
     expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
 
@@ -80,9 +76,11 @@ describe('the real llama-server on the tiny model', () => {
     process.kill(pid, 'SIGKILL');
     const exitEvent = await waitFor(
       async () => {
-        const evs = JSON.parse(
-          (await cli((home as TestHome).root, ['events', 'demo', '--json', '-n', '50'])).stdout,
-        ) as Array<{ event_type: string; ts: string; message: string }>;
+        const evs = JSON.parse((await cli(home.root, ['events', 'demo', '--json', '-n', '50'])).stdout) as Array<{
+          event_type: string;
+          ts: string;
+          message: string;
+        }>;
         return evs.find((e) => e.event_type === 'exit');
       },
       5000,
@@ -94,13 +92,7 @@ describe('the real llama-server on the tiny model', () => {
       last_exit: { signal: string };
     };
     expect(d.last_exit.signal).toBe('SIGKILL');
-    const again = await waitForRow(
-      (home as TestHome).root,
-      'demo',
-      (r) => r.health === 'ok' && r.pid !== pid,
-      20_000,
-      'restarted',
-    );
+    const again = await waitForRow(home.root, 'demo', (r) => r.health === 'ok' && r.pid !== pid, 20_000, 'restarted');
     expect(again.restarts).toBe(1);
     expect(isAlive(pid)).toBe(false);
 
@@ -124,11 +116,11 @@ describe('the real llama-server on the tiny model', () => {
   });
 
   it('kill -9 of the keeper: the server keeps serving, up re-attaches without a reload and its logs resume', async () => {
-    home = makeHome();
+    const home = homes.make();
     const port = freePort();
     home.addInstance('kept', realConfig(port));
     expect((await cli(home.root, ['up', 'kept', '--wait', '20'])).code).toBe(0);
-    const r = await waitForRow((home as TestHome).root, 'kept', (x) => x.health === 'ok', 20_000, 'ok');
+    const r = await waitForRow(home.root, 'kept', (x) => x.health === 'ok', 20_000, 'ok');
     process.kill(r.keeper_pid as number, 'SIGKILL');
     await waitFor(() => !isAlive(r.keeper_pid as number) || undefined, 3000, 'keeper dead');
     const complete = async () =>
@@ -162,17 +154,17 @@ describe('the real llama-server on the tiny model', () => {
   });
 
   it('a missing model is failed at once with the reason, not retried', async () => {
-    home = makeHome();
+    const home = homes.make();
     fs.writeFileSync(path.join(home.root, 'models', 'broken.gguf'), 'not a gguf file');
     home.addInstance('broken', realConfig(freePort(), { model: { path: 'models/broken.gguf' } }));
     await cli(home.root, ['up', 'broken']);
-    const r = await waitForRow((home as TestHome).root, 'broken', (r) => r.state === 'failed', 20_000, 'failed');
+    const r = await waitForRow(home.root, 'broken', (r) => r.state === 'failed', 20_000, 'failed');
     expect(r.last_error).toMatch(/model failed to load/);
     expect(r.restarts).toBe(1);
   });
 
   it('two instances cannot share a port: the real server reports the bind error as failed', async () => {
-    home = makeHome();
+    const home = homes.make();
     const port = freePort();
     home.addInstance('first', realConfig(port));
     await cli(home.root, ['up', 'first', '--wait', '20']);
@@ -186,7 +178,7 @@ describe('the real llama-server on the tiny model', () => {
 
 describe('init with the real llama-server', () => {
   it('the cpu profile starts and becomes healthy', async () => {
-    home = makeHome();
+    const home = homes.make();
     const port = freePort();
     const r = await cli(
       home.root,

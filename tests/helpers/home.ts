@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
+import { afterEach } from 'vitest';
 
 export const REPO = path.resolve(import.meta.dirname, '../..');
 export const CLI = path.join(REPO, 'bin/llama-orch.cjs');
@@ -65,6 +66,21 @@ export function makeHome(prefix = 'llama-orch-test-'): TestHome {
       // Stop whatever the test left running, then remove the home.
       await execa('node', [CLI, 'down', '--all', '--home', root], { reject: false });
       fs.rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Homes made through it are stopped (down --all) and removed after each test of the file. */
+export function homePerTest(): { make: (prefix?: string) => TestHome } {
+  const made: TestHome[] = [];
+  afterEach(async () => {
+    for (const h of made.splice(0)) await h.cleanup();
+  });
+  return {
+    make(prefix) {
+      const h = makeHome(prefix);
+      made.push(h);
+      return h;
     },
   };
 }

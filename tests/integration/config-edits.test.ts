@@ -1,26 +1,22 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   cli,
   fakeConfig,
   freePort,
   isAlive,
-  makeHome,
   psJson,
   waitFor,
   waitForRow,
   type TestHome,
+  homePerTest,
 } from '../helpers/home.js';
 
 // An operator edits or removes a config while its server runs: what runs keeps running and stays
 // visible and stoppable; a restart onto a broken config is refused before anything is stopped.
 
-let home: TestHome | undefined;
-afterEach(async () => {
-  await home?.cleanup();
-  home = undefined;
-});
+const homes = homePerTest();
 
 async function upHealthy(h: TestHome, name: string): Promise<number> {
   const up = await cli(h.root, ['up', name, '--wait', '10']);
@@ -30,7 +26,7 @@ async function upHealthy(h: TestHome, name: string): Promise<number> {
 
 describe('config edits while an instance runs', () => {
   it('a broken file: ps shows the running config and the problem, restart is refused, down still works', async () => {
-    home = makeHome();
+    const home = homes.make();
     const port = freePort();
     const file = home.addInstance('a', fakeConfig(port, {}, { model: { path: 'models/fake.gguf', alias: 'alpha' } }));
     const pid = await upHealthy(home, 'a');
@@ -58,7 +54,7 @@ describe('config edits while an instance runs', () => {
   });
 
   it('a removed instance dir: the server still shows in ps and down NAME / down --all stop it', async () => {
-    home = makeHome();
+    const home = homes.make();
     home.addInstance('a', fakeConfig(freePort()));
     home.addInstance('b', fakeConfig(freePort()));
     const a = await upHealthy(home, 'a');
@@ -83,7 +79,7 @@ describe('config edits while an instance runs', () => {
   });
 
   it('restart checks the new config before stopping: a missing model is refused, the server keeps running', async () => {
-    home = makeHome();
+    const home = homes.make();
     const port = freePort();
     const file = home.addInstance('a', fakeConfig(port));
     const pid = await upHealthy(home, 'a');

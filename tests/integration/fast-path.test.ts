@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import { afterEach, describe, expect, it } from 'vitest';
-import { CLI, REPO, cli, fakeConfig, freePort, makeHome, type TestHome } from '../helpers/home.js';
+import { describe, expect, it } from 'vitest';
+import { CLI, REPO, cli, fakeConfig, freePort, homePerTest } from '../helpers/home.js';
 
 // bin/llama-orch.cjs answers ps / --once from dist/bundle/fast.cjs when it can. These tests prove
 // that it answers (exit code from run(), 99 meaning "declined") and that what it prints is what the
@@ -26,15 +26,11 @@ function stable(list: Array<Record<string, unknown>>) {
   return list.map((row) => Object.fromEntries(Object.entries(row).filter(([k]) => !volatile.test(k))));
 }
 
-let home: TestHome | undefined;
-afterEach(async () => {
-  await home?.cleanup();
-  home = undefined;
-});
+const homes = homePerTest();
 
 describe('the snapshot fast path', () => {
   it('answers ps and --once (text and JSON) exactly as the full CLI does, once configs are validated', async () => {
-    home = makeHome();
+    const home = homes.make();
     const port = freePort();
     home.addInstance('one', fakeConfig(port));
     home.addInstance('two', fakeConfig(freePort()));
@@ -73,7 +69,7 @@ describe('the snapshot fast path', () => {
   });
 
   it('declines when a config changed since it was validated; the CLI then validates it and shows the problem', async () => {
-    home = makeHome();
+    const home = homes.make();
     const file = home.addInstance('one', fakeConfig(freePort()));
     expect((await cli(home.root, ['ps'])).code).toBe(0);
     expect((await fast(home.root, ['ps', '--json'])).exitCode).toBe(0);
@@ -100,7 +96,7 @@ describe('the snapshot fast path', () => {
     expect(r.stderr).toContain('hint:');
     expect(r.stdout).toBe('');
 
-    home = makeHome();
+    const home = homes.make();
     expect((await fast(home.root, ['ps', '--bogus'])).exitCode).toBe(99);
     const bogus = await execa('node', [CLI, 'ps', '--bogus', '--home', home.root], { reject: false });
     expect(bogus.exitCode).toBe(1);

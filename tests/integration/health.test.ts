@@ -1,11 +1,7 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { cli, fakeConfig, freePort, makeHome, psJson, waitFor, waitForRow, type TestHome } from '../helpers/home.js';
+import { describe, expect, it } from 'vitest';
+import { cli, fakeConfig, freePort, psJson, waitFor, waitForRow, type TestHome, homePerTest } from '../helpers/home.js';
 
-let home: TestHome | undefined;
-afterEach(async () => {
-  await home?.cleanup();
-  home = undefined;
-});
+const homes = homePerTest();
 
 type Ev = { event_type: string; message: string; ts: string; meta: Record<string, unknown> | null };
 const events = async (h: TestHome, name: string): Promise<Ev[]> =>
@@ -15,29 +11,29 @@ const get = async (h: TestHome, name: string) =>
 
 describe('health-driven supervision (fake server)', () => {
   it('shows loading and does not restart before startup_timeout', async () => {
-    home = makeHome();
+    const home = homes.make();
     home.addInstance(
       'slow',
       fakeConfig(freePort(), { FAKE_LOAD_MS: '3000' }, { healthcheck: { startup_timeout: 10 } }),
     );
     const up = await cli(home.root, ['up', 'slow']);
     expect(up.code, up.stderr).toBe(0);
-    const loading = await waitForRow((home as TestHome).root, 'slow', (r) => r.health === 'loading', 5000, 'loading');
+    const loading = await waitForRow(home.root, 'slow', (r) => r.health === 'loading', 5000, 'loading');
     expect(loading.health_detail).toMatch(/^loading \d+ s$/);
     expect((await cli(home.root, ['ps'])).stdout).toMatch(/slow\s+running\s+loading \d+ s/);
-    await waitFor(async () => ((await get(home as TestHome, 'slow')).health === 'ok' ? true : undefined), 8000, 'ok');
+    await waitFor(async () => ((await get(home, 'slow')).health === 'ok' ? true : undefined), 8000, 'ok');
     expect((await events(home, 'slow')).filter((e) => e.event_type === 'spawn')).toHaveLength(1);
   });
 
   it('restarts a server still loading after startup_timeout, with the reason', async () => {
-    home = makeHome();
+    const home = homes.make();
     home.addInstance(
       'stuck',
       fakeConfig(freePort(), { FAKE_LOAD_MS: '20000' }, { healthcheck: { startup_timeout: 1.5 } }),
     );
     await cli(home.root, ['up', 'stuck']);
     const ev = await waitFor(
-      async () => (await events(home as TestHome, 'stuck')).find((e) => e.event_type === 'health-restart'),
+      async () => (await events(home, 'stuck')).find((e) => e.event_type === 'health-restart'),
       8000,
       'health restart',
     );
@@ -45,7 +41,7 @@ describe('health-driven supervision (fake server)', () => {
   });
 
   it('a hanging /health: each probe ends at its timeout, then unhealthy -> restart; describe says why', async () => {
-    home = makeHome();
+    const home = homes.make();
     home.addInstance(
       'hang',
       fakeConfig(
@@ -57,7 +53,7 @@ describe('health-driven supervision (fake server)', () => {
     const t0 = Date.now();
     await cli(home.root, ['up', 'hang']);
     const ev = await waitFor(
-      async () => (await events(home as TestHome, 'hang')).find((e) => e.event_type === 'health-restart'),
+      async () => (await events(home, 'hang')).find((e) => e.event_type === 'health-restart'),
       8000,
       'restart',
     );
@@ -75,7 +71,7 @@ describe('health-driven supervision (fake server)', () => {
   });
 
   it('the inference probe restarts a server that answers /health but never generates', async () => {
-    home = makeHome();
+    const home = homes.make();
     home.addInstance(
       'mute',
       fakeConfig(
@@ -86,7 +82,7 @@ describe('health-driven supervision (fake server)', () => {
     );
     await cli(home.root, ['up', 'mute']);
     const ev = await waitFor(
-      async () => (await events(home as TestHome, 'mute')).find((e) => e.event_type === 'health-restart'),
+      async () => (await events(home, 'mute')).find((e) => e.event_type === 'health-restart'),
       8000,
       'restart',
     );
@@ -94,26 +90,20 @@ describe('health-driven supervision (fake server)', () => {
   });
 
   it('a rejected API key is reported as unauthorized, not a crash loop', async () => {
-    home = makeHome();
+    const home = homes.make();
     home.addInstance(
       'auth',
       fakeConfig(freePort(), { FAKE_REQUIRE_KEY: 'server-side' }, { server: { api_key_env: 'TEST_KEY_WRONG' } }),
     );
     await cli(home.root, ['up', 'auth'], { TEST_KEY_WRONG: 'client-side-wrong' });
-    const r = await waitForRow(
-      (home as TestHome).root,
-      'auth',
-      (r) => r.health === 'unauthorized',
-      6000,
-      'unauthorized',
-    );
+    const r = await waitForRow(home.root, 'auth', (r) => r.health === 'unauthorized', 6000, 'unauthorized');
     expect(r.health_detail).toContain('API key rejected');
     await new Promise((res) => setTimeout(res, 1000));
     expect((await events(home, 'auth')).filter((e) => e.event_type === 'spawn')).toHaveLength(1);
   });
 
   it('a flapping server: one restart in flight at a time, following the backoff delays', async () => {
-    home = makeHome();
+    const home = homes.make();
     home.addInstance(
       'flap',
       fakeConfig(
@@ -127,8 +117,7 @@ describe('health-driven supervision (fake server)', () => {
     );
     await cli(home.root, ['up', 'flap']);
     await waitFor(
-      async () =>
-        (await events(home as TestHome, 'flap')).filter((e) => e.event_type === 'spawn').length >= 4 ? true : undefined,
+      async () => ((await events(home, 'flap')).filter((e) => e.event_type === 'spawn').length >= 4 ? true : undefined),
       20_000,
       '4 spawns',
     );
@@ -147,7 +136,7 @@ describe('health-driven supervision (fake server)', () => {
   });
 
   it('health exits 0 only when every instance asked about is healthy', async () => {
-    home = makeHome();
+    const home = homes.make();
     home.addInstance('h1', fakeConfig(freePort()));
     home.addInstance('h2', fakeConfig(freePort()));
     await cli(home.root, ['up', 'h1', '--wait', '10']);

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { InstanceConfigSchema } from '../../src/config/schema.js';
 import { runProbe } from '../../src/health/probes.js';
 import { abortableSleep } from '../../src/platform/sleep.js';
@@ -10,20 +10,16 @@ import { Keeper } from '../../src/keeper/keeper.js';
 import { realProcesses } from '../../src/platform/processes.js';
 import { openDatabase } from '../../src/store/db.js';
 import { Store } from '../../src/store/store.js';
-import { fakeConfig, freePort, isAlive, makeHome, waitFor, type TestHome } from '../helpers/home.js';
+import { fakeConfig, freePort, isAlive, waitFor, homePerTest } from '../helpers/home.js';
 
 // The Keeper class in this process, with real processes: the race where the server `up` chose to
 // adopt exits before the new keeper re-attaches to it.
 
-let home: TestHome | undefined;
-afterEach(async () => {
-  await home?.cleanup();
-  home = undefined;
-});
+const homes = homePerTest();
 
 describe('keeper adopting a server that has just exited', () => {
   it('records the exit (status unknown) and restarts it under the restart policy', async () => {
-    home = makeHome();
+    const home = homes.make();
     const port = freePort();
     home.addInstance('late', fakeConfig(port));
     const h = homeAt(home.root);

@@ -1,16 +1,12 @@
 import { execa } from 'execa';
-import { afterEach, describe, expect, it } from 'vitest';
-import { CLI, cli, fakeConfig, freePort, makeHome, waitFor, type TestHome } from '../helpers/home.js';
+import { describe, expect, it } from 'vitest';
+import { CLI, cli, fakeConfig, freePort, waitFor, homePerTest } from '../helpers/home.js';
 
-let home: TestHome | undefined;
-afterEach(async () => {
-  await home?.cleanup();
-  home = undefined;
-});
+const homes = homePerTest();
 
 describe('logs', () => {
   it('-f follows the server output through many rotations, every line once and in order', async () => {
-    home = makeHome();
+    const home = homes.make();
     const N = 30_000;
     const port = freePort();
     home.addInstance('chatty', fakeConfig(port, {}, { logs: { max_bytes: 256 * 1024, backups: 40 } }));
@@ -41,7 +37,7 @@ describe('logs', () => {
   });
 
   it('prints the last lines across rotated files, stderr by default', async () => {
-    home = makeHome();
+    const home = homes.make();
     home.addInstance('quiet', fakeConfig(freePort(), { FAKE_STDERR: 'hello from stderr' }));
     await cli(home.root, ['up', 'quiet', '--wait', '10']);
     const r = await cli(home.root, ['logs', 'quiet', '-n', '5']);

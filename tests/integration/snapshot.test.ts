@@ -1,15 +1,11 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { cli, fakeConfig, freePort, makeHome, type TestHome } from '../helpers/home.js';
+import { describe, expect, it } from 'vitest';
+import { cli, fakeConfig, freePort, homePerTest } from '../helpers/home.js';
 
-let home: TestHome | undefined;
-afterEach(async () => {
-  await home?.cleanup();
-  home = undefined;
-});
+const homes = homePerTest();
 
 describe('--once and non-TTY output', () => {
   it('prints the table once (also without flags when stdout is not a terminal) and JSON for scripts', async () => {
-    home = makeHome();
+    const home = homes.make();
     const port = freePort();
     home.addInstance('one', fakeConfig(port));
     home.addInstance('two', fakeConfig(freePort()));
@@ -47,7 +43,7 @@ describe('--once and non-TTY output', () => {
   });
 
   it('shows an instance with a broken config as invalid, with the problem', async () => {
-    home = makeHome();
+    const home = homes.make();
     home.addInstance('broken', { model: { path: 'x' }, server: { port: 'eighty' } });
     const r = JSON.parse((await cli(home.root, ['ps', '--json'])).stdout) as Array<Record<string, unknown>>;
     expect(r[0]).toMatchObject({ name: 'broken', state: 'invalid' });

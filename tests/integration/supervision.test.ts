@@ -1,24 +1,20 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   cli,
   fakeConfig,
   freePort,
   isAlive,
-  makeHome,
   psJson,
   waitFor,
   waitForRow,
   type TestHome,
+  homePerTest,
 } from '../helpers/home.js';
 
-let home: TestHome | undefined;
-afterEach(async () => {
-  await home?.cleanup();
-  home = undefined;
-});
+const homes = homePerTest();
 
 type Row = Record<string, unknown>;
 const row = async (h: TestHome, name: string): Promise<Row> =>
@@ -46,13 +42,13 @@ function groupAlive(pgid: number): number[] {
 
 describe('up / down with a fake server', () => {
   it('starts detached, reports the pid, and down leaves nothing', async () => {
-    home = makeHome();
+    const home = homes.make();
     const port = freePort();
     home.addInstance('f1', fakeConfig(port));
     const up = await cli(home.root, ['up', 'f1']);
     expect(up.code, up.stderr).toBe(0);
     expect(up.stdout).toMatch(/f1: (starting|running) \(server pid \d+, keeper pid \d+\)/);
-    const r = await waitForRow((home as TestHome).root, 'f1', (r) => r.health === 'ok', 10_000, 'health ok');
+    const r = await waitForRow(home.root, 'f1', (r) => r.health === 'ok', 10_000, 'health ok');
     expect(r).toMatchObject({ state: 'running', port, backend: 'cpu' });
     const pid = r.pid as number;
     const down = await cli(home.root, ['down', 'f1']);
@@ -62,13 +58,13 @@ describe('up / down with a fake server', () => {
   });
 
   it('a server that crashes at start ends failed after max_retries, with the reason', async () => {
-    home = makeHome();
+    const home = homes.make();
     home.addInstance(
       'crashy',
       fakeConfig(freePort(), { FAKE_CRASH_AFTER_MS: '50', FAKE_EXIT_CODE: '3' }, { restart: { max_retries: 2 } }),
     );
     expect((await cli(home.root, ['up', 'crashy'])).code).toBe(0);
-    const r = await waitForRow((home as TestHome).root, 'crashy', (r) => r.state === 'failed', 15_000, 'failed');
+    const r = await waitForRow(home.root, 'crashy', (r) => r.state === 'failed', 15_000, 'failed');
     expect(r.last_error).toMatch(/gave up after 2 restarts.*exited with code 3/);
     expect(r.last_exit).toMatchObject({ code: 3 });
     const events = await cli(home.root, ['events', 'crashy', '--json', '-n', '100']);
@@ -85,7 +81,7 @@ describe('up / down with a fake server', () => {
   });
 
   it('a bind error is not retried: failed at once with the reason', async () => {
-    home = makeHome();
+    const home = homes.make();
     const port = freePort();
     home.addInstance(
       'bind',
@@ -97,19 +93,19 @@ describe('up / down with a fake server', () => {
       }),
     );
     await cli(home.root, ['up', 'bind']);
-    const r = await waitForRow((home as TestHome).root, 'bind', (r) => r.state === 'failed', 10_000, 'failed');
+    const r = await waitForRow(home.root, 'bind', (r) => r.state === 'failed', 10_000, 'failed');
     expect(r.last_error).toContain("couldn't bind HTTP server socket");
     expect(r.restarts).toBe(1);
   });
 
   it('down kills a group that ignores SIGTERM, child included, within stop_timeout + 1 s', async () => {
-    home = makeHome();
+    const home = homes.make();
     home.addInstance(
       'stubborn',
       fakeConfig(freePort(), { FAKE_IGNORE_TERM: '1', FAKE_SPAWN_CHILD: '1' }, { stop_timeout: 1 }),
     );
     await cli(home.root, ['up', 'stubborn']);
-    const r = await waitForRow((home as TestHome).root, 'stubborn', (r) => r.health === 'ok', 10_000, 'ok');
+    const r = await waitForRow(home.root, 'stubborn', (r) => r.health === 'ok', 10_000, 'ok');
     const pgid = pgidOf(r.pid as number);
     await waitFor(() => groupAlive(pgid).length >= 3 || undefined, 5000, 'child spawned');
     const down = await cli(home.root, ['down', 'stubborn']);
@@ -121,7 +117,7 @@ describe('up / down with a fake server', () => {
   });
 
   it('exits 4 within 300 ms when a foreign process holds the port, naming its pid; nothing spawned', async () => {
-    home = makeHome();
+    const home = homes.make();
     const port = freePort();
     home.addInstance('p', fakeConfig(port));
     const py = spawn('python3', ['-m', 'http.server', String(port), '--bind', '127.0.0.1'], { stdio: 'ignore' });
@@ -148,7 +144,7 @@ describe('up / down with a fake server', () => {
   });
 
   it('exits 4 when another running instance has the port', async () => {
-    home = makeHome();
+    const home = homes.make();
     const port = freePort();
     home.addInstance('one', fakeConfig(port));
     home.addInstance('two', fakeConfig(port));
@@ -159,9 +155,9 @@ describe('up / down with a fake server', () => {
   });
 
   it('8 concurrent up give exactly one keeper and one server; the others exit 3', async () => {
-    home = makeHome();
+    const home = homes.make();
     home.addInstance('race', fakeConfig(freePort()));
-    const results = await Promise.all(Array.from({ length: 8 }, () => cli((home as TestHome).root, ['up', 'race'])));
+    const results = await Promise.all(Array.from({ length: 8 }, () => cli(home.root, ['up', 'race'])));
     const codes = results.map((r) => r.code).sort();
     expect(codes).toEqual([0, 3, 3, 3, 3, 3, 3, 3]);
     await waitFor(async () => ((await row(home as TestHome, 'race')).health === 'ok' ? true : undefined), 10_000, 'ok');
@@ -179,7 +175,7 @@ describe('up / down with a fake server', () => {
   });
 
   it('unknown instance exits 2; missing binary exits 5; missing model exits 1 — nothing started', async () => {
-    home = makeHome();
+    const home = homes.make();
     home.addInstance('nobin', {
       model: { path: 'models/fake.gguf' },
       server: { port: freePort(), binary: '/nonexistent/llama-server' },
@@ -200,13 +196,13 @@ describe('up / down with a fake server', () => {
 
 describe('log pipes', () => {
   it('a server whose log pipes cannot be created is failed with the reason, not retried', async () => {
-    home = makeHome();
+    const home = homes.make();
     home.addInstance('nopipe', fakeConfig(freePort()));
     // state/pipes/nopipe must be a directory for the FIFOs: make it a file.
     fs.mkdirSync(path.join(home.root, 'state', 'pipes'), { recursive: true });
     fs.writeFileSync(path.join(home.root, 'state', 'pipes', 'nopipe'), 'in the way');
     await cli(home.root, ['up', 'nopipe']);
-    const r = await waitForRow((home as TestHome).root, 'nopipe', (x) => x.state === 'failed', 5000, 'failed');
+    const r = await waitForRow(home.root, 'nopipe', (x) => x.state === 'failed', 5000, 'failed');
     expect(r.last_error).toMatch(/cannot create the log pipes in .*state\/pipes\/nopipe/);
     expect(r.restarts).toBe(0);
     expect(r.pid).toBeNull();
@@ -215,11 +211,11 @@ describe('log pipes', () => {
 
 describe('keeper death and identity', () => {
   it('kill -9 of the keeper: ps reports the orphan; up re-attaches to the same server and its logs resume; down leaves none', async () => {
-    home = makeHome();
+    const home = homes.make();
     const port = freePort();
     home.addInstance('k', fakeConfig(port));
     await cli(home.root, ['up', 'k']);
-    const r = await waitForRow((home as TestHome).root, 'k', (r) => r.health === 'ok', 10_000, 'ok');
+    const r = await waitForRow(home.root, 'k', (r) => r.health === 'ok', 10_000, 'ok');
     process.kill(r.keeper_pid as number, 'SIGKILL');
     await waitFor(() => !isAlive(r.keeper_pid as number) || undefined, 3000, 'keeper dead');
     const after = await row(home, 'k');
@@ -235,7 +231,7 @@ describe('keeper death and identity', () => {
     expect(up.code, up.stderr).toBe(0);
     expect(up.stdout).toContain(`k: re-attached to running server pid ${String(r.pid)}`);
     expect(up.stdout).toContain('its config file changed since it started: "llama-orch restart k" applies it');
-    const adopted = await waitForRow((home as TestHome).root, 'k', (x) => x.keeper_pid !== null, 5000, 'keeper');
+    const adopted = await waitForRow(home.root, 'k', (x) => x.keeper_pid !== null, 5000, 'keeper');
     expect(adopted).toMatchObject({ state: 'running', pid: r.pid, health: 'ok' });
     expect(adopted.keeper_pid).not.toBe(r.keeper_pid);
     const stdoutLog = path.join(home.root, 'logs', 'k', 'stdout.log');
@@ -261,13 +257,7 @@ describe('keeper death and identity', () => {
 
     // The adopted server is supervised: kill -9 is seen (its status is unknown) and it is restarted.
     process.kill(r.pid as number, 'SIGKILL');
-    const fresh = await waitForRow(
-      (home as TestHome).root,
-      'k',
-      (x) => x.health === 'ok' && x.pid !== r.pid,
-      10_000,
-      'restarted',
-    );
+    const fresh = await waitForRow(home.root, 'k', (x) => x.health === 'ok' && x.pid !== r.pid, 10_000, 'restarted');
     expect((fresh.last_exit as { code: unknown }).code).toBeNull();
     const ev2 = JSON.parse((await cli(home.root, ['events', 'k', '--json'])).stdout) as Array<{
       event_type: string;
@@ -283,7 +273,7 @@ describe('keeper death and identity', () => {
   });
 
   it('never signals a pid that now belongs to another process', async () => {
-    home = makeHome();
+    const home = homes.make();
     home.addInstance('reuse', fakeConfig(freePort()));
     const stranger = spawn('sleep', ['30'], { stdio: 'ignore' });
     try {
@@ -312,7 +302,7 @@ describe('keeper death and identity', () => {
 
 describe('lossless rotating logs', () => {
   it('200k lines flooded by the server: every line once, in order; no file over max_bytes + one line', async () => {
-    home = makeHome();
+    const home = homes.make();
     const N = 200_000;
     home.addInstance(
       'flood',

@@ -54,11 +54,18 @@ async function forEach(names: string[], out: Out, fn: (name: string) => Promise<
   return code;
 }
 
-export async function upCommand(ctx: Context, names: string[], opts: UpOptions, out: Out): Promise<number> {
+/** `up` and `restart`: start each instance, report it, and with --wait wait until it is healthy. */
+async function startCommand(
+  start: typeof up,
+  ctx: Context,
+  names: string[],
+  opts: UpOptions,
+  out: Out,
+): Promise<number> {
   const selected = selectNames(ctx.home, names, opts.all ?? false);
   const wait = waitMs(opts.wait);
   return forEach(selected, out, async (name) => {
-    const r = await up(ctx.deps, name);
+    const r = await start(ctx.deps, name);
     out.log(describeUp(r));
     if (r.status === 'failed') throw new UserError(`${name} failed`, ExitCode.general);
     if (wait !== undefined) {
@@ -68,24 +75,17 @@ export async function upCommand(ctx: Context, names: string[], opts: UpOptions, 
   });
 }
 
+export const upCommand = (ctx: Context, names: string[], opts: UpOptions, out: Out) =>
+  startCommand(up, ctx, names, opts, out);
+
+export const restartCommand = (ctx: Context, names: string[], opts: UpOptions, out: Out) =>
+  startCommand(restart, ctx, names, opts, out);
+
 export async function downCommand(ctx: Context, names: string[], opts: { all?: boolean }, out: Out): Promise<number> {
   // An instance whose config dir was removed while it ran can still be stopped.
   const selected = selectNames(ctx.home, names, opts.all ?? false, recordedLiveNames(ctx.store));
   return forEach(selected, out, async (name) => {
     const r = await down(ctx.deps, name);
     out.log(r.message);
-  });
-}
-
-export async function restartCommand(ctx: Context, names: string[], opts: UpOptions, out: Out): Promise<number> {
-  const selected = selectNames(ctx.home, names, opts.all ?? false);
-  const wait = waitMs(opts.wait);
-  return forEach(selected, out, async (name) => {
-    const r = await restart(ctx.deps, name);
-    out.log(describeUp(r));
-    if (wait !== undefined) {
-      const row = await waitHealthy(ctx.deps, name, wait);
-      out.log(`${name}: healthy (pid ${row.pid})`);
-    }
   });
 }
