@@ -5,7 +5,10 @@ import type { DashboardState } from './model.js';
 export function Header({ state }: { state: DashboardState }) {
   const counts = new Map<string, number>();
   for (const i of state.instances) counts.set(i.state, (counts.get(i.state) ?? 0) + 1);
-  const summary = [...counts].map(([s, n]) => `${n} ${s}`).join(' · ') || 'no instances';
+  const warned = state.instances.filter((i) => i.warnings.length > 0).length;
+  const summary =
+    ([...counts].map(([s, n]) => `${n} ${s}`).join(' · ') || 'no instances') +
+    (warned ? ` · ${warned} with warnings (d: details)` : '');
   const time = new Date(state.now).toLocaleTimeString('en-GB', { hour12: false });
   return (
     <Box justifyContent="space-between">

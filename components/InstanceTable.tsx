@@ -12,6 +12,7 @@ export function paint(text: string, color: string): string {
 
 export function stateColor(i: InstanceSnapshot): string | undefined {
   if (i.state === 'failed' || i.state === 'orphaned' || i.state === 'invalid') return 'red';
+  if (i.warnings.length > 0) return 'red';
   if (i.health === 'unhealthy' || i.health === 'unauthorized') return 'red';
   if (i.state === 'backoff' || i.state === 'starting' || i.state === 'stopping' || i.health === 'loading')
     return 'yellow';

@@ -29,5 +29,6 @@ export function psTable(list: InstanceSnapshot[]): string {
         ? `${i.name}: config problem: ${i.config_error}`
         : `${i.name}: config problem (the ${i.state} server keeps the config it was started with): ${i.config_error}`,
     );
+  for (const i of list) for (const w of i.warnings) notes.push(`${i.name}: warning: ${w}`);
   return notes.length > 0 ? `${table}\n\n${notes.join('\n')}` : table;
 }

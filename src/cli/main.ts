@@ -7,6 +7,7 @@ import { packageVersion } from '../platform/package.js';
 import { openContext, type Context } from './context.js';
 import { onceCommand, psCommand } from './commands/snapshot.js';
 import { prepareLoader } from '../config/prepare.js';
+import { isStoreFault, storeFaultError } from '../store/faults.js';
 
 /** Commands set this; only this file calls process.exit. */
 let exitCode: number = ExitCode.ok;
@@ -15,8 +16,16 @@ async function withContext<T>(home: string | undefined, fn: (ctx: Context) => Pr
   const ctx = openContext(home);
   try {
     return await fn(ctx);
+  } catch (e) {
+    // A locked, full, read-only or damaged database is the environment's fault: say so, no stack.
+    if (isStoreFault(e)) throw storeFaultError(e, ctx.home.dbPath);
+    throw e;
   } finally {
-    ctx.close();
+    try {
+      ctx.close();
+    } catch {
+      // closing a connection to a vanished or broken file: nothing left to do
+    }
   }
 }
 

@@ -38,12 +38,68 @@ function jsonPathOf(segments: readonly PropertyKey[]): string {
   return out;
 }
 
+function typeName(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'array';
+  return typeof v;
+}
+
+/** The keys the schema knows at a JSON path, for "did you mean" on a misspelt one. */
+function knownKeys(path: readonly PropertyKey[]): string[] {
+  let schema: unknown = InstanceConfigSchema;
+  for (const seg of path) {
+    const shape = (schema as { shape?: Record<string, unknown> }).shape;
+    schema = shape?.[String(seg)];
+    // Unwrap defaults, optionals and prefaults down to the object.
+    for (let i = 0; i < 5 && schema && !(schema as { shape?: unknown }).shape; i++) {
+      schema = (schema as { def?: { innerType?: unknown } }).def?.innerType;
+    }
+  }
+  const shape = (schema as { shape?: Record<string, unknown> } | undefined)?.shape;
+  return shape ? Object.keys(shape) : [];
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0] as number;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = row[j] as number;
+      row[j] = Math.min((row[j] as number) + 1, (row[j - 1] as number) + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return row[b.length] as number;
+}
+
+/** The closest known key, when it is close enough to be a misspelling. */
+export function closestKey(key: string, known: readonly string[]): string | undefined {
+  let best: { k: string; d: number } | undefined;
+  for (const k of known) {
+    const d = editDistance(key.toLowerCase(), k.toLowerCase());
+    if (!best || d < best.d) best = { k, d };
+  }
+  return best && best.d <= Math.max(2, Math.floor(key.length / 3)) ? best.k : undefined;
+}
+
 function describeIssue(issue: z.core.$ZodIssue): string {
   if (issue.code === 'unrecognized_keys') {
-    return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')} (not part of the config schema; check the spelling)`;
+    const known = knownKeys(issue.path);
+    return issue.keys
+      .map((k) => {
+        const near = closestKey(k, known);
+        return `unknown key "${k}"${near ? ` (did you mean "${near}"?)` : ` (known keys here: ${known.join(', ')})`}`;
+      })
+      .join('; ');
   }
-  if (issue.code === 'invalid_type' && issue.input === undefined) {
-    return `required ${issue.expected} is missing`;
+  if (issue.code === 'invalid_type') {
+    if (issue.input === undefined) return `required ${issue.expected} is missing`;
+    return `expected ${issue.expected}, got ${typeName(issue.input)}`;
+  }
+  if ((issue.code === 'too_big' || issue.code === 'too_small') && typeof issue.input === 'number') {
+    const bound = issue.code === 'too_big' ? `at most ${String(issue.maximum)}` : `at least ${String(issue.minimum)}`;
+    return `must be ${bound} (got ${issue.input})`;
   }
   return issue.message;
 }
@@ -67,7 +123,8 @@ export function parseConfigText(text: string, file: string): { config?: Instance
     const msg = e instanceof Error ? e.message : String(e);
     return { problems: [{ file, jsonPath: '$', message: `invalid JSON${positionToLineCol(text, msg)}: ${msg}` }] };
   }
-  const parsed = InstanceConfigSchema.safeParse(raw);
+  // reportInput: a wrong type is told apart from a missing value ("expected number, got string").
+  const parsed = InstanceConfigSchema.safeParse(raw, { reportInput: true });
   if (parsed.success) return { config: parsed.data, problems: [] };
   return {
     problems: parsed.error.issues.map((issue) => ({

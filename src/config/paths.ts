@@ -17,8 +17,13 @@ export function discoverInstanceNames(home: Home): string[] {
     if (errnoCode(e) === 'ENOENT') return [];
     throw e;
   }
+  // A symbolic link to a directory counts (an operator may keep an instance elsewhere).
+  const isDir = (d: fs.Dirent) =>
+    d.isDirectory() ||
+    (d.isSymbolicLink() &&
+      fs.statSync(path.join(home.instancesDir, d.name), { throwIfNoEntry: false })?.isDirectory() === true);
   return entries
-    .filter((d) => d.isDirectory() && !d.name.startsWith('.'))
+    .filter((d) => !d.name.startsWith('.') && isDir(d))
     .map((d) => d.name)
     .sort();
 }

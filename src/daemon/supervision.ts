@@ -1,6 +1,8 @@
 import { discoverInstanceNames } from '../config/paths.js';
 import { UserError } from '../domain/errors.js';
 import { keeperAlive } from '../engine/identity.js';
+import { heartbeatAgeMs, STALLED_AFTER_MS } from '../engine/keeper-file.js';
+import type { RuntimeRow } from '../store/store.js';
 import { reconcileRow } from '../engine/reconcile.js';
 import { up, type SupervisorDeps } from '../engine/supervisor.js';
 import type { Service } from './service.js';
@@ -41,9 +43,20 @@ export class SupervisionService implements Service {
       await this.autostart(signal);
     }
     while (!signal.aborted) {
-      await this.reconcileOnce(signal);
+      try {
+        await this.reconcileOnce(signal);
+      } catch (e) {
+        // A bad pass (a busy database, say) is logged and tried again at the next interval.
+        this.deps.log(`reconcile failed: ${e instanceof Error ? e.message : String(e)}`);
+      }
       await this.deps.wait(this.opts.intervalMs, signal);
     }
+  }
+
+  /** The keeper is alive but its heartbeat file has not moved for STALLED_AFTER_MS. */
+  private stalled(row: RuntimeRow): boolean {
+    const age = heartbeatAgeMs(this.deps.home, row.name, this.deps.now());
+    return age !== undefined && age > STALLED_AFTER_MS;
   }
 
   private async startOne(name: string, reason: string, carry: boolean): Promise<void> {
@@ -71,6 +84,12 @@ export class SupervisionService implements Service {
       if (signal.aborted) return;
       const row = this.deps.store.getRuntime(name);
       if (row && keeperAlive(row, this.deps.procs)) continue;
+      // An operator's `down` stands until their `up`, across daemon restarts and reboots.
+      const inst = this.deps.store.getInstance(name);
+      if (inst?.desired_state === 'stopped' && inst.desired_at !== null) {
+        this.deps.log(`autostart: ${name} skipped (stopped by the operator; "llama-orch up ${name}" starts it)`);
+        continue;
+      }
       if (!first) await this.deps.wait(this.opts.staggerMs, signal);
       if (signal.aborted) return;
       first = false;
@@ -86,7 +105,23 @@ export class SupervisionService implements Service {
       if (inst.desired_state !== 'running') continue;
       const before = store.getRuntime(inst.name);
       if (!before || before.status === 'failed') continue;
-      const seen = reconcileRow(store, procs, inst.name);
+      let seen = reconcileRow(store, procs, inst.name);
+      if (seen?.keeper && this.stalled(seen.row)) {
+        // A keeper that stopped making progress (SIGSTOP, a hang) leaves its server unsupervised
+        // and its pipes undrained: replace it; the new keeper re-attaches the server.
+        const age = Math.round((heartbeatAgeMs(this.deps.home, inst.name, this.deps.now()) ?? 0) / 1000);
+        store.addEvent(
+          inst.name,
+          'error',
+          'keeper-stalled',
+          `keeper pid ${seen.row.keeper_pid} made no progress for ${age} s: killed; a new keeper takes over`,
+        );
+        procs.signal(seen.row.keeper_pid as number, 'SIGKILL');
+        await this.deps.feed.until(() => (keeperAlive(seen?.row as RuntimeRow, procs) ? undefined : true), 2000, {
+          recheckMs: 20,
+        });
+        seen = reconcileRow(store, procs, inst.name);
+      }
       if (!seen || seen.keeper) continue;
       if (store.getRuntime(inst.name)?.status === 'failed') continue;
       // `up` re-attaches a server that still runs (no reload) or stops it first when it cannot.

@@ -6,6 +6,8 @@ export const ExitCode = {
   alreadyRunning: 3,
   portCollision: 4,
   executableNotFound: 5,
+  /** The state database is locked by another process, on a full or read-only disk, or damaged. */
+  stateUnavailable: 6,
   daemon: 10,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];

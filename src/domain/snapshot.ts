@@ -27,6 +27,8 @@ export interface InstanceSnapshot {
   last_error: string | null;
   config_error: string | null;
   autostart: boolean;
+  /** What needs an operator's eye although the instance runs: a stalled keeper, logs being dropped. */
+  warnings: string[];
 }
 
 export interface DaemonStatus {

@@ -1,6 +1,6 @@
 import { ACTIVE_STATUSES } from '../domain/lifecycle.js';
 import type { Processes } from '../platform/processes.js';
-import type { RuntimeRow, Store } from '../store/store.js';
+import { applyFix, type ObservedFix, type RuntimeRow, type Store } from '../store/store.js';
 import { keeperAlive, serverAlive } from './identity.js';
 
 export interface Observed {
@@ -10,10 +10,8 @@ export interface Observed {
   server: boolean;
   /** Keeper gone, server still running under no supervision. */
   orphan: boolean;
-  /** Why the row is out of date (a keeper died), or null when it is not. */
-  keeperLost: string | null;
-  /** The row differs from /proc and reconcile() would write. */
-  stale: boolean;
+  /** What reconcile() records: the one description of the fix, applied to a copy here and to the row by Store.recordObserved. */
+  fix: ObservedFix | null;
 }
 
 /**
@@ -25,10 +23,10 @@ export function observeRow(row: RuntimeRow, procs: Processes): Observed {
   // A live keeper records its server's exit within milliseconds, so its pid column can be trusted
   // (half the /proc reads of a ps or a dashboard refresh).
   if (row.keeper_pid !== null && keeperAlive(row, procs)) {
-    return { row, keeper: true, server: row.pid !== null, orphan: false, keeperLost: null, stale: false };
+    return { row, keeper: true, server: row.pid !== null, orphan: false, fix: null };
   }
   if (row.keeper_pid === null && row.pid === null && !ACTIVE_STATUSES.has(row.status)) {
-    return { row, keeper: false, server: false, orphan: false, keeperLost: null, stale: false };
+    return { row, keeper: false, server: false, orphan: false, fix: null };
   }
   const server = serverAlive(row, procs);
   const keeperLost =
@@ -37,14 +35,13 @@ export function observeRow(row: RuntimeRow, procs: Processes): Observed {
       : server
         ? `keeper pid ${row.keeper_pid} died; server pid ${row.pid} is still running without supervision (orphan): "llama-orch up ${row.name}" or "down ${row.name}" recovers it`
         : `keeper pid ${row.keeper_pid} died${row.pid ? ` and server pid ${row.pid} is gone` : ''}`;
-  const fixed: RuntimeRow = { ...row };
-  if (keeperLost !== null) Object.assign(fixed, { keeper_pid: null, keeper_starttime: null, last_error: keeperLost });
-  if (!server && row.pid !== null) Object.assign(fixed, { pid: null, pgid: null, starttime: null });
-  if (!server && ACTIVE_STATUSES.has(row.status)) {
-    Object.assign(fixed, { status: 'stopped', next_restart_at: null, health: null, health_detail: null });
-  }
-  const stale = keeperLost !== null || (!server && (row.pid !== null || ACTIVE_STATUSES.has(row.status)));
-  return { row: fixed, keeper: false, server, orphan: server, keeperLost, stale };
+  const fix: ObservedFix = {
+    keeperLost,
+    clearServer: !server && row.pid !== null,
+    stop: !server && ACTIVE_STATUSES.has(row.status),
+  };
+  const stale = fix.keeperLost !== null || fix.clearServer || fix.stop;
+  return { row: stale ? applyFix(row, fix) : row, keeper: false, server, orphan: server, fix: stale ? fix : null };
 }
 
 /**
@@ -56,14 +53,14 @@ export function reconcileRow(store: Store, procs: Processes, name: string): Obse
   const peek = store.getRuntime(name);
   if (!peek) return undefined;
   const seen = observeRow(peek, procs);
-  if (!seen.stale) return seen;
+  if (!seen.fix) return seen;
   return store.immediate(() => {
     // Re-read inside the write lock: another process may have fixed (or changed) it meanwhile.
     const row = store.getRuntime(name);
     if (!row) return undefined;
     const again = observeRow(row, procs);
-    if (again.stale) store.recordObserved(name, { keeperLost: again.keeperLost, serverAlive: again.server });
-    return { ...again, row: store.getRuntime(name) as RuntimeRow, stale: false };
+    if (again.fix) store.recordObserved(name, again.fix);
+    return { ...again, row: store.getRuntime(name) as RuntimeRow, fix: null };
   });
 }
 

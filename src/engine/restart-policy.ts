@@ -1,19 +1,34 @@
 import type { InstanceConfig } from '../config/schema.js';
 
 export type RestartDecision =
-  { kind: 'restart'; delayMs: number; attempt: number } | { kind: 'give-up'; reason: string };
+  | {
+      kind: 'restart';
+      delayMs: number;
+      /** The restart's number in the current crash loop; 0 after a stable run (it was no loop). */
+      attempt: number;
+      /** Why this delay, for the backoff event. */
+      note: string;
+    }
+  | { kind: 'give-up'; reason: string };
 
 export interface RunHistory {
-  /** Restarts already made since the last reset. */
+  /** Restarts in the current crash loop (runs that ended before they were stable). */
   attempts: number;
-  /** How long the run that just ended was continuously healthy (or up, when health never ran), ms. */
-  stableMs: number;
+  /** How long the run that just ended was continuously healthy, ms (0: it never was). */
+  healthyMs: number;
+  /** When the earlier runs that were stable ended (ms): the crash rate of a sporadic crasher. */
+  recentCrashes: readonly number[];
+  now: number;
 }
 
 /**
- * Pure restart policy: (history, config, random) -> delay | give up. pm2's rules: a run that was
- * stable for reset_after counts as a fresh start; backoff grows by multiplier up to max_delay;
- * jitter spreads restarts of many instances; after max_retries the instance is failed.
+ * Pure restart policy (docs/ARCHITECTURE.md, "Restart policy"). Only a crash loop is given up on:
+ * a run that never became healthy, or died within `min_uptime` of becoming healthy, counts toward
+ * `max_retries`, with the delay growing by `multiplier` up to `max_delay`. A run that stayed healthy
+ * for `min_uptime` was not a loop: it restarts without counting, after `initial_delay` grown only by
+ * the number of such crashes in the last `reset_after` seconds (the crash rate). Compare Kubernetes
+ * (never gives up, backoff reset after 10 min running), pm2 (counts only restarts of a process that
+ * lived less than min_uptime), systemd (gives up on 5 starts in 10 s).
  */
 export function decideRestart(
   history: RunHistory,
@@ -21,15 +36,28 @@ export function decideRestart(
   random: () => number = Math.random,
 ): RestartDecision {
   if (!policy.enabled) return { kind: 'give-up', reason: 'restart disabled in config' };
-  const attempts = history.stableMs >= policy.reset_after * 1000 ? 0 : history.attempts;
-  if (attempts >= policy.max_retries) {
+  const delay = (steps: number) => {
+    const base = Math.min(policy.max_delay, policy.initial_delay * policy.multiplier ** steps);
+    const spread = base * policy.jitter * (2 * random() - 1);
+    return Math.max(0, Math.round((base + spread) * 1000));
+  };
+  if (history.healthyMs >= policy.min_uptime * 1000) {
+    const window = policy.reset_after * 1000;
+    const recent = history.recentCrashes.filter((t) => history.now - t <= window).length;
     return {
-      kind: 'give-up',
-      reason: `gave up after ${attempts} restart${attempts === 1 ? '' : 's'} (max_retries ${policy.max_retries})`,
+      kind: 'restart',
+      delayMs: delay(recent),
+      attempt: 0,
+      note: `after a healthy run of ${Math.round(history.healthyMs / 1000)} s${recent ? ` (${recent} earlier crash${recent === 1 ? '' : 'es'} in the last ${policy.reset_after} s)` : ''}`,
     };
   }
-  const base = Math.min(policy.max_delay, policy.initial_delay * policy.multiplier ** attempts);
-  const spread = base * policy.jitter * (2 * random() - 1);
-  const delayMs = Math.max(0, Math.round((base + spread) * 1000));
-  return { kind: 'restart', delayMs, attempt: attempts + 1 };
+  if (history.attempts >= policy.max_retries) {
+    const n = history.attempts;
+    return {
+      kind: 'give-up',
+      reason: `crash loop: gave up after ${n} restart${n === 1 ? '' : 's'} that never stayed healthy for min_uptime ${policy.min_uptime} s (max_retries ${policy.max_retries})`,
+    };
+  }
+  const attempt = history.attempts + 1;
+  return { kind: 'restart', delayMs: delay(history.attempts), attempt, note: `${attempt}/${policy.max_retries}` };
 }

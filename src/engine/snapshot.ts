@@ -6,6 +6,8 @@ import type { DisplayState } from '../domain/status.js';
 import type { InstanceSnapshot, RigSnapshot } from '../domain/snapshot.js';
 import type { Processes } from '../platform/processes.js';
 import type { StoreBase } from '../store/base.js';
+import type { RuntimeRow } from '../store/rows.js';
+import { heartbeatAgeMs, STALLED_AFTER_MS } from './keeper-file.js';
 import { daemonStatus } from './daemon-status.js';
 import { observeRow } from './reconcile.js';
 import { startedConfig } from './started-config.js';
@@ -71,7 +73,25 @@ export function snapshotInstance(src: SnapshotSources, name: string, now: number
     last_error: row?.last_error ?? null,
     config_error: loaded.ok ? null : loaded.problems.map((p) => `${p.jsonPath}: ${p.message}`).join('; '),
     autostart: cfg?.autostart ?? false,
+    warnings: warningsOf(src.home, name, row, seen?.keeper === true, now),
   };
+}
+
+function warningsOf(home: Home, name: string, row: RuntimeRow | undefined, keeper: boolean, now: number): string[] {
+  const out: string[] = [];
+  if (keeper && row?.keeper_pid) {
+    const age = heartbeatAgeMs(home, name, now);
+    if (age !== undefined && age > STALLED_AFTER_MS) {
+      out.push(
+        `keeper pid ${row.keeper_pid} is not responding: no heartbeat for ${Math.round(age / 1000)} s (stopped or hung; the daemon replaces it)`,
+      );
+    }
+  }
+  if (row?.log_error) out.push(`logs: ${row.log_error}; ${row.log_dropped_lines} line(s) dropped so far`);
+  else if (row && row.log_dropped_lines > 0) {
+    out.push(`logs: ${row.log_dropped_lines} line(s) were dropped while the log files could not be written`);
+  }
+  return out;
 }
 
 /** Every configured instance, plus any recorded as running whose config was removed (it may need stopping). */

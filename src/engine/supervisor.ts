@@ -8,7 +8,10 @@ import type { Processes } from '../platform/processes.js';
 import type { RuntimeRow, Store } from '../store/store.js';
 import type { ChangeFeed } from '../store/watch.js';
 import { keeperAlive, serverAlive } from './identity.js';
-import { reconcileRow } from './reconcile.js';
+import { observeRow, reconcileRow, type Observed } from './reconcile.js';
+import { readKeeperFile } from './keeper-file.js';
+import { explainStoreFault, isStoreFault } from '../store/faults.js';
+import { emptyRuntimeRow } from '../store/rows.js';
 import { startedConfig } from './started-config.js';
 import { stopGroup } from './stop.js';
 
@@ -111,19 +114,30 @@ function openKeeperLog(home: Home, name: string): number {
   return fs.openSync(file, 'a', 0o600);
 }
 
+type Tolerate = <T>(what: string, fn: () => T) => T | undefined;
+const strict: Tolerate = (_what, fn) => fn();
+
 /** Stops a server whose keeper is gone, after its identity is proven. */
-export async function stopOrphan(deps: SupervisorDeps, row: RuntimeRow, graceMs: number): Promise<void> {
+export async function stopOrphan(
+  deps: SupervisorDeps,
+  row: RuntimeRow,
+  graceMs: number,
+  tolerate: Tolerate = strict,
+): Promise<void> {
   if (!row.pid || !serverAlive(row, deps.procs)) return;
   const pid = row.pid;
-  deps.store.addEvent(row.name, 'warn', 'orphan-stop', `stopping orphaned server pid ${pid} (its keeper is gone)`);
+  const message = `stopping orphaned server pid ${pid} (its keeper is gone)`;
+  tolerate('the stop event', () => deps.store.addEvent(row.name, 'warn', 'orphan-stop', message));
   const res = await stopGroup({ pid, pgid: row.pgid ?? pid }, graceMs, deps);
   const left = res.leftovers.length ? `; left: ${res.leftovers.join(', ')}` : '';
-  deps.store.recordOrphanStopped(row.name, {
-    pid,
-    at: deps.now(),
-    level: res.leftovers.length ? 'error' : 'info',
-    message: `orphaned server pid ${pid} stopped${res.killed ? ' (needed SIGKILL)' : ''}${left}`,
-  });
+  tolerate('the stop', () =>
+    deps.store.recordOrphanStopped(row.name, {
+      pid,
+      at: deps.now(),
+      level: res.leftovers.length ? 'error' : 'info',
+      message: `orphaned server pid ${pid} stopped${res.killed ? ' (needed SIGKILL)' : ''}${left}`,
+    }),
+  );
 }
 
 export interface UpOptions {
@@ -257,47 +271,95 @@ export interface DownResult {
   message: string;
 }
 
-/** `down NAME`: through the keeper; an orphaned server is stopped directly after an identity check. */
+/**
+ * `down NAME`: through the keeper; an orphaned server is stopped directly after an identity check.
+ * It works whatever the state database does (docs/ARCHITECTURE.md, "Faults"): a write it refuses
+ * (locked, full, read-only) is skipped and said; with no readable row the keeper is found from its
+ * own file (engine/keeper-file.ts).
+ */
 export async function down(deps: SupervisorDeps, name: string): Promise<DownResult> {
   const { store, procs } = deps;
-  // No valid config needed: a server must stay stoppable after its file is broken or removed.
-  store.immediate(() => {
-    store.ensureInstance(name, instanceConfigPath(deps.home, name));
-    store.setDesired(name, 'stopped');
-  });
-  const graceMs = stopTimeoutS(deps, name) * 1000;
-  const seen = reconcileRow(store, procs, name);
-  if (!seen) return { name, wasRunning: false, message: `${name} is not running` };
-  if (seen.keeper && seen.row.keeper_pid) {
-    const keeperPid = seen.row.keeper_pid;
-    const serverPid = seen.row.pid;
-    procs.signal(keeperPid, 'SIGTERM');
-    // The keeper records the stop and releases the instance as it exits; the recheck catches one
-    // that dies without a word.
-    const gone = () => (keeperAlive(store.getRuntime(name) as RuntimeRow, procs) ? undefined : true);
-    await deps.feed.until(gone, graceMs + 5000, { recheckMs: 50 });
-    const after = store.getRuntime(name) as RuntimeRow;
-    if (keeperAlive(after, procs)) {
-      // The keeper is wedged: take over, stop the server ourselves, then the keeper.
-      if (serverAlive(after, procs)) await stopOrphan(deps, after, 1000);
-      procs.signal(keeperPid, 'SIGKILL');
-      reconcileRow(store, procs, name);
-      return {
-        name,
-        wasRunning: true,
-        message: `${name} stopped (keeper pid ${keeperPid} did not exit and was killed)`,
-      };
+  const notes: string[] = [];
+  const tolerate = <T>(what: string, fn: () => T): T | undefined => {
+    try {
+      return fn();
+    } catch (e) {
+      if (!isStoreFault(e)) throw e;
+      const why = explainStoreFault(e, deps.home.dbPath).what;
+      if (!notes.some((n) => n.endsWith(why))) notes.push(`${what}: ${why}`);
+      return undefined;
     }
-    return { name, wasRunning: true, message: `${name} stopped${serverPid ? ` (server pid ${serverPid})` : ''}` };
+  };
+  const result = (wasRunning: boolean, message: string): DownResult => ({
+    name,
+    wasRunning,
+    message: notes.length ? `${message} (not recorded: ${notes.join('; ')})` : message,
+  });
+  // No valid config needed: a server must stay stoppable after its file is broken or removed.
+  tolerate('the desired state', () =>
+    store.immediate(() => {
+      store.ensureInstance(name, instanceConfigPath(deps.home, name));
+      store.setDesired(name, 'stopped');
+    }),
+  );
+  const graceMs = (tolerate('the grace period', () => stopTimeoutS(deps, name)) ?? DEFAULT_STOP_TIMEOUT_S) * 1000;
+  const recorded = tolerate('reading the instance', () => store.getRuntime(name));
+  const seen =
+    tolerate('the reconciliation', () => reconcileRow(store, procs, name)) ??
+    (recorded ? observeRow(recorded, procs) : fromKeeperFile(deps, name));
+  if (!seen) return result(false, `${name} is not running`);
+  if (seen.keeper && seen.row.keeper_pid) {
+    const keeperRow = seen.row;
+    const keeperPid = keeperRow.keeper_pid as number;
+    const serverPid = keeperRow.pid;
+    if (!procs.signal(keeperPid, 'SIGTERM') && keeperAlive(keeperRow, procs)) {
+      throw new UserError(
+        `${name}: cannot signal keeper pid ${keeperPid} (not permitted: it runs as another user)`,
+        ExitCode.general,
+        'run llama-orch as the user that started the instance',
+      );
+    }
+    // The keeper records the stop and exits; the recheck sees its exit in /proc whether or not it
+    // could write.
+    const gone = () => (keeperAlive(keeperRow, procs) ? undefined : true);
+    await deps.feed.until(gone, graceMs + 5000, { recheckMs: 50 });
+    if (keeperAlive(keeperRow, procs)) {
+      // The keeper is wedged: take over, stop the server ourselves, then the keeper.
+      if (serverAlive(keeperRow, procs)) await stopOrphan(deps, keeperRow, 1000, tolerate);
+      procs.signal(keeperPid, 'SIGKILL');
+      tolerate('the reconciliation', () => reconcileRow(store, procs, name));
+      return result(true, `${name} stopped (keeper pid ${keeperPid} did not exit and was killed)`);
+    }
+    return result(true, `${name} stopped${serverPid ? ` (server pid ${serverPid})` : ''}`);
   }
   if (seen.orphan) {
     const pid = seen.row.pid;
-    await stopOrphan(deps, seen.row, graceMs);
-    reconcileRow(store, procs, name);
-    return { name, wasRunning: true, message: `${name}: orphaned server pid ${pid} stopped (its keeper had died)` };
+    await stopOrphan(deps, seen.row, graceMs, tolerate);
+    tolerate('the reconciliation', () => reconcileRow(store, procs, name));
+    return result(true, `${name}: orphaned server pid ${pid} stopped (its keeper had died)`);
   }
-  store.acknowledgeFailed(name);
-  return { name, wasRunning: false, message: `${name} is not running` };
+  tolerate('acknowledging the failure', () => store.acknowledgeFailed(name));
+  return result(false, `${name} is not running`);
+}
+
+/** The instance as its keeper's file describes it, when the database has no readable row for it. */
+function fromKeeperFile(deps: SupervisorDeps, name: string): Observed | undefined {
+  const found = readKeeperFile(deps.home, name);
+  if (!found) return undefined;
+  const f = found.file;
+  const row: RuntimeRow = {
+    ...emptyRuntimeRow(name),
+    keeper_pid: f.keeper_pid,
+    keeper_starttime: f.keeper_starttime,
+    pid: f.pid,
+    pgid: f.pgid,
+    starttime: f.starttime,
+    port: f.port,
+    cmdline: f.binary ? JSON.stringify([f.binary]) : null,
+    status: 'running',
+  };
+  const seen = observeRow(row, deps.procs);
+  return seen.keeper || seen.orphan ? seen : undefined;
 }
 
 /**

@@ -2,8 +2,13 @@ import type { InstanceConfig } from '../config/schema.js';
 import { stepHealth, type HealthState, type ProbeOutcome } from './machine.js';
 import type { Store } from '../store/store.js';
 
+/** Where the keeper's writes go: applied at once, or kept in order while the database refuses them. */
+export interface StateWrites {
+  write(what: string, fn: (s: Store) => void): void;
+}
+
 export interface HealthLoopDeps {
-  store: Store;
+  state: StateWrites;
   env: NodeJS.ProcessEnv;
   now: () => number;
   sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
@@ -42,7 +47,7 @@ export async function healthLoop(
     const t = deps.now();
     const step = stepHealth(prev, outcome, t, hc);
     cell.set(step.state);
-    recordProbe(deps.store, name, config, prev, step.state, outcome, t);
+    recordProbe(deps.state, name, config, prev, step.state, outcome, t);
     if (step.restart) return { kind: 'health', reason: step.restart };
     const fast = step.state.health === 'starting' || step.state.health === 'loading';
     await deps.sleep(fast ? Math.min(hc.interval * 1000, 250) : hc.interval * 1000, signal);
@@ -52,7 +57,7 @@ export async function healthLoop(
 
 /** One probe's result, handed to the store's intent (it writes the row, the history and the events). */
 function recordProbe(
-  store: Store,
+  state: StateWrites,
   name: string,
   config: InstanceConfig,
   prev: HealthState,
@@ -60,7 +65,7 @@ function recordProbe(
   outcome: ProbeOutcome,
   t: number,
 ): void {
-  store.recordProbe(name, {
+  const record = {
     at: t,
     result: outcome.kind,
     latencyMs: 'latencyMs' in outcome && outcome.latencyMs !== undefined ? outcome.latencyMs : null,
@@ -69,7 +74,8 @@ function recordProbe(
     health: s.health,
     healthDetail: s.detail,
     failures: s.failures,
-    // A run that has been healthy for reset_after earns a clean slate.
-    resetAttempts: s.okSince !== null && t - s.okSince >= config.restart.reset_after * 1000,
-  });
+    // A run healthy for min_uptime is no crash loop: its restart count starts over.
+    resetAttempts: s.okSince !== null && t - s.okSince >= config.restart.min_uptime * 1000,
+  };
+  state.write('probe', (store) => store.recordProbe(name, record));
 }

@@ -6,14 +6,18 @@ import { stopGroup } from '../engine/stop.js';
 import { healthLoop, type HealthLoopDeps } from '../health/loop.js';
 import { initialHealth, stableMs, type HealthState } from '../health/machine.js';
 import type { Processes } from '../platform/processes.js';
-import type { RuntimeRow } from '../store/store.js';
+import type { RuntimeRow, Store } from '../store/store.js';
 import { describeExit, nonRetryableReason } from './classify.js';
 import { KeeperOutput } from './output.js';
 import { recordExit, type ExitRecord } from './records.js';
+import type { StateWriter } from './state-writer.js';
+import type { KeeperFile } from '../engine/keeper-file.js';
 import { attachRun, spawnRun, type RunContext, type RunEnd, type ServerRun } from './server-run.js';
 
 export interface KeeperDeps extends HealthLoopDeps {
   home: Home;
+  /** The keeper's writes (kept in order while the database refuses them) and its reads. */
+  state: StateWriter;
   /** Starting the server, signals, FIFOs, /proc: the one side-effects seam. */
   procs: Processes;
   /** This keeper's pid (what `up` recorded as the instance's keeper). */
@@ -40,53 +44,83 @@ interface RunResult {
 export class Keeper {
   private readonly output: KeeperOutput;
   private readonly runs: RunContext;
+  private current: ServerRun | undefined;
+  private binary: string | null = null;
 
   constructor(
     readonly name: string,
     private readonly deps: KeeperDeps,
     private readonly stop: AbortSignal,
   ) {
-    this.output = new KeeperOutput(instanceLogDir(deps.home, name));
+    this.output = new KeeperOutput(instanceLogDir(deps.home, name), (error, dropped) => {
+      const message = error
+        ? `cannot write the log: ${error}; the server runs on and its lines are dropped (and counted) until it can`
+        : `log writing works again; ${dropped} line(s) were dropped meanwhile`;
+      this.write('log-trouble', (s) => s.recordLogTrouble(name, { error, dropped, message }));
+    });
     this.runs = { name, deps, pipeDir: instancePipeDir(deps.home, name), output: this.output };
   }
 
-  /** Confirms, after the CLI's claim transaction commits, that this process is the recorded keeper. */
-  claim(): boolean {
-    const { store } = this.deps;
-    return store.immediate(() => store.getRuntime(this.name)?.keeper_pid === this.deps.pid);
+  /**
+   * Confirms that this process is the recorded keeper. The CLI starts us inside its claim
+   * transaction and commits right after; a read never waits for that commit, so look again for a
+   * while (the CLI commits within milliseconds; 5 s covers a machine under heavy load).
+   */
+  async claim(timeoutMs = 5000): Promise<boolean> {
+    const deadline = this.deps.now() + timeoutMs;
+    for (;;) {
+      if (this.deps.state.store.getRuntime(this.name)?.keeper_pid === this.deps.pid) return true;
+      if (this.deps.now() >= deadline) return false;
+      await this.deps.sleep(20);
+    }
   }
 
-  private startedConfig(): LoadedInstance | undefined {
-    const config = startedConfig(this.deps.store, this.name);
-    return config && { name: this.name, file: instanceConfigPath(this.deps.home, this.name), config };
+  /** Who this keeper and its current server are (keeper.json, engine/keeper-file.ts). */
+  identity(keeperStarttime: number | null): KeeperFile {
+    const run = this.current;
+    return {
+      keeper_pid: this.deps.pid,
+      keeper_starttime: keeperStarttime,
+      pid: run?.pid ?? null,
+      pgid: run?.pgid ?? null,
+      starttime: run?.starttime ?? null,
+      port: run ? (startedConfig(this.deps.state.store, this.name)?.server.port ?? null) : null,
+      binary: run ? this.binary : null,
+    };
+  }
+
+  private write(what: string, fn: (s: Store) => void): void {
+    this.deps.state.write(what, fn);
   }
 
   private fail(reason: string): void {
-    this.deps.store.recordFailed(this.name, reason);
+    this.write('failed', (s) => s.recordFailed(this.name, reason));
   }
 
   async run(): Promise<number> {
-    const { store } = this.deps;
-    let attempts = store.getRuntime(this.name)?.restart_attempts ?? 0;
+    const { store } = this.deps.state;
+    // Read once: the config validated by `up` (stored with the claim). Edits apply on the next
+    // up/restart, never half-way through a crash loop.
+    const config = startedConfig(store, this.name);
+    const recorded = store.getRuntime(this.name);
+    let attempts = recorded?.restart_attempts ?? 0;
     // A server pid recorded when the keeper starts means `up` chose to adopt the server of a keeper
     // that died (a fresh start has none). If that server exited in the meantime, the adopted run ends
     // at once and the restart policy takes over, as for any exit.
-    const recorded = store.getRuntime(this.name);
     let orphan = recorded?.pid != null ? recorded : undefined;
+    const recentCrashes: number[] = [];
     try {
+      if (!config) {
+        this.fail('no validated config recorded for this instance: start it with "llama-orch up"');
+        return 1;
+      }
+      const inst: LoadedInstance = { name: this.name, file: instanceConfigPath(this.deps.home, this.name), config };
+      this.output.open(inst.config);
       for (;;) {
-        // The config validated by `up` (stored with the claim): edits apply on the next up/restart,
-        // never half-way through a crash loop.
-        const inst = this.startedConfig();
-        if (!inst) {
-          this.fail('no validated config recorded for this instance: start it with "llama-orch up"');
-          return 1;
-        }
-        this.output.open(inst.config);
         const result = await this.runOnce(inst, attempts, orphan);
         orphan = undefined;
         if (result.end.kind === 'stop' || this.stop.aborted) {
-          store.recordStopped(this.name, 'stopped by request');
+          this.write('stopped', (s) => s.recordStopped(this.name, 'stopped by request'));
           return 0;
         }
         if (result.end.kind === 'spawn-error') {
@@ -95,10 +129,16 @@ export class Keeper {
         }
         const fatal = result.end.kind === 'exit' ? nonRetryableReason(result.tail, result.becameHealthy) : undefined;
         if (fatal) {
-          this.fail(fatal);
+          this.fail(this.withPortHolder(fatal, inst.config.server.port));
           return 1;
         }
-        const decision = decideRestart({ attempts, stableMs: result.stableMs }, inst.config.restart, this.deps.random);
+        const now = this.deps.now();
+        const decision = decideRestart(
+          { attempts, healthyMs: result.stableMs, recentCrashes, now },
+          inst.config.restart,
+          this.deps.random,
+        );
+        if (decision.kind === 'restart' && decision.attempt === 0) recentCrashes.push(now);
         if (decision.kind === 'give-up') {
           const why =
             result.end.kind === 'health' ? result.end.reason : describeExit(result.code, result.signal, result.runMs);
@@ -106,38 +146,52 @@ export class Keeper {
           return 1;
         }
         attempts = decision.attempt;
-        const at = this.deps.now() + decision.delayMs;
-        store.recordBackoff(this.name, {
+        const backoff = {
           attempt: decision.attempt,
-          maxRetries: inst.config.restart.max_retries,
+          note: decision.note,
           delayMs: decision.delayMs,
-          at,
-        });
+          at: now + decision.delayMs,
+        };
+        this.write('backoff', (s) => s.recordBackoff(this.name, backoff));
         await this.deps.sleep(decision.delayMs, this.stop);
         if (this.stop.aborted) {
-          store.recordStopped(this.name, 'stopped during backoff');
+          this.write('stopped', (s) => s.recordStopped(this.name, 'stopped during backoff'));
           return 0;
         }
       }
     } finally {
       this.output.close();
-      store.releaseKeeper(this.name, this.deps.pid);
+      this.write('release', (s) => s.releaseKeeper(this.name, this.deps.pid));
     }
+  }
+
+  /** A taken port is named with its holder, as `up` does (the port may have been taken during backoff). */
+  private withPortHolder(reason: string, port: number): string {
+    if (!/couldn't bind/.test(reason)) return reason;
+    const holder = this.deps.procs.portHolder(port);
+    if (!holder) return reason;
+    const who = holder.pid
+      ? `pid ${holder.pid}${holder.command ? ` (${holder.command.slice(0, 120)})` : ''}`
+      : 'another user';
+    return `${reason}: port ${port} is held by ${who}`;
   }
 
   private async runOnce(inst: LoadedInstance, attempts: number, orphan?: RuntimeRow): Promise<RunResult> {
     const run = orphan ? attachRun(this.runs, orphan) : await spawnRun(this.runs, inst, attempts);
     if ('error' in run) return this.noRun({ kind: 'spawn-error', message: run.error });
+    this.current = run;
+    this.binary = run.binary;
     try {
       return await this.supervise(inst, run);
     } finally {
+      this.current = undefined;
       run.cancel();
     }
   }
 
   /** Health, stop requests and the end of one run, whichever comes first; records how it ended. */
   private async supervise(inst: LoadedInstance, run: ServerRun): Promise<RunResult> {
-    const { store, now } = this.deps;
+    const { now } = this.deps;
     const { config } = inst;
     const { pid, pgid, startedAt, exited, adopted } = run;
     const healthCtl = new AbortController();
@@ -158,9 +212,11 @@ export class Keeper {
       signal = end.signal;
       this.recordExit({ pid, code, signal, runMs: now() - startedAt, cause: 'exit', adopted });
     } else {
-      if (end.kind === 'stop') store.recordStopping(this.name, 'stop requested');
-      else
-        store.addEvent(this.name, 'warn', 'health-restart', `restarting: ${end.kind === 'health' ? end.reason : ''}`);
+      if (end.kind === 'stop') this.write('stopping', (s) => s.recordStopping(this.name, 'stop requested'));
+      else {
+        const why = `restarting: ${end.kind === 'health' ? end.reason : ''}`;
+        this.write('health-restart', (s) => s.addEvent(this.name, 'warn', 'health-restart', why));
+      }
       const res = await stopGroup({ pid, pgid }, config.stop_timeout * 1000, {
         procs: this.deps.procs,
         sleep: (ms) => this.deps.sleep(ms),
@@ -184,7 +240,8 @@ export class Keeper {
       if (ex === undefined && end.kind !== 'stop') end = { kind: 'health', reason: 'server did not exit' };
     }
     await Promise.race([run.outputDone, this.deps.sleep(1000)]);
-    store.recordStderrTail(this.name, this.output.tail());
+    const tail = this.output.tail();
+    this.write('stderr-tail', (s) => s.recordStderrTail(this.name, tail));
     const endedAt = now();
     return {
       end,
@@ -198,7 +255,7 @@ export class Keeper {
   }
 
   private recordExit(r: Omit<ExitRecord, 'at' | 'stderrTail'>): void {
-    recordExit(this.deps.store, this.name, { ...r, at: this.deps.now(), stderrTail: this.output.tail() });
+    recordExit(this.deps.state, this.name, { ...r, at: this.deps.now(), stderrTail: this.output.tail() });
   }
 
   private noRun(end: RunEnd & { kind: 'spawn-error' }): RunResult {

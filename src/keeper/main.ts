@@ -1,10 +1,33 @@
 import { homeAt } from '../domain/home.js';
+import { removeKeeperFile } from '../engine/keeper-file.js';
 import { runProbe } from '../health/probes.js';
 import { realProcesses } from '../platform/processes.js';
 import { abortableSleep } from '../platform/sleep.js';
 import { openDatabase } from '../store/db.js';
 import { Store } from '../store/store.js';
 import { Keeper } from './keeper.js';
+import { startLiveness } from './liveness.js';
+import { StateWriter } from './state-writer.js';
+
+/** A line in keeper.log (the keeper's stdout and stderr are that file). */
+function log(name: string, msg: string): void {
+  try {
+    process.stderr.write(`${new Date().toISOString()} keeper ${name}: ${msg}\n`);
+  } catch {
+    // keeper.log is on a full or read-only disk: nothing to do about it here
+  }
+}
+
+/**
+ * The keeper's connection never waits for a lock (busy_timeout 0): a write the database does not
+ * take at once is kept by the StateWriter and retried from a timer, so the server's pipes keep
+ * draining (docs/ARCHITECTURE.md, "Faults").
+ */
+function openKeeperStore(dbPath: string): Store {
+  const { db } = openDatabase(dbPath);
+  db.pragma('busy_timeout = 0');
+  return new Store(db);
+}
 
 /**
  * Entry of the detached keeper process: `node dist/bundle/keeper.mjs keeper NAME --home DIR`.
@@ -26,8 +49,11 @@ export async function keeperMain(argv: string[]): Promise<number> {
     process.env.NODE_EXTRA_CA_CERTS = process.env.LLAMA_ORCH_NODE_EXTRA_CA_CERTS;
     delete process.env.LLAMA_ORCH_NODE_EXTRA_CA_CERTS;
   }
-  const { db } = openDatabase(home.dbPath);
-  const store = new Store(db);
+  const state = new StateWriter(openKeeperStore(home.dbPath), {
+    name,
+    now: Date.now,
+    log: (m) => log(name, m),
+  });
   const stop = new AbortController();
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => stop.abort());
   process.on('SIGHUP', () => undefined);
@@ -36,7 +62,7 @@ export async function keeperMain(argv: string[]): Promise<number> {
   const keeper = new Keeper(
     name,
     {
-      store,
+      state,
       home,
       procs: realProcesses,
       pid: process.pid,
@@ -48,22 +74,36 @@ export async function keeperMain(argv: string[]): Promise<number> {
     },
     stop.signal,
   );
-  if (!keeper.claim()) {
+  if (!(await keeper.claim())) {
     process.stderr.write(`keeper ${name}: another keeper owns this instance; exiting\n`);
     return 3;
   }
+  const keeperStarttime = realProcesses.stat(process.pid)?.starttime ?? null;
+  const stopLiveness = startLiveness({
+    home,
+    name,
+    state,
+    identity: () => keeper.identity(keeperStarttime),
+    reopen: () => openKeeperStore(home.dbPath),
+    log: (m) => log(name, m),
+  });
   try {
     return await keeper.run();
   } catch (e) {
     const msg = e instanceof Error ? (e.stack ?? e.message) : String(e);
-    process.stderr.write(`${new Date().toISOString()} keeper ${name} crashed: ${msg}\n`);
-    try {
-      store.recordKeeperCrash(name, `keeper crashed: ${e instanceof Error ? e.message : String(e)}`);
-    } catch {
-      // the database itself may be the problem; keeper.log has the stack
-    }
+    log(name, `crashed: ${msg}`);
+    const why = `keeper crashed: ${e instanceof Error ? e.message : String(e)}`;
+    state.write('crash', (s) => s.recordKeeperCrash(name, why));
     return 1;
   } finally {
-    store.close();
+    stopLiveness();
+    // What the database refused so far is written before we go, if it takes it within 5 s.
+    await state.flush(5000);
+    try {
+      removeKeeperFile(home, name, process.pid);
+    } catch {
+      // a later keeper replaces it
+    }
+    state.store.close();
   }
 }

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { InstanceConfig } from '../config/schema.js';
 import type { LogStream } from '../domain/status.js';
-import { LineTail, RotatingFile } from '../logs/rotating-file.js';
+import { LineTail, RotatingFile, type LogTrouble } from '../logs/rotating-file.js';
 
 /**
  * Where a keeper puts the server's output: logs/NAME/{stdout,stderr}.log, rotated by rename and
@@ -13,15 +13,36 @@ export class KeeperOutput {
   private stdout?: RotatingFile;
   private stderr?: RotatingFile;
   private readonly lastLines = new LineTail(20);
+  private readonly troubles = new Map<string, string>();
 
-  constructor(private readonly logDir: string) {}
+  /** `onTrouble`: the files cannot be written (why, lines dropped so far), or can again (null). */
+  constructor(
+    private readonly logDir: string,
+    private readonly onTrouble: (error: string | null, droppedLines: number) => void = () => undefined,
+  ) {}
 
-  /** (Re)opens the files with the run's limits. */
+  /** (Re)opens the files with the run's limits; the directory's mode is set to 0700 each time. */
   open(config: InstanceConfig): void {
-    fs.mkdirSync(this.logDir, { recursive: true, mode: 0o700 });
+    try {
+      fs.mkdirSync(this.logDir, { recursive: true, mode: 0o700 });
+      fs.chmodSync(this.logDir, 0o700);
+    } catch {
+      // The files below fail to open too, and report why; the server runs on regardless.
+    }
     this.close();
-    this.stdout = new RotatingFile(path.join(this.logDir, 'stdout.log'), config.logs.max_bytes, config.logs.backups);
-    this.stderr = new RotatingFile(path.join(this.logDir, 'stderr.log'), config.logs.max_bytes, config.logs.backups);
+    const track = (t: LogTrouble) => {
+      if (t.error) this.troubles.set(t.file, t.error);
+      else this.troubles.delete(t.file);
+      this.onTrouble(this.troubles.size ? [...this.troubles.values()].join('; ') : null, this.droppedLines());
+    };
+    const { max_bytes, backups } = config.logs;
+    this.stdout = new RotatingFile(path.join(this.logDir, 'stdout.log'), max_bytes, backups, track);
+    this.stderr = new RotatingFile(path.join(this.logDir, 'stderr.log'), max_bytes, backups, track);
+  }
+
+  /** Lines dropped because a log file could not be written. */
+  droppedLines(): number {
+    return (this.stdout?.droppedLines ?? 0) + (this.stderr?.droppedLines ?? 0);
   }
 
   /**

@@ -1,4 +1,4 @@
-import type { Store } from '../store/store.js';
+import type { StateWrites } from '../health/loop.js';
 import { describeExit } from './classify.js';
 
 export interface ExitRecord {
@@ -17,22 +17,19 @@ export interface ExitRecord {
 }
 
 /** How a run ended, in words and facts, for the store's exit intent. */
-export function recordExit(store: Store, name: string, r: ExitRecord): void {
+export function recordExit(state: StateWrites, name: string, r: ExitRecord): void {
   const what = describeExit(r.code, r.signal, r.runMs, r.adopted);
   const extra = r.killed ? ' (needed SIGKILL)' : '';
   const left = r.leftovers && r.leftovers.length > 0 ? `; processes left: ${r.leftovers.join(', ')}` : '';
-  store.recordExit(
-    name,
-    {
-      pid: r.pid,
-      code: r.code,
-      signal: r.signal,
-      at: r.at,
-      cause: r.cause,
-      stderrTail: r.stderrTail,
-      message: `server pid ${r.pid} ${what}${extra}${left}`,
-      meta: { pid: r.pid, code: r.code, signal: r.signal, run_ms: r.runMs, cause: r.cause },
-    },
-    r.cause === 'stop' ? 'info' : 'error',
-  );
+  const facts = {
+    pid: r.pid,
+    code: r.code,
+    signal: r.signal,
+    at: r.at,
+    cause: r.cause,
+    stderrTail: r.stderrTail,
+    message: `server pid ${r.pid} ${what}${extra}${left}`,
+    meta: { pid: r.pid, code: r.code, signal: r.signal, run_ms: r.runMs, cause: r.cause },
+  };
+  state.write('exit', (s) => s.recordExit(name, facts, r.cause === 'stop' ? 'info' : 'error'));
 }

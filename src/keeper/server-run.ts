@@ -27,6 +27,9 @@ export interface ServerRun {
   /** The server's output has reached EOF (it and everything it started have exited). */
   outputDone: Promise<void>;
   adopted: boolean;
+  /** Its start time (/proc field 22) and argv[0]: its identity, for keeper.json. */
+  starttime: number | null;
+  binary: string | null;
   /** Ends what watches the run (the /proc poll of an adopted server). */
   cancel: () => void;
 }
@@ -52,7 +55,7 @@ export async function spawnRun(
   attempts: number,
 ): Promise<ServerRun | { error: string }> {
   const { name, deps } = ctx;
-  const { store, now } = deps;
+  const { state, now } = deps;
   const { config } = inst;
   const bin = resolveServerBinary(deps.home, config, deps.env);
   if (!bin.path) return { error: `llama-server not found (tried ${bin.tried.join(', ')})` };
@@ -68,7 +71,7 @@ export async function spawnRun(
   if (config.server.api_key_env) delete childEnv[config.server.api_key_env];
   if (!cmd.env.LLAMA_API_KEY) delete childEnv.LLAMA_API_KEY;
 
-  store.recordStarting(name, attempts);
+  state.write('starting', (s) => s.recordStarting(name, attempts));
 
   let pipes: ReturnType<typeof openServerPipes>;
   try {
@@ -101,7 +104,7 @@ export async function spawnRun(
     const end = await exited;
     return { error: end.kind === 'spawn-error' ? end.message : `cannot start ${cmd.file}` };
   }
-  store.recordSpawn(name, {
+  const spawn = {
     pid,
     pgid: pid,
     starttime: deps.procs.stat(pid)?.starttime ?? null,
@@ -109,8 +112,19 @@ export async function spawnRun(
     cmdline: JSON.stringify(maskedCommand(cmd).argv),
     startedAt,
     attempt: attempts,
-  });
-  return { pid, pgid: pid, startedAt, exited, outputDone, adopted: false, cancel: () => undefined };
+  };
+  state.write('spawn', (s) => s.recordSpawn(name, spawn));
+  return {
+    pid,
+    pgid: pid,
+    startedAt,
+    exited,
+    outputDone,
+    adopted: false,
+    starttime: spawn.starttime,
+    binary: cmd.file,
+    cancel: () => undefined,
+  };
 }
 
 /**
@@ -138,13 +152,10 @@ export function attachRun(ctx: RunContext, row: RuntimeRow): ServerRun {
       : attached.length
         ? `only ${attached[0]} resumed`
         : "its output cannot be re-attached (it was not started on this keeper's named pipes)";
-  deps.store.recordAdoption(
-    name,
-    pid,
-    alive
-      ? `re-attached to running server pid ${pid} (its keeper had died): no reload; ${logs}`
-      : `server pid ${pid} exited before it could be re-attached`,
-  );
+  const message = alive
+    ? `re-attached to running server pid ${pid} (its keeper had died): no reload; ${logs}`
+    : `server pid ${pid} exited before it could be re-attached`;
+  deps.state.write('adopt', (s) => s.recordAdoption(name, pid, message));
   return {
     pid,
     pgid: row.pgid ?? pid,
@@ -152,6 +163,16 @@ export function attachRun(ctx: RunContext, row: RuntimeRow): ServerRun {
     exited,
     outputDone,
     adopted: true,
+    starttime: row.starttime,
+    binary: binaryOf(row),
     cancel: () => watch.abort(),
   };
+}
+
+function binaryOf(row: RuntimeRow): string | null {
+  try {
+    return row.cmdline ? ((JSON.parse(row.cmdline) as string[])[0] ?? null) : null;
+  } catch {
+    return null;
+  }
 }

@@ -4,53 +4,168 @@ const NL = 0x0a;
 /** A partial line longer than this is written out rather than held back. */
 const MAX_PENDING = 64 * 1024;
 
+/** The writer cannot write (error set, lines being dropped), or can again (error null). */
+export interface LogTrouble {
+  file: string;
+  error: string | null;
+  /** Lines dropped so far by this writer. */
+  droppedLines: number;
+}
+
+const REOPEN_EVERY_MS = 1000;
+
+function describeFsError(file: string, e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ELOOP') return `${file} is a symbolic link: refusing to follow it (remove it)`;
+  if (code === 'EISDIR') return `${file} is a directory`;
+  if (code === 'ENOSPC') return `${file}: no space left on the device`;
+  if (code === 'EACCES' || code === 'EPERM') return `${file}: not permitted (${code}; immutable or read-only?)`;
+  if (code === 'EROFS') return `${file}: read-only file system`;
+  return `${file}: ${code ?? (e instanceof Error ? e.message : String(e))}`;
+}
+
+function countLines(buf: Buffer): number {
+  let n = 0;
+  for (let i = buf.indexOf(NL); i !== -1; i = buf.indexOf(NL, i + 1)) n++;
+  return n;
+}
+
 /**
  * Size-rotated log file by rename-and-reopen (never copy-truncate): file -> file.1 -> ... -> file.N.
  * Only whole lines are written, so a line never straddles two files and no file exceeds maxBytes
  * except by a single line longer than maxBytes. Writes are synchronous: the keeper reads the pipe as
  * fast as the disk takes it, and the server never waits on a slow consumer of ours.
+ *
+ * Faults of the disk never throw (docs/ARCHITECTURE.md, "Faults"): while the file cannot be written
+ * (full disk, immutable file, a directory or a symbolic link in its place) lines are dropped and
+ * counted, `onTrouble` is told once when it starts and once when writing works again, and the file
+ * is reopened once a second. A rotation that cannot rename a backup is reported and skipped (the
+ * file grows past maxBytes) rather than overwriting a backup. The file is opened without following
+ * a symbolic link, and its mode is set to 0600 every time it is opened.
  */
 export class RotatingFile {
   private fd = -1;
   private size = 0;
   private pending: Buffer | null = null;
+  private error: string | null = null;
+  private dropped = 0;
+  private lastOpenAttempt = 0;
+  private rotateBlockedUntil = 0;
 
   constructor(
     readonly file: string,
     readonly maxBytes: number,
     readonly backups: number,
+    private readonly onTrouble: (t: LogTrouble) => void = () => undefined,
   ) {
     this.open();
   }
 
-  private open(): void {
-    this.fd = fs.openSync(this.file, 'a', 0o600);
-    this.size = fs.fstatSync(this.fd).size;
+  /** Lines dropped so far because the file could not be written. */
+  get droppedLines(): number {
+    return this.dropped;
   }
 
-  private rotate(): void {
-    fs.closeSync(this.fd);
+  private open(): boolean {
+    this.lastOpenAttempt = Date.now();
+    try {
+      const fd = fs.openSync(
+        this.file,
+        fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW,
+        0o600,
+      );
+      this.fd = fd;
+      fs.fchmodSync(fd, 0o600);
+      this.size = fs.fstatSync(fd).size;
+      return true;
+    } catch (e) {
+      if (this.fd >= 0) this.closeFd();
+      this.fail(e);
+      return false;
+    }
+  }
+
+  private closeFd(): void {
+    try {
+      fs.closeSync(this.fd);
+    } catch {
+      // nothing left to do with it
+    }
+    this.fd = -1;
+  }
+
+  private fail(e: unknown): void {
+    const what = describeFsError(this.file, e);
+    if (this.error === what) return;
+    this.error = what;
+    this.onTrouble({ file: this.file, error: what, droppedLines: this.dropped });
+  }
+
+  private drop(buf: Buffer): void {
+    this.dropped += Math.max(1, countLines(buf));
+  }
+
+  /** Rotates; false when it could not (the caller writes on into the current file). */
+  private rotate(): boolean {
+    if (Date.now() < this.rotateBlockedUntil) return false;
+    this.closeFd();
+    let ok = true;
     if (this.backups === 0) {
-      fs.rmSync(this.file, { force: true });
-    } else {
-      for (let i = this.backups - 1; i >= 1; i--) {
-        try {
-          fs.renameSync(`${this.file}.${i}`, `${this.file}.${i + 1}`);
-        } catch {
-          // that backup does not exist yet
-        }
+      try {
+        fs.rmSync(this.file, { force: true });
+      } catch (e) {
+        this.fail(e);
+        ok = false;
       }
-      fs.renameSync(this.file, `${this.file}.1`);
+      this.open();
+      return ok && this.fd >= 0;
+    }
+    // Shift the backups up from the oldest; a rename that fails for any reason but a missing file
+    // stops the rotation here: renaming on would overwrite the backup that could not be moved.
+    for (let i = this.backups - 1; i >= 0; i--) {
+      const from = i === 0 ? this.file : `${this.file}.${i}`;
+      try {
+        const st = fs.lstatSync(`${this.file}.${i + 1}`, { throwIfNoEntry: false });
+        if (st && !st.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EISDIR' });
+        fs.renameSync(from, `${this.file}.${i + 1}`);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        this.fail(
+          new Error(
+            `rotation stopped: cannot move ${from} to ${this.file}.${i + 1} (${describeFsError(`${this.file}.${i + 1}`, e)}); writing on past max_bytes`,
+          ),
+        );
+        ok = false;
+        this.rotateBlockedUntil = Date.now() + REOPEN_EVERY_MS;
+        break;
+      }
     }
     this.open();
+    return ok;
   }
 
   private writeRaw(buf: Buffer): void {
+    if (this.fd < 0 && (Date.now() - this.lastOpenAttempt < REOPEN_EVERY_MS || !this.open())) {
+      this.drop(buf);
+      return;
+    }
     let off = 0;
-    while (off < buf.length) off += fs.writeSync(this.fd, buf, off, buf.length - off);
+    try {
+      while (off < buf.length) off += fs.writeSync(this.fd, buf, off, buf.length - off);
+    } catch (e) {
+      this.drop(buf.subarray(off));
+      this.size += off;
+      this.fail(e);
+      // ENOSPC and the like may pass: keep the fd; a file that went bad is reopened later.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOSPC') this.closeFd();
+      return;
+    }
     this.size += buf.length;
+    if (this.error !== null) {
+      this.error = null;
+      this.onTrouble({ file: this.file, error: null, droppedLines: this.dropped });
+    }
   }
-
   /** Writes complete lines, rotating between lines when the next would not fit. */
   private writeLines(buf: Buffer): void {
     let start = 0;
@@ -65,16 +180,16 @@ export class RotatingFile {
       if (cut >= start) {
         this.writeRaw(buf.subarray(start, cut + 1));
         start = cut + 1;
-        this.rotate();
+        if (!this.rotate()) return this.writeRaw(buf.subarray(start));
       } else if (this.size === 0) {
         // One line longer than maxBytes: it gets a file of its own.
         const nl = buf.indexOf(NL, start);
         const end = nl === -1 ? buf.length : nl + 1;
         this.writeRaw(buf.subarray(start, end));
         start = end;
-        if (start < buf.length) this.rotate();
-      } else {
-        this.rotate();
+        if (start < buf.length && !this.rotate()) return this.writeRaw(buf.subarray(start));
+      } else if (!this.rotate()) {
+        return this.writeRaw(buf.subarray(start));
       }
     }
   }
@@ -109,8 +224,7 @@ export class RotatingFile {
 
   close(): void {
     this.flushPartial();
-    if (this.fd >= 0) fs.closeSync(this.fd);
-    this.fd = -1;
+    if (this.fd >= 0) this.closeFd();
   }
 }
 

@@ -20,11 +20,32 @@ export class StoreBase {
   private runtimeColumns: ReadonlySet<string> | undefined;
   private readonly writeListeners = new Set<() => void>();
 
+  private fixedTime: number | undefined;
+
   constructor(
     readonly db: Db,
-    protected readonly now: () => number = Date.now,
+    private readonly clock: () => number = Date.now,
     readonly retention: Retention = DEFAULT_RETENTION,
   ) {}
+
+  /** The time written into rows and events: the clock, or the time a deferred write happened. */
+  protected now(): number {
+    return this.fixedTime ?? this.clock();
+  }
+
+  /**
+   * Runs fn with its rows and events stamped at `t`: a write the keeper had to keep while the
+   * database refused it is recorded with the time it happened (keeper/write-queue.ts).
+   */
+  at<T>(t: number, fn: () => T): T {
+    const before = this.fixedTime;
+    this.fixedTime = t;
+    try {
+      return fn();
+    } finally {
+      this.fixedTime = before;
+    }
+  }
 
   /** Prepared once per connection: the dashboard runs the same few queries every second. */
   protected sql(text: string): Database.Statement {
@@ -40,10 +61,24 @@ export class StoreBase {
   immediate<T>(fn: () => T): T {
     if (this.db.inTransaction) return fn();
     const result = this.db.transaction(fn).immediate();
-    // SQLite's data_version does not move for a connection's own commits: tell this process's
-    // change feed directly (store/watch.ts).
-    for (const fn of this.writeListeners) fn();
+    this.committed();
     return result;
+  }
+
+  /**
+   * SQLite's data_version does not move for a connection's own commits: tell this process's change
+   * feed directly (store/watch.ts). Statements outside `immediate` commit on their own: they call
+   * this too.
+   */
+  protected committed(): void {
+    if (this.db.inTransaction) return;
+    for (const fn of this.writeListeners) {
+      try {
+        fn();
+      } catch {
+        // the feed isolates its own listeners; nothing here may undo a commit
+      }
+    }
   }
 
   /** Called after each of this connection's write transactions commits. */
@@ -66,7 +101,10 @@ export class StoreBase {
         .map((c) => c.name)
         .filter((c) => c !== 'name' && c !== 'updated_at'),
     );
-    const keys = Object.keys(patch).filter((k) => this.runtimeColumns?.has(k));
+    const keys = Object.keys(patch);
+    const unknown = keys.filter((k) => !this.runtimeColumns?.has(k));
+    // A key that is not a column is a bug (an intent ahead of its migration): never drop it silently.
+    if (unknown.length > 0) throw new Error(`internal: runtime has no column ${unknown.join(', ')}`);
     if (keys.length === 0) return;
     const sets = keys.map((k) => `${k} = @${k}`).join(', ');
     const params: Record<string, unknown> = { name, updated_at: this.now() };
@@ -84,6 +122,7 @@ export class StoreBase {
     this.sql(
       `INSERT INTO runtime (name, status, updated_at) VALUES (?, 'stopped', ?) ON CONFLICT(name) DO NOTHING`,
     ).run(name, t);
+    this.committed();
   }
 
   /** The validated config `up` recorded (JSON), which the keeper runs; the file may have changed since. */
@@ -94,10 +133,18 @@ export class StoreBase {
   /** Records the validated config that the keeper will run. */
   setConfigSnapshot(name: string, configJson: string): void {
     this.sql(`UPDATE instances SET config_json = ?, updated_at = ? WHERE name = ?`).run(configJson, this.now(), name);
+    this.committed();
   }
 
   setDesired(name: string, desired: DesiredState): void {
-    this.sql(`UPDATE instances SET desired_state = ?, updated_at = ? WHERE name = ?`).run(desired, this.now(), name);
+    const t = this.now();
+    this.sql(`UPDATE instances SET desired_state = ?, desired_at = ?, updated_at = ? WHERE name = ?`).run(
+      desired,
+      t,
+      t,
+      name,
+    );
+    this.committed();
   }
 
   cachedConfig(file: string, key: string): string | undefined {
@@ -149,6 +196,7 @@ export class StoreBase {
       `INSERT INTO events (ts, instance_name, level, event_type, message, meta_json) VALUES (?, ?, ?, ?, ?, ?)`,
     ).run(this.now(), instance, level, type, message, meta ? JSON.stringify(meta) : null);
     this.maybePrune();
+    this.committed();
   }
 
   listEvents(instance?: string, limit = 50): EventRow[] {

@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { ExitCode, UserError, errnoCode } from '../domain/errors.js';
+import { isStoreFault, storeFaultError } from './faults.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './schema.js';
 
 export type Db = Database.Database;
@@ -29,7 +30,7 @@ function corruptError(file: string, cause: unknown): UserError {
   const detail = cause instanceof Error ? cause.message : String(cause);
   return new UserError(
     `state database ${file} is unreadable: ${detail}`,
-    ExitCode.general,
+    ExitCode.stateUnavailable,
     `move it aside (mv "${file}" "${file}.broken") and run the command again: a new database is created. ` +
       'Running servers keep running; stop any you no longer want by their PID (see "ps -ef | grep llama-server").',
   );
@@ -141,6 +142,8 @@ export function openDatabase(file: string, opts: OpenOptions = {}): OpenedDb {
     } catch {
       // already unusable
     }
+    // Locked, full, read-only: the file is fine, the environment is not.
+    if (isStoreFault(e) && !/^SQLITE_(CORRUPT|NOTADB)/.test(e.code)) throw storeFaultError(e, file);
     throw corruptError(file, e);
   }
   restrictFiles(file);

@@ -28,6 +28,10 @@ export interface RuntimeRow {
   last_exit_at: number | null;
   last_error: string | null;
   stderr_tail: string | null;
+  /** Why the keeper cannot write the log files now (null: it can). */
+  log_error: string | null;
+  /** Lines dropped while the log files could not be written, in this keeper's life. */
+  log_dropped_lines: number;
   updated_at: number;
 }
 
@@ -36,6 +40,8 @@ export interface InstanceRow {
   config_path: string;
   desired_state: DesiredState;
   config_json: string | null;
+  /** When an operator (up, down) last set desired_state; null: never. */
+  desired_at: number | null;
   created_at: number;
   updated_at: number;
 }
@@ -60,3 +66,37 @@ export interface HealthRow {
 }
 
 export type RuntimePatch = Partial<Omit<RuntimeRow, 'name' | 'updated_at'>>;
+
+/** A row with every column at its default: what the schema gives a new instance. */
+export function emptyRuntimeRow(name: string): RuntimeRow {
+  return {
+    name,
+    keeper_pid: null,
+    keeper_starttime: null,
+    pid: null,
+    pgid: null,
+    starttime: null,
+    port: null,
+    cmdline: null,
+    status: 'stopped',
+    health: null,
+    health_detail: null,
+    health_latency_ms: null,
+    health_failures: 0,
+    health_since: null,
+    started_at: null,
+    last_seen_at: null,
+    last_health_ok_at: null,
+    restart_attempts: 0,
+    restarts_total: 0,
+    next_restart_at: null,
+    last_exit_code: null,
+    last_exit_signal: null,
+    last_exit_at: null,
+    last_error: null,
+    stderr_tail: null,
+    log_error: null,
+    log_dropped_lines: 0,
+    updated_at: 0,
+  };
+}

@@ -66,6 +66,11 @@ export const MIGRATIONS: readonly string[] = [
   `CREATE TABLE config_cache (path TEXT PRIMARY KEY, key TEXT NOT NULL, result_json TEXT NOT NULL);`,
   // v4: binary_version was never written (the server's build is in its log's first lines).
   `ALTER TABLE runtime DROP COLUMN binary_version;`,
+  // v5: log writing trouble (shown by ps), and whether an operator ever set the desired state (the
+  // daemon autostarts only instances nobody stopped).
+  `ALTER TABLE runtime ADD COLUMN log_error TEXT;
+   ALTER TABLE runtime ADD COLUMN log_dropped_lines INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE instances ADD COLUMN desired_at INTEGER;`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

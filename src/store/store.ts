@@ -1,4 +1,4 @@
-import { InvalidTransitionError, ACTIVE_STATUSES, canTransition } from '../domain/lifecycle.js';
+import { InvalidTransitionError, canTransition } from '../domain/lifecycle.js';
 import type { EventLevel, Health, Status } from '../domain/status.js';
 import { StoreBase } from './base.js';
 import type { RuntimePatch, RuntimeRow } from './rows.js';
@@ -9,6 +9,31 @@ export type { EventRow, HealthRow, InstanceRow, RuntimePatch, RuntimeRow } from 
 // Fragments that several intents write together.
 const NO_SERVER = { pid: null, pgid: null, starttime: null } as const;
 const NO_HEALTH = { health: null, health_detail: null } as const;
+
+/** How a row differs from /proc (engine/reconcile.ts, observeRow). */
+export interface ObservedFix {
+  /** The keeper died: how, in words (the keeper-lost event and last_error). */
+  keeperLost: string | null;
+  /** The server pid is gone. */
+  clearServer: boolean;
+  /** Neither keeper nor server runs: the instance is stopped. */
+  stop: boolean;
+}
+
+/** The row as the fix leaves it: one description, for the observation (a copy) and the write. */
+export function applyFix(row: RuntimeRow, fix: ObservedFix): RuntimeRow {
+  return {
+    ...row,
+    ...(fix.keeperLost !== null ? { keeper_pid: null, keeper_starttime: null, last_error: fix.keeperLost } : {}),
+    ...(fix.clearServer ? NO_SERVER : {}),
+    ...(fix.stop ? { status: 'stopped' as const, next_restart_at: null, ...NO_HEALTH } : {}),
+  };
+}
+
+function diff(before: RuntimeRow, after: RuntimeRow): RuntimePatch {
+  const old: Record<string, unknown> = { ...before };
+  return Object.fromEntries(Object.entries(after).filter(([k, v]) => old[k] !== v));
+}
 
 export interface ClaimStart {
   keeperPid: number;
@@ -219,12 +244,14 @@ export class Store extends StoreBase {
     this.move(name, 'stopped', { reason }, { next_restart_at: null, ...NO_HEALTH });
   }
 
-  recordBackoff(name: string, b: { attempt: number; maxRetries: number; delayMs: number; at: number }): void {
+  /** `attempt` 0: a sporadic crash after a stable run (no crash loop); `note` says why this delay. */
+  recordBackoff(name: string, b: { attempt: number; note: string; delayMs: number; at: number }): void {
+    const delay = `in ${(b.delayMs / 1000).toFixed(1)} s`;
     this.move(
       name,
       'backoff',
       {
-        reason: `restart ${b.attempt}/${b.maxRetries} in ${(b.delayMs / 1000).toFixed(1)} s`,
+        reason: b.attempt > 0 ? `restart ${b.note} ${delay}` : `restart ${delay} ${b.note}`,
         meta: { delay_ms: b.delayMs, attempt: b.attempt },
       },
       { next_restart_at: b.at, restart_attempts: b.attempt, ...NO_HEALTH },
@@ -244,6 +271,39 @@ export class Store extends StoreBase {
     });
   }
 
+  /**
+   * The keeper could not write a log file (`error`), or can again (null). `dropped`: lines lost
+   * so far in this keeper's life.
+   */
+  recordLogTrouble(name: string, t: { error: string | null; dropped: number; message: string }): void {
+    this.immediate(() => {
+      this.patchRuntime(name, { log_error: t.error, log_dropped_lines: t.dropped });
+      this.addEvent(name, t.error ? 'error' : 'warn', 'log-write', t.message, { dropped_lines: t.dropped });
+    });
+  }
+
+  /**
+   * The database file was deleted or replaced while the keeper ran: it writes what it knows (the row
+   * from the old file, still open) into the new one, so nothing runs untracked.
+   */
+  recordReRegistration(
+    name: string,
+    r: { configPath: string; configJson: string | null; row: RuntimeRow | undefined; message: string },
+  ): void {
+    this.immediate(() => {
+      this.ensureInstance(name, r.configPath);
+      if (r.configJson) this.setConfigSnapshot(name, r.configJson);
+      this.setDesired(name, 'running');
+      if (r.row) {
+        const facts: Record<string, unknown> = { ...r.row };
+        delete facts.name;
+        delete facts.updated_at;
+        this.patchRuntime(name, facts);
+      }
+      this.addEvent(name, 'warn', 'reregister', r.message);
+    });
+  }
+
   recordKeeperCrash(name: string, message: string): void {
     this.immediate(() => {
       this.addEvent(name, 'error', 'keeper-crash', message);
@@ -254,25 +314,19 @@ export class Store extends StoreBase {
   // ---- reconciliation (engine/reconcile.ts) and stopping an orphan (engine/supervisor.ts)
 
   /**
-   * What /proc showed differs from the row: the keeper died (`keeperLost` says how), and/or the
-   * server is gone. Must run inside the caller's transaction, which re-read the row.
+   * What /proc showed differs from the row (engine/reconcile.ts): the keeper died, the server is
+   * gone. Runs inside the caller's transaction, which re-read the row before it observed.
    */
-  recordObserved(name: string, o: { keeperLost: string | null; serverAlive: boolean }): void {
+  recordObserved(name: string, fix: ObservedFix): void {
     this.immediate(() => {
       const row = this.getRuntime(name) as RuntimeRow;
-      if (o.keeperLost !== null) {
-        this.addEvent(name, 'error', 'keeper-lost', o.keeperLost, { keeper_pid: row.keeper_pid, pid: row.pid });
-        this.patchRuntime(name, { keeper_pid: null, keeper_starttime: null, last_error: o.keeperLost });
+      const fixed = applyFix(row, fix);
+      if (fix.keeperLost !== null) {
+        this.addEvent(name, 'error', 'keeper-lost', fix.keeperLost, { keeper_pid: row.keeper_pid, pid: row.pid });
       }
-      if (!o.serverAlive && row.pid !== null) this.patchRuntime(name, NO_SERVER);
-      if (!o.serverAlive && ACTIVE_STATUSES.has(row.status)) {
-        this.move(
-          name,
-          'stopped',
-          { reason: 'no keeper and no server', level: 'warn' },
-          { next_restart_at: null, ...NO_HEALTH },
-        );
-      }
+      const { status, ...columns } = diff(row, fixed);
+      this.patchRuntime(name, columns);
+      if (status) this.move(name, status, { reason: 'no keeper and no server', level: 'warn' });
     });
   }
 

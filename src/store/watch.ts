@@ -59,8 +59,7 @@ export class ChangeFeed {
     opts: { signal?: AbortSignal; recheckMs?: number } = {},
   ): Promise<T | undefined> {
     const { signal, recheckMs } = opts;
-    const first = check();
-    if (first !== undefined || signal?.aborted) return Promise.resolve(first);
+    if (signal?.aborted) return Promise.resolve(check());
     return new Promise((resolve) => {
       const recheck =
         recheckMs === undefined
@@ -78,11 +77,14 @@ export class ChangeFeed {
       };
       const onAbort = () => done(undefined);
       const deadline = setTimeout(() => done(check()), timeoutMs);
+      // Subscribe (which takes the baseline) before the first look: a change in between is seen.
       const unsubscribe = this.subscribe(() => {
         const v = check();
         if (v !== undefined) done(v);
       });
       signal?.addEventListener('abort', onAbort, { once: true });
+      const first = check();
+      if (first !== undefined) done(first);
     });
   }
 
@@ -117,7 +119,14 @@ export class ChangeFeed {
     this.digest = digest;
     this.lastEvent = lastEvent;
     if (!change.runtime && !change.events) return;
-    for (const fn of [...this.listeners]) fn(change);
+    for (const fn of [...this.listeners]) {
+      try {
+        fn(change);
+      } catch {
+        // A listener's failure is its own: the write that triggered it has committed, and the
+        // other listeners still hear of it.
+      }
+    }
   }
 
   private startTimer(): void {

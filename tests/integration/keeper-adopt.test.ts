@@ -7,6 +7,7 @@ import { runProbe } from '../../src/health/probes.js';
 import { abortableSleep } from '../../src/platform/sleep.js';
 import { homeAt } from '../../src/domain/home.js';
 import { Keeper } from '../../src/keeper/keeper.js';
+import { StateWriter } from '../../src/keeper/state-writer.js';
 import { realProcesses } from '../../src/platform/processes.js';
 import { openDatabase } from '../../src/store/db.js';
 import { Store } from '../../src/store/store.js';
@@ -43,7 +44,7 @@ describe('keeper adopting a server that has just exited', () => {
     const keeper = new Keeper(
       'late',
       {
-        store,
+        state: new StateWriter(store, { name: 'late', now: Date.now, log: () => undefined }),
         home: h,
         procs: realProcesses,
         pid: process.pid,
@@ -55,7 +56,7 @@ describe('keeper adopting a server that has just exited', () => {
       },
       stop.signal,
     );
-    expect(keeper.claim()).toBe(true);
+    expect(await keeper.claim()).toBe(true);
     const done = keeper.run();
     const row = await waitFor(
       () => {

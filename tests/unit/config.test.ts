@@ -33,6 +33,7 @@ describe('config schema', () => {
       max_delay: 60,
       jitter: 0.2,
       max_retries: 5,
+      min_uptime: 30,
       reset_after: 300,
     });
     expect(config?.stop_timeout).toBe(10);
@@ -131,5 +132,54 @@ describe('the committed JSON schema', () => {
       fs.readFileSync(path.resolve(import.meta.dirname, '../../instances/config.schema.json'), 'utf8'),
     ) as unknown;
     expect(committed).toEqual(instanceJsonSchema());
+  });
+});
+
+describe('config bounds and owned flags (hardening)', () => {
+  it('every duration has a range: an overflowing or zero delay is a config error naming the field', () => {
+    const cases: Array<[unknown, string, RegExp]> = [
+      [{ restart: { initial_delay: 0 } }, '$.restart.initial_delay', /must be at least 0.1 \(got 0\)/],
+      [{ restart: { max_delay: 3452108 } }, '$.restart.max_delay', /must be at most 86400 \(got 3452108\)/],
+      [{ healthcheck: { interval: 2147484 } }, '$.healthcheck.interval', /must be at most 86400/],
+      [{ healthcheck: { timeout: 0.01 } }, '$.healthcheck.timeout', /must be at least 0.1/],
+      [{ stop_timeout: 99999 }, '$.stop_timeout', /must be at most 3600/],
+      [{ restart: { initial_delay: 10, max_delay: 5 } }, '$.restart.max_delay', /shorter than initial_delay/],
+      [{ logs: { max_bytes: 10 } }, '$.logs.max_bytes', /must be at least 1024/],
+    ];
+    for (const [extra, jsonPath, message] of cases) {
+      const { problems } = parse({ ...base, ...(extra as object) });
+      expect(problems, JSON.stringify(extra)).toHaveLength(1);
+      expect(problems[0]?.jsonPath).toBe(jsonPath);
+      expect(problems[0]?.message).toMatch(message);
+    }
+  });
+
+  it('a wrong type says what was expected and what was given, not "missing"', () => {
+    const { problems } = parse({ model: { path: 'm' }, server: { port: '8080' } });
+    expect(problems[0]).toMatchObject({ jsonPath: '$.server.port', message: 'expected number, got string' });
+  });
+
+  it('an unknown key suggests the closest known key', () => {
+    const { problems } = parse({ ...base, healthcheck: { intervall: 5 }, restrat: {} });
+    const text = problems.map((p) => `${p.jsonPath}: ${p.message}`);
+    expect(text).toContain('$.healthcheck: unknown key "intervall" (did you mean "interval"?)');
+    expect(text).toContain('$: unknown key "restrat" (did you mean "restart"?)');
+  });
+
+  it('a flag the command builder owns in extra_args is an error naming the field to use instead', () => {
+    const { problems } = parse({ ...base, server: { port: 1, extra_args: ['--host', '0.0.0.0', '--port=9', '-v'] } });
+    expect(problems.map((p) => [p.jsonPath, p.message])).toEqual([
+      [
+        '$.server.extra_args[0]',
+        '"--host" is set by llama-orch from server.host: use server.host instead of passing it in extra_args',
+      ],
+      [
+        '$.server.extra_args[2]',
+        '"--port=9" is set by llama-orch from server.port: use server.port instead of passing it in extra_args',
+      ],
+    ]);
+    expect(parse({ ...base, server: { port: 1, extra_args: ['--api-key', 'secret'] } }).problems[0]?.message).toContain(
+      'use server.api_key_env',
+    );
   });
 });

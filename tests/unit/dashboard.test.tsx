@@ -35,6 +35,7 @@ function inst(name: string, over: Partial<InstanceSnapshot> = {}): InstanceSnaps
     last_error: null,
     config_error: null,
     autostart: false,
+    warnings: [],
     ...over,
   };
 }

@@ -22,7 +22,7 @@ function setup(outcomes: ProbeOutcome[]) {
   let t = 0;
   const probes: number[] = [];
   const deps = {
-    store,
+    state: { write: (_what: string, fn: (s: Store) => void) => fn(store) },
     env: {},
     now: () => t,
     sleep: (ms: number) => {

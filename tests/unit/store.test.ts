@@ -137,7 +137,7 @@ describe('runtime intents (the only writers of runtime columns)', () => {
       { pid: 99, code: 1, signal: null, at: 1000, cause: 'exit', stderrTail: ['boom'], message: 'exited', meta: {} },
       'error',
     );
-    store.recordBackoff('a', { attempt: 1, maxRetries: 5, delayMs: 1000, at: 2000 });
+    store.recordBackoff('a', { attempt: 1, note: '1/5', delayMs: 1000, at: 2000 });
     expect(store.getRuntime('a')).toMatchObject({
       status: 'backoff',
       pid: null,

@@ -234,7 +234,7 @@ describe('the daemon replacing a keeper', () => {
     await up(r.deps, 'b');
     await down(r.deps, 'b'); // the operator stopped b: it stays stopped
     const server = r.servers.get('a') as ScriptedProc;
-    r.store.recordBackoff('a', { attempt: 2, maxRetries: 5, delayMs: 10, at: Date.now() });
+    r.store.recordBackoff('a', { attempt: 2, note: '2/5', delayMs: 10, at: Date.now() });
     r.store.recordStarting('a', 2);
     r.store.recordSpawn('a', {
       pid: server.pid,

@@ -111,6 +111,7 @@ export function describeLines(d: ReturnType<typeof describeData>): string[] {
           : `status unknown (the server was not the keeper's child) at ${d.last_exit.at}`,
     );
   if (d.last_error) kv('Last error', d.last_error);
+  for (const w of d.warnings) kv('Warning', w);
   kv('Logs', d.log_dir);
   if (d.command) {
     lines.push('', 'Command:', '  ' + d.command.argv.map((a) => (/[\s"'$]/.test(a) ? JSON.stringify(a) : a)).join(' '));

@@ -57,6 +57,8 @@ async function forEach(names: string[], out: Out, fn: (name: string) => Promise<
 /** `up` and `restart`: start each instance, report it, and with --wait wait until it is healthy. */
 async function startCommand(
   start: typeof up,
+  /** `up` exits 1 when the start failed; `restart` reports it and exits 0 (as it always did). */
+  failIfFailed: boolean,
   ctx: Context,
   names: string[],
   opts: UpOptions,
@@ -67,7 +69,7 @@ async function startCommand(
   return forEach(selected, out, async (name) => {
     const r = await start(ctx.deps, name);
     out.log(describeUp(r));
-    if (r.status === 'failed') throw new UserError(`${name} failed`, ExitCode.general);
+    if (failIfFailed && r.status === 'failed') throw new UserError(`${name} failed`, ExitCode.general);
     if (wait !== undefined) {
       const row = await waitHealthy(ctx.deps, name, wait);
       out.log(`${name}: healthy (pid ${row.pid})`);
@@ -76,10 +78,10 @@ async function startCommand(
 }
 
 export const upCommand = (ctx: Context, names: string[], opts: UpOptions, out: Out) =>
-  startCommand(up, ctx, names, opts, out);
+  startCommand(up, true, ctx, names, opts, out);
 
 export const restartCommand = (ctx: Context, names: string[], opts: UpOptions, out: Out) =>
-  startCommand(restart, ctx, names, opts, out);
+  startCommand(restart, false, ctx, names, opts, out);
 
 export async function downCommand(ctx: Context, names: string[], opts: { all?: boolean }, out: Out): Promise<number> {
   // An instance whose config dir was removed while it ran can still be stopped.

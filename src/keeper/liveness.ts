@@ -1,0 +1,71 @@
+import fs from 'node:fs';
+import { instanceConfigPath, type Home } from '../domain/home.js';
+import { HEARTBEAT_MS, writeKeeperFile, type KeeperFile } from '../engine/keeper-file.js';
+import type { Store } from '../store/store.js';
+import type { StateWriter } from './state-writer.js';
+
+export interface LivenessDeps {
+  home: Home;
+  name: string;
+  state: StateWriter;
+  /** Who the keeper and its current server are. */
+  identity: () => KeeperFile;
+  /** Opens the database file anew (it was deleted or replaced). */
+  reopen: () => Store;
+  log: (msg: string) => void;
+  intervalMs?: number;
+}
+
+/**
+ * The keeper's periodic checks (docs/ARCHITECTURE.md, "Faults"): the heartbeat file, and whether
+ * the database file it writes to is still the one at state/llama-orch.db. When that file was deleted
+ * or replaced, the keeper opens the new one (creating it if need be) and re-registers itself there,
+ * with the row it still reads from the old, open file: nothing runs untracked. Returns the stop function.
+ */
+export function startLiveness(deps: LivenessDeps): () => void {
+  const dbFile = deps.home.dbPath;
+  const inode = () => fs.statSync(dbFile, { throwIfNoEntry: false })?.ino;
+  let opened = inode();
+  let written: string | undefined;
+  let heartbeatTrouble = false;
+
+  const tick = () => {
+    try {
+      written = writeKeeperFile(deps.home, deps.name, deps.identity(), written);
+      if (heartbeatTrouble) deps.log('heartbeat file writable again');
+      heartbeatTrouble = false;
+    } catch (e) {
+      if (!heartbeatTrouble) deps.log(`cannot write the heartbeat file: ${e instanceof Error ? e.message : String(e)}`);
+      heartbeatTrouble = true;
+      written = undefined;
+    }
+    const now = inode();
+    if (now !== undefined && now === opened) return;
+    try {
+      const old = deps.state.store;
+      const fresh = deps.reopen();
+      const row = old.getRuntime(deps.name);
+      const configJson = old.startedConfigJson(deps.name) ?? null;
+      fresh.recordReRegistration(deps.name, {
+        configPath: instanceConfigPath(deps.home, deps.name),
+        configJson,
+        row,
+        message: `the state database ${dbFile} was ${now === undefined ? 'deleted' : 'replaced'}; keeper pid ${process.pid} re-registered the instance (server pid ${row?.pid ?? '-'})`,
+      });
+      deps.state.swap(fresh);
+      try {
+        old.close();
+      } catch {
+        // already unusable
+      }
+      opened = inode();
+      deps.log(`state database ${dbFile} was ${now === undefined ? 'deleted' : 'replaced'}: re-registered`);
+    } catch (e) {
+      // Created by someone else a moment later, or not creatable now (a full disk): next tick.
+      deps.log(`cannot re-register in ${dbFile} yet: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  };
+  tick();
+  const timer = setInterval(tick, deps.intervalMs ?? HEARTBEAT_MS);
+  return () => clearInterval(timer);
+}
