@@ -20,10 +20,11 @@ export interface Observed {
  * has reconciled yet and the database cannot be written.
  */
 export function observeRow(row: RuntimeRow, procs: Processes): Observed {
-  // A live keeper records its server's exit within milliseconds, so its pid column can be trusted
-  // (half the /proc reads of a ps or a dashboard refresh).
+  // A live keeper records its server's exit within milliseconds, unless the database refuses its
+  // writes for a while (a lock, a full disk): so its server pid is checked too, and shown only when
+  // alive; the keeper itself fixes the row.
   if (row.keeper_pid !== null && keeperAlive(row, procs)) {
-    return { row, keeper: true, server: row.pid !== null, orphan: false, fix: null };
+    return { row, keeper: true, server: row.pid !== null && serverAlive(row, procs), orphan: false, fix: null };
   }
   if (row.keeper_pid === null && row.pid === null && !ACTIVE_STATUSES.has(row.status)) {
     return { row, keeper: false, server: false, orphan: false, fix: null };

@@ -304,9 +304,12 @@ export async function down(deps: SupervisorDeps, name: string): Promise<DownResu
   );
   const graceMs = (tolerate('the grace period', () => stopTimeoutS(deps, name)) ?? DEFAULT_STOP_TIMEOUT_S) * 1000;
   const recorded = tolerate('reading the instance', () => store.getRuntime(name));
-  const seen =
+  let seen =
     tolerate('the reconciliation', () => reconcileRow(store, procs, name)) ??
-    (recorded ? observeRow(recorded, procs) : fromKeeperFile(deps, name));
+    (recorded ? observeRow(recorded, procs) : undefined);
+  // Nothing running in the database's view (a new or replaced file, before the keeper re-registers):
+  // the keeper's own file may still name a running keeper.
+  if (!seen?.keeper && !seen?.orphan) seen = fromKeeperFile(deps, name) ?? seen;
   if (!seen) return result(false, `${name} is not running`);
   if (seen.keeper && seen.row.keeper_pid) {
     const keeperRow = seen.row;

@@ -23,6 +23,8 @@ export interface KeeperDeps extends HealthLoopDeps {
   /** This keeper's pid (what `up` recorded as the instance's keeper). */
   pid: number;
   random: () => number;
+  /** The server started or ended (keeper.json is rewritten). */
+  onServerChange?: () => void;
   /** Abortable sleep: resolves early (without throwing) when the signal aborts. */
   sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
 }
@@ -181,10 +183,12 @@ export class Keeper {
     if ('error' in run) return this.noRun({ kind: 'spawn-error', message: run.error });
     this.current = run;
     this.binary = run.binary;
+    this.deps.onServerChange?.();
     try {
       return await this.supervise(inst, run);
     } finally {
       this.current = undefined;
+      this.deps.onServerChange?.();
       run.cancel();
     }
   }

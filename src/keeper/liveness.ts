@@ -22,14 +22,14 @@ export interface LivenessDeps {
  * or replaced, the keeper opens the new one (creating it if need be) and re-registers itself there,
  * with the row it still reads from the old, open file: nothing runs untracked. Returns the stop function.
  */
-export function startLiveness(deps: LivenessDeps): () => void {
+export function startLiveness(deps: LivenessDeps): { stop: () => void; refresh: () => void } {
   const dbFile = deps.home.dbPath;
   const inode = () => fs.statSync(dbFile, { throwIfNoEntry: false })?.ino;
   let opened = inode();
   let written: string | undefined;
   let heartbeatTrouble = false;
 
-  const tick = () => {
+  const heartbeat = () => {
     try {
       written = writeKeeperFile(deps.home, deps.name, deps.identity(), written);
       if (heartbeatTrouble) deps.log('heartbeat file writable again');
@@ -39,6 +39,9 @@ export function startLiveness(deps: LivenessDeps): () => void {
       heartbeatTrouble = true;
       written = undefined;
     }
+  };
+  const tick = () => {
+    heartbeat();
     const now = inode();
     if (now !== undefined && now === opened) return;
     try {
@@ -67,5 +70,6 @@ export function startLiveness(deps: LivenessDeps): () => void {
   };
   tick();
   const timer = setInterval(tick, deps.intervalMs ?? HEARTBEAT_MS);
-  return () => clearInterval(timer);
+  // refresh: the server changed (spawned, exited); the file says so at once.
+  return { stop: () => clearInterval(timer), refresh: heartbeat };
 }

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { homeAt } from '../domain/home.js';
 import { removeKeeperFile } from '../engine/keeper-file.js';
 import { runProbe } from '../health/probes.js';
@@ -9,13 +10,21 @@ import { Keeper } from './keeper.js';
 import { startLiveness } from './liveness.js';
 import { StateWriter } from './state-writer.js';
 
-/** A line in keeper.log (the keeper's stdout and stderr are that file). */
-function log(name: string, msg: string): void {
+/**
+ * A line in keeper.log (the keeper's stdout and stderr are that file). Written with writeSync on
+ * fd 2, never through process.stderr: on a full disk the stream's error arrives later, as an
+ * uncaught exception that would end the keeper (seen on a 2 MB tmpfs).
+ */
+export function writeKeeperLog(line: string): void {
   try {
-    process.stderr.write(`${new Date().toISOString()} keeper ${name}: ${msg}\n`);
+    fs.writeSync(2, line.endsWith('\n') ? line : `${line}\n`);
   } catch {
     // keeper.log is on a full or read-only disk: nothing to do about it here
   }
+}
+
+function log(name: string, msg: string): void {
+  writeKeeperLog(`${new Date().toISOString()} keeper ${name}: ${msg}`);
 }
 
 /**
@@ -39,7 +48,7 @@ export async function keeperMain(argv: string[]): Promise<number> {
   const homeIdx = argv.indexOf('--home');
   const root = homeIdx >= 0 ? argv[homeIdx + 1] : undefined;
   if (!name || !root) {
-    process.stderr.write('usage: keeper NAME --home DIR\n');
+    writeKeeperLog('usage: keeper NAME --home DIR');
     return 1;
   }
   process.title = `llama-orch keeper ${name}`;
@@ -58,11 +67,18 @@ export async function keeperMain(argv: string[]): Promise<number> {
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => stop.abort());
   process.on('SIGHUP', () => undefined);
   process.on('SIGPIPE', () => undefined);
+  // Nothing of ours writes to these streams (see writeKeeperLog); a library that does must not
+  // end the keeper when keeper.log's disk is full.
+  process.stdout.on('error', () => undefined);
+  process.stderr.on('error', () => undefined);
 
+  // Started once the keeper owns the instance, below; the keeper tells it when its server changes.
+  const live: { liveness?: ReturnType<typeof startLiveness> } = {};
   const keeper = new Keeper(
     name,
     {
       state,
+      onServerChange: () => live.liveness?.refresh(),
       home,
       procs: realProcesses,
       pid: process.pid,
@@ -75,11 +91,11 @@ export async function keeperMain(argv: string[]): Promise<number> {
     stop.signal,
   );
   if (!(await keeper.claim())) {
-    process.stderr.write(`keeper ${name}: another keeper owns this instance; exiting\n`);
+    log(name, 'another keeper owns this instance; exiting');
     return 3;
   }
   const keeperStarttime = realProcesses.stat(process.pid)?.starttime ?? null;
-  const stopLiveness = startLiveness({
+  const liveness = startLiveness({
     home,
     name,
     state,
@@ -87,6 +103,7 @@ export async function keeperMain(argv: string[]): Promise<number> {
     reopen: () => openKeeperStore(home.dbPath),
     log: (m) => log(name, m),
   });
+  live.liveness = liveness;
   try {
     return await keeper.run();
   } catch (e) {
@@ -96,7 +113,7 @@ export async function keeperMain(argv: string[]): Promise<number> {
     state.write('crash', (s) => s.recordKeeperCrash(name, why));
     return 1;
   } finally {
-    stopLiveness();
+    liveness.stop();
     // What the database refused so far is written before we go, if it takes it within 5 s.
     await state.flush(5000);
     try {

@@ -123,7 +123,7 @@ export class StateWriter {
     this.troubleSince = null;
     this.dropped = 0;
     try {
-      this.current.addEvent(this.deps.name, 'warn', 'state-db', msg);
+      this.current.at(this.deps.now(), () => this.current.addEvent(this.deps.name, 'warn', 'state-db', msg));
     } catch {
       // keeper.log has it
     }

@@ -47,7 +47,10 @@ export class RotatingFile {
   private fd = -1;
   private size = 0;
   private pending: Buffer | null = null;
-  private error: string | null = null;
+  /** Why writes fail now, and why rotation failed last (kept until a rotation succeeds). */
+  private writeError: string | null = null;
+  private rotateError: string | null = null;
+  private reported: string | null = null;
   private dropped = 0;
   private lastOpenAttempt = 0;
   private rotateBlockedUntil = 0;
@@ -94,11 +97,19 @@ export class RotatingFile {
     this.fd = -1;
   }
 
-  private fail(e: unknown): void {
-    const what = describeFsError(this.file, e);
-    if (this.error === what) return;
-    this.error = what;
-    this.onTrouble({ file: this.file, error: what, droppedLines: this.dropped });
+  private fail(e: unknown, kind: 'write' | 'rotate' = 'write'): void {
+    const what = e instanceof Error && kind === 'rotate' ? e.message : describeFsError(this.file, e);
+    if (kind === 'write') this.writeError = what;
+    else this.rotateError = what;
+    this.report();
+  }
+
+  /** Tells onTrouble when what is wrong changes (not on every failed write). */
+  private report(): void {
+    const now = [this.writeError, this.rotateError].filter((x) => x !== null).join('; ') || null;
+    if (now === this.reported) return;
+    this.reported = now;
+    this.onTrouble({ file: this.file, error: now, droppedLines: this.dropped });
   }
 
   private drop(buf: Buffer): void {
@@ -124,21 +135,30 @@ export class RotatingFile {
     // stops the rotation here: renaming on would overwrite the backup that could not be moved.
     for (let i = this.backups - 1; i >= 0; i--) {
       const from = i === 0 ? this.file : `${this.file}.${i}`;
+      const to = `${this.file}.${i + 1}`;
       try {
-        const st = fs.lstatSync(`${this.file}.${i + 1}`, { throwIfNoEntry: false });
-        if (st && !st.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EISDIR' });
-        fs.renameSync(from, `${this.file}.${i + 1}`);
+        // Only regular files move: something else in either place (a directory, a link) stays
+        // where it is, and so does everything newer than it.
+        for (const p of [from, to]) {
+          const st = fs.lstatSync(p, { throwIfNoEntry: false });
+          if (st && !st.isFile()) throw Object.assign(new Error(`${p} is not a regular file`), { code: 'EISDIR', path: p });
+        }
+        fs.renameSync(from, to);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        const where = (e as { path?: string }).path ?? to;
         this.fail(
-          new Error(
-            `rotation stopped: cannot move ${from} to ${this.file}.${i + 1} (${describeFsError(`${this.file}.${i + 1}`, e)}); writing on past max_bytes`,
-          ),
+          new Error(`rotation stopped: ${describeFsError(where, e)}; writing on past max_bytes`),
+          'rotate',
         );
         ok = false;
         this.rotateBlockedUntil = Date.now() + REOPEN_EVERY_MS;
         break;
       }
+    }
+    if (ok && this.rotateError !== null) {
+      this.rotateError = null;
+      this.report();
     }
     this.open();
     return ok;
@@ -161,9 +181,9 @@ export class RotatingFile {
       return;
     }
     this.size += buf.length;
-    if (this.error !== null) {
-      this.error = null;
-      this.onTrouble({ file: this.file, error: null, droppedLines: this.dropped });
+    if (this.writeError !== null) {
+      this.writeError = null;
+      this.report();
     }
   }
   /** Writes complete lines, rotating between lines when the next would not fit. */

@@ -88,6 +88,9 @@ export function openDatabase(file: string, opts: OpenOptions = {}): OpenedDb {
   const migrations = opts.migrations ?? MIGRATIONS;
   ensurePrivateDir(path.dirname(file));
   if (!fs.existsSync(file)) {
+    // A -wal or -shm without its database belonged to a deleted one: a new database would read
+    // them as its own (SQLITE_IOERR_SHORT_READ). Keepers re-register what runs (keeper/liveness.ts).
+    for (const companion of [`${file}-wal`, `${file}-shm`]) fs.rmSync(companion, { force: true });
     fs.closeSync(fs.openSync(file, 'a', 0o600));
   }
   let db: Db;
