@@ -10,6 +10,8 @@ const suites = [
   ['dashboard-idle', './dashboard-idle.mjs'],
   ['daemon-stop', './daemon-stop.mjs'],
   ['adopt', './adopt.mjs'],
+  ['faults', './faults.mjs'],
+  // The 15-minute soak runs on its own: node bench/soak.mjs
 ];
 console.log(`## Run of ${new Date().toISOString()}\n\nMachine: ${machine()}\n`);
 for (const [name, file] of suites) {

@@ -225,6 +225,19 @@ export async function up(deps: SupervisorDeps, name: string, opts: UpOptions = {
     );
   }
   const row = store.getRuntime(name) as RuntimeRow;
+  // A keeper that died before it started (or re-attached) the server: that is a failure, with the
+  // reason from its log, not a success with a pending pid.
+  if (opts.waitForPid !== false && row.status !== 'failed' && !keeperAlive(row, procs)) {
+    const attached = !adopted || store.eventsSince(name, eventsBefore).some((e) => e.event_type === 'adopt');
+    if (!attached || row.pid === null) {
+      const logFile = path.join(instanceLogDir(deps.home, name), 'keeper.log');
+      throw new UserError(
+        `${name}: its keeper (pid ${keeperPid}) exited at once${lastLine(logFile)}`,
+        ExitCode.general,
+        `see ${logFile}`,
+      );
+    }
+  }
   return {
     name,
     keeperPid,
@@ -235,6 +248,17 @@ export async function up(deps: SupervisorDeps, name: string, opts: UpOptions = {
     health: row.health,
     ...(row.status === 'failed' && row.last_error ? { error: row.last_error } : {}),
   };
+}
+
+/** The last line of a small log file, as ": LINE" (or nothing). */
+function lastLine(file: string): string {
+  try {
+    const text = fs.readFileSync(file, 'utf8').trimEnd();
+    const line = text.slice(text.lastIndexOf('\n') + 1).trim();
+    return line ? `: ${line.slice(0, 300)}` : '';
+  } catch {
+    return '';
+  }
 }
 
 /** Waits for health ok; fails early when the instance fails or its keeper dies. */

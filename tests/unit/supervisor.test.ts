@@ -169,6 +169,18 @@ describe('up', () => {
     expect(eventTypes(r, 'a')).toEqual(['state', 'spawn', 'keeper-lost', 'adopt']);
   });
 
+  it('a keeper that dies at once is a failure with its last log line, not a success with a pending pid', async () => {
+    const r = rig();
+    r.procs.onSpawn = (keeper) => {
+      fs.writeFileSync(path.join(r.home.logsDir, 'a', 'keeper.log'), 'keeper a: cannot open the state database\n');
+      r.procs.exit(keeper.pid, 1);
+    };
+    const err = await rejection(up(r.deps, 'a'));
+    expect(err.exitCode).toBe(1);
+    expect(err.message).toMatch(/^a: its keeper \(pid \d+\) exited at once: keeper a: cannot open the state database$/);
+    expect(err.hint).toContain('keeper.log');
+  });
+
   it('stops an orphan that was being stopped, then starts afresh', async () => {
     const r = rig();
     const first = await up(r.deps, 'a');
