@@ -162,17 +162,23 @@ async function fullDiskFaults() {
       const before = psJson(home)[0];
       const tag = String(i + 1);
       await fetch(`http://127.0.0.1:23811/flood?n=60000&tag=${tag}`);
-      await sleep(1000);
-      const warned = psJson(home)[0];
-      const counted = warned.warnings.join(' ').match(/(\d+) line\(s\)/);
-      const droppedNow = counted ? Number(counted[1]) - dropped : 0;
-      dropped += droppedNow;
+      await sleep(1500);
       const found = floodLinesFound(path.join(mnt, 'd'), tag);
-      lost += Math.max(0, 60000 - found - droppedNow);
-      if (alive(before.keeper_pid) && alive(before.pid)) survived++;
+      // Free the space; the next line written ends the trouble and records the final count.
       for (const f of fs.readdirSync(path.join(mnt, 'd'))) {
         if (f.startsWith('stdout.log')) fs.truncateSync(path.join(mnt, 'd', f), 0);
       }
+      await fetch(`http://127.0.0.1:23811/flood?n=10&tag=resume${tag}`);
+      const total = await until(() => {
+        const m = psJson(home)[0]
+          .warnings.join(' ')
+          .match(/(\d+) line\(s\) were dropped/);
+        return m && Number(m[1]) > dropped ? Number(m[1]) : undefined;
+      }, 5000);
+      const droppedNow = (total ?? dropped) - dropped;
+      dropped = total ?? dropped;
+      lost += Math.max(0, 60000 - found - droppedNow);
+      if (alive(before.keeper_pid) && alive(before.pid)) survived++;
     }
   } finally {
     orch(home, ['down', 'd']);

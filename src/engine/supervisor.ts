@@ -14,6 +14,7 @@ import { explainStoreFault, isStoreFault } from '../store/faults.js';
 import { emptyRuntimeRow } from '../store/rows.js';
 import { startedConfig } from './started-config.js';
 import { stopGroup } from './stop.js';
+import { withInstanceLock } from './instance-lock.js';
 
 /** What `up`, `down`, `restart` and the daemon act through; built in cli/context.ts, scripted in tests. */
 export interface SupervisorDeps {
@@ -149,7 +150,11 @@ export interface UpOptions {
 }
 
 /** `up NAME`: preflight, claim under BEGIN IMMEDIATE (one keeper, however many run at once), start the keeper. */
-export async function up(deps: SupervisorDeps, name: string, opts: UpOptions = {}): Promise<UpResult> {
+export function up(deps: SupervisorDeps, name: string, opts: UpOptions = {}): Promise<UpResult> {
+  return withInstanceLock(deps, name, () => upLocked(deps, name, opts));
+}
+
+async function upLocked(deps: SupervisorDeps, name: string, opts: UpOptions): Promise<UpResult> {
   const { store, procs } = deps;
   const inst = loadInstance(deps.home, name);
   preflight(deps, inst);
@@ -301,7 +306,11 @@ export interface DownResult {
  * (locked, full, read-only) is skipped and said; with no readable row the keeper is found from its
  * own file (engine/keeper-file.ts).
  */
-export async function down(deps: SupervisorDeps, name: string): Promise<DownResult> {
+export function down(deps: SupervisorDeps, name: string): Promise<DownResult> {
+  return withInstanceLock(deps, name, () => downLocked(deps, name));
+}
+
+async function downLocked(deps: SupervisorDeps, name: string): Promise<DownResult> {
   const { store, procs } = deps;
   const notes: string[] = [];
   const tolerate = <T>(what: string, fn: () => T): T | undefined => {
@@ -393,7 +402,12 @@ function fromKeeperFile(deps: SupervisorDeps, name: string): Observed | undefine
  * `restart NAME`: the new config and what it needs (binary, model, key, port) are checked before the
  * running server is stopped, so a broken edit fails the restart instead of causing an outage.
  */
-export async function restart(deps: SupervisorDeps, name: string): Promise<UpResult> {
+export function restart(deps: SupervisorDeps, name: string): Promise<UpResult> {
+  // One lock for both halves: a parallel restart waits for this one, then restarts in turn.
+  return withInstanceLock(deps, name, () => restartLocked(deps, name));
+}
+
+async function restartLocked(deps: SupervisorDeps, name: string): Promise<UpResult> {
   const inst = loadInstance(deps.home, name);
   preflight(deps, inst);
   const seen = reconcileRow(deps.store, deps.procs, name);

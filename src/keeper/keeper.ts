@@ -54,7 +54,14 @@ export class Keeper {
     private readonly deps: KeeperDeps,
     private readonly stop: AbortSignal,
   ) {
+    let lastError: string | null = null;
     this.output = new KeeperOutput(instanceLogDir(deps.home, name), (error, dropped) => {
+      if (error !== null && error === lastError) {
+        // The same trouble, more lines dropped: the count only.
+        this.write('log-dropped', (s) => s.recordLogDropped(name, dropped));
+        return;
+      }
+      lastError = error;
       const message = error
         ? `cannot write the log: ${error}; the server runs on and its lines are dropped (and counted) until it can`
         : `log writing works again; ${dropped} line(s) were dropped meanwhile`;

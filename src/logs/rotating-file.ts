@@ -54,6 +54,7 @@ export class RotatingFile {
   private dropped = 0;
   private lastOpenAttempt = 0;
   private rotateBlockedUntil = 0;
+  private lastCountReport = 0;
 
   constructor(
     readonly file: string,
@@ -109,11 +110,18 @@ export class RotatingFile {
     const now = [this.writeError, this.rotateError].filter((x) => x !== null).join('; ') || null;
     if (now === this.reported) return;
     this.reported = now;
+    this.lastCountReport = Date.now();
     this.onTrouble({ file: this.file, error: now, droppedLines: this.dropped });
   }
 
   private drop(buf: Buffer): void {
     this.dropped += Math.max(1, countLines(buf));
+    // While the trouble lasts, the count is passed on at most once a second (no new event).
+    const now = Date.now();
+    if (this.reported !== null && now - this.lastCountReport >= REOPEN_EVERY_MS) {
+      this.lastCountReport = now;
+      this.onTrouble({ file: this.file, error: this.reported, droppedLines: this.dropped });
+    }
   }
 
   /** Rotates; false when it could not (the caller writes on into the current file). */

@@ -304,6 +304,11 @@ export class Store extends StoreBase {
     });
   }
 
+  /** More lines dropped while the same log trouble lasts (no event: recordLogTrouble said it). */
+  recordLogDropped(name: string, dropped: number): void {
+    this.immediate(() => this.patchRuntime(name, { log_dropped_lines: dropped }));
+  }
+
   recordKeeperCrash(name: string, message: string): void {
     this.immediate(() => {
       this.addEvent(name, 'error', 'keeper-crash', message);

@@ -174,6 +174,29 @@ describe('up / down with a fake server', () => {
     expect(servers).toHaveLength(1);
   });
 
+  it('8 concurrent restart of one instance: each restarts it in turn, all exit 0, one server is left', async () => {
+    const home = homes.make();
+    home.addInstance('r', fakeConfig(freePort()));
+    expect((await cli(home.root, ['up', 'r', '--wait', '10'])).code).toBe(0);
+    const results = await Promise.all(Array.from({ length: 8 }, () => cli(home.root, ['restart', 'r'])));
+    expect(results.map((r) => r.code)).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
+    const pids = results.map((r) => /server pid (\d+)/.exec(r.stdout)?.[1]);
+    expect(new Set(pids).size).toBe(8);
+    const last = await waitForRow(home.root, 'r', (x) => x.health === 'ok', 10_000, 'ok');
+    expect(pids).toContain(String(last.pid));
+    const servers = fs
+      .readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .filter((d) => {
+        try {
+          return fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(`${home.root}/models/fake.gguf`);
+        } catch {
+          return false;
+        }
+      });
+    expect(servers).toEqual([String(last.pid)]);
+  });
+
   it('unknown instance exits 2; missing binary exits 5; missing model exits 1 — nothing started', async () => {
     const home = homes.make();
     home.addInstance('nobin', {

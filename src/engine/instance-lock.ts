@@ -1,0 +1,71 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { ExitCode, UserError } from '../domain/errors.js';
+import { instancePipeDir, type Home } from '../domain/home.js';
+import type { Processes } from '../platform/processes.js';
+
+export interface LockDeps {
+  home: Home;
+  procs: Processes;
+  now: () => number;
+  sleep: (ms: number) => Promise<void>;
+}
+
+/**
+ * Runs fn while holding the instance's operation lock (state/pipes/NAME/op.lock, O_EXCL, holding
+ * "pid starttime"), so `up`, `down` and `restart` of one instance run one after another: eight
+ * parallel restarts are eight restarts in turn, not keepers killing each other's servers. A lock
+ * whose holder is gone (its pid dead or reused) is taken over.
+ */
+export async function withInstanceLock<T>(
+  deps: LockDeps,
+  name: string,
+  fn: () => Promise<T>,
+  timeoutMs = 120_000,
+): Promise<T> {
+  const dir = instancePipeDir(deps.home, name);
+  const file = path.join(dir, 'op.lock');
+  const me = `${process.pid} ${deps.procs.stat(process.pid)?.starttime ?? 0}`;
+  const deadline = deps.now() + timeoutMs;
+  for (;;) {
+    try {
+      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      fs.writeFileSync(file, me, { flag: 'wx', mode: 0o600 });
+      break;
+    } catch (e) {
+      // A disk that takes no new file (full, read-only) must not stop a `down`: go on unlocked.
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') return fn();
+    }
+    const holder = readHolder(file);
+    // Held by this process already (restart = down + up): go on, the outer call releases it.
+    if (holder?.text === me) return fn();
+    if (!holder || !deps.procs.matches({ pid: holder.pid, starttime: holder.starttime })) {
+      // Stale: remove it only if it is still what we judged stale.
+      if (fs.readFileSync(file, { encoding: 'utf8', flag: 'r' }) === holder?.text) fs.rmSync(file, { force: true });
+      continue;
+    }
+    if (deps.now() >= deadline) {
+      throw new UserError(
+        `${name}: another llama-orch command (pid ${holder.pid}) is still starting or stopping it`,
+        ExitCode.general,
+        'wait for it to finish, then try again',
+      );
+    }
+    await deps.sleep(25);
+  }
+  try {
+    return await fn();
+  } finally {
+    if (readHolder(file)?.text === me) fs.rmSync(file, { force: true });
+  }
+}
+
+function readHolder(file: string): { pid: number; starttime: number; text: string } | undefined {
+  try {
+    const text = fs.readFileSync(file, 'utf8');
+    const [pid, starttime] = text.trim().split(/\s+/).map(Number);
+    return pid ? { pid, starttime: starttime ?? 0, text } : undefined;
+  } catch {
+    return undefined;
+  }
+}
