@@ -1,7 +1,17 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { cli, fakeConfig, freePort, isAlive, makeHome, psJson, waitFor, type TestHome } from '../helpers/home.js';
+import {
+  cli,
+  fakeConfig,
+  freePort,
+  isAlive,
+  makeHome,
+  psJson,
+  waitFor,
+  waitForRow,
+  type TestHome,
+} from '../helpers/home.js';
 
 let home: TestHome | undefined;
 afterEach(async () => {
@@ -53,6 +63,22 @@ describe('daemon', () => {
     const auto = (await events(home)).filter((e) => e.event_type === 'autostart');
     expect(auto.map((e) => e.instance_name)).toEqual(['a1', 'a2']);
     expect(Date.parse(auto[1]?.ts ?? '') - Date.parse(auto[0]?.ts ?? '')).toBeGreaterThanOrEqual(650);
+  });
+
+  it("respects an operator's down across a daemon restart: only up starts the instance again", async () => {
+    home = makeHome();
+    home.addInstance('auto', fakeConfig(freePort(), {}, { autostart: true }));
+    expect((await cli(home.root, ['daemon', 'start', '--interval', '0.5'])).code).toBe(0);
+    await waitForRow(home.root, 'auto', (r) => r.health === 'ok', 10_000, 'autostarted');
+    expect((await cli(home.root, ['down', 'auto'])).code).toBe(0);
+    expect((await cli(home.root, ['daemon', 'stop'])).code).toBe(0);
+    expect((await cli(home.root, ['daemon', 'start', '--interval', '0.5'])).code).toBe(0);
+    await new Promise((r) => setTimeout(r, 2500)); // several reconcile passes
+    expect((await psJson(home.root))[0]?.state).toBe('stopped');
+    expect(fs.readFileSync(path.join(home.root, 'logs', 'daemon.log'), 'utf8')).toContain(
+      'autostart: auto skipped (stopped by the operator',
+    );
+    expect((await cli(home.root, ['up', 'auto', '--wait', '10'])).code).toBe(0);
   });
 
   it('replaces a keeper killed with -9 by one that re-attaches to the same server; stopping the daemon stops no instance', async () => {
