@@ -34,7 +34,8 @@ export function snapshotInstance(src: SnapshotSources, name: string, now: number
   const seen = recorded ? observeRow(recorded, procs) : undefined;
   const row = seen?.row;
   const running = row?.pid !== null && row?.pid !== undefined && seen?.server === true;
-  const probed = running && seen?.keeper === true;
+  const { warnings, stalled } = warningsOf(home, name, row, seen?.keeper === true, now);
+  const probed = running && seen?.keeper === true && !stalled;
   // A file edited into an invalid state does not change what a live server runs: show the config
   // it was started with (recorded by `up`); config_error still reports the file's problems.
   const cfg = loaded.ok ? loaded.instance.config : running || seen?.keeper ? startedConfig(store, name) : undefined;
@@ -45,9 +46,9 @@ export function snapshotInstance(src: SnapshotSources, name: string, now: number
   return {
     name,
     state,
-    // Only a live keeper probes: an orphan's last recorded health would be stale.
-    health: probed ? (row?.health ?? null) : null,
-    health_detail: probed ? (row?.health_detail ?? null) : null,
+    // Only a live keeper probes: an orphan's (or a stalled keeper's) last recorded health is stale.
+    health: probed ? (row?.health ?? null) : stalled && running ? 'unknown' : null,
+    health_detail: probed ? (row?.health_detail ?? null) : stalled && running ? 'keeper not responding' : null,
     health_latency_ms: probed && row?.health_latency_ms != null ? Math.round(row.health_latency_ms * 10) / 10 : null,
     pid: running ? (row?.pid ?? null) : null,
     keeper_pid: seen?.keeper ? (row?.keeper_pid ?? null) : null,
@@ -73,15 +74,23 @@ export function snapshotInstance(src: SnapshotSources, name: string, now: number
     last_error: row?.last_error ?? null,
     config_error: loaded.ok ? null : loaded.problems.map((p) => `${p.jsonPath}: ${p.message}`).join('; '),
     autostart: cfg?.autostart ?? false,
-    warnings: warningsOf(src.home, name, row, seen?.keeper === true, now),
+    warnings,
   };
 }
 
-function warningsOf(home: Home, name: string, row: RuntimeRow | undefined, keeper: boolean, now: number): string[] {
+function warningsOf(
+  home: Home,
+  name: string,
+  row: RuntimeRow | undefined,
+  keeper: boolean,
+  now: number,
+): { warnings: string[]; stalled: boolean } {
   const out: string[] = [];
+  let stalled = false;
   if (keeper && row?.keeper_pid) {
     const age = heartbeatAgeMs(home, name, now);
     if (age !== undefined && age > STALLED_AFTER_MS) {
+      stalled = true;
       out.push(
         `keeper pid ${row.keeper_pid} is not responding: no heartbeat for ${Math.round(age / 1000)} s (stopped or hung; the daemon replaces it)`,
       );
@@ -91,7 +100,7 @@ function warningsOf(home: Home, name: string, row: RuntimeRow | undefined, keepe
   else if (row && row.log_dropped_lines > 0) {
     out.push(`logs: ${row.log_dropped_lines} line(s) were dropped while the log files could not be written`);
   }
-  return out;
+  return { warnings: out, stalled };
 }
 
 /** Every configured instance, plus any recorded as running whose config was removed (it may need stopping). */
