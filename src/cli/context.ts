@@ -36,7 +36,11 @@ export function spawnKeeperProcess(
     keeperEnv.LLAMA_ORCH_NODE_EXTRA_CA_CERTS = keeperEnv.NODE_EXTRA_CA_CERTS;
     delete keeperEnv.NODE_EXTRA_CA_CERTS;
   }
-  const child = procs.spawnDetached(process.execPath, [keeperEntry(), 'keeper', name, '--home', home.root], {
+  // A 1 MB young generation: the keeper allocates steadily (a probe, a log chunk) and keeps little;
+  // V8's default lets the young generation grow to 16 MB per semi-space, which showed as keeper RSS
+  // creeping up for minutes (bench/soak.mjs, bench/BENCHMARKS.md) although the heap stayed at ~6 MB.
+  const args = ['--max-semi-space-size=1', keeperEntry(), 'keeper', name, '--home', home.root];
+  const child = procs.spawnDetached(process.execPath, args, {
     env: keeperEnv,
     stdout: logFd,
     stderr: logFd,
