@@ -12,6 +12,16 @@ const SOAK_S = Number(process.env.SOAK_S ?? 900);
 const KILL_EVERY_S = Number(process.env.KILL_EVERY_S ?? 45);
 const N = 4;
 
+/** Memory the keeper itself owns (its RSS also counts the node binary's shared code pages). */
+const privateMiB = (pid) => {
+  try {
+    const m = /^Private_Dirty:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+};
+
 const openFiles = (pid) => {
   try {
     return fs.readdirSync(`/proc/${pid}/fd`).length;
@@ -37,7 +47,8 @@ export async function run() {
     db.prepare(`SELECT name, status, keeper_pid, pid, restarts_total FROM runtime ORDER BY name`).all();
   const keepers = rows().map((r) => r.keeper_pid);
   const samples = []; // { t, rss[], fds[] }
-  const sample = (t) => samples.push({ t, rss: keepers.map(rssMiB), fds: keepers.map(openFiles) });
+  const sample = (t) =>
+    samples.push({ t, rss: keepers.map(rssMiB), priv: keepers.map(privateMiB), fds: keepers.map(openFiles) });
   sample(0);
 
   const started = Date.now();
@@ -106,8 +117,8 @@ export async function run() {
       `${N} real llama-servers for ${SOAK_S} s, steady traffic (one completion per server per second), a random server kill -9'd every ${KILL_EVERY_S} s (${kills} kills).`,
       `Abandoned (failed) at the end: ${abandoned} of ${N}; states: ${end.map((r) => `${r.name} ${r.status}`).join(', ')}; restarts: ${end.map((r) => r.restarts_total).join(', ')}; the same keepers throughout: ${sameKeepers ? 'yes' : 'no'}.`,
       `Requests answered: ${answered} of ${requests} (${fmt((100 * answered) / Math.max(1, requests), 1)}%).`,
-      `Keeper RSS (mean of ${N}) at 30 s ${fmt(avg(first.rss))} MiB, at the end ${fmt(avg(last.rss))} MiB; open files per keeper at 30 s ${first.fds.join('/')}, at the end ${last.fds.join('/')}.`,
-      `Samples (s: mean RSS MiB, fds): ${samples.map((s) => `${s.t}: ${fmt(avg(s.rss))}, ${s.fds.join('/')}`).join('; ')}.`,
+      `Keeper memory (mean of ${N}) at 30 s: RSS ${fmt(avg(first.rss))} MiB, private ${fmt(avg(first.priv))} MiB; at the end: RSS ${fmt(avg(last.rss))} MiB, private ${fmt(avg(last.priv))} MiB. Open files per keeper at 30 s ${first.fds.join('/')}, at the end ${last.fds.join('/')}.`,
+      `Samples (s: mean RSS MiB / mean private MiB, fds): ${samples.map((s) => `${s.t}: ${fmt(avg(s.rss))}/${fmt(avg(s.priv))}, ${s.fds.join('/')}`).join('; ')}.`,
     ],
     raw: { abandoned, kills, requests, answered, samples },
   };
