@@ -56,7 +56,8 @@ async function keeperRun() {
     fs
       .readdirSync(dir)
       .filter((f) => f.startsWith('stdout.log'))
-      .reduce((a, f) => a + fs.statSync(path.join(dir, f)).size, 0);
+      // A rotation may rename a file between the listing and the stat.
+      .reduce((a, f) => a + (fs.statSync(path.join(dir, f), { throwIfNoEntry: false })?.size ?? 0), 0);
   let keeperPeak = 0;
   const keeperPid = db.prepare(`SELECT keeper_pid FROM runtime`).get().keeper_pid;
   while (size() < TOTAL) {

@@ -55,6 +55,7 @@ export class DashboardModel {
   private lastKey = '';
   private lastInput = 0;
   private cachedEvents: { lastId: number; rows: EventRow[] } = { lastId: -1, rows: [] };
+  private lastReconcile = 0;
 
   constructor(
     private readonly deps: DashboardSources,
@@ -108,12 +109,23 @@ export class DashboardModel {
     const since = now - this.lastRefresh;
     const changed = this.changed && since >= (this.opts.minGapMs ?? 900);
     if (since < this.tick(now) && !this.dirty && !changed) return;
+    // Reconcile (it writes) after a change or an action, else every 10 s: the snapshot shows what
+    // /proc says in any case.
+    const reconcile = changed || this.dirty || now - this.lastReconcile >= 10_000;
     this.dirty = false;
     this.changed = false;
-    this.refresh();
+    this.refresh(reconcile);
   }
 
-  refresh(): void {
+  refresh(reconcile = true): void {
+    if (reconcile) {
+      this.lastReconcile = this.now();
+      try {
+        this.deps.reconcile?.();
+      } catch {
+        // a busy or read-only database: the snapshot below still shows what /proc says
+      }
+    }
     const next = this.build();
     this.lastRefresh = next.now;
     // Keep the same object (so React does not re-render) when nothing visible changed: health
@@ -139,11 +151,6 @@ export class DashboardModel {
     const now = this.now();
     const { home } = this.deps.sources;
     try {
-      try {
-        this.deps.reconcile?.();
-      } catch {
-        // a busy or read-only database: the snapshot below still shows what /proc says
-      }
       return {
         now,
         host: os.hostname(),

@@ -218,6 +218,56 @@ describe.runIf(process.platform === 'linux' && process.getuid?.() === 0)('a full
   });
 });
 
+/** chattr +i works here (root, a file system with the immutable flag): the read-only case. */
+function canMakeImmutable(): boolean {
+  if (process.getuid?.() !== 0) return false;
+  const probe = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'chattr-')), 'f');
+  fs.writeFileSync(probe, 'x');
+  try {
+    execFileSync('chattr', ['+i', probe], { stdio: 'ignore' });
+    execFileSync('chattr', ['-i', probe], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe.runIf(canMakeImmutable())('a read-only state database (chattr +i: even root cannot write it)', () => {
+  it('ps works, a command that must write exits 6 saying so, and the keeper restarts a killed server meanwhile', async () => {
+    const home = homes.make();
+    home.addInstance('a', fakeConfig(freePort()));
+    const { pid, keeper } = await upHealthy(home.root, 'a');
+    const files = ['llama-orch.db', 'llama-orch.db-wal', 'llama-orch.db-shm'].map((f) =>
+      path.join(home.root, 'state', f),
+    );
+    execFileSync('chattr', ['+i', ...files]);
+    try {
+      expect((await cli(home.root, ['ps'])).code).toBe(0);
+      process.kill(pid, 'SIGKILL');
+      await waitFor(
+        async () => {
+          const r = await fetch(`http://127.0.0.1:${String((await psJson(home.root))[0]?.port)}/health`).catch(
+            () => null,
+          );
+          return r?.ok ? true : undefined;
+        },
+        10_000,
+        'the restarted server',
+      );
+      const up = await cli(home.root, ['up', 'a']);
+      expect(up.code).toBe(6);
+      expect(up.stderr).toMatch(/state database .*llama-orch\.db is read-only|cannot be used/);
+      expect(up.stderr).not.toMatch(/\n\s+at /);
+      expect(isAlive(keeper)).toBe(true);
+    } finally {
+      execFileSync('chattr', ['-i', ...files]);
+    }
+    const row = await waitForRow(home.root, 'a', (r) => r.health === 'ok' && r.pid !== pid, 10_000, 'recorded');
+    expect(row.restarts).toBe(1);
+    expect((await events(home.root, 'a')).some((e) => e.event_type === 'state-db')).toBe(true);
+  });
+});
+
 describe('a damaged state database', () => {
   it('every command says which file and what to do, exit 6, no stack trace', async () => {
     const home = homes.make();

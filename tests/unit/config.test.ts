@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseConfigText, validateName, formatProblem } from '../../src/config/load.js';
+import { discoverInstanceNames, parseConfigText, validateName, formatProblem } from '../../src/config/load.js';
 import { lintHome } from '../../src/config/lint.js';
 import { homeAt } from '../../src/domain/home.js';
 import { instanceJsonSchema } from '../../src/config/write-schema.js';
@@ -181,5 +181,17 @@ describe('config bounds and owned flags (hardening)', () => {
     expect(parse({ ...base, server: { port: 1, extra_args: ['--api-key', 'secret'] } }).problems[0]?.message).toContain(
       'use server.api_key_env',
     );
+  });
+});
+
+describe('instance discovery', () => {
+  it('counts a symbolic link to a directory under instances/ (an instance kept elsewhere)', () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'discover-'));
+    const elsewhere = fs.mkdtempSync(path.join(os.tmpdir(), 'elsewhere-'));
+    fs.mkdirSync(path.join(root, 'instances', 'real'), { recursive: true });
+    fs.symlinkSync(elsewhere, path.join(root, 'instances', 'linked'));
+    fs.symlinkSync(path.join(root, 'nowhere'), path.join(root, 'instances', 'dangling'));
+    fs.writeFileSync(path.join(root, 'instances', 'notes.txt'), 'x');
+    expect(discoverInstanceNames(homeAt(root))).toEqual(['linked', 'real']);
   });
 });
