@@ -27,13 +27,18 @@ export async function withInstanceLock<T>(
   const file = path.join(dir, 'op.lock');
   const me = `${process.pid} ${deps.procs.stat(process.pid)?.starttime ?? 0}`;
   const deadline = deps.now() + timeoutMs;
+  try {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch {
+    // No directory for the lock (something else in its place, a full or read-only disk): a lock must
+    // never stop a `down`, and `up` reports the real problem itself. Go on unlocked.
+    return fn();
+  }
   for (;;) {
     try {
-      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
       fs.writeFileSync(file, me, { flag: 'wx', mode: 0o600 });
       break;
     } catch (e) {
-      // A disk that takes no new file (full, read-only) must not stop a `down`: go on unlocked.
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') return fn();
     }
     const holder = readHolder(file);
@@ -41,7 +46,7 @@ export async function withInstanceLock<T>(
     if (holder?.text === me) return fn();
     if (!holder || !deps.procs.matches({ pid: holder.pid, starttime: holder.starttime })) {
       // Stale: remove it only if it is still what we judged stale.
-      if (fs.readFileSync(file, { encoding: 'utf8', flag: 'r' }) === holder?.text) fs.rmSync(file, { force: true });
+      if (readHolder(file)?.text === holder?.text) fs.rmSync(file, { force: true });
       continue;
     }
     if (deps.now() >= deadline) {

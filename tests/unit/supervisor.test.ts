@@ -69,8 +69,11 @@ function rig(names: string[] = ['a']): Rig {
 }
 
 /** What a keeper does, as seen from the store: start (or re-attach) the server; on SIGTERM, stop it. */
+/** `keeper NAME` wherever it stands in the argv (node flags and the entry come first). */
+const keeperArgs = (args: string[]) => args.slice(args.indexOf('keeper'), args.indexOf('keeper') + 2);
+
 function scriptedKeeper(r: Rig, keeper: ScriptedProc, args: string[]): void {
-  const name = args[2] as string;
+  const name = keeperArgs(args)[1] as string;
   const row = r.store.getRuntime(name);
   if (!row || row.keeper_pid !== keeper.pid) return;
   let server: ScriptedProc;
@@ -132,7 +135,7 @@ describe('up', () => {
     const r = rig();
     const res = await up(r.deps, 'a');
     expect(r.procs.spawned).toHaveLength(1);
-    expect(r.procs.spawned[0]?.args.slice(1, 3)).toEqual(['keeper', 'a']);
+    expect(keeperArgs(r.procs.spawned[0]?.args ?? [])).toEqual(['keeper', 'a']);
     expect(res).toMatchObject({ adopted: false, keeperPid: r.procs.spawned[0]?.pid, pid: r.servers.get('a')?.pid });
     expect(r.store.getRuntime('a')).toMatchObject({ status: 'starting', keeper_pid: res.keeperPid, port: PORT });
     expect(r.store.getInstance('a')?.desired_state).toBe('running');
@@ -162,7 +165,7 @@ describe('up', () => {
     const res = await up(r.deps, 'a');
     expect(res).toMatchObject({ adopted: true, pid: server.pid });
     expect(res.keeperPid).not.toBe(first.keeperPid);
-    expect(r.procs.spawned.map((s) => s.args[1])).toEqual(['keeper', 'keeper']);
+    expect(r.procs.spawned.map((s) => keeperArgs(s.args)[0])).toEqual(['keeper', 'keeper']);
     expect(r.procs.isLive(server.pid)).toBe(true);
     expect(r.procs.signalsTo(server.pid)).toEqual([]);
     expect(r.store.getRuntime('a')).toMatchObject({ status: 'starting', pid: server.pid, keeper_pid: res.keeperPid });
@@ -269,7 +272,7 @@ describe('the daemon replacing a keeper', () => {
     // up() with waitForPid false returns at once: let the scripted keeper run.
     await new Promise((res) => setImmediate(res));
 
-    expect(r.procs.spawned.slice(spawnedBefore).map((s) => s.args.slice(1, 3))).toEqual([['keeper', 'a']]);
+    expect(r.procs.spawned.slice(spawnedBefore).map((s) => keeperArgs(s.args))).toEqual([['keeper', 'a']]);
     expect(r.store.getRuntime('a')).toMatchObject({ pid: server.pid, restart_attempts: 2 });
     expect(r.store.getRuntime('b')).toMatchObject({ status: 'stopped', keeper_pid: null });
     expect(eventTypes(r, 'a').slice(-3)).toEqual(['keeper-lost', 'daemon-restart', 'adopt']);
