@@ -55,7 +55,8 @@ export class SupervisionService implements Service {
 
   /** The keeper is alive but its heartbeat file has not moved for STALLED_AFTER_MS. */
   private stalled(row: RuntimeRow): boolean {
-    const age = heartbeatAgeMs(this.deps.home, row.name, this.deps.now());
+    if (row.keeper_pid === null) return false;
+    const age = heartbeatAgeMs(this.deps.home, row.name, this.deps.now(), row.keeper_pid);
     return age !== undefined && age > STALLED_AFTER_MS;
   }
 
@@ -109,7 +110,9 @@ export class SupervisionService implements Service {
       if (seen?.keeper && this.stalled(seen.row)) {
         // A keeper that stopped making progress (SIGSTOP, a hang) leaves its server unsupervised
         // and its pipes undrained: replace it; the new keeper re-attaches the server.
-        const age = Math.round((heartbeatAgeMs(this.deps.home, inst.name, this.deps.now()) ?? 0) / 1000);
+        const age = Math.round(
+          (heartbeatAgeMs(this.deps.home, inst.name, this.deps.now(), seen.row.keeper_pid as number) ?? 0) / 1000,
+        );
         store.addEvent(
           inst.name,
           'error',

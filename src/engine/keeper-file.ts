@@ -27,24 +27,29 @@ export function keeperFilePath(home: Home, name: string): string {
   return path.join(instancePipeDir(home, name), 'keeper.json');
 }
 
-export function readKeeperFile(home: Home, name: string): { file: KeeperFile; ageMs: number } | undefined {
+export function readKeeperFile(
+  home: Home,
+  name: string,
+): { file: KeeperFile; ageMs: number; mtimeMs: number } | undefined {
   const p = keeperFilePath(home, name);
   try {
     const st = fs.statSync(p);
     const file = JSON.parse(fs.readFileSync(p, 'utf8')) as KeeperFile;
-    return { file, ageMs: Date.now() - st.mtimeMs };
+    return { file, ageMs: Date.now() - st.mtimeMs, mtimeMs: st.mtimeMs };
   } catch {
     return undefined;
   }
 }
 
-/** How long since the keeper's last heartbeat, ms (undefined: no file). One stat, no read. */
-export function heartbeatAgeMs(home: Home, name: string, now: number): number | undefined {
-  try {
-    return now - fs.statSync(keeperFilePath(home, name)).mtimeMs;
-  } catch {
-    return undefined;
-  }
+/**
+ * How long since keeper `keeperPid`'s last heartbeat, ms; undefined when the file is missing or
+ * names another keeper (a new keeper writes its own within milliseconds of starting: until then the
+ * file is its predecessor's, whose age says nothing about it).
+ */
+export function heartbeatAgeMs(home: Home, name: string, now: number, keeperPid: number): number | undefined {
+  const found = readKeeperFile(home, name);
+  if (!found || found.file.keeper_pid !== keeperPid) return undefined;
+  return now - found.mtimeMs;
 }
 
 /**

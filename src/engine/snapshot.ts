@@ -88,7 +88,7 @@ function warningsOf(
   const out: string[] = [];
   let stalled = false;
   if (keeper && row?.keeper_pid) {
-    const age = heartbeatAgeMs(home, name, now);
+    const age = heartbeatAgeMs(home, name, now, row.keeper_pid);
     if (age !== undefined && age > STALLED_AFTER_MS) {
       stalled = true;
       out.push(

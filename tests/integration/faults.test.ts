@@ -244,16 +244,19 @@ describe.runIf(canMakeImmutable())('a read-only state database (chattr +i: even 
     try {
       expect((await cli(home.root, ['ps'])).code).toBe(0);
       process.kill(pid, 'SIGKILL');
+      const port = (await psJson(home.root))[0]?.port as number;
       await waitFor(
         async () => {
-          const r = await fetch(`http://127.0.0.1:${String((await psJson(home.root))[0]?.port)}/health`).catch(
-            () => null,
-          );
+          const r = await fetch(`http://127.0.0.1:${port}/health`).catch(() => null);
           return r?.ok ? true : undefined;
         },
-        10_000,
+        20_000,
         'the restarted server',
-      );
+      ).catch((e: unknown) => {
+        // Say what the keeper saw: it cannot record anything in the database now.
+        const log = fs.readFileSync(path.join(home.root, 'logs', 'a', 'keeper.log'), 'utf8');
+        throw new Error(`${String(e)}\nkeeper.log:\n${log.slice(-2000)}`);
+      });
       const up = await cli(home.root, ['up', 'a']);
       expect(up.code).toBe(6);
       expect(up.stderr).toMatch(/state database .*llama-orch\.db is read-only|cannot be used/);
