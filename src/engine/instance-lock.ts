@@ -34,12 +34,18 @@ export async function withInstanceLock<T>(
     // never stop a `down`, and `up` reports the real problem itself. Go on unlocked.
     return fn();
   }
+  // The lock appears with its content at once (link of a written file): a reader never sees an empty
+  // lock file, which it would take for a stale one (found by a CI run: two restarts held it).
+  const tmp = `${file}.${process.pid}.tmp`;
   for (;;) {
     try {
-      fs.writeFileSync(file, me, { flag: 'wx', mode: 0o600 });
+      fs.writeFileSync(tmp, me, { mode: 0o600 });
+      fs.linkSync(tmp, file);
       break;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') return fn();
+    } finally {
+      fs.rmSync(tmp, { force: true });
     }
     const holder = readHolder(file);
     // Held by this process already (restart = down + up): go on, the outer call releases it.
