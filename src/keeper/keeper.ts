@@ -6,6 +6,7 @@ import { stopGroup } from '../engine/stop.js';
 import { healthLoop, type HealthLoopDeps } from '../health/loop.js';
 import { initialHealth, stableMs, type HealthState } from '../health/machine.js';
 import type { Processes } from '../platform/processes.js';
+import { isStoreFault } from '../store/faults.js';
 import type { RuntimeRow, Store } from '../store/store.js';
 import { describeExit, nonRetryableReason } from './classify.js';
 import { KeeperOutput } from './output.js';
@@ -48,6 +49,8 @@ export class Keeper {
   private readonly runs: RunContext;
   private current: ServerRun | undefined;
   private binary: string | null = null;
+  /** The port of the config this keeper runs (read once, in run()). */
+  private port: number | null = null;
 
   constructor(
     readonly name: string,
@@ -78,7 +81,12 @@ export class Keeper {
   async claim(timeoutMs = 5000): Promise<boolean> {
     const deadline = this.deps.now() + timeoutMs;
     for (;;) {
-      if (this.deps.state.store.getRuntime(this.name)?.keeper_pid === this.deps.pid) return true;
+      try {
+        if (this.deps.state.store.getRuntime(this.name)?.keeper_pid === this.deps.pid) return true;
+      } catch (e) {
+        // Unreadable for now (locked, unwritable files): look again until the deadline.
+        if (!isStoreFault(e)) throw e;
+      }
       if (this.deps.now() >= deadline) return false;
       await this.deps.sleep(20);
     }
@@ -93,7 +101,8 @@ export class Keeper {
       pid: run?.pid ?? null,
       pgid: run?.pgid ?? null,
       starttime: run?.starttime ?? null,
-      port: run ? (startedConfig(this.deps.state.store, this.name)?.server.port ?? null) : null,
+      // From memory: the heartbeat must not read the database (it may be unusable; store/db.ts).
+      port: run ? this.port : null,
       binary: run ? this.binary : null,
     };
   }
@@ -111,6 +120,7 @@ export class Keeper {
     // Read once: the config validated by `up` (stored with the claim). Edits apply on the next
     // up/restart, never half-way through a crash loop.
     const config = startedConfig(store, this.name);
+    this.port = config?.server.port ?? null;
     const recorded = store.getRuntime(this.name);
     let attempts = recorded?.restart_attempts ?? 0;
     // A server pid recorded when the keeper starts means `up` chose to adopt the server of a keeper

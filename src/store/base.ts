@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { DesiredState, EventLevel } from '../domain/status.js';
-import type { Db } from './db.js';
+import { unwritableFileFault, type Db } from './db.js';
 import type { EventRow, HealthRow, InstanceRow, RuntimePatch, RuntimeRow } from './rows.js';
 
 export interface Retention {
@@ -21,12 +21,36 @@ export class StoreBase {
   private readonly writeListeners = new Set<() => void>();
 
   private fixedTime: number | undefined;
+  /** The database file, when this connection maps its WAL index writable (see guard()). */
+  private readonly guarded: string | undefined;
 
   constructor(
     readonly db: Db,
     private readonly clock: () => number = Date.now,
     readonly retention: Retention = DEFAULT_RETENTION,
-  ) {}
+  ) {
+    // Opened while its files could not be written, SQLite maps the WAL index read-only: nothing to
+    // guard. An in-memory database has no files.
+    const file = db.memory ? undefined : db.name;
+    this.guarded = file !== undefined && unwritableFileFault(file) === undefined ? file : undefined;
+  }
+
+  /**
+   * Throws a store fault (SQLITE_READONLY) when a file of the database became unwritable since this
+   * connection opened it: SQLite's next write to its mapped WAL index would end the process with
+   * SIGBUS (store/db.ts, unwritableFileFault). Three access(2) calls, before every statement.
+   */
+  protected guard(): void {
+    if (this.guarded === undefined) return;
+    const fault = unwritableFileFault(this.guarded);
+    if (fault) throw fault;
+  }
+
+  /** SQLite's data_version for this connection: it moves when another connection commits. */
+  dataVersion(): number {
+    this.guard();
+    return this.db.pragma('data_version', { simple: true }) as number;
+  }
 
   /** The time written into rows and events: the clock, or the time a deferred write happened. */
   protected now(): number {
@@ -49,6 +73,7 @@ export class StoreBase {
 
   /** Prepared once per connection: the dashboard runs the same few queries every second. */
   protected sql(text: string): Database.Statement {
+    this.guard();
     let st = this.statements.get(text);
     if (!st) {
       st = this.db.prepare(text);
@@ -60,6 +85,7 @@ export class StoreBase {
   /** Runs fn inside BEGIN IMMEDIATE so concurrent writers serialise instead of failing with SQLITE_BUSY. */
   immediate<T>(fn: () => T): T {
     if (this.db.inTransaction) return fn();
+    this.guard();
     const result = this.db.transaction(fn).immediate();
     this.committed();
     return result;
@@ -87,7 +113,13 @@ export class StoreBase {
     return () => this.writeListeners.delete(fn);
   }
 
+  /**
+   * Closing checkpoints, which writes the mapped WAL index: with a file unwritable that is SIGBUS,
+   * so the connection is left open then (the process exits with process.exit, which does not
+   * close it either).
+   */
   close(): void {
+    if (this.guarded !== undefined && unwritableFileFault(this.guarded)) return;
     this.db.close();
   }
 

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { ExitCode, UserError, errnoCode } from '../domain/errors.js';
-import { isStoreFault, storeFaultError } from './faults.js';
+import { isStoreFault, storeFaultError, type StoreFault } from './faults.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './schema.js';
 
 export type Db = Database.Database;
@@ -151,6 +151,32 @@ export function openDatabase(file: string, opts: OpenOptions = {}): OpenedDb {
   }
   restrictFiles(file);
   return { db, backupPath };
+}
+
+/**
+ * The first of the database's files that this process may no longer write: made immutable
+ * (chattr +i), its file system remounted read-only, its mode changed. SQLite maps the WAL index
+ * (-shm) into memory, and a write through that mapping to a file that became unwritable is not an
+ * error SQLite can catch but SIGBUS, which ends the process (shown in tests/integration/faults.test.ts).
+ * A connection opened while the files were writable therefore looks here before every statement
+ * (StoreBase): the answer is a fault like SQLite's own (SQLITE_READONLY), which the keeper keeps
+ * and retries and the CLI reports. A missing file is no fault (a deleted database: keeper/liveness.ts).
+ */
+export function unwritableFileFault(file: string): StoreFault | undefined {
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) {
+    try {
+      fs.accessSync(f, fs.constants.W_OK);
+    } catch (e) {
+      const code = errnoCode(e);
+      if (code === 'ENOENT') continue;
+      const fault = new Error(
+        `attempt to write a readonly database: ${path.basename(f)} is not writable (${code ?? String(e)})`,
+      ) as StoreFault;
+      fault.code = 'SQLITE_READONLY';
+      return fault;
+    }
+  }
+  return undefined;
 }
 
 export function integrityCheck(db: Db): string {

@@ -100,7 +100,7 @@ export class ChangeFeed {
     if (!ownWrite) {
       let version: number;
       try {
-        version = this.store.db.pragma('data_version', { simple: true }) as number;
+        version = this.store.dataVersion();
       } catch {
         return; // a busy or vanished database: the next tick tries again
       }
@@ -131,7 +131,7 @@ export class ChangeFeed {
 
   private startTimer(): void {
     try {
-      this.version = this.store.db.pragma('data_version', { simple: true }) as number;
+      this.version = this.store.dataVersion();
       this.digest = this.store.runtimeDigest();
       this.lastEvent = this.store.lastEventId();
     } catch {

@@ -35,6 +35,15 @@ async function holdLock(root: string, ms: number): Promise<{ released: Promise<n
   return { released };
 }
 
+/** keeper.log of an instance, for a failure message. */
+function keeperLog(root: string, name: string): string {
+  try {
+    return fs.readFileSync(path.join(root, 'logs', name, 'keeper.log'), 'utf8').slice(-4000);
+  } catch (e) {
+    return `no keeper.log: ${(e as Error).message}`;
+  }
+}
+
 async function upHealthy(root: string, name: string): Promise<{ pid: number; keeper: number }> {
   const up = await cli(root, ['up', name, '--wait', '15']);
   expect(up.code, up.stderr).toBe(0);
@@ -243,8 +252,19 @@ describe.runIf(canMakeImmutable())('a read-only state database (chattr +i: even 
     const files = ['llama-orch.db', 'llama-orch.db-wal', 'llama-orch.db-shm'].map((f) =>
       path.join(home.root, 'state', f),
     );
+    // The keeper is paused meanwhile: its next transaction then comes after `sync` has written back
+    // SQLite's shared memory (-shm, mapped by every connection), and that clean page faults on
+    // the next write to it (SIGBUS: it killed the keeper in a CI run). Unless the keeper looks first.
+    process.kill(keeper, 'SIGSTOP');
     execFileSync('chattr', ['+i', ...files]);
+    execFileSync('sync');
+    process.kill(keeper, 'SIGCONT');
     try {
+      await waitFor(
+        () => (/state database refuses writes/.test(keeperLog(home.root, 'a')) ? true : undefined),
+        10_000,
+        'the keeper to notice',
+      );
       const ps = await cli(home.root, ['ps']);
       expect(ps.code).toBe(0);
       expect(ps.stdout).toContain(String(pid));
@@ -253,13 +273,64 @@ describe.runIf(canMakeImmutable())('a read-only state database (chattr +i: even 
       expect(up.stderr).toMatch(/state database .*llama-orch\.db (is read-only|cannot be used)/);
       expect(up.stderr).toContain('hint:');
       expect(up.stderr).not.toMatch(/\n\s+at /);
-      expect(isAlive(keeper)).toBe(true);
-      expect(isAlive(pid)).toBe(true);
+      expect(isAlive(keeper), keeperLog(home.root, 'a')).toBe(true);
+      expect(isAlive(pid), keeperLog(home.root, 'a')).toBe(true);
     } finally {
       execFileSync('chattr', ['-i', ...files]);
     }
     expect((await cli(home.root, ['down', 'a'])).code).toBe(0);
     expect(isAlive(pid)).toBe(false);
+  });
+});
+
+describe.runIf(canMakeImmutable())('database files made unwritable under a long-lived writer', () => {
+  const CHILD = path.join(REPO, 'tests/fixtures/state-writer-child.mjs');
+
+  /** Starts the writer, lets it write, then makes its files immutable once their pages are clean. */
+  async function writerThroughFault(mode: 'raw' | 'ours') {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'unwritable-'));
+    const file = path.join(dir, 'llama-orch.db');
+    const files = [file, `${file}-wal`, `${file}-shm`];
+    const child = spawn(process.execPath, [CHILD, file, mode], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    const exited = new Promise<NodeJS.Signals | number | null>((resolve) =>
+      child.once('exit', (code, signal) => resolve(signal ?? code)),
+    );
+    await waitFor(() => ((out.match(/^(wrote|queued) /gm)?.length ?? 0) >= 5 ? true : undefined), 10_000, 'writes');
+    // Paused, so that its next transaction comes after `sync` has cleaned the mapped -shm pages.
+    process.kill(child.pid as number, 'SIGSTOP');
+    execFileSync('chattr', ['+i', ...files]);
+    execFileSync('sync');
+    process.kill(child.pid as number, 'SIGCONT');
+    const during = await Promise.race([exited, new Promise<'alive'>((r) => setTimeout(() => r('alive'), 1500))]);
+    execFileSync('chattr', ['-i', ...files]);
+    return { child, exited, during, out: () => out, file };
+  }
+
+  it('a raw connection dies of SIGBUS (the fault is real here); ours keeps the writes and records them after', async () => {
+    const raw = await writerThroughFault('raw');
+    expect(raw.during, raw.out()).toBe('SIGBUS');
+
+    const ours = await writerThroughFault('ours');
+    try {
+      expect(ours.during, ours.out()).toBe('alive');
+      expect(ours.out()).toMatch(
+        /state database refuses writes \(SQLITE_READONLY: .*llama-orch\.db.* is not writable \(EPERM\)\)/,
+      );
+      await waitFor(() => (/took writes again/.test(ours.out()) ? true : undefined), 5000, 'recovery');
+    } finally {
+      ours.child.kill('SIGTERM');
+      await ours.exited;
+    }
+    // Every write queued while the files were unwritable is in the database.
+    const queued = Math.max(...[...ours.out().matchAll(/^queued (\d+)/gm)].map((m) => Number(m[1])));
+    const Database = (await import('better-sqlite3')).default;
+    const db = new Database(ours.file, { readonly: true });
+    const ticks = db.prepare(`SELECT count(*) AS c FROM events WHERE event_type = 'tick'`).get() as { c: number };
+    db.close();
+    expect(ticks.c).toBeGreaterThanOrEqual(queued - 1);
   });
 });
 
