@@ -6,7 +6,8 @@ export const TRANSITIONS: Record<Status, readonly Status[]> = {
   starting: ['running', 'backoff', 'failed', 'stopping', 'stopped'],
   running: ['stopping', 'backoff', 'failed', 'stopped'],
   backoff: ['starting', 'stopping', 'failed', 'stopped'],
-  stopping: ['stopped', 'failed'],
+  // backoff: a server stopped because its health failed, to be restarted.
+  stopping: ['stopped', 'failed', 'backoff'],
   failed: ['starting', 'stopped'],
 };
 

@@ -128,6 +128,8 @@ export class Keeper {
     // at once and the restart policy takes over, as for any exit.
     let orphan = recorded?.pid != null ? recorded : undefined;
     const recentCrashes: number[] = [];
+    // The first run is the start `up` asked for; every later one is a restart (store: restarts).
+    let restarting = false;
     try {
       if (!config) {
         this.fail('no validated config recorded for this instance: start it with "llama-orch up"');
@@ -136,8 +138,9 @@ export class Keeper {
       const inst: LoadedInstance = { name: this.name, file: instanceConfigPath(this.deps.home, this.name), config };
       this.output.open(inst.config);
       for (;;) {
-        const result = await this.runOnce(inst, attempts, orphan);
+        const result = await this.runOnce(inst, attempts, orphan, restarting);
         orphan = undefined;
+        restarting = true;
         if (result.end.kind === 'stop' || this.stop.aborted) {
           this.write('stopped', (s) => s.recordStopped(this.name, 'stopped by request'));
           return 0;
@@ -195,8 +198,13 @@ export class Keeper {
     return `${reason}: port ${port} is held by ${who}`;
   }
 
-  private async runOnce(inst: LoadedInstance, attempts: number, orphan?: RuntimeRow): Promise<RunResult> {
-    const run = orphan ? attachRun(this.runs, orphan) : await spawnRun(this.runs, inst, attempts);
+  private async runOnce(
+    inst: LoadedInstance,
+    attempts: number,
+    orphan: RuntimeRow | undefined,
+    restart: boolean,
+  ): Promise<RunResult> {
+    const run = orphan ? attachRun(this.runs, orphan) : await spawnRun(this.runs, inst, attempts, restart);
     if ('error' in run) return this.noRun({ kind: 'spawn-error', message: run.error });
     this.current = run;
     this.binary = run.binary;
@@ -237,6 +245,8 @@ export class Keeper {
       else {
         const why = `restarting: ${end.kind === 'health' ? end.reason : ''}`;
         this.write('health-restart', (s) => s.addEvent(this.name, 'warn', 'health-restart', why));
+        // The table reads `stopping` through the grace period, not `running`.
+        this.write('stopping', (s) => s.recordStopping(this.name, why));
       }
       const res = await stopGroup({ pid, pgid }, config.stop_timeout * 1000, {
         procs: this.deps.procs,

@@ -53,6 +53,8 @@ export async function spawnRun(
   ctx: RunContext,
   inst: LoadedInstance,
   attempts: number,
+  /** After a run of this keeper ended (counted in `restarts`), not its first start. */
+  restart = false,
 ): Promise<ServerRun | { error: string }> {
   const { name, deps } = ctx;
   const { state, now } = deps;
@@ -71,7 +73,7 @@ export async function spawnRun(
   if (config.server.api_key_env) delete childEnv[config.server.api_key_env];
   if (!cmd.env.LLAMA_API_KEY) delete childEnv.LLAMA_API_KEY;
 
-  state.write('starting', (s) => s.recordStarting(name, attempts));
+  state.write('starting', (s) => s.recordStarting(name, attempts, restart));
 
   let pipes: ReturnType<typeof openServerPipes>;
   try {

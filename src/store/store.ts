@@ -151,13 +151,27 @@ export class Store extends StoreBase {
 
   // ---- the keeper
 
-  recordStarting(name: string, attempt: number): void {
-    this.move(
-      name,
-      'starting',
-      { reason: attempt > 0 ? `restart ${attempt}` : 'starting server' },
-      { next_restart_at: null, health: 'starting', health_detail: null, health_failures: 0 },
-    );
+  /**
+   * A server is being started. `restart`: the keeper restarts it after an exit or a failed health
+   * check, which is what `restarts` counts (RESTARTS in the table): 4 restarts read 4, however the
+   * runs ended.
+   */
+  recordStarting(name: string, attempt: number, restart = false): void {
+    this.immediate(() => {
+      const total = this.getRuntime(name)?.restarts_total ?? 0;
+      this.move(
+        name,
+        'starting',
+        { reason: restart ? `restart${attempt > 0 ? ` ${attempt}` : ''}` : 'starting server' },
+        {
+          next_restart_at: null,
+          health: 'starting',
+          health_detail: null,
+          health_failures: 0,
+          ...(restart ? { restarts_total: total + 1 } : {}),
+        },
+      );
+    });
   }
 
   recordSpawn(name: string, s: SpawnRecord): void {
@@ -225,7 +239,6 @@ export class Store extends StoreBase {
         last_exit_signal: e.signal,
         last_exit_at: e.at,
         stderr_tail: JSON.stringify(e.stderrTail),
-        restarts_total: (this.getRuntime(name)?.restarts_total ?? 0) + (e.cause === 'stop' ? 0 : 1),
       });
       this.addEvent(name, level, 'exit', e.message, e.meta);
     });

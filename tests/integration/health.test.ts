@@ -40,6 +40,28 @@ describe('health-driven supervision (fake server)', () => {
     expect(ev.message).toMatch(/still loading after \d+ s \(startup_timeout 1.5 s\)/);
   });
 
+  it('during the stop grace of a health restart the state is stopping, then backoff; restarts counts the restart', async () => {
+    const home = homes.make();
+    home.addInstance(
+      'grace',
+      fakeConfig(
+        freePort(),
+        { FAKE_HANG_HEALTH: '1', FAKE_IGNORE_TERM: '1' },
+        { healthcheck: { timeout: 0.3, interval: 0.2, retries: 2, start_period: 0 }, stop_timeout: 3 },
+      ),
+    );
+    await cli(home.root, ['up', 'grace']);
+    const stopping = await waitForRow(home.root, 'grace', (r) => r.state === 'stopping', 8000, 'stopping');
+    expect(stopping.pid).not.toBeNull();
+    const states = (await events(home, 'grace')).filter((e) => e.event_type === 'state').map((e) => e.message);
+    expect(states.at(-1)).toMatch(/^running -> stopping: restarting: unhealthy/);
+    const again = await waitForRow(home.root, 'grace', (r) => r.restarts === 1, 10_000, 'the restart');
+    expect(['starting', 'running', 'stopping']).toContain(again.state);
+    const after = (await events(home, 'grace')).filter((e) => e.event_type === 'state').map((e) => e.message);
+    expect(after.some((m) => /^stopping -> backoff: /.test(m))).toBe(true);
+    expect((await cli(home.root, ['down', 'grace'])).code).toBe(0);
+  });
+
   it('a hanging /health: each probe ends at its timeout, then unhealthy -> restart; describe says why', async () => {
     const home = homes.make();
     home.addInstance(
@@ -147,6 +169,9 @@ describe('health-driven supervision (fake server)', () => {
     expect(rows[0]?.latency_ms).toBeGreaterThan(0);
     const all = await cli(home.root, ['health', '--all']);
     expect(all.code).toBe(1);
-    expect(all.stdout).toMatch(/h2\s+stopped/);
+    expect(all.stdout).toMatch(/h2\s+- \(stopped\)/);
+    // Only documented values in JSON: no health without a server.
+    const h2 = JSON.parse((await cli(home.root, ['health', 'h2', '--json'])).stdout) as Array<Record<string, unknown>>;
+    expect(h2[0]).toMatchObject({ name: 'h2', state: 'stopped', health: null, ok: false, reason: 'not running' });
   });
 });

@@ -143,12 +143,22 @@ describe('runtime intents (the only writers of runtime columns)', () => {
       pid: null,
       health: null,
       last_exit_code: 1,
-      restarts_total: 1,
+      // An exit is not a restart: restarts count when the keeper starts the server again.
+      restarts_total: 0,
       restart_attempts: 1,
       next_restart_at: 2000,
       stderr_tail: '["boom"]',
     });
+    store.recordStarting('a', 1, true);
+    expect(store.getRuntime('a')).toMatchObject({ status: 'starting', restarts_total: 1, next_restart_at: null });
+    store.recordExit(
+      'a',
+      { pid: 2, code: 1, signal: null, at: 3000, stderrTail: [], cause: 'exit', message: 'x', meta: {} },
+      'error',
+    );
+    store.recordBackoff('a', { attempt: 2, note: '2/5', delayMs: 1000, at: 4000 });
     store.recordFailed('a', 'gave up');
+    expect(store.getRuntime('a')?.restarts_total).toBe(1);
     expect(store.getRuntime('a')).toMatchObject({ status: 'failed', last_error: 'gave up', next_restart_at: null });
     const moves = store
       .listEvents('a')
@@ -158,6 +168,8 @@ describe('runtime intents (the only writers of runtime columns)', () => {
       'stopped -> starting: up',
       'starting -> running: healthy',
       'running -> backoff: restart 1/5 in 1.0 s',
+      'backoff -> starting: restart 1',
+      'starting -> backoff: restart 2/5 in 1.0 s',
       'backoff -> failed: gave up',
     ]);
   });

@@ -168,7 +168,8 @@ export function healthCommand(ctx: Context, names: string[], all: boolean, json:
     return {
       name: s.name,
       state: s.state,
-      health: s.health ?? (s.state === 'stopped' ? 'stopped' : 'unknown'),
+      // One of the documented values, or null when no server runs (as in ps --json); state says why.
+      health: s.health,
       ok: s.health === 'ok',
       latency_ms: s.health_latency_ms,
       consecutive_failures: row?.health_failures ?? 0,
@@ -184,7 +185,7 @@ export function healthCommand(ctx: Context, names: string[], all: boolean, json:
         ['NAME', 'HEALTH', 'LATENCY', 'FAILURES', 'LAST OK', 'REASON'],
         rows.map((r) => [
           r.name,
-          r.health,
+          r.health ?? `- (${r.state})`,
           r.latency_ms === null ? '-' : `${r.latency_ms} ms`,
           String(r.consecutive_failures),
           r.last_ok_at ?? '-',
