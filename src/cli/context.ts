@@ -76,6 +76,8 @@ export function openContext(homeOpt: string | undefined): Context {
     now: Date.now,
     sleep: (ms) => abortableSleep(ms),
     spawnKeeper: (name, fd) => spawnKeeperProcess(procs, home, name, fd, env),
+    // On stderr: --json output on stdout stays one document.
+    warn: (message) => process.stderr.write(`warning: ${message}\n`),
   };
   return {
     home,

@@ -3,22 +3,48 @@ import type { Home } from '../domain/home.js';
 import { resolveServerBinary } from './binary.js';
 import { loadAllConfigs, resolveModelPath, type ConfigProblem, type LoadedInstance } from './load.js';
 import type { InstanceConfig } from './schema.js';
+import { checkExtraArgs, type HelpRunner } from './server-flags.js';
 
 export interface LintDeps {
   env: NodeJS.ProcessEnv;
   /** Number of GPUs of a backend visible on this machine, or undefined when it cannot be told. */
   gpuCount: (backend: InstanceConfig['gpu']['backend']) => number | undefined;
+  /** process.platform unless a test says otherwise. */
+  platform?: NodeJS.Platform;
+  /** Runs `llama-server --help` (platform/server-help.ts unless a test says otherwise). */
+  runHelp?: HelpRunner;
 }
 
 export interface LintReport {
   checked: number;
   problems: ConfigProblem[];
+  /** What may not work as meant but does not stop a start (exit 0). */
+  warnings: ConfigProblem[];
   instances: LoadedInstance[];
 }
 
-/** Problems that need the file system: the model file and the server binary. */
-export function checkInstanceEnvironment(home: Home, inst: LoadedInstance, deps: LintDeps): ConfigProblem[] {
+export interface EnvironmentCheck {
+  problems: ConfigProblem[];
+  warnings: ConfigProblem[];
+}
+
+/** A backend this machine cannot run, said where it is configured. */
+export function backendWarning(inst: LoadedInstance, platform: NodeJS.Platform): ConfigProblem | undefined {
+  if (inst.config.gpu.backend !== 'metal' || platform === 'darwin') return undefined;
+  return {
+    file: inst.file,
+    jsonPath: '$.gpu.backend',
+    message: `"metal" is Apple's GPU API and cannot run on ${platform}: llama-server would not use it here (use cpu, cuda, vulkan or rocm)`,
+  };
+}
+
+/**
+ * What needs the file system: the model file, the server binary, the flags it accepts (extra_args),
+ * the GPUs; and what this machine cannot run (warnings).
+ */
+export function checkInstanceEnvironment(home: Home, inst: LoadedInstance, deps: LintDeps): EnvironmentCheck {
   const problems: ConfigProblem[] = [];
+  const warnings: ConfigProblem[] = [];
   const { config, file } = inst;
   const modelPath = resolveModelPath(home, config);
   try {
@@ -40,7 +66,13 @@ export function checkInstanceEnvironment(home: Home, inst: LoadedInstance, deps:
       jsonPath: '$.server.binary',
       message: `llama-server not found (tried ${bin.tried.join(', ')}); run "npm run setup:llama" or set server.binary`,
     });
+  } else {
+    const args = checkExtraArgs(home, inst, bin.path, deps.env, deps.runHelp);
+    problems.push(...args.problems);
+    if (args.unchecked) warnings.push({ file, jsonPath: '$.server.extra_args', message: args.unchecked.message });
   }
+  const backend = backendWarning(inst, deps.platform ?? process.platform);
+  if (backend) warnings.push(backend);
   const count = deps.gpuCount(config.gpu.backend);
   if (count !== undefined) {
     config.gpu.devices.forEach((d, i) => {
@@ -53,7 +85,7 @@ export function checkInstanceEnvironment(home: Home, inst: LoadedInstance, deps:
       }
     });
   }
-  return problems;
+  return { problems, warnings };
 }
 
 export function lintHome(home: Home, deps: LintDeps): LintReport {
@@ -81,6 +113,11 @@ export function lintHome(home: Home, deps: LintDeps): LintReport {
       });
     }
   }
-  for (const inst of instances) problems.push(...checkInstanceEnvironment(home, inst, deps));
-  return { checked: results.length, problems, instances };
+  const warnings: ConfigProblem[] = [];
+  for (const inst of instances) {
+    const env = checkInstanceEnvironment(home, inst, deps);
+    problems.push(...env.problems);
+    warnings.push(...env.warnings);
+  }
+  return { checked: results.length, problems, warnings, instances };
 }

@@ -1,7 +1,13 @@
 import type { InstanceConfigInput } from './schema.js';
 
-export const PROFILES = ['cpu', 'cuda', 'vulkan', 'rocm'] as const;
+export const PROFILES = ['cpu', 'cuda', 'vulkan', 'rocm', 'metal'] as const;
 export type Profile = (typeof PROFILES)[number];
+
+/**
+ * Profiles whose backend selects no GPU by index: cpu uses none, Metal the one GPU of the Mac
+ * (llama.cpp has no device variable for it), so `--gpu` would be written and then ignored.
+ */
+export const NO_DEVICE_PROFILES: readonly Profile[] = ['cpu', 'metal'];
 
 export interface InitInput {
   profile: Profile;
@@ -30,7 +36,7 @@ export function profileConfig(input: InitInput): InstanceConfigInput {
       parallel: input.profile === 'cuda' || input.profile === 'rocm' ? 4 : 2,
       extra_args: input.profile === 'cuda' || input.profile === 'rocm' ? ['--flash-attn', 'on'] : [],
     },
-    gpu: { backend: input.profile, devices: gpu ? input.gpus : [] },
+    gpu: { backend: input.profile, devices: NO_DEVICE_PROFILES.includes(input.profile) ? [] : input.gpus },
     healthcheck: { start_period: gpu ? 120 : 30 },
     autostart: false,
   };

@@ -46,3 +46,18 @@ export function instancePipeDir(home: Home, name: string): string {
 export function daemonPidFile(home: Home): string {
   return path.join(home.stateDir, 'daemon.pid');
 }
+
+/** A word as a POSIX shell reads it back: bare when it is safe, else single-quoted. */
+export function shellWord(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * `llama-orch ARGS` as a hint to type: with `--home DIR` when a plain `llama-orch` run from this
+ * shell (its cwd and $LLAMA_ORCH_HOME) would use another home, so the hint works where it is read.
+ */
+export function orchCommand(home: Home | string, args: string, env: NodeJS.ProcessEnv = process.env): string {
+  const root = typeof home === 'string' ? path.resolve(home) : home.root;
+  const cmd = `llama-orch ${args}`;
+  return root === resolveHome(undefined, env).root ? cmd : `${cmd} --home ${shellWord(root)}`;
+}

@@ -1,7 +1,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { resolveServerBinary } from '../config/binary.js';
-import { discoverInstanceNames, loadInstance, resolveModelPath, type LoadedInstance } from '../config/load.js';
+import {
+  discoverInstanceNames,
+  formatProblem,
+  loadInstance,
+  resolveModelPath,
+  type LoadedInstance,
+} from '../config/load.js';
+import { backendWarning } from '../config/lint.js';
+import { checkExtraArgs } from '../config/server-flags.js';
 import { ExitCode, UserError } from '../domain/errors.js';
 import { instanceConfigPath, instanceLogDir, type Home } from '../domain/home.js';
 import type { Processes } from '../platform/processes.js';
@@ -28,6 +36,8 @@ export interface SupervisorDeps {
   sleep: (ms: number) => Promise<void>;
   /** Starts the detached keeper and returns its pid (synchronously: it runs inside the claim transaction). */
   spawnKeeper: (name: string, logFd: number) => number;
+  /** Says what may not work as meant but does not stop a start (the CLI: stderr). */
+  warn?: (message: string) => void;
 }
 
 export interface UpResult {
@@ -54,6 +64,19 @@ export function preflight(deps: SupervisorDeps, inst: LoadedInstance): void {
       `set server.binary in ${file}, set LLAMA_SERVER, or build one with "npm run setup:llama"`,
     );
   }
+  // extra_args the binary does not know would make the server exit at once: refuse before
+  // anything is stopped (restart) or started. A binary whose flags cannot be read is not refused.
+  const args = checkExtraArgs(deps.home, inst, bin.path, deps.env);
+  if (args.problems.length > 0) {
+    throw new UserError(
+      `invalid config for "${name}":\n` + args.problems.map((p) => '  ' + formatProblem(p)).join('\n'),
+      ExitCode.general,
+      `fix server.extra_args in ${file} (the flags a llama-server accepts differ between llama.cpp versions)`,
+    );
+  }
+  if (args.unchecked?.fresh) deps.warn?.(`${name}: ${args.unchecked.message}`);
+  const backend = backendWarning(inst, process.platform);
+  if (backend) deps.warn?.(`${name}: ${formatProblem(backend)}`);
   const model = resolveModelPath(deps.home, config);
   let st: fs.Stats | undefined;
   try {

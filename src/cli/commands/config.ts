@@ -23,10 +23,11 @@ export function configLint(homeOpt: string | undefined, out: Out, json: boolean)
   const home = resolveHome(homeOpt);
   const report = lintHome(home, { env: process.env, gpuCount });
   if (json) {
-    out.log(JSON.stringify({ checked: report.checked, problems: report.problems }, null, 2));
+    out.log(JSON.stringify({ checked: report.checked, problems: report.problems, warnings: report.warnings }, null, 2));
     return report.problems.length ? 1 : 0;
   }
   for (const p of report.problems) out.error(formatProblem(p));
+  for (const w of report.warnings) out.error(`warning: ${formatProblem(w)}`);
   if (report.checked === 0) {
     out.log(`no instances under ${home.instancesDir}`);
     return 0;

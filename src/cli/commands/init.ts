@@ -2,10 +2,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { formatProblem, parseConfigText, validateName } from '../../config/load.js';
 import { checkInstanceEnvironment } from '../../config/lint.js';
-import { PROFILES, profileConfig, type Profile } from '../../config/profiles.js';
+import { NO_DEVICE_PROFILES, PROFILES, profileConfig, type Profile } from '../../config/profiles.js';
 import { discoverInstanceNames } from '../../config/paths.js';
+import { writeInstanceJsonSchema } from '../../config/write-schema.js';
 import { ExitCode, UserError } from '../../domain/errors.js';
-import { instanceConfigPath, resolveHome } from '../../domain/home.js';
+import { instanceConfigPath, orchCommand, resolveHome } from '../../domain/home.js';
 import { gpuCount } from '../../platform/gpu.js';
 import type { Out } from '../output.js';
 
@@ -34,6 +35,15 @@ export function initCommand(homeOpt: string | undefined, name: string, opts: Ini
   if (!(PROFILES as readonly string[]).includes(opts.profile)) {
     throw new UserError(`unknown profile "${opts.profile}": use one of ${PROFILES.join(', ')}`);
   }
+  const profile = opts.profile as Profile;
+  // An error, not a warning: the config would be written without the GPUs asked for.
+  if (opts.gpu !== undefined && NO_DEVICE_PROFILES.includes(profile)) {
+    throw new UserError(
+      `--gpu does not apply to the ${profile} profile: ${profile === 'cpu' ? 'it uses no GPU' : "Metal uses the Mac's one GPU and llama.cpp selects none by index"}`,
+      ExitCode.general,
+      profile === 'cpu' ? 'drop --gpu, or pick a GPU profile: cuda, vulkan or rocm' : 'drop --gpu',
+    );
+  }
   const port = Number(opts.port);
   if (!Number.isInteger(port) || port < 1 || port > 65535)
     throw new UserError(`--port must be 1-65535, got "${opts.port}"`);
@@ -51,11 +61,11 @@ export function initCommand(homeOpt: string | undefined, name: string, opts: Ini
   const absModel = path.resolve(opts.model);
   const rel = path.relative(home.root, absModel);
   const modelPath = rel.startsWith('..') || path.isAbsolute(rel) ? absModel : rel;
-  const config = profileConfig({ profile: opts.profile as Profile, modelPath, port, gpus: parseGpus(opts.gpu), ctx });
+  const config = profileConfig({ profile, modelPath, port, gpus: parseGpus(opts.gpu), ctx });
   const text = JSON.stringify(config, null, 2) + '\n';
   const parsed = parseConfigText(text, file);
   if (!parsed.config) throw new UserError(parsed.problems.map((p) => formatProblem(p)).join('\n'));
-  const problems = checkInstanceEnvironment(
+  const { problems, warnings } = checkInstanceEnvironment(
     home,
     { name, file, config: parsed.config },
     { env: process.env, gpuCount },
@@ -81,8 +91,14 @@ export function initCommand(homeOpt: string | undefined, name: string, opts: Ini
     );
   fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(file, text, { flag: 'wx' });
-  out.log(`wrote ${file} (${opts.profile} profile)`);
-  for (const p of problems) out.error(`warning: ${formatProblem(p)}`);
-  out.log(`start it with: llama-orch up ${name}`);
+  out.log(`wrote ${file} (${profile} profile)`);
+  // The file the config's "$schema" names (editors read it): written when missing, never replaced.
+  const schemaFile = path.resolve(path.dirname(file), String(config.$schema));
+  if (!fs.existsSync(schemaFile)) {
+    writeInstanceJsonSchema(schemaFile);
+    out.log(`wrote ${schemaFile} (the JSON schema its "$schema" names)`);
+  }
+  for (const p of [...problems, ...warnings]) out.error(`warning: ${formatProblem(p)}`);
+  out.log(`start it with: ${orchCommand(home, `up ${name}`)}`);
   return 0;
 }

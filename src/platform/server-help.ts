@@ -1,0 +1,34 @@
+import { createRequire } from 'node:module';
+
+export interface HelpOutput {
+  /** stdout and stderr together (llama-server prints its usage on stdout, a log line on stderr). */
+  text: string;
+  /** Why it could not be run to the end, when it could not. */
+  failure?: string;
+}
+
+/**
+ * Runs `BINARY --help` and collects what it prints. A binary that does not know --help may start
+ * serving instead: it is killed after `timeoutMs`.
+ */
+export function runServerHelp(binary: string, env: NodeJS.ProcessEnv, timeoutMs = 10_000): HelpOutput {
+  // Required here, not at the top: the modules that import this one are loaded by `ps` too.
+  const cp = createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process');
+  const r = cp.spawnSync(binary, ['--help'], {
+    env,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: timeoutMs,
+    killSignal: 'SIGKILL',
+    maxBuffer: 4 * 1024 * 1024,
+  });
+  const text = `${r.stdout ?? ''}${r.stderr ?? ''}`;
+  if (r.error) {
+    const code = (r.error as NodeJS.ErrnoException).code;
+    const why = code === 'ETIMEDOUT' ? `did not exit within ${timeoutMs / 1000} s` : r.error.message;
+    return { text, failure: why };
+  }
+  if (r.signal) return { text, failure: `was killed by ${r.signal}` };
+  if (r.status !== 0) return { text, failure: `exited with code ${r.status}` };
+  return { text };
+}
