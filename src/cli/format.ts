@@ -1,3 +1,4 @@
+import { orchCommand, type Home } from '../domain/home.js';
 import type { InstanceSnapshot } from '../domain/snapshot.js';
 import { COLUMNS } from '../format/columns.js';
 
@@ -15,8 +16,8 @@ export function renderTextTable(header: readonly string[], rows: string[][], max
     .join('\n');
 }
 
-export function psTable(list: InstanceSnapshot[]): string {
-  if (list.length === 0) return 'no instances (add instances/NAME/config.json or run "llama-orch init")';
+export function psTable(list: InstanceSnapshot[], home: Home): string {
+  if (list.length === 0) return `no instances (add instances/NAME/config.json or run "${orchCommand(home, 'init')}")`;
   const table = renderTextTable(
     COLUMNS.map((c) => c.title),
     list.map((i) => COLUMNS.map((c) => c.value(i, 'text'))),

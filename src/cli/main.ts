@@ -233,7 +233,7 @@ export function buildProgram(): Command {
   program
     .command('init <name>')
     .description('write instances/NAME/config.json from a profile (never overwrites)')
-    .requiredOption('--profile <profile>', 'cpu, cuda, vulkan or rocm')
+    .requiredOption('--profile <profile>', 'cpu, cuda, vulkan, rocm or metal')
     .requiredOption('--model <path>', 'GGUF model file')
     .requiredOption('--port <n>', 'listen port')
     .option('--gpu <ids>', 'GPU indices or UUIDs, comma separated')

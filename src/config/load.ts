@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { z } from 'zod';
 import { ExitCode, UserError, errnoCode } from '../domain/errors.js';
 import type { Home } from '../domain/home.js';
-import { instanceConfigPath } from '../domain/home.js';
+import { instanceConfigPath, orchCommand } from '../domain/home.js';
 import { INSTANCE_NAME_RE, InstanceConfigSchema, type InstanceConfig } from './schema.js';
 
 /** One problem in one config file: where (file + JSON path) and what is expected. */
@@ -176,7 +176,7 @@ export function loadInstance(home: Home, name: string): LoadedInstance {
       ExitCode.notFound,
       known.length > 0
         ? `known instances: ${known.join(', ')}`
-        : `create one with: llama-orch init ${name} --profile cpu --model PATH --port N`,
+        : `create one with: ${orchCommand(home, `init ${name} --profile cpu --model PATH --port N`)}`,
     );
   }
   const res = loadConfigFile(file, name);

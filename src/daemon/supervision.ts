@@ -1,5 +1,6 @@
 import { discoverInstanceNames } from '../config/paths.js';
 import { UserError } from '../domain/errors.js';
+import { orchCommand } from '../domain/home.js';
 import { keeperAlive } from '../engine/identity.js';
 import { heartbeatAgeMs, STALLED_AFTER_MS } from '../engine/keeper-file.js';
 import type { RuntimeRow } from '../store/store.js';
@@ -88,7 +89,9 @@ export class SupervisionService implements Service {
       // An operator's `down` stands until their `up`, across daemon restarts and reboots.
       const inst = this.deps.store.getInstance(name);
       if (inst?.desired_state === 'stopped' && inst.desired_at !== null) {
-        this.deps.log(`autostart: ${name} skipped (stopped by the operator; "llama-orch up ${name}" starts it)`);
+        this.deps.log(
+          `autostart: ${name} skipped (stopped by the operator; "${orchCommand(this.deps.home, `up ${name}`)}" starts it)`,
+        );
         continue;
       }
       if (!first) await this.deps.wait(this.opts.staggerMs, signal);

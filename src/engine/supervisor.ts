@@ -11,7 +11,7 @@ import {
 import { backendWarning } from '../config/lint.js';
 import { checkExtraArgs } from '../config/server-flags.js';
 import { ExitCode, UserError } from '../domain/errors.js';
-import { instanceConfigPath, instanceLogDir, type Home } from '../domain/home.js';
+import { instanceConfigPath, instanceLogDir, orchCommand, type Home } from '../domain/home.js';
 import type { Processes } from '../platform/processes.js';
 import type { RuntimeRow, Store } from '../store/store.js';
 import type { ChangeFeed } from '../store/watch.js';
@@ -95,7 +95,7 @@ export function preflight(deps: SupervisorDeps, inst: LoadedInstance): void {
     throw new UserError(
       `${name}: server.api_key_env names ${config.server.api_key_env}, but that environment variable is not set`,
       ExitCode.general,
-      `export ${config.server.api_key_env}=... before "llama-orch up ${name}"`,
+      `export ${config.server.api_key_env}=... before "${orchCommand(deps.home, `up ${name}`, deps.env)}"`,
     );
   }
 }
@@ -109,7 +109,7 @@ function checkPorts(deps: SupervisorDeps, inst: LoadedInstance, ownPid?: number)
       throw new UserError(
         `${inst.name}: port ${port} is already used by running instance "${row.name}"${row.pid ? ` (pid ${row.pid})` : ''}`,
         ExitCode.portCollision,
-        `stop it first ("llama-orch down ${row.name}") or change server.port in ${inst.file}`,
+        `stop it first ("${orchCommand(deps.home, `down ${row.name}`, deps.env)}") or change server.port in ${inst.file}`,
       );
     }
   }
@@ -187,7 +187,7 @@ async function upLocked(deps: SupervisorDeps, name: string, opts: UpOptions): Pr
     throw new UserError(
       `${name} is already running (keeper pid ${seen.row.keeper_pid}${seen.row.pid ? `, server pid ${seen.row.pid}` : ''}, ${seen.row.status})`,
       ExitCode.alreadyRunning,
-      `use "llama-orch restart ${name}" to restart it`,
+      `use "${orchCommand(deps.home, `restart ${name}`, deps.env)}" to restart it`,
     );
   }
   // A server whose keeper died is re-attached by the new keeper, with no reload (docs/ARCHITECTURE.md,
@@ -213,7 +213,7 @@ async function upLocked(deps: SupervisorDeps, name: string, opts: UpOptions): Pr
         throw new UserError(
           `${name}: server pid ${row.pid} is running without a keeper`,
           ExitCode.alreadyRunning,
-          `run "llama-orch down ${name}" first`,
+          `run "${orchCommand(deps.home, `down ${name}`, deps.env)}" first`,
         );
       }
       checkPorts(deps, inst, adopted ? (row.pid ?? undefined) : undefined);
@@ -313,7 +313,7 @@ export async function waitHealthy(deps: SupervisorDeps, name: string, timeoutMs:
   throw new UserError(
     `${name} not healthy after ${Math.round(timeoutMs / 1000)} s (status ${row.status}, health ${row.health ?? '-'}${row.health_detail ? `: ${row.health_detail}` : ''})`,
     ExitCode.general,
-    `see "llama-orch describe ${name}" and "llama-orch logs ${name}"`,
+    `see "${orchCommand(deps.home, `describe ${name}`, deps.env)}" and "${orchCommand(deps.home, `logs ${name}`, deps.env)}"`,
   );
 }
 
@@ -478,7 +478,9 @@ export function selectNames(home: Home, names: string[], all: boolean, alsoKnown
       throw new UserError(
         `unknown instance "${n}": no ${path.join(home.instancesDir, n, 'config.json')}`,
         ExitCode.notFound,
-        known.size ? `known instances: ${[...known].join(', ')}` : 'no instances configured under this home',
+        known.size
+          ? `known instances: ${[...known].join(', ')}`
+          : `no instances in this home yet: create one with: ${orchCommand(home, `init ${n} --profile cpu --model PATH --port N`)}`,
       );
     }
   }

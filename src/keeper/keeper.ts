@@ -1,5 +1,5 @@
 import type { LoadedInstance } from '../config/load.js';
-import { instanceConfigPath, instanceLogDir, instancePipeDir, type Home } from '../domain/home.js';
+import { instanceConfigPath, instanceLogDir, instancePipeDir, orchCommand, type Home } from '../domain/home.js';
 import { decideRestart } from '../engine/restart-policy.js';
 import { startedConfig } from '../engine/started-config.js';
 import { stopGroup } from '../engine/stop.js';
@@ -132,7 +132,9 @@ export class Keeper {
     let restarting = false;
     try {
       if (!config) {
-        this.fail('no validated config recorded for this instance: start it with "llama-orch up"');
+        this.fail(
+          `no validated config recorded for this instance: start it with "${orchCommand(this.deps.home, `up ${this.name}`)}"`,
+        );
         return 1;
       }
       const inst: LoadedInstance = { name: this.name, file: instanceConfigPath(this.deps.home, this.name), config };

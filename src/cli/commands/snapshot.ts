@@ -11,7 +11,7 @@ import type { Out } from '../output.js';
 
 export function psCommand(ctx: Context, loader: ConfigLoader, json: boolean, out: Out): number {
   const list = snapshotAll(ctx.sources(loader), Date.now());
-  out.log(json ? JSON.stringify(list, null, 2) : psTable(list));
+  out.log(json ? JSON.stringify(list, null, 2) : psTable(list, ctx.home));
   return 0;
 }
 
@@ -27,7 +27,7 @@ export function onceCommand(ctx: Context, loader: ConfigLoader, json: boolean, o
     out.log(
       `llama-orch  ${ctx.home.root}  daemon: ${daemon.running ? `running (pid ${daemon.pid})` : 'not running'}  ${summary}`,
     );
-    out.log(psTable(rig.instances));
+    out.log(psTable(rig.instances, ctx.home));
   }
   return 0;
 }
