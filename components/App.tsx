@@ -1,12 +1,27 @@
-import React, { useMemo, useState } from 'react';
+import React, { useMemo, useRef, useState } from 'react';
 import { Box, Text, useApp, useInput } from 'ink';
+import type { InstanceSnapshot } from '../src/domain/snapshot.js';
 import type { LogSource } from '../src/logs/follow.js';
 import type { LogStream } from '../src/domain/status.js';
+import { formatUptime } from '../src/format/text.js';
 import { Header } from './Header.js';
 import { InstanceTable } from './InstanceTable.js';
-import { DetailsPane, EventFeed, Footer, Help, LogPane } from './Panes.js';
+import { Footer, Help, ScrollPane, eventLines, historyLines, type ActionResult } from './Panes.js';
 import { useDashboard, useLogTail, useTerminalSize, type ModelLike } from './hooks.js';
 import { matchKey, type Command } from './keymap.js';
+import {
+  AT_TOP,
+  FOLLOW,
+  findMatch,
+  nextSort,
+  scrollBy,
+  scrollTo,
+  sortRows,
+  visibleRange,
+  wrapLines,
+  type Scroll,
+  type Sort,
+} from './view.js';
 
 export type ActionName = 'start' | 'stop' | 'restart';
 
@@ -16,59 +31,171 @@ export interface DashboardActions {
   describe: (name: string) => string[];
 }
 
-type Pane = 'logs' | 'events' | 'details';
+type Pane = 'logs' | 'events' | 'details' | 'history';
 
 export interface AppProps {
   model: ModelLike;
   logs: LogSource;
   actions: DashboardActions;
   onQuit?: () => void;
+  /** Ask before `x` and `r` act on a running instance (default); `llama-orch --yes` turns it off. */
+  confirmSingle?: boolean;
 }
 
-export function App({ model, logs, actions, onQuit }: AppProps) {
+/** States in which stopping or restarting interrupts something (a server serving or loading). */
+const ACTIVE = new Set(['running', 'starting', 'backoff', 'stopping', 'orphaned']);
+const HISTORY_KEEP = 50;
+
+/** Who is about to be affected, for the question before a single stop or restart. */
+function impact(i: InstanceSnapshot): string {
+  const parts: string[] = [i.state];
+  if (i.pid !== null) parts.push(`pid ${i.pid}`);
+  if (i.port !== null) parts.push(`port ${i.port}`);
+  if (i.model) parts.push(`model ${i.model}`);
+  if (i.uptime_s !== null) parts.push(`up ${formatUptime(i.uptime_s)}`);
+  return parts.join(', ');
+}
+
+export function App({ model, logs, actions, onQuit, confirmSingle = true }: AppProps) {
   const state = useDashboard(model);
   const { exit } = useApp();
   const { columns, rows } = useTerminalSize();
+  const width = columns - 1;
   const [selectedName, setSelectedName] = useState<string | undefined>(undefined);
   const [pane, setPane] = useState<Pane>('logs');
+  const [paneOpen, setPaneOpen] = useState(true);
+  const [fullLog, setFullLog] = useState(false);
+  const [allEvents, setAllEvents] = useState(false);
   const [stream, setStream] = useState<LogStream>('stderr');
   const [filter, setFilter] = useState('');
-  const [filtering, setFiltering] = useState(false);
+  const [input, setInput] = useState<{ kind: 'filter' | 'search'; text: string } | null>(null);
+  const [term, setTerm] = useState('');
+  const [matchAt, setMatchAt] = useState<number | null>(null);
+  const [sort, setSort] = useState<Sort>({ key: 'name', reverse: false });
   const [help, setHelp] = useState(false);
-  const [confirm, setConfirm] = useState<{ action: ActionName; text: string } | null>(null);
+  const [confirm, setConfirm] = useState<{ action: ActionName; names: string[]; text: string } | null>(null);
   const [message, setMessage] = useState<string | null>(null);
-  const [busy, setBusy] = useState<Set<string>>(new Set());
+  const [history, setHistory] = useState<ActionResult[]>([]);
+  const busy = useRef(new Set<string>());
+  const [scrollState, setScrollState] = useState<{ key: string; s: Scroll } | null>(null);
 
-  const visible = useMemo(() => state.instances.filter((i) => i.name.includes(filter)), [state.instances, filter]);
+  const visible = useMemo(
+    () =>
+      sortRows(
+        state.instances.filter((i) => i.name.includes(filter)),
+        sort,
+      ),
+    [state.instances, filter, sort],
+  );
   const selectedIdx = Math.max(
     0,
     visible.findIndex((i) => i.name === selectedName),
   );
   const selected = visible[selectedIdx];
-  const logLines = useLogTail(logs, pane === 'logs' ? selected?.name : undefined, stream);
+  const shownPane: Pane = fullLog ? 'logs' : pane;
+  const logLines = useLogTail(logs, (paneOpen || fullLog) && shownPane === 'logs' ? selected?.name : undefined, stream);
 
-  const run = (action: ActionName, names: string[]) => {
-    for (const name of names) {
-      if (busy.has(name)) continue;
-      setBusy((b) => new Set(b).add(name));
-      setMessage(`${action} ${name}…`);
+  // ---- layout: every line is accounted for, so a frame never exceeds the terminal
+  const errorLines = state.error ? 1 : 0;
+  const chrome = 1 + errorLines + 2 + 1; // header, error, footer (2), spare
+  const tableRows = fullLog
+    ? 0
+    : paneOpen
+      ? Math.min(Math.max(visible.length, 1), Math.max(3, Math.floor((rows - 6) / 2)))
+      : Math.max(1, rows - chrome - 1);
+  const contentHeight = fullLog ? Math.max(1, rows - chrome - 1) : Math.max(1, rows - chrome - (1 + tableRows) - 2);
+
+  // ---- the pane's lines
+  const selectedKey = selected?.name;
+  // describe reads the config and SQL: once per published state, not on every render.
+  const detailLines = useMemo(
+    () => (shownPane === 'details' && paneOpen && selectedKey ? actions.describe(selectedKey) : []),
+    [shownPane, paneOpen, selectedKey, state, actions],
+  );
+  const paneContent = useMemo((): { lines: string[]; colors?: Array<string | undefined>; title: string } => {
+    switch (shownPane) {
+      case 'logs':
+        return {
+          lines: logLines,
+          title: `logs · ${selected?.name ?? '-'} · ${stream}${fullLog ? ' (Esc: back)' : ''}`,
+        };
+      case 'events': {
+        const evs = allEvents
+          ? state.events
+          : state.events.filter((e) => !selected || e.instance_name === selected.name || e.instance_name === null);
+        return {
+          ...eventLines(evs),
+          title: allEvents ? 'events · all instances' : `events · ${selected?.name ?? '-'}`,
+        };
+      }
+      case 'details':
+        return { lines: wrapLines(detailLines, width), title: `details · ${selected?.name ?? '-'}` };
+      case 'history':
+        return { ...historyLines(history), title: 'results of the last actions' };
+    }
+  }, [shownPane, logLines, selected, stream, fullLog, allEvents, state.events, detailLines, width, history]);
+  const tail = shownPane !== 'details';
+  const viewKey = `${shownPane}:${shownPane === 'events' && allEvents ? '*' : (selected?.name ?? '')}:${stream}`;
+  const scroll = scrollState?.key === viewKey ? scrollState.s : tail ? FOLLOW : AT_TOP;
+  const setScroll = (s: Scroll) => setScrollState({ key: viewKey, s });
+
+  // ---- actions
+  const record = (text: string, error: boolean) =>
+    setHistory((h) => [...h, { at: Date.now(), text, error }].slice(-HISTORY_KEEP));
+
+  const run = (action: ActionName, names: string[], label?: string) => {
+    const todo = names.filter((n) => !busy.current.has(n));
+    if (todo.length === 0) return;
+    let done = 0;
+    const failed: string[] = [];
+    setMessage(`${label ?? action} ${todo.length === 1 ? todo[0] : `${todo.length} instances`}…`);
+    for (const name of todo) {
+      busy.current.add(name);
       actions
         .run(action, name)
         .then(
-          (res) => setMessage(res),
-          (e: unknown) => setMessage(`error: ${e instanceof Error ? e.message : String(e)}`),
+          (res) => {
+            const err = res.startsWith('error');
+            if (err) failed.push(name);
+            record(res, err);
+            if (!label) setMessage(res);
+          },
+          (e: unknown) => {
+            const text = `error: ${e instanceof Error ? e.message : String(e)}`;
+            failed.push(name);
+            record(text, true);
+            if (!label) setMessage(text);
+          },
         )
-        .finally(() =>
-          setBusy((b) => {
-            const n = new Set(b);
-            n.delete(name);
-            return n;
-          }),
-        );
+        .finally(() => {
+          busy.current.delete(name);
+          done++;
+          if (label && done === todo.length) {
+            const ok = todo.length - failed.length;
+            setMessage(
+              `${failed.length ? 'error: ' : ''}${label}: ${ok} of ${todo.length} done` +
+                (failed.length ? `, failed: ${failed.join(', ')}` : '') +
+                ' (a: results)',
+            );
+          }
+        });
     }
   };
 
+  const jump = (dir: 1 | -1, from: number, t = term) => {
+    const idx = findMatch(paneContent.lines, t, from, dir);
+    if (idx === -1) {
+      setMessage(`no match for "${t}" in ${shownPane}`);
+      return;
+    }
+    setTerm(t);
+    setMatchAt(idx);
+    setScroll(scrollTo(idx, paneContent.lines.length, contentHeight));
+  };
+
   const dispatch = (cmd: Command) => {
+    const count = paneContent.lines.length;
+    const range = visibleRange(count, contentHeight, scroll);
     switch (cmd) {
       case 'up':
       case 'down': {
@@ -78,42 +205,105 @@ export function App({ model, logs, actions, onQuit }: AppProps) {
         return;
       }
       case 'start':
+        if (selected) run('start', [selected.name]);
+        return;
       case 'stop':
       case 'restart':
-        if (selected) run(cmd, [selected.name]);
+        if (!selected) return;
+        if (confirmSingle && ACTIVE.has(selected.state)) {
+          setConfirm({
+            action: cmd,
+            names: [selected.name],
+            text: `${cmd} ${selected.name} (${impact(selected)})?`,
+          });
+        } else run(cmd, [selected.name]);
         return;
       case 'startAll':
       case 'stopAll':
       case 'restartAll': {
+        if (visible.length === 0) return;
         const action = cmd === 'startAll' ? 'start' : cmd === 'stopAll' ? 'stop' : 'restart';
+        const names = visible.map((i) => i.name);
+        const serving = visible.filter((i) => ACTIVE.has(i.state)).length;
+        const list = names.length <= 4 ? `: ${names.join(', ')}` : '';
         setConfirm({
           action,
-          text: `${action} all ${visible.length} instance(s)${filter ? ` matching "${filter}"` : ''}?`,
+          names,
+          text: `${action} all ${names.length} shown${filter ? ` (matching "${filter}")` : ''}${list}${action === 'start' ? '' : `; ${serving} running`}`,
         });
         return;
       }
       case 'logs':
-        if (pane === 'logs') setStream((s) => (s === 'stderr' ? 'stdout' : 'stderr'));
-        else setPane('logs');
+        if (shownPane === 'logs' && (paneOpen || fullLog)) setStream((s) => (s === 'stderr' ? 'stdout' : 'stderr'));
+        else {
+          setPane('logs');
+          setPaneOpen(true);
+        }
         return;
       case 'toggleStream':
         setStream((s) => (s === 'stderr' ? 'stdout' : 'stderr'));
         return;
+      case 'fullLog':
+        if (!selected) return;
+        setFullLog((f) => !f);
+        return;
       case 'events':
+      case 'allEvents':
+        setFullLog(false);
         setPane('events');
+        setAllEvents(cmd === 'allEvents');
+        setPaneOpen(true);
         return;
       case 'details':
-        setPane('details');
+      case 'history':
+        setFullLog(false);
+        setPane(cmd);
+        setPaneOpen(true);
+        return;
+      case 'closePane':
+        if (fullLog) setFullLog(false);
+        else setPaneOpen((o) => !o);
+        return;
+      case 'pageUp':
+      case 'pageDown':
+        setScroll(
+          scrollBy(scroll, (cmd === 'pageUp' ? -1 : 1) * Math.max(1, contentHeight - 1), count, contentHeight, tail),
+        );
+        return;
+      case 'top':
+        setScroll(AT_TOP);
+        return;
+      case 'bottom':
+        setScroll(tail ? FOLLOW : { top: Math.max(0, count - contentHeight), follow: false });
+        return;
+      case 'search':
+        setInput({ kind: 'search', text: '' });
+        return;
+      case 'nextMatch':
+        if (term) jump(1, matchAt ?? range.start - 1);
+        return;
+      case 'prevMatch':
+        if (term) jump(-1, matchAt ?? range.end);
         return;
       case 'filter':
-        setFiltering(true);
+        setInput({ kind: 'filter', text: filter });
+        return;
+      case 'sort':
+        setSort((s) => nextSort(s));
+        return;
+      case 'sortReverse':
+        setSort((s) => ({ ...s, reverse: !s.reverse }));
         return;
       case 'help':
         setHelp((h) => !h);
         return;
       case 'cancel':
-        setHelp(false);
-        setMessage(null);
+        if (help) setHelp(false);
+        else if (fullLog) setFullLog(false);
+        else if (term) {
+          setTerm('');
+          setMatchAt(null);
+        } else setMessage(null);
         return;
       case 'quit':
         onQuit?.();
@@ -123,73 +313,107 @@ export function App({ model, logs, actions, onQuit }: AppProps) {
   };
 
   useInput(
-    (input, key) => {
+    (ch, key) => {
       model.touch?.();
       if (confirm) {
-        if (input === 'y' || input === 'Y')
-          run(
-            confirm.action,
-            visible.map((i) => i.name),
-          );
+        if (ch === 'y' || ch === 'Y')
+          run(confirm.action, confirm.names, confirm.names.length > 1 ? `${confirm.action} all` : undefined);
+        else setMessage(`${confirm.action}: cancelled`);
         setConfirm(null);
         return;
       }
-      if (filtering) {
-        if (key.return) setFiltering(false);
-        else if (key.escape) {
-          setFilter('');
-          setFiltering(false);
-        } else if (key.backspace || key.delete) setFilter((f) => f.slice(0, -1));
-        else if (input && !key.ctrl && !key.meta) setFilter((f) => f + input);
+      if (input) {
+        const apply = (text: string) => {
+          if (input.kind === 'filter') setFilter(text);
+        };
+        if (key.return) {
+          setInput(null);
+          if (input.kind === 'search') {
+            // The term is kept once it matches (jump); an empty search clears it.
+            if (!input.text) setTerm('');
+            // Logs and events: the newest match first (searching up from the bottom); details: from the top.
+            if (input.text) jump(tail ? -1 : 1, tail ? paneContent.lines.length : -1, input.text);
+          }
+        } else if (key.escape) {
+          if (input.kind === 'filter') setFilter('');
+          setInput(null);
+        } else if (key.backspace || key.delete) {
+          const text = input.text.slice(0, -1);
+          setInput({ ...input, text });
+          apply(text);
+        } else if (ch && !key.ctrl && !key.meta) {
+          const text = input.text + ch;
+          setInput({ ...input, text });
+          apply(text);
+        }
         return;
       }
-      const cmd = matchKey(input, key);
+      const cmd = matchKey(ch, key);
       if (cmd) dispatch(cmd);
     },
     { isActive: true },
   );
 
-  // Every line is accounted for, so a frame never exceeds the terminal (that would scroll and smear).
-  const tableRows = Math.min(Math.max(visible.length, 1), Math.max(3, Math.floor((rows - 6) / 2)));
-  const fixed = 1 + (state.error ? 1 : 0) + 1 + tableRows + 1 + 2 + 1; // header, error, table head+rows, pane border, footer, spare
-  const paneHeight = Math.max(2, rows - fixed);
-  const contentHeight = paneHeight - 1;
-  // describe reads the config and SQL: once per published state, not on every render.
-  const selectedKey = selected?.name;
-  const detailLines = useMemo(
-    () => (pane === 'details' && selectedKey ? actions.describe(selectedKey) : []),
-    [pane, selectedKey, state, actions],
-  );
-  const events =
-    pane === 'events'
-      ? state.events.filter((e) => !selected || e.instance_name === selected.name || e.instance_name === null)
-      : [];
+  const prefix =
+    (filter ? `[f ${filter}] ` : '') +
+    (sort.key !== 'name' || sort.reverse ? `[sort ${sort.key}${sort.reverse ? ' ▲' : ''}] ` : '');
+  const prompt = confirm
+    ? { kind: 'confirm' as const, text: confirm.text }
+    : input
+      ? { kind: 'input' as const, text: `${input.kind === 'filter' ? 'filter: ' : 'search: /'}${input.text}` }
+      : null;
 
   return (
-    <Box flexDirection="column" width={columns - 1}>
+    <Box flexDirection="column" width={width}>
       <Header state={state} />
-      {state.error ? <Text color="red">error reading state: {state.error}</Text> : null}
-      <InstanceTable rows={visible} selected={selectedIdx} width={columns - 1} now={state.now} maxRows={tableRows} />
-      <Box
-        borderStyle="single"
-        borderLeft={false}
-        borderRight={false}
-        borderBottom={false}
-        flexDirection="column"
-        height={paneHeight + 1}
-        overflow="hidden"
-      >
-        {help ? (
+      {state.error ? (
+        <Text color="red" wrap="truncate">
+          error reading state: {state.error}
+        </Text>
+      ) : null}
+      {help ? (
+        <Box height={rows - chrome} overflow="hidden">
           <Help />
-        ) : pane === 'logs' ? (
-          <LogPane name={selected?.name} stream={stream} lines={logLines} height={contentHeight} width={columns - 1} />
-        ) : pane === 'events' ? (
-          <EventFeed events={events} height={contentHeight} name={selected?.name} />
-        ) : (
-          <DetailsPane lines={detailLines} height={contentHeight} />
-        )}
-      </Box>
-      <Footer message={message} filter={filter} filtering={filtering} confirm={confirm?.text ?? null} />
+        </Box>
+      ) : (
+        <>
+          {fullLog ? null : (
+            <InstanceTable
+              rows={visible}
+              selected={selectedIdx}
+              width={width}
+              now={state.now}
+              maxRows={tableRows}
+              sort={sort}
+            />
+          )}
+          {paneOpen || fullLog ? (
+            <Box
+              flexDirection="column"
+              height={contentHeight + (fullLog ? 1 : 2)}
+              overflow="hidden"
+              // A rule above the pane, except in the full-screen log (nothing above it to set apart).
+              {...(fullLog
+                ? {}
+                : { borderStyle: 'single' as const, borderLeft: false, borderRight: false, borderBottom: false })}
+            >
+              <ScrollPane
+                title={paneContent.title}
+                lines={paneContent.lines}
+                {...(paneContent.colors ? { colors: paneContent.colors } : {})}
+                height={contentHeight}
+                width={width}
+                scroll={scroll}
+                term={term}
+                empty={
+                  shownPane === 'logs' ? '(no output yet)' : shownPane === 'history' ? '(no actions yet)' : '(none)'
+                }
+              />
+            </Box>
+          ) : null}
+        </>
+      )}
+      <Footer message={message} prefix={prefix} prompt={prompt} width={width} />
     </Box>
   );
 }

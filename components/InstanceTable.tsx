@@ -2,6 +2,7 @@ import React from 'react';
 import { Box, Text } from 'ink';
 import type { InstanceSnapshot } from '../src/domain/snapshot.js';
 import { fit, layoutColumns } from '../src/format/columns.js';
+import type { Sort } from './view.js';
 
 const SGR: Record<string, [number, number]> = { red: [31, 39], green: [32, 39], yellow: [33, 39] };
 
@@ -28,16 +29,23 @@ interface Props {
   now: number;
   /** At most this many rows are drawn (the selection stays visible). */
   maxRows: number;
+  /** The column the rows are sorted by: marked in the title row. */
+  sort?: Sort;
 }
 
 /** Our own table on Box/Text: the live table needs row selection and per-cell colour (see README). */
-export const InstanceTable = React.memo(function InstanceTable({ rows, selected, width, maxRows }: Props) {
-  const cols = layoutColumns(rows, width);
+export const InstanceTable = React.memo(function InstanceTable({ rows, selected, width, maxRows, sort }: Props) {
+  // Stable widths: a tick that changes a value never moves the other columns.
+  const cols = layoutColumns(rows, width, 'stable');
+  const title = (c: { key: string; title: string }) =>
+    sort && c.key === sort.key ? `${c.title}${sort.reverse ? '▲' : '▼'}` : c.title;
   const start = Math.max(0, Math.min(selected - maxRows + 1, rows.length - maxRows));
   const visible = rows.slice(Math.max(0, start), Math.max(0, start) + maxRows);
   return (
     <Box flexDirection="column">
-      <Text bold>{'  ' + cols.map((c) => fit(c.title, c.width)).join('  ')}</Text>
+      <Text bold wrap="truncate">
+        {'  ' + cols.map((c) => fit(title(c), c.width)).join('  ')}
+      </Text>
       {rows.length === 0 ? (
         <Text dimColor> no instances: add instances/NAME/config.json or run "llama-orch init"</Text>
       ) : null}

@@ -2,72 +2,88 @@ import React from 'react';
 import { Box, Text } from 'ink';
 import type { EventRow } from '../src/store/store.js';
 import { KEY_HELP } from './keymap.js';
+import { clip, footerText, visibleRange, type Scroll } from './view.js';
 
-/** Pre-clipped lines in one Text node: cheaper to lay out than a node per line. */
-function clipLines(lines: string[], width: number): string {
-  // eslint-disable-next-line no-control-regex
-  const clean = (l: string) => l.replace(/\u001b\[[0-9;]*[A-Za-z]/g, '').replace(/\t/g, '  ');
-  return lines
-    .map((l) => {
-      const c = clean(l);
-      return c.length > width ? c.slice(0, Math.max(0, width - 1)) + '…' : c;
-    })
-    .join('\n');
-}
-
-export function LogPane({
-  name,
-  stream,
-  lines,
-  height,
-  width,
-}: {
-  name: string | undefined;
-  stream: string;
-  lines: string[];
-  height: number;
-  width: number;
-}) {
-  const shown = lines.slice(-height);
-  return (
-    <Box flexDirection="column">
-      <Text bold>
-        logs · {name ?? '-'} · {stream} <Text dimColor>(l: switch stream)</Text>
-      </Text>
-      {shown.length === 0 ? <Text dimColor>(no output yet)</Text> : <Text>{clipLines(shown, width)}</Text>}
-    </Box>
-  );
-}
-
+const SGR: Record<string, [number, number]> = { red: [31, 39], yellow: [33, 39], gray: [90, 39] };
 const levelColor: Record<string, string | undefined> = { error: 'red', warn: 'yellow', info: undefined, debug: 'gray' };
 
-export function EventFeed({ events, height, name }: { events: EventRow[]; height: number; name?: string }) {
-  const shown = events.slice(-height);
+function paintLine(text: string, color: string | undefined): string {
+  const code = color && !process.env.NO_COLOR ? SGR[color] : undefined;
+  return code ? `\u001b[${code[0]}m${text}\u001b[${code[1]}m` : text;
+}
+
+export interface PaneProps {
+  title: string;
+  lines: readonly string[];
+  /** Lines of content (the title line not counted). */
+  height: number;
+  width: number;
+  scroll: Scroll;
+  /** The search term, shown in reverse video. */
+  term?: string;
+  /** A colour per line (events by level). */
+  colors?: ReadonlyArray<string | undefined>;
+  empty?: string;
+}
+
+/**
+ * One scrollable pane (logs, events, details, action results): the title says where the view is
+ * (`120-140/500`, or `follow` at the end of a tailing pane); the lines are pre-clipped into one Text
+ * node, which is far cheaper to lay out than a node per line.
+ */
+export function ScrollPane({ title, lines, height, width, scroll, term, colors, empty }: PaneProps) {
+  const { start, end } = visibleRange(lines.length, height, scroll);
+  const where =
+    lines.length <= height
+      ? ''
+      : scroll.follow
+        ? ` · end of ${lines.length} (following)`
+        : ` · ${start + 1}-${end} of ${lines.length}`;
+  const body = lines
+    .slice(start, end)
+    .map((l, i) => paintLine(clip(l, width, term), colors?.[start + i]))
+    .join('\n');
   return (
     <Box flexDirection="column">
-      <Text bold>events{name ? ` · ${name}` : ''}</Text>
-      {shown.length === 0 ? <Text dimColor>(no events)</Text> : null}
-      {shown.map((e) => (
-        <Text key={e.id} wrap="truncate" color={levelColor[e.level]}>
-          {new Date(e.ts).toLocaleTimeString('en-GB', { hour12: false })} {(e.instance_name ?? '-').padEnd(10)}{' '}
-          {e.event_type.padEnd(13)} {e.message}
+      <Text bold wrap="truncate">
+        {title}
+        <Text dimColor>
+          {where}
+          {term ? ` · /${term}` : ''}
         </Text>
-      ))}
+      </Text>
+      {lines.length === 0 ? <Text dimColor>{empty ?? '(nothing yet)'}</Text> : <Text>{body}</Text>}
     </Box>
   );
 }
 
-export function DetailsPane({ lines, height }: { lines: string[]; height: number }) {
-  return (
-    <Box flexDirection="column">
-      <Text bold>details</Text>
-      {lines.slice(0, height).map((l, i) => (
-        <Text key={i} wrap="truncate">
-          {l}
-        </Text>
-      ))}
-    </Box>
-  );
+const time = (ts: number) => new Date(ts).toLocaleTimeString('en-GB', { hour12: false });
+
+/** Events as pane lines, with their colours. */
+export function eventLines(events: readonly EventRow[]): { lines: string[]; colors: Array<string | undefined> } {
+  return {
+    lines: events.map(
+      (e) => `${time(e.ts)} ${(e.instance_name ?? '-').padEnd(10)} ${e.event_type.padEnd(13)} ${e.message}`,
+    ),
+    colors: events.map((e) => levelColor[e.level]),
+  };
+}
+
+export interface ActionResult {
+  at: number;
+  text: string;
+  error: boolean;
+}
+
+/** The results of the last actions, newest last. */
+export function historyLines(results: readonly ActionResult[]): {
+  lines: string[];
+  colors: Array<string | undefined>;
+} {
+  return {
+    lines: results.map((r) => `${time(r.at)} ${r.text}`),
+    colors: results.map((r) => (r.error ? 'red' : undefined)),
+  };
 }
 
 export function Help() {
@@ -75,7 +91,7 @@ export function Help() {
     <Box flexDirection="column" borderStyle="round" paddingX={1}>
       <Text bold>keys</Text>
       {KEY_HELP.map(([k, what]) => (
-        <Text key={k}>
+        <Text key={k} wrap="truncate">
           <Text color="cyan">{k.padEnd(12)}</Text> {what}
         </Text>
       ))}
@@ -86,32 +102,36 @@ export function Help() {
 
 export function Footer({
   message,
-  filter,
-  filtering,
-  confirm,
+  prefix,
+  prompt,
+  width,
 }: {
   message: string | null;
-  filter: string;
-  filtering: boolean;
-  confirm: string | null;
+  /** Filter and sort in effect, shown before the keys. */
+  prefix: string;
+  /** A question (y/N) or a line being typed (filter, search): replaces the key line. */
+  prompt: { kind: 'confirm' | 'input'; text: string } | null;
+  width: number;
 }) {
-  if (confirm) return <Text color="yellow">{confirm} (y/N)</Text>;
-  if (filtering)
-    return (
-      <Text>
-        filter: /{filter}
-        <Text inverse> </Text> <Text dimColor>(Enter keeps · Esc clears)</Text>
-      </Text>
-    );
   return (
     <Box flexDirection="column">
       <Text wrap="truncate" color={message?.startsWith('error') ? 'red' : undefined}>
         {message ?? ' '}
       </Text>
-      <Text dimColor wrap="truncate">
-        {filter ? `[/${filter}] ` : ''}↑↓ select · s start · x stop · r restart · l logs · e events · d details · /
-        filter · ? help · q quit
-      </Text>
+      {prompt?.kind === 'confirm' ? (
+        <Text color="yellow" wrap="truncate">
+          {prompt.text} (y/N)
+        </Text>
+      ) : prompt ? (
+        <Text wrap="truncate">
+          {prompt.text}
+          <Text inverse> </Text> <Text dimColor>(Enter keeps · Esc clears)</Text>
+        </Text>
+      ) : (
+        <Text dimColor wrap="truncate">
+          {footerText(width, prefix)}
+        </Text>
+      )}
     </Box>
   );
 }

@@ -15,7 +15,29 @@ import { fileLogSource } from '../src/logs/follow.js';
 import { ChangeFeed } from '../src/store/watch.js';
 
 /** Composition root of the dashboard: real store, real engine functions, real log files. */
-export async function runDashboard(homeOpt: string | undefined): Promise<number> {
+/**
+ * The terminal's alternate screen (like less, htop, k9s): quitting restores the shell as it was.
+ * Left on any exit path, a crash included.
+ */
+function useAlternateScreen(out: NodeJS.WriteStream): () => void {
+  if (!out.isTTY) return () => undefined;
+  let on = true;
+  const leave = () => {
+    if (!on) return;
+    on = false;
+    out.write('\u001b[?1049l');
+  };
+  out.write('\u001b[?1049h\u001b[H');
+  process.once('exit', leave);
+  return leave;
+}
+
+export interface DashboardOptions {
+  /** Ask before x and r act on a running instance (default true; `llama-orch --yes` turns it off). */
+  confirm?: boolean;
+}
+
+export async function runDashboard(homeOpt: string | undefined, opts: DashboardOptions = {}): Promise<number> {
   const ctx = openContext(homeOpt);
   // Its own feed at the dashboard's pace (the context's feed is for short waits).
   // Once a second: keepers write a probe result every few seconds, and each look that finds a new
@@ -57,7 +79,11 @@ export async function runDashboard(homeOpt: string | undefined): Promise<number>
       }
     },
   };
-  const instance = render(<App model={model} logs={fileLogSource(ctx.home)} actions={actions} />, {
+  const leaveScreen = useAlternateScreen(process.stdout);
+  const app = (
+    <App model={model} logs={fileLogSource(ctx.home)} actions={actions} confirmSingle={opts.confirm ?? true} />
+  );
+  const instance = render(app, {
     maxFps: 10,
     ...(process.env.LLAMA_ORCH_RENDER_LOG
       ? {
@@ -70,7 +96,11 @@ export async function runDashboard(homeOpt: string | undefined): Promise<number>
     incrementalRendering: false,
     exitOnCtrlC: true,
   });
-  await instance.waitUntilExit();
+  try {
+    await instance.waitUntilExit();
+  } finally {
+    leaveScreen();
+  }
   await model.stop();
   feed.close();
   ctx.close();

@@ -34,7 +34,7 @@ export function useLogTail(
   source: LogSource,
   name: string | undefined,
   stream: LogStream,
-  keep = 500,
+  keep = 2000,
   flushMs = 100,
 ): string[] {
   const [lines, setLines] = useState<string[]>([]);
@@ -44,7 +44,8 @@ export function useLogTail(
     pending.current = [];
     if (!name) return;
     let buffer: string[] = [];
-    const stop = source.follow(name, stream, 100, (l) => {
+    // The pane scrolls back: start with as many lines as it keeps.
+    const stop = source.follow(name, stream, keep, (l) => {
       pending.current.push(...l);
     });
     const timer = setInterval(() => {

@@ -14,6 +14,12 @@ export interface Column {
   priority: number;
   min: number;
   max: number;
+  /**
+   * Changes from one tick to the next (state, health, pid, uptime, restarts): the dashboard gives it
+   * a fixed width, so values like `loading 9 s` -> `loading 10 s` do not shift the other columns.
+   * The others come from the configs (name, port, model) and change only when a config does.
+   */
+  volatile?: boolean;
   value: (i: InstanceSnapshot, style: ColumnStyle) => string;
 }
 
@@ -26,6 +32,7 @@ export const COLUMNS: readonly Column[] = [
     priority: 0,
     min: 7,
     max: 12,
+    volatile: true,
     value: (i, style) => stateText(i, style === 'text' ? 1 : 0),
   },
   {
@@ -34,24 +41,61 @@ export const COLUMNS: readonly Column[] = [
     priority: 1,
     min: 6,
     max: 30,
+    volatile: true,
     value: (i, style) => healthText(i, { latency: style === 'live' }),
   },
-  { key: 'pid', title: 'PID', priority: 1, min: 3, max: 8, value: (i) => orDash(i.pid) },
+  { key: 'pid', title: 'PID', priority: 1, min: 3, max: 7, volatile: true, value: (i) => orDash(i.pid) },
   { key: 'port', title: 'PORT', priority: 2, min: 4, max: 5, value: (i) => orDash(i.port) },
   { key: 'backend', title: 'BACKEND', priority: 5, min: 7, max: 7, value: (i) => i.backend ?? '-' },
   { key: 'gpu', title: 'GPU', priority: 4, min: 3, max: 8, value: (i) => gpuText(i) },
   { key: 'model', title: 'MODEL', priority: 3, min: 5, max: 24, value: (i) => i.model ?? '-' },
-  { key: 'uptime', title: 'UPTIME', priority: 2, min: 6, max: 7, value: (i) => formatUptime(i.uptime_s) },
-  { key: 'restarts', title: 'RESTARTS', priority: 3, min: 8, max: 8, value: (i) => String(i.restarts) },
+  {
+    key: 'uptime',
+    title: 'UPTIME',
+    priority: 2,
+    min: 6,
+    max: 7,
+    volatile: true,
+    value: (i) => formatUptime(i.uptime_s),
+  },
+  {
+    key: 'restarts',
+    title: 'RESTARTS',
+    priority: 3,
+    min: 8,
+    max: 8,
+    volatile: true,
+    value: (i) => String(i.restarts),
+  },
 ];
 
 const GAP = 2;
+/** The dashboard's HEALTH column never shrinks below this; it takes the width that is left. */
+const HEALTH_MIN = 12;
 
-/** Picks the columns and widths that fit: low-priority columns drop out instead of wrapping. */
-export function layoutColumns(rows: InstanceSnapshot[], width: number): Array<Column & { width: number }> {
+export type Layout = 'fit' | 'stable';
+
+/**
+ * Picks the columns and widths that fit: low-priority columns drop out instead of wrapping.
+ * `fit` (ps, --once): each column as wide as its longest value. `stable` (the dashboard): volatile
+ * columns at a fixed width, the others from the configs present (NAME and MODEL may use a quarter
+ * of a wide terminal), HEALTH takes what is left; the same terminal width and configs give the same
+ * layout on every tick. Long values are cut in the table (and whole in details).
+ */
+export function layoutColumns(
+  rows: InstanceSnapshot[],
+  width: number,
+  layout: Layout = 'fit',
+): Array<Column & { width: number }> {
+  const longest = (c: Column) => Math.max(c.title.length, ...rows.map((r) => c.value(r, 'live').length));
   const sized = COLUMNS.map((c) => {
-    const longest = Math.max(c.title.length, ...rows.map((r) => c.value(r, 'live').length));
-    return { ...c, width: Math.max(c.min, Math.min(c.max, longest)) };
+    if (layout === 'fit') return { ...c, width: Math.max(c.min, Math.min(c.max, longest(c))) };
+    // Room for a sort marker after the title.
+    const floor = Math.max(c.min, c.title.length + 1);
+    if (c.key === 'health') return { ...c, width: HEALTH_MIN };
+    if (c.volatile) return { ...c, width: Math.max(floor, c.max) };
+    const cap = c.key === 'name' || c.key === 'model' ? Math.max(c.max, Math.floor(width / 4)) : c.max;
+    return { ...c, width: Math.max(floor, Math.min(cap, longest(c))) };
   });
   let shown = [...sized];
   const total = (cols: typeof shown) => cols.reduce((a, c) => a + c.width, 0) + GAP * (cols.length - 1) + 2;
@@ -64,8 +108,7 @@ export function layoutColumns(rows: InstanceSnapshot[], width: number): Array<Co
   const spare = width - total(shown);
   const health = shown.find((c) => c.key === 'health');
   if (health && spare > 0) {
-    const longest = Math.max(...rows.map((r) => health.value(r, 'live').length), health.title.length);
-    health.width = Math.min(longest, health.width + spare);
+    health.width = layout === 'stable' ? health.width + spare : Math.min(longest(health), health.width + spare);
   }
   return shown;
 }

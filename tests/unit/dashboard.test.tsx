@@ -105,7 +105,14 @@ describe('keymap', () => {
     expect(matchKey('s', {})).toBe('start');
     expect(matchKey('X', {})).toBe('stopAll');
     expect(matchKey('l', {})).toBe('logs');
-    expect(matchKey('/', {})).toBe('filter');
+    expect(matchKey('/', {})).toBe('search');
+    expect(matchKey('f', {})).toBe('filter');
+    expect(matchKey('', { pageUp: true })).toBe('pageUp');
+    expect(matchKey('d', { ctrl: true })).toBe('pageDown');
+    expect(matchKey('', { end: true })).toBe('bottom');
+    expect(matchKey('', { return: true })).toBe('fullLog');
+    expect(matchKey('E', {})).toBe('allEvents');
+    expect(matchKey('o', {})).toBe('sort');
     expect(matchKey('q', {})).toBe('quit');
     expect(matchKey('z', {})).toBeUndefined();
   });
@@ -120,9 +127,10 @@ describe('InstanceTable', () => {
           inst('beta', { state: 'backoff', health: null, pid: null, next_restart_in_s: 4, uptime_s: null }),
         ]}
         selected={0}
-        width={120}
+        width={100}
         now={NOW}
         maxRows={10}
+        sort={{ key: 'name', reverse: false }}
       />,
     );
     cleanup = unmount;
@@ -131,6 +139,7 @@ describe('InstanceTable', () => {
     const f = norm(raw);
     expect(f).toContain('NAME');
     expect(f).toMatch(/› alpha\s+running\s+ok 3ms\s+4242\s+18181\s+cuda\s+1\s+qwen-7b\s+2m05s\s+2/);
+    expect(f.split('\n')[0]).toMatch(/NAME▼/);
     expect(f).toMatch(/ {2}beta\s+backoff 4s\s+-\s+-/);
   });
 
@@ -192,6 +201,16 @@ describe('App', () => {
     await tick();
     stdin.write('x');
     await tick();
+    // A running instance: asked first, with what is about to be affected.
+    expect(norm(lastFrame())).toContain('stop beta (running, pid 4242, port 18181, model qwen-7b, up 2m05s)? (y/N)');
+    stdin.write('n');
+    await tick();
+    expect(log).toEqual([]);
+    expect(lastFrame()).toContain('stop: cancelled');
+    stdin.write('x');
+    await tick();
+    stdin.write('y');
+    await tick();
     expect(log).toEqual(['stop:beta']);
     expect(lastFrame()).toContain('beta stopped');
     stdin.write('s');
@@ -208,7 +227,7 @@ describe('App', () => {
     await tick();
     stdin.write('X');
     await tick();
-    expect(lastFrame()).toContain('stop all 2 instance(s)? (y/N)');
+    expect(lastFrame()).toContain('stop all 2 shown: alpha, beta; 2 running (y/N)');
     stdin.write('n');
     await tick();
     expect(log).toEqual([]);
@@ -217,6 +236,24 @@ describe('App', () => {
     stdin.write('y');
     await tick();
     expect(log).toEqual(['stop:alpha', 'stop:beta']);
+    // One summary line for the batch; every result kept under `a`.
+    expect(lastFrame()).toContain('stop all: 2 of 2 done (a: results)');
+    stdin.write('a');
+    await tick();
+    expect(lastFrame()).toContain('results of the last actions');
+    expect(norm(lastFrame())).toMatch(/HH:MM:SS alpha stopped[\s\S]*HH:MM:SS beta stopped/);
+  });
+
+  it('with --yes, x and r act at once', async () => {
+    const log: string[] = [];
+    const { stdin, unmount } = render(
+      <App model={fakeModel([inst('alpha')])} logs={fakeLogs({})} actions={actions(log)} confirmSingle={false} />,
+    );
+    cleanup = unmount;
+    await tick();
+    stdin.write('r');
+    await tick();
+    expect(log).toEqual(['restart:alpha']);
   });
 
   it('filters by name, shows help, events and details', async () => {
@@ -225,7 +262,7 @@ describe('App', () => {
     );
     cleanup = unmount;
     await tick();
-    stdin.write('/');
+    stdin.write('f');
     await tick();
     stdin.write('be');
     await tick();
@@ -243,6 +280,127 @@ describe('App', () => {
     stdin.write('d');
     await tick();
     expect(lastFrame()).toContain('Name: beta');
+  });
+
+  it('scrolls the details pane to its last line at 24 rows (PgDn, End), and back (Home)', async () => {
+    const long = Array.from({ length: 60 }, (_, i) => `line ${i + 1}`);
+    const acts: DashboardActions = { run: () => Promise.resolve(''), describe: () => [...long, 'Stderr tail: boom'] };
+    const { lastFrame, stdin, unmount } = render(
+      <App model={fakeModel([inst('alpha', { state: 'failed' })])} logs={fakeLogs({})} actions={acts} />,
+    );
+    cleanup = unmount;
+    await tick();
+    stdin.write('d');
+    await tick();
+    expect(lastFrame()).toContain('line 1\n');
+    expect(lastFrame()).not.toContain('Stderr tail: boom');
+    expect(lastFrame()).toMatch(/details · alpha · 1-\d+ of 61/);
+    stdin.write('\u001b[6~'); // PgDn
+    await tick();
+    expect(lastFrame()).not.toContain('line 1\n');
+    stdin.write('\u001b[F'); // End
+    await tick();
+    expect(lastFrame()).toContain('Stderr tail: boom');
+    stdin.write('\u001b[H'); // Home
+    await tick();
+    expect(lastFrame()).toContain('line 1\n');
+  });
+
+  it('searches the log pane (/ then n, N), shows the full-screen log (L, Esc), closes the pane (c)', async () => {
+    const lines = Array.from({ length: 300 }, (_, i) => (i === 42 ? 'slot 3: needle found here' : `log line ${i}`));
+    const logs = fakeLogs({ 'alpha:stderr': lines });
+    const { lastFrame, stdin, unmount } = render(
+      <App model={fakeModel([inst('alpha'), inst('beta')])} logs={logs} actions={actions([])} />,
+    );
+    cleanup = unmount;
+    await tick();
+    expect(lastFrame()).toContain('log line 299');
+    expect(lastFrame()).toContain('(following)');
+    stdin.write('/');
+    await tick();
+    stdin.write('needle');
+    await tick();
+    stdin.write('\r');
+    await tick();
+    expect(stripAnsi(lastFrame() ?? '')).toContain('slot 3: needle found here');
+    expect(lastFrame()).not.toContain('log line 299');
+    expect(lastFrame()).toContain('/needle');
+    stdin.write('/');
+    await tick();
+    stdin.write('no-such-text');
+    await tick();
+    stdin.write('\r');
+    await tick();
+    expect(lastFrame()).toContain('no match for "no-such-text" in logs');
+    // Full screen: no table, more lines.
+    stdin.write('L');
+    await tick();
+    const full = lastFrame() ?? '';
+    expect(full).toContain('logs · alpha · stderr (Esc: back)');
+    expect(full).not.toContain('NAME');
+    // The title is the line under the header, then the log lines (none drawn over another).
+    expect(stripAnsi(full).split('\n')[1]).toMatch(/^logs · alpha · stderr \(Esc: back\) · \d+-\d+ of 300 · \/needle/);
+    expect(stripAnsi(full).split('\n')[2]).toMatch(/^(log line \d+|slot 3: needle found here)$/);
+    stdin.write('\u001b');
+    await tick();
+    expect(lastFrame()).toContain('NAME');
+    stdin.write('c');
+    await tick();
+    expect(lastFrame()).not.toContain('logs · alpha');
+    expect(lastFrame()).toContain('? help · q quit');
+  });
+
+  it('E shows the events of every instance, e those of the selected one; o sorts', async () => {
+    const model = fakeModel([inst('alpha', { uptime_s: 5 }), inst('beta', { uptime_s: 500 })]);
+    model.set({
+      events: [
+        {
+          id: 1,
+          ts: NOW,
+          instance_name: 'alpha',
+          level: 'info',
+          event_type: 'spawn',
+          message: 'alpha started',
+          meta_json: null,
+        },
+        {
+          id: 2,
+          ts: NOW,
+          instance_name: 'beta',
+          level: 'warn',
+          event_type: 'exit',
+          message: 'beta exited',
+          meta_json: null,
+        },
+      ],
+    });
+    const { lastFrame, stdin, unmount } = render(<App model={model} logs={fakeLogs({})} actions={actions([])} />);
+    cleanup = unmount;
+    await tick();
+    stdin.write('e');
+    await tick();
+    expect(lastFrame()).toContain('events · alpha');
+    expect(lastFrame()).toContain('alpha started');
+    expect(lastFrame()).not.toContain('beta exited');
+    stdin.write('E');
+    await tick();
+    expect(lastFrame()).toContain('events · all instances');
+    expect(lastFrame()).toContain('beta exited');
+    const order = () =>
+      norm(lastFrame())
+        .split('\n')
+        .filter((l) => /^[ ›] (alpha|beta) /.test(l))
+        .map((l) => l.slice(2, 7).trim());
+    expect(order()).toEqual(['alpha', 'beta']);
+    stdin.write('o'); // state: both running
+    await tick();
+    stdin.write('o'); // port
+    await tick();
+    stdin.write('o'); // uptime: longest first
+    await tick();
+    expect(order()).toEqual(['beta', 'alpha']);
+    expect(lastFrame()).toContain('UPTIME▼');
+    expect(lastFrame()).toContain('[sort uptime]');
   });
 
   it('reflects model updates without a key press', async () => {
