@@ -47,9 +47,9 @@ export function buildProgram(): Command {
     .option('--once', 'print a status snapshot and exit')
     .option('--json', 'with --once: print the snapshot as JSON')
     .showHelpAfterError()
-    .enablePositionalOptions()
     // Off by default for a program with an action of its own (the dashboard): `help up` works too.
     .helpCommand(true)
+    .enablePositionalOptions()
     .action(async (opts: { once?: boolean; json?: boolean }, cmd: Command) => {
       const interactive = process.stdout.isTTY && process.stdin.isTTY;
       if (opts.once || opts.json || !interactive) {
@@ -214,23 +214,24 @@ export function buildProgram(): Command {
   }
 
   const service = program.command('service').description('systemd unit for the daemon');
-  type SvcOpts = { system?: boolean; dryRun?: boolean };
+  type SvcOpts = import('./commands/service.js').ServiceOptions;
   const svc = (c: Command) =>
-    c.option('--system', 'a system unit (default: a user unit)').option('--dry-run', 'print what would be done');
-  svc(service.command('install').description('install and start the unit')).action(
-    async (opts: SvcOpts, cmd: Command) => {
-      const { serviceInstall } = await import('./commands/service.js');
-      exitCode = serviceInstall(homeOf(cmd), opts, stdOut);
-    },
-  );
-  svc(service.command('uninstall').description('stop and remove the unit')).action(async (opts: SvcOpts) => {
-    const { serviceUninstall } = await import('./commands/service.js');
-    exitCode = serviceUninstall(opts, stdOut);
-  });
-  svc(service.command('status').description('systemctl status of the unit')).action(async (opts: SvcOpts) => {
-    const { serviceStatus } = await import('./commands/service.js');
-    exitCode = serviceStatus(opts, stdOut);
-  });
+    c
+      .option('--system', 'a system unit (default: a user unit)')
+      .option('--name <unit>', 'the unit name (default: llama-orch-<home dir>-<hash>.service, one per home)')
+      .option('--dry-run', 'print what would be done');
+  const services = [
+    ['install', 'install and start the unit'],
+    ['uninstall', 'stop and remove the unit'],
+    ['status', 'systemctl status of the unit'],
+  ] as const;
+  for (const [sub, desc] of services) {
+    svc(service.command(sub).description(desc)).action(async (opts: SvcOpts, cmd: Command) => {
+      const m = await import('./commands/service.js');
+      const fn = { install: m.serviceInstall, uninstall: m.serviceUninstall, status: m.serviceStatus }[sub];
+      exitCode = fn(homeOf(cmd), opts, stdOut);
+    });
+  }
 
   program
     .command('init <name>')
@@ -264,7 +265,6 @@ export function buildProgram(): Command {
   return program;
 }
 
-export async function main(argv: string[]): Promise<number> {
 /**
  * The word naming a command (or a group's subcommand) that no command has. Commander would take it
  * for an argument of the dashboard's action ("too many arguments") and answer `X --help` with the
@@ -323,12 +323,13 @@ async function unknownCommand(program: Command, args: string[]): Promise<UserErr
   return undefined;
 }
 
+export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
   program.exitOverride();
   try {
-    await program.parseAsync(argv);
     const unknown = await unknownCommand(program, argv.slice(2));
     if (unknown) throw unknown;
+    await program.parseAsync(argv);
     return exitCode;
   } catch (e) {
     if (e instanceof UserError) {

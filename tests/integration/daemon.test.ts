@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -147,20 +148,64 @@ describe('daemon', () => {
 });
 
 describe('service', () => {
-  it('prints a user unit with absolute paths and Restart=on-failure on --dry-run', async () => {
-    home = makeHome();
+  it('prints a user unit named after the home, with absolute paths and the linger hint, on --dry-run', async () => {
+    home = makeHome('llama-orch-rig-');
+    const unit = new RegExp(`llama-orch-${path.basename(home.root).toLowerCase()}-[0-9a-f]{8}\\.service`);
     const r = await cli(home.root, ['service', 'install', '--dry-run']);
-    expect(r.code).toBe(0);
-    expect(r.stdout).toContain('.config/systemd/user/llama-orch.service');
+    expect(r.code, r.stderr).toBe(0);
+    const name = unit.exec(r.stdout)?.[0] as string;
+    expect(name).toBeDefined();
+    expect(r.stdout).toContain(`# would write ${path.join(os.homedir(), '.config/systemd/user', name)}:`);
     expect(r.stdout).toMatch(new RegExp(`ExecStart=/\\S*node /\\S+/bin/llama-orch.cjs daemon run --home ${home.root}`));
     expect(r.stdout).toContain('Restart=on-failure');
     expect(r.stdout).toContain('KillMode=process');
     expect(r.stdout).toContain('WantedBy=default.target');
-    expect(r.stdout).toContain('systemctl --user enable --now llama-orch.service');
+    // The user manager has no network-online.target: a user unit does not wait for it.
+    expect(r.stdout).not.toContain('network-online.target');
+    expect(r.stdout).toContain(`systemctl --user enable --now ${name}`);
+    expect(r.stdout).toContain(`run once: loginctl enable-linger ${os.userInfo().username}`);
+
     const sys = await cli(home.root, ['service', 'install', '--system', '--dry-run']);
-    expect(sys.stdout).toContain('/etc/systemd/system/llama-orch.service');
+    expect(sys.stdout).toContain(`/etc/systemd/system/${name}`);
     expect(sys.stdout).toMatch(/User=\S+/);
     expect(sys.stdout).toContain('WantedBy=multi-user.target');
+    expect(sys.stdout).toContain('After=network-online.target');
+    expect(sys.stdout).not.toContain('enable-linger');
+
+    // Another home, another unit; --name chooses one.
+    const other = makeHome('llama-orch-rig-');
+    try {
+      const r2 = await cli(other.root, ['service', 'install', '--dry-run']);
+      const name2 = /llama-orch-\S+\.service/.exec(r2.stdout.split('\n')[0] ?? '')?.[0];
+      expect(name2).toMatch(/^llama-orch-llama-orch-rig-/);
+      expect(name2).not.toBe(name);
+    } finally {
+      await other.cleanup();
+    }
+    const named = await cli(home.root, ['service', 'uninstall', '--dry-run', '--name', 'gpu-box']);
+    expect(named.stdout).toBe(
+      `# would run: systemctl --user disable --now gpu-box.service\n# would remove ${path.join(os.homedir(), '.config/systemd/user/gpu-box.service')}`,
+    );
+    const bad = await cli(home.root, ['service', 'install', '--dry-run', '--name', 'a b']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('--name "a b" is not a unit name');
+  });
+
+  it('keeps acting on an llama-orch.service installed for this home before units were named per home', async () => {
+    home = makeHome();
+    const userHome = path.join(home.root, 'user-home');
+    const dir = path.join(userHome, '.config/systemd/user');
+    fs.mkdirSync(dir, { recursive: true });
+    const legacy = (root: string) =>
+      `[Service]\nExecStart=/usr/bin/node /x/bin/llama-orch.cjs daemon run --home ${root}\n`;
+    fs.writeFileSync(path.join(dir, 'llama-orch.service'), legacy(home.root));
+    const r = await cli(home.root, ['service', 'uninstall', '--dry-run'], { HOME: userHome });
+    expect(r.stdout).toContain('systemctl --user disable --now llama-orch.service');
+    // One installed for another home is left alone.
+    fs.writeFileSync(path.join(dir, 'llama-orch.service'), legacy('/srv/elsewhere'));
+    const other = await cli(home.root, ['service', 'uninstall', '--dry-run'], { HOME: userHome });
+    expect(other.stdout).not.toContain('llama-orch.service');
+    expect(other.stdout).toMatch(/disable --now llama-orch-[a-z0-9_-]+-[0-9a-f]{8}\.service/);
   });
 
   it('says clearly when systemd is not there', async () => {
@@ -169,6 +214,7 @@ describe('service', () => {
     const r = await cli(home.root, ['service', 'install']);
     expect(r.code).toBe(10);
     expect(r.stderr).toContain('systemd is not available');
+    expect(r.stderr).toContain(`hint: run "llama-orch daemon start --home ${home.root}" from your init system`);
   });
 });
 

@@ -3,14 +3,24 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { ExitCode, UserError } from '../../domain/errors.js';
-import { resolveHome } from '../../domain/home.js';
+import { orchCommand, resolveHome } from '../../domain/home.js';
 import { packageRoot } from '../../platform/package.js';
-import { UNIT_NAME, renderUnit, systemctlArgs, unitPath } from '../../service/systemd.js';
+import {
+  lingering,
+  renderUnit,
+  resolveUnitName,
+  systemctlArgs,
+  unitHome,
+  unitNameFromOption,
+  unitPath,
+} from '../../service/systemd.js';
 import type { Out } from '../output.js';
 
 export interface ServiceOptions {
   system?: boolean;
   dryRun?: boolean;
+  /** The unit's name (default: one derived from the home, see service/systemd.ts). */
+  name?: string;
 }
 
 function systemctlAvailable(): boolean {
@@ -35,68 +45,97 @@ function systemctl(system: boolean, ...args: string[]): string {
   }
 }
 
-function noSystemd(): UserError {
+function noSystemd(home: string): UserError {
   return new UserError(
     'systemd is not available on this machine (no systemctl, or PID 1 is not systemd)',
     ExitCode.daemon,
-    'run "llama-orch daemon start" from your init system instead, or use --dry-run to see the unit',
+    `run "${orchCommand(home, 'daemon start')}" from your init system instead, or use --dry-run to see the unit`,
   );
 }
 
-export function serviceInstall(homeOpt: string | undefined, opts: ServiceOptions, out: Out): number {
+/** The home's unit: its name, file and whether it is a system unit. */
+function target(homeOpt: string | undefined, opts: ServiceOptions) {
   const home = resolveHome(homeOpt);
   const system = opts.system ?? false;
+  let unit: string;
+  if (opts.name !== undefined) {
+    const named = unitNameFromOption(opts.name);
+    if (!named.unit) throw new UserError(named.problem ?? `bad --name "${opts.name}"`);
+    unit = named.unit;
+  } else {
+    unit = resolveUnitName(home.root, system);
+  }
+  return { home, system, unit, file: unitPath(system, unit) };
+}
+
+export function serviceInstall(homeOpt: string | undefined, opts: ServiceOptions, out: Out): number {
+  const { home, system, unit: name, file } = target(homeOpt, opts);
+  const user = os.userInfo().username;
   const unit = renderUnit({
     home: home.root,
     nodePath: fs.realpathSync(process.execPath),
     cliPath: path.join(packageRoot(), 'bin', 'llama-orch.cjs'),
     system,
-    user: os.userInfo().username,
+    user,
   });
-  const file = unitPath(system);
-  const cmds = [systemctlArgs(system, 'daemon-reload'), systemctlArgs(system, 'enable', '--now', UNIT_NAME)];
+  // A user unit runs only while its user is logged in, unless lingering is on.
+  const linger = system ? undefined : `loginctl enable-linger ${user}`;
+  const cmds = [systemctlArgs(system, 'daemon-reload'), systemctlArgs(system, 'enable', '--now', name)];
   if (opts.dryRun) {
     out.log(`# would write ${file}:`);
     out.log(unit);
     for (const c of cmds) out.log(`# would run: systemctl ${c.join(' ')}`);
+    if (linger) out.log(`# to start it at boot without a login session, run once: ${linger}`);
     return 0;
   }
-  if (!systemctlAvailable()) throw noSystemd();
+  if (!systemctlAvailable()) throw noSystemd(home.root);
+  let existing: string | undefined;
+  try {
+    existing = fs.readFileSync(file, 'utf8');
+  } catch {
+    existing = undefined;
+  }
+  const other = existing === undefined ? undefined : unitHome(existing);
+  if (other !== undefined && other !== home.root) {
+    throw new UserError(
+      `${file} already runs the daemon of another home (${other})`,
+      ExitCode.daemon,
+      'pick another unit name with --name NAME',
+    );
+  }
   fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(file, unit, { mode: 0o644 });
   systemctl(system, 'daemon-reload');
-  systemctl(system, 'enable', '--now', UNIT_NAME);
-  out.log(
-    `installed ${file} and started ${UNIT_NAME}${system ? '' : ' (user unit; for boot without login: loginctl enable-linger)'}`,
-  );
+  systemctl(system, 'enable', '--now', name);
+  out.log(`installed ${file} and started ${name}`);
+  if (linger && !lingering(user)) out.log(`to start it at boot without a login session, run once: ${linger}`);
   return 0;
 }
 
-export function serviceUninstall(opts: ServiceOptions, out: Out): number {
-  const system = opts.system ?? false;
-  const file = unitPath(system);
+export function serviceUninstall(homeOpt: string | undefined, opts: ServiceOptions, out: Out): number {
+  const { home, system, unit: name, file } = target(homeOpt, opts);
   if (opts.dryRun) {
-    out.log(`# would run: systemctl ${systemctlArgs(system, 'disable', '--now', UNIT_NAME).join(' ')}`);
+    out.log(`# would run: systemctl ${systemctlArgs(system, 'disable', '--now', name).join(' ')}`);
     out.log(`# would remove ${file}`);
     return 0;
   }
-  if (!systemctlAvailable()) throw noSystemd();
+  if (!systemctlAvailable()) throw noSystemd(home.root);
   if (!fs.existsSync(file)) {
     out.log(`${file} is not installed`);
     return 0;
   }
-  systemctl(system, 'disable', '--now', UNIT_NAME);
+  systemctl(system, 'disable', '--now', name);
   fs.rmSync(file);
   systemctl(system, 'daemon-reload');
   out.log(`removed ${file}; the daemon is stopped, instances keep running`);
   return 0;
 }
 
-export function serviceStatus(opts: ServiceOptions, out: Out): number {
-  const system = opts.system ?? false;
-  if (!systemctlAvailable()) throw noSystemd();
+export function serviceStatus(homeOpt: string | undefined, opts: ServiceOptions, out: Out): number {
+  const { home, system, unit: name } = target(homeOpt, opts);
+  if (!systemctlAvailable()) throw noSystemd(home.root);
   try {
-    out.log(execFileSync('systemctl', systemctlArgs(system, 'status', '--no-pager', UNIT_NAME), { encoding: 'utf8' }));
+    out.log(execFileSync('systemctl', systemctlArgs(system, 'status', '--no-pager', name), { encoding: 'utf8' }));
     return 0;
   } catch (e) {
     out.log(String((e as { stdout?: string }).stdout ?? ''));
