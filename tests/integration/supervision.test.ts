@@ -255,7 +255,9 @@ describe('keeper death and identity', () => {
     const up = await cli(home.root, ['up', 'k']);
     expect(up.code, up.stderr).toBe(0);
     expect(up.stdout).toContain(`k: re-attached to running server pid ${String(r.pid)}`);
-    expect(up.stdout).toContain('its config file changed since it started: "llama-orch restart k" applies it');
+    expect(up.stdout).toContain(
+      `its config file changed since it started: "llama-orch restart k --home ${home.root}" applies it`,
+    );
     const adopted = await waitForRow(home.root, 'k', (x) => x.keeper_pid !== null, 5000, 'keeper');
     expect(adopted).toMatchObject({ state: 'running', pid: r.pid, health: 'ok' });
     expect(adopted.keeper_pid).not.toBe(r.keeper_pid);

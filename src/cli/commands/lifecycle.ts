@@ -1,4 +1,5 @@
 import { ExitCode, UserError } from '../../domain/errors.js';
+import { orchCommand, type Home } from '../../domain/home.js';
 import {
   down,
   recordedLiveNames,
@@ -24,13 +25,15 @@ function waitMs(wait: boolean | string | undefined): number | undefined {
   return s * 1000;
 }
 
-function describeUp(r: UpResult): string {
+function describeUp(r: UpResult, home: Home): string {
   if (r.status === 'failed')
-    return `${r.name}: failed to start: ${r.error ?? 'see "llama-orch describe ' + r.name + '"'}`;
+    return `${r.name}: failed to start: ${r.error ?? `see "${orchCommand(home, `describe ${r.name}`)}"`}`;
   if (r.adopted)
     return (
       `${r.name}: re-attached to running server pid ${r.pid ?? '-'} (new keeper pid ${r.keeperPid}; no reload)` +
-      (r.configChanged ? `; its config file changed since it started: "llama-orch restart ${r.name}" applies it` : '')
+      (r.configChanged
+        ? `; its config file changed since it started: "${orchCommand(home, `restart ${r.name}`)}" applies it`
+        : '')
     );
   return `${r.name}: ${r.status} (server pid ${r.pid ?? 'pending'}, keeper pid ${r.keeperPid})`;
 }
@@ -68,7 +71,7 @@ async function startCommand(
   const wait = waitMs(opts.wait);
   return forEach(selected, out, async (name) => {
     const r = await start(ctx.deps, name);
-    out.log(describeUp(r));
+    out.log(describeUp(r, ctx.home));
     if (failIfFailed && r.status === 'failed') throw new UserError(`${name} failed`, ExitCode.general);
     if (wait !== undefined) {
       const row = await waitHealthy(ctx.deps, name, wait);
