@@ -72,6 +72,7 @@ export const COLUMNS: readonly Column[] = [
 const GAP = 2;
 /** The dashboard's HEALTH column never shrinks below this; it takes the width that is left. */
 const HEALTH_MIN = 12;
+const HEALTH_MAX = 60;
 
 export type Layout = 'fit' | 'stable';
 
@@ -108,7 +109,11 @@ export function layoutColumns(
   const spare = width - total(shown);
   const health = shown.find((c) => c.key === 'health');
   if (health && spare > 0) {
-    health.width = layout === 'stable' ? health.width + spare : Math.min(longest(health), health.width + spare);
+    // Stable: wide enough for a reason, not the whole of a 200-column terminal.
+    health.width =
+      layout === 'stable'
+        ? Math.min(HEALTH_MAX, health.width + spare)
+        : Math.min(longest(health), health.width + spare);
   }
   return shown;
 }

@@ -44,7 +44,7 @@ describe('the dashboard in a real terminal (tmux 140x35) with two real llama-ser
     expect(first).toMatch(
       new RegExp(`alpha\\s+running\\s+ok \\d+ms\\s+${String(alpha.pid)}\\s+${pa}\\s+cpu\\s+-\\s+tiny\\s+\\d+s`),
     );
-    expect(screen()).toMatch(/NAME\s+STATE\s+HEALTH\s+PID\s+PORT\s+BACKEND\s+GPU\s+MODEL\s+UPTIME\s+RESTARTS/);
+    expect(screen()).toMatch(/NAME▼?\s+STATE\s+HEALTH\s+PID\s+PORT\s+BACKEND\s+GPU\s+MODEL\s+UPTIME\s+RESTARTS/);
 
     // Uptime ticks without a key press.
     const up1 = /(\d+)s\s+\d+\s*$/.exec(rowOf('alpha'))?.[1];
@@ -68,8 +68,18 @@ describe('the dashboard in a real terminal (tmux 140x35) with two real llama-ser
       'new log lines in the pane',
     );
 
-    // x stops the selected (first) instance, on screen and in ps.
+    // x stops the selected (first) instance, on screen and in ps, once confirmed.
     tmux('send-keys', '-t', SESSION, 'x');
+    await waitFor(
+      () =>
+        new RegExp(`stop alpha \\(running, pid ${String(alpha.pid)}, port ${pa}, model tiny`).test(screen())
+          ? true
+          : undefined,
+      5000,
+      'the question before stopping',
+    );
+    expect(isAlive(alpha.pid as number)).toBe(true);
+    tmux('send-keys', '-t', SESSION, 'y');
     await waitFor(() => (/alpha\s+stopped/.test(rowOf('alpha')) ? true : undefined), 15_000, 'alpha stopped on screen');
     expect((await psJson(home.root)).find((r) => r.name === 'alpha')?.state).toBe('stopped');
     expect(isAlive(alpha.pid as number)).toBe(false);
@@ -83,8 +93,10 @@ describe('the dashboard in a real terminal (tmux 140x35) with two real llama-ser
     );
     const afterStart = (await psJson(home.root)).find((r) => r.name === 'alpha') as Record<string, unknown>;
 
-    // r restarts it: a new pid.
+    // r restarts it once confirmed: a new pid.
     tmux('send-keys', '-t', SESSION, 'r');
+    await waitFor(() => (/restart alpha \(running/.test(screen()) ? true : undefined), 5000, 'the question');
+    tmux('send-keys', '-t', SESSION, 'y');
     const restarted = await waitFor(
       async () => {
         const r = (await psJson((home as TestHome).root)).find((x) => x.name === 'alpha') as Record<string, unknown>;
