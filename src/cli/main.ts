@@ -46,11 +46,12 @@ export function buildProgram(): Command {
     .option('--home <dir>', 'orchestrator home holding instances/, state/, logs/ (default: $LLAMA_ORCH_HOME or cwd)')
     .option('--once', 'print a status snapshot and exit')
     .option('--json', 'with --once: print the snapshot as JSON')
+    .option('-y, --yes', 'dashboard: x and r act at once, without asking, on a running instance')
     .showHelpAfterError()
     // Off by default for a program with an action of its own (the dashboard): `help up` works too.
     .helpCommand(true)
     .enablePositionalOptions()
-    .action(async (opts: { once?: boolean; json?: boolean }, cmd: Command) => {
+    .action(async (opts: { once?: boolean; json?: boolean; yes?: boolean }, cmd: Command) => {
       const interactive = process.stdout.isTTY && process.stdin.isTTY;
       if (opts.once || opts.json || !interactive) {
         exitCode = await withContext(homeOf(cmd), async (ctx) =>
@@ -65,7 +66,7 @@ export function buildProgram(): Command {
       delete process.env.CONTINUOUS_INTEGRATION;
       const { runDashboard } = await import('../../components/dashboard.js');
       for (const [k, v] of Object.entries(saved)) if (v !== undefined) process.env[k] = v;
-      exitCode = await runDashboard(homeOf(cmd));
+      exitCode = await runDashboard(homeOf(cmd), { confirm: !opts.yes });
     });
 
   program
@@ -87,19 +88,23 @@ export function buildProgram(): Command {
       .command(`${name} [names...]`)
       .description(desc)
       .option('--all', 'every configured instance')
-      .option('--wait [seconds]', 'wait until /health is ok (default up to 600 s)')
-      .action(async (names: string[], opts: { all?: boolean; wait?: boolean | string }, cmd: Command) => {
-        const m = await import('./commands/lifecycle.js');
-        const fn = name === 'up' ? m.upCommand : m.restartCommand;
-        exitCode = await withContext(homeOf(cmd), (ctx) => fn(ctx, names, opts, stdOut));
-      });
+      .option('--wait [seconds]', 'wait until /health is ok (default up to 600 s), showing progress')
+      .option('--json', 'one JSON object per instance, in an array (README)')
+      .action(
+        async (names: string[], opts: { all?: boolean; wait?: boolean | string; json?: boolean }, cmd: Command) => {
+          const m = await import('./commands/lifecycle.js');
+          const fn = name === 'up' ? m.upCommand : m.restartCommand;
+          exitCode = await withContext(homeOf(cmd), (ctx) => fn(ctx, names, opts, stdOut));
+        },
+      );
   }
 
   program
     .command('down [names...]')
     .description('stop instances (TERM, then KILL after stop_timeout; nothing of the group is left)')
     .option('--all', 'every configured instance')
-    .action(async (names: string[], opts: { all?: boolean }, cmd: Command) => {
+    .option('--json', 'one JSON object per instance, in an array (README)')
+    .action(async (names: string[], opts: { all?: boolean; json?: boolean }, cmd: Command) => {
       const { downCommand } = await import('./commands/lifecycle.js');
       exitCode = await withContext(homeOf(cmd), (ctx) => downCommand(ctx, names, opts, stdOut));
     });
@@ -111,17 +116,29 @@ export function buildProgram(): Command {
     .option('-f, --follow', 'keep printing new lines')
     .addOption(new Option('--stderr', 'the stderr log (default)').conflicts('stdout'))
     .addOption(new Option('--stdout', 'the stdout log'))
-    .action(async (name: string, opts: { lines: number; follow?: boolean; stdout?: boolean }, cmd: Command) => {
-      const { logsCommand } = await import('./commands/inspect.js');
-      exitCode = await withContext(homeOf(cmd), (ctx) =>
-        logsCommand(
-          ctx,
-          name,
-          { lines: opts.lines, follow: opts.follow ?? false, stream: opts.stdout ? 'stdout' : 'stderr' },
-          stdOut,
-        ),
-      );
-    });
+    .option('--json', 'JSON lines: {"name", "stream", "line"}')
+    .action(
+      async (
+        name: string,
+        opts: { lines: number; follow?: boolean; stdout?: boolean; json?: boolean },
+        cmd: Command,
+      ) => {
+        const { logsCommand } = await import('./commands/inspect.js');
+        exitCode = await withContext(homeOf(cmd), (ctx) =>
+          logsCommand(
+            ctx,
+            name,
+            {
+              lines: opts.lines,
+              follow: opts.follow ?? false,
+              stream: opts.stdout ? 'stdout' : 'stderr',
+              json: opts.json ?? false,
+            },
+            stdOut,
+          ),
+        );
+      },
+    );
 
   program
     .command('describe <name>')
@@ -196,7 +213,8 @@ export function buildProgram(): Command {
   for (const [sub, desc] of daemonCommands) {
     const c = daemon.command(sub).description(desc);
     if (sub === 'run' || sub === 'start') runOpts(c);
-    c.action(async (opts: RunOpts, cmd: Command) => {
+    if (sub === 'status') c.option('--json', '{"running", "pid", "home", "pid_file", "log"}');
+    c.action(async (opts: RunOpts & { json?: boolean }, cmd: Command) => {
       const m = await import('./commands/daemon.js');
       exitCode = await withContext(homeOf(cmd), (ctx) => {
         switch (sub) {
@@ -207,7 +225,7 @@ export function buildProgram(): Command {
           case 'stop':
             return m.daemonStop(ctx, stdOut);
           case 'status':
-            return m.daemonStatusCommand(ctx, stdOut);
+            return m.daemonStatusCommand(ctx, stdOut, opts.json ?? false);
         }
       });
     });

@@ -290,10 +290,17 @@ function lastLine(file: string): string {
 }
 
 /** Waits for health ok; fails early when the instance fails or its keeper dies. */
-export async function waitHealthy(deps: SupervisorDeps, name: string, timeoutMs: number): Promise<RuntimeRow> {
+export async function waitHealthy(
+  deps: SupervisorDeps,
+  name: string,
+  timeoutMs: number,
+  /** Told the row at every change while waiting (`up --wait` shows progress). */
+  onProgress?: (row: RuntimeRow) => void,
+): Promise<RuntimeRow> {
   const { store, procs } = deps;
   const settled = () => {
     const row = store.getRuntime(name) as RuntimeRow;
+    onProgress?.(row);
     if (row.health === 'ok' || row.status === 'failed' || row.status === 'stopped') return row;
     return keeperAlive(row, procs) ? undefined : row;
   };

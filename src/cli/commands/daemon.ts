@@ -118,8 +118,25 @@ export async function daemonStop(ctx: Context, out: Out): Promise<number> {
   return 0;
 }
 
-export function daemonStatusCommand(ctx: Context, out: Out): number {
+export function daemonStatusCommand(ctx: Context, out: Out, json = false): number {
   const owner = liveDaemon(daemonPidFile(ctx.home));
+  if (json) {
+    // README, "daemon status --json": the exit code says the same as `running`.
+    out.log(
+      JSON.stringify(
+        {
+          running: owner !== undefined && owner !== null,
+          pid: owner?.pid ?? null,
+          home: ctx.home.root,
+          pid_file: daemonPidFile(ctx.home),
+          log: path.join(ctx.home.logsDir, 'daemon.log'),
+        },
+        null,
+        2,
+      ),
+    );
+    return owner ? 0 : 1;
+  }
   if (owner) {
     out.log(`daemon running (pid ${owner.pid})`);
     return 0;

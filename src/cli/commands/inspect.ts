@@ -200,18 +200,22 @@ export function healthCommand(ctx: Context, names: string[], all: boolean, json:
 export async function logsCommand(
   ctx: Context,
   name: string,
-  opts: { lines: number; follow: boolean; stream: LogStream },
+  opts: { lines: number; follow: boolean; stream: LogStream; json?: boolean },
   out: Out,
   signal?: AbortSignal,
 ): Promise<number> {
   requireKnown(ctx, name);
   const dir = instanceLogDir(ctx.home, name);
-  for (const l of lastLines(dir, opts.stream, opts.lines)) out.log(l);
+  // --json: JSON lines, {"name", "stream", "line"} each (the server's lines carry their own times).
+  const print = opts.json
+    ? (l: string) => out.log(JSON.stringify({ name, stream: opts.stream, line: l }))
+    : (l: string) => out.log(l);
+  for (const l of lastLines(dir, opts.stream, opts.lines)) print(l);
   if (!opts.follow) return 0;
   const stop = followLog(dir, opts.stream, {
     initial: 0,
     onLines: (lines) => {
-      for (const l of lines) out.log(l);
+      for (const l of lines) print(l);
     },
   });
   process.stderr.write(`following ${logFile(dir, opts.stream)} across rotation (Ctrl-C to stop)\n`);

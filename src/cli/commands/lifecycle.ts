@@ -9,12 +9,14 @@ import {
   waitHealthy,
   type UpResult,
 } from '../../engine/supervisor.js';
+import type { RuntimeRow } from '../../store/store.js';
 import type { Context } from '../context.js';
 import type { Out } from '../output.js';
 
 export interface UpOptions {
   all?: boolean;
   wait?: boolean | string;
+  json?: boolean;
 }
 
 function waitMs(wait: boolean | string | undefined): number | undefined {
@@ -38,23 +40,85 @@ function describeUp(r: UpResult, home: Home): string {
   return `${r.name}: ${r.status} (server pid ${r.pid ?? 'pending'}, keeper pid ${r.keeperPid})`;
 }
 
+/** One instance's result in `--json` output (README, "up / restart / down --json"). */
+export interface ActionJson {
+  name: string;
+  ok: boolean;
+  [field: string]: unknown;
+}
+
 /**
  * Runs an action over several instances: every one is attempted, errors are reported per instance,
- * and the exit code is that of the first failure.
+ * and the exit code is that of the first failure. With `json`, each instance's result (or error,
+ * with its hint and exit code) is one object of the array printed at the end, and nothing else is
+ * printed on stdout.
  */
-async function forEach(names: string[], out: Out, fn: (name: string) => Promise<void>): Promise<number> {
+async function forEach(
+  names: string[],
+  out: Out,
+  json: boolean,
+  fn: (name: string) => Promise<Omit<ActionJson, 'name' | 'ok'> & { ok?: boolean }>,
+): Promise<number> {
   let code = 0;
+  const results: ActionJson[] = [];
   for (const name of names) {
     try {
-      await fn(name);
+      results.push({ name, ok: true, ...(await fn(name)) });
     } catch (e) {
       if (!(e instanceof UserError)) throw e;
-      out.error(`error: ${e.message}`);
-      if (e.hint) out.error(`  hint: ${e.hint}`);
+      if (json) results.push({ name, ok: false, error: e.message, hint: e.hint ?? null, exit_code: e.exitCode });
+      else {
+        out.error(`error: ${e.message}`);
+        if (e.hint) out.error(`  hint: ${e.hint}`);
+      }
       if (code === 0) code = e.exitCode;
     }
   }
+  if (json) out.log(JSON.stringify(results, null, 2));
   return code;
+}
+
+export interface Progress {
+  update: (row: RuntimeRow) => void;
+  done: () => void;
+}
+
+const SPIN = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+
+/**
+ * What `--wait` shows while a model loads, on stderr: a spinner line rewritten in place on a
+ * terminal, otherwise one plain line each time the state or health changes (logs stay readable).
+ */
+export function waitProgress(name: string, stream: NodeJS.WriteStream, now: () => number = Date.now): Progress {
+  const t0 = now();
+  const tty = stream.isTTY === true;
+  let last = '';
+  let frame = 0;
+  let row: RuntimeRow | undefined;
+  const text = (r: RuntimeRow) => {
+    const health = r.health ? `, ${r.health}${r.health_detail ? `: ${r.health_detail}` : ''}` : '';
+    return `${name}: ${r.status}${health}`;
+  };
+  const draw = () => {
+    if (!row) return;
+    const line = `${SPIN[frame++ % SPIN.length]} ${text(row)} (${Math.round((now() - t0) / 1000)} s)`;
+    stream.write(`\r\u001b[K${line.slice(0, Math.max(20, (stream.columns || 80) - 1))}`);
+  };
+  const timer = tty ? setInterval(draw, 100) : undefined;
+  return {
+    update(r) {
+      row = r;
+      // The loading detail counts seconds ("loading 9 s"): a plain line per change, not per second.
+      const key = `${r.status} ${r.health ?? ''} ${(r.health_detail ?? '').replace(/\d+(\.\d+)? ?s\b/g, '')}`;
+      if (tty || key === last) return;
+      last = key;
+      stream.write(`${text(r)} (${Math.round((now() - t0) / 1000)} s)\n`);
+    },
+    done() {
+      if (timer) clearInterval(timer);
+      if (tty) stream.write('\r\u001b[K');
+    },
+  };
 }
 
 /** `up` and `restart`: start each instance, report it, and with --wait wait until it is healthy. */
@@ -69,14 +133,54 @@ async function startCommand(
 ): Promise<number> {
   const selected = selectNames(ctx.home, names, opts.all ?? false);
   const wait = waitMs(opts.wait);
-  return forEach(selected, out, async (name) => {
-    const r = await start(ctx.deps, name);
-    out.log(describeUp(r, ctx.home));
-    if (failIfFailed && r.status === 'failed') throw new UserError(`${name} failed`, ExitCode.general);
-    if (wait !== undefined) {
-      const row = await waitHealthy(ctx.deps, name, wait);
-      out.log(`${name}: healthy (pid ${row.pid})`);
+  const json = opts.json ?? false;
+  return forEach(selected, out, json, async (name) => {
+    let r: UpResult | undefined;
+    try {
+      r = await start(ctx.deps, name);
+    } catch (e) {
+      // `up --wait` on an instance that is already starting or running joins the wait.
+      if (!(wait !== undefined && e instanceof UserError && e.exitCode === ExitCode.alreadyRunning && start === up))
+        throw e;
+      const row = ctx.store.getRuntime(name);
+      if (!row || row.keeper_pid === null) throw e;
+      if (!json) out.log(`${name}: already ${row.status}; waiting for it to be healthy`);
     }
+    if (r && !json) out.log(describeUp(r, ctx.home));
+    if (r && failIfFailed && r.status === 'failed')
+      throw new UserError(
+        json ? `${name} failed to start: ${r.error ?? 'see describe'}` : `${name} failed`,
+        ExitCode.general,
+      );
+    const result: Record<string, unknown> = r
+      ? {
+          ok: r.status !== 'failed',
+          status: r.status,
+          pid: r.pid,
+          keeper_pid: r.keeperPid,
+          adopted: r.adopted,
+          config_changed: r.configChanged ?? false,
+          error: r.error ?? null,
+        }
+      : { joined: true };
+    if (wait !== undefined && r?.status !== 'failed') {
+      const progress = waitProgress(name, process.stderr);
+      let row: RuntimeRow;
+      try {
+        row = await waitHealthy(ctx.deps, name, wait, (x) => progress.update(x));
+      } finally {
+        progress.done();
+      }
+      if (!json) out.log(`${name}: healthy (pid ${row.pid})`);
+      Object.assign(result, {
+        status: row.status,
+        pid: row.pid,
+        keeper_pid: row.keeper_pid,
+        health: row.health,
+        health_latency_ms: row.health_latency_ms ?? null,
+      });
+    }
+    return result;
   });
 }
 
@@ -86,11 +190,18 @@ export const upCommand = (ctx: Context, names: string[], opts: UpOptions, out: O
 export const restartCommand = (ctx: Context, names: string[], opts: UpOptions, out: Out) =>
   startCommand(restart, false, ctx, names, opts, out);
 
-export async function downCommand(ctx: Context, names: string[], opts: { all?: boolean }, out: Out): Promise<number> {
+export async function downCommand(
+  ctx: Context,
+  names: string[],
+  opts: { all?: boolean; json?: boolean },
+  out: Out,
+): Promise<number> {
   // An instance whose config dir was removed while it ran can still be stopped.
   const selected = selectNames(ctx.home, names, opts.all ?? false, recordedLiveNames(ctx.store));
-  return forEach(selected, out, async (name) => {
+  const json = opts.json ?? false;
+  return forEach(selected, out, json, async (name) => {
     const r = await down(ctx.deps, name);
-    out.log(r.message);
+    if (!json) out.log(r.message);
+    return { was_running: r.wasRunning, message: r.message };
   });
 }
