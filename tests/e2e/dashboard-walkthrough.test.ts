@@ -42,8 +42,10 @@ afterEach(async () => {
   home = undefined;
 });
 
+/** Made and registered for cleanup first: a rig that fails half-way up is still stopped. */
 async function rig(): Promise<TestHome> {
   const h = makeHome();
+  home = h;
   h.addInstance('alpha', realConfig(freePort()));
   h.addInstance('bravo', realConfig(freePort()));
   const broken = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'broken-model-')), 'broken.gguf');
