@@ -213,7 +213,58 @@ async function damagedDbFaults() {
   return { survived, recorded: null, lost: 0 };
 }
 
-async function lockLatency() {
+const dbFiles = (root) => ['', '-wal', '-shm'].map((x) => path.join(root, 'state', `llama-orch.db${x}`));
+
+/**
+ * The database files made immutable (chattr +i) for `ms`, the keeper paused meanwhile so that its
+ * next transaction comes after `sync` has cleaned SQLite's mapped WAL index (without the guard in
+ * store/base.ts that write is SIGBUS). Resolves when the files are writable again.
+ */
+async function readOnly(root, keeperPid, ms) {
+  const files = dbFiles(root).filter((f) => fs.existsSync(f));
+  if (keeperPid) process.kill(keeperPid, 'SIGSTOP');
+  execFileSync('chattr', ['+i', ...files]);
+  execFileSync('sync');
+  if (keeperPid) process.kill(keeperPid, 'SIGCONT');
+  await sleep(ms);
+  execFileSync('chattr', ['-i', ...files]);
+}
+
+async function readOnlyFaults(root) {
+  let survived = 0;
+  let recorded = 0;
+  let lost = 0;
+  for (let i = 0; i < N; i++) {
+    const before = await settled(root);
+    const tag = String(Date.now() % 100000);
+    const window = readOnly(root, before.keeper_pid, 3000);
+    await sleep(200);
+    await fetch(`http://127.0.0.1:${before.port}/flood?n=20000&tag=${tag}`).catch(() => undefined);
+    process.kill(before.pid, 'SIGKILL');
+    orch(root, ['ps']);
+    await window;
+    const after = await until(() => {
+      const r = psJson(root).find((x) => x.name === 'f');
+      return r.health === 'ok' && r.pid !== before.pid ? r : undefined;
+    }, 15_000);
+    if (after && after.keeper_pid === before.keeper_pid && alive(after.keeper_pid)) survived++;
+    if (exitEvents(root, 'f').some((e) => e.message.includes(`pid ${before.pid} killed by SIGKILL`))) recorded++;
+    else {
+      const evs = exitEvents(root, 'f').slice(-3);
+      const klog = fs
+        .readFileSync(path.join(root, 'logs', 'f', 'keeper.log'), 'utf8')
+        .split('\n')
+        .slice(-8);
+      console.error(
+        `read-only fault ${i}: no exit of pid ${before.pid}; now ${JSON.stringify(after)}; last exits ${JSON.stringify(evs)}; keeper.log:\n${klog.join('\n')}`,
+      );
+    }
+    lost += 20000 - floodLinesFound(path.join(root, 'logs', 'f'), tag);
+  }
+  return { survived, recorded, lost };
+}
+
+async function lockLatency(kind = 'lock') {
   const { root, bin } = await makeRealHome('bench-faults-lat-');
   addInstance(root, 'v', {
     model: { path: 'models/tiny.gguf', context_size: 256 },
@@ -235,7 +286,8 @@ async function lockLatency() {
   const normal = [];
   for (let i = 0; i < 40; i++) normal.push(await once());
   const during = [];
-  const released = lock(root, 10_000);
+  const keeperPid = psJson(root).find((r) => r.name === 'v')?.keeper_pid;
+  const released = kind === 'lock' ? lock(root, 10_000) : readOnly(root, keeperPid, 10_000);
   let done = false;
   void released.then(() => (done = true));
   while (!done && during.length < 400) during.push(await once());
@@ -254,12 +306,22 @@ export async function run() {
     restart: { initial_delay: 0.2, jitter: 0, max_retries: 1000, min_uptime: 1, reset_after: 1 },
   });
   orch(root, ['up', 'f', '--wait', '10']);
+  if (process.env.FAULTS_ONLY === 'readonly') {
+    const r = await readOnlyFaults(root);
+    orch(root, ['down', '--all']);
+    return { name: 'read-only faults', lines: [JSON.stringify(r)], raw: r };
+  }
   const results = {
     'write lock held 3 s by another process (a server kill -9 and a 20,000-line flood during each)':
       await lockFaults(root),
     'state database deleted while running (then a server kill -9)': await deletedDbFaults(root),
     'keeper stopped with SIGSTOP (the daemon running)': await stalledKeeperFaults(root),
   };
+  if (process.getuid?.() === 0) {
+    results[
+      'database files made immutable for 3 s (chattr +i after sync; a server kill -9 and a 20,000-line flood during each)'
+    ] = await readOnlyFaults(root);
+  }
   orch(root, ['down', '--all']);
   fs.rmSync(root, { recursive: true, force: true });
   if (process.getuid?.() === 0) {
@@ -267,6 +329,7 @@ export async function run() {
   }
   results['damaged database file (ps, up, down each)'] = await damagedDbFaults();
   const lat = await lockLatency();
+  const ro = process.getuid?.() === 0 ? await lockLatency('readonly') : undefined;
   const lines = [
     `${N} faults of each kind; ${commands} llama-orch commands run meanwhile, stack traces printed: ${stackTraces}.`,
     '',
@@ -278,8 +341,13 @@ export async function run() {
     ),
     '',
     `Request latency of a real llama-server with -v (completion of 8 tokens): normal p50 ${fmt(lat.normal.p50)} ms (p95 ${fmt(lat.normal.p95)}), during a 10 s write lock p50 ${fmt(lat.during.p50)} ms (p95 ${fmt(lat.during.p95)}, ${lat.during.n} requests): ${fmt(lat.during.p50 / lat.normal.p50, 2)}x (target <= 2x).`,
+    ...(ro
+      ? [
+          `During 10 s of immutable database files: p50 ${fmt(ro.during.p50)} ms (p95 ${fmt(ro.during.p95)}, ${ro.during.n} requests): ${fmt(ro.during.p50 / ro.normal.p50, 2)}x of that run's normal p50 ${fmt(ro.normal.p50)} ms.`,
+        ]
+      : []),
   ];
-  return { name: 'fault injection', lines, raw: { results, lat, stackTraces } };
+  return { name: 'fault injection', lines, raw: { results, lat, ro, stackTraces } };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) console.log((await run()).lines.join('\n'));
