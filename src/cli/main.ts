@@ -259,6 +259,7 @@ export function buildProgram(): Command {
     .requiredOption('--port <n>', 'listen port')
     .option('--gpu <ids>', 'GPU indices or UUIDs, comma separated')
     .option('--ctx <n>', 'context size')
+    .option('--json', '{"name", "file", "profile", "schema_written", "warnings", "start_command"}')
     .action(async (name: string, opts: import('./commands/init.js').InitOptions, cmd: Command) => {
       const { initCommand } = await import('./commands/init.js');
       exitCode = initCommand(homeOf(cmd), name, opts, stdOut);

@@ -58,6 +58,25 @@ describe('init', () => {
     expect(report.warnings.map((w) => w.jsonPath)).toEqual(['$.gpu.backend']);
   });
 
+  it('--json: one object with the file, the schema written, the warnings and the command to start it', async () => {
+    const home = homes.make();
+    const r = await cli(home.root, [...initArgs('j', home.root, '--profile', 'metal'), '--json'], {
+      LLAMA_SERVER: '/bin/true',
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout) as Record<string, unknown>;
+    expect(out).toMatchObject({
+      name: 'j',
+      file: path.join(home.root, 'instances', 'j', 'config.json'),
+      profile: 'metal',
+      schema_written: path.join(home.root, 'instances', 'config.schema.json'),
+    });
+    expect(out.warnings).toEqual([expect.stringContaining('cannot run on')]);
+    expect(out.start_command).toMatch(/^llama-orch up j/);
+    expect(fs.existsSync(out.file as string)).toBe(true);
+  });
+
   it('writes the JSON schema its $schema names when it is missing, and never replaces one', async () => {
     const home = homes.make();
     const schema = path.join(home.root, 'instances', 'config.schema.json');

@@ -16,11 +16,7 @@ let busy = 0;
 for (let i = 0; i < Number(n); i++) {
   try {
     // An intent that reads, then writes (restarts_total + 1), in one IMMEDIATE transaction.
-    store.recordExit(
-      'shared',
-      { pid: 1, code: 1, signal: null, at: i, cause: 'exit', stderrTail: [], message: 'worker ' + id + ' step ' + i, meta: {} },
-      'info',
-    );
+    store.recordStarting('shared', i, true);
   } catch (e) {
     if (String(e.code).startsWith('SQLITE_BUSY')) busy++;
     else throw e;

@@ -11,6 +11,8 @@ import { gpuCount } from '../../platform/gpu.js';
 import type { Out } from '../output.js';
 
 export interface InitOptions {
+  /** One JSON object on stdout instead of the lines (README, "init --json"). */
+  json?: boolean;
   profile: string;
   model: string;
   port: string;
@@ -91,14 +93,33 @@ export function initCommand(homeOpt: string | undefined, name: string, opts: Ini
     );
   fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(file, text, { flag: 'wx' });
-  out.log(`wrote ${file} (${profile} profile)`);
   // The file the config's "$schema" names (editors read it): written when missing, never replaced.
   const schemaFile = path.resolve(path.dirname(file), String(config.$schema));
-  if (!fs.existsSync(schemaFile)) {
-    writeInstanceJsonSchema(schemaFile);
-    out.log(`wrote ${schemaFile} (the JSON schema its "$schema" names)`);
+  const schemaWritten = !fs.existsSync(schemaFile);
+  if (schemaWritten) writeInstanceJsonSchema(schemaFile);
+  const notes = [...problems, ...warnings].map((p) => formatProblem(p));
+  const start = orchCommand(home, `up ${name}`);
+  if (opts.json) {
+    // README, "init --json".
+    out.log(
+      JSON.stringify(
+        {
+          name,
+          file,
+          profile,
+          schema_written: schemaWritten ? schemaFile : null,
+          warnings: notes,
+          start_command: start,
+        },
+        null,
+        2,
+      ),
+    );
+    return 0;
   }
-  for (const p of [...problems, ...warnings]) out.error(`warning: ${formatProblem(p)}`);
-  out.log(`start it with: ${orchCommand(home, `up ${name}`)}`);
+  out.log(`wrote ${file} (${profile} profile)`);
+  if (schemaWritten) out.log(`wrote ${schemaFile} (the JSON schema its "$schema" names)`);
+  for (const n of notes) out.error(`warning: ${n}`);
+  out.log(`start it with: ${start}`);
   return 0;
 }
