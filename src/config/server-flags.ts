@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { Home } from '../domain/home.js';
 import { runServerHelp, type HelpOutput } from '../platform/server-help.js';
@@ -101,8 +102,11 @@ interface CacheEntry {
   failure?: string;
 }
 
-/** Bumped when the parser changes, so entries read by an older one are read again. */
-const CACHE_VERSION = 1;
+/**
+ * Bumped when the parser or the keys change, so entries written by an older version are read again
+ * (version 1 kept timeouts too, for good, and keyed by the binary alone).
+ */
+const CACHE_VERSION = 2;
 
 interface CacheFile {
   version: number;
@@ -140,6 +144,21 @@ function writeCache(file: string, key: string, entry: CacheEntry): void {
   }
 }
 
+/**
+ * The cache key: the binary's real path, and a digest of the instance's `server.env` when it has one.
+ * `--help` runs in the environment the server gets, and server.env can change what it prints or
+ * whether it runs at all (LD_LIBRARY_PATH, LD_PRELOAD): an answer is reused only for the same
+ * binary in the same instance environment. A digest, not the values: server.env may hold secrets.
+ */
+function cacheKey(realBinary: string, instanceEnv: Record<string, string>): string {
+  const entries = Object.entries(instanceEnv).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  if (entries.length === 0) return realBinary;
+  // Required here, not at the top: this module is loaded by `ps` too, which never hashes.
+  const crypto = createRequire(import.meta.url)('node:crypto') as typeof import('node:crypto');
+  const digest = crypto.createHash('sha256').update(JSON.stringify(entries)).digest('hex').slice(0, 16);
+  return `${realBinary} env:${digest}`;
+}
+
 export interface FlagsLookup {
   flags?: ServerFlags;
   /** Why the flags are unknown: `--help` could not be run, or printed no flag list. */
@@ -150,27 +169,33 @@ export interface FlagsLookup {
 
 export type HelpRunner = (binary: string, env: NodeJS.ProcessEnv) => HelpOutput;
 
+/** This process's answers, so one command (restart checks, then starts) runs `--help` at most once. */
 const memo = new Map<string, FlagsLookup>();
 
 /**
- * The flags `binary` accepts: from the cache while the binary is the same file with the same size and
- * mtime, else by running `binary --help` (once; a failure is cached too, so it is reported once).
+ * The flags `binary` accepts when run with `env` plus `instanceEnv` (an instance's server.env): from
+ * the cache while the binary is the same file with the same size and mtime, else by running
+ * `binary --help`. What a run that ended says is cached, failures included (an exit code, no flag
+ * list), so they are reported once; a run that did not end (a timeout, a spawn error, a signal) is
+ * not: it is reported and tried again by the next command.
  */
 export function serverFlags(
   home: Home,
   binary: string,
   env: NodeJS.ProcessEnv,
   run: HelpRunner = runServerHelp,
+  instanceEnv: Record<string, string> = {},
 ): FlagsLookup {
-  let key: string;
+  let real: string;
   let id: string;
   try {
-    key = fs.realpathSync(binary);
-    const st = fs.statSync(key);
+    real = fs.realpathSync(binary);
+    const st = fs.statSync(real);
     id = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
   } catch (e) {
     return { failure: `cannot read ${binary}: ${(e as Error).message}`, fresh: true };
   }
+  const key = cacheKey(real, instanceEnv);
   const mem = memo.get(`${key}\0${id}`);
   if (mem) return { ...mem, fresh: false };
   const file = serverFlagsCacheFile(home);
@@ -180,15 +205,14 @@ export function serverFlags(
     memo.set(`${key}\0${id}`, found);
     return found;
   }
-  const out = run(binary, env);
+  const out = run(binary, { ...env, ...instanceEnv });
   const flags = out.failure ? undefined : parseServerHelp(out.text);
   const failure = out.failure
-    ? `"${binary} --help" ${out.failure}`
+    ? `"${binary} --help" ${out.failure}${out.transient ? ' (not cached: tried again next time)' : ''}`
     : flags
       ? undefined
       : `"${binary} --help" printed no llama-server flag list (no --port in it)`;
-  const entry: CacheEntry = flags ? { id, flags } : { id, failure };
-  writeCache(file, key, entry);
+  if (!out.transient) writeCache(file, key, flags ? { id, flags } : { id, failure });
   memo.set(`${key}\0${id}`, { flags, failure, fresh: false });
   return { flags, failure, fresh: true };
 }
@@ -211,7 +235,7 @@ export function checkExtraArgs(
   const args = inst.config.server.extra_args;
   if (args.length === 0) return { problems: [] };
   // The environment the server would get (a library path in server.env, say).
-  const found = serverFlags(home, binary, { ...env, ...inst.config.server.env }, run);
+  const found = serverFlags(home, binary, env, run, inst.config.server.env);
   if (!found.flags) {
     return {
       problems: [],

@@ -145,3 +145,73 @@ describe('extra_args against the binary', () => {
     expect(lint.stderr).toContain('$.server.extra_args: server.extra_args not checked');
   });
 });
+
+describe('--help that gives no lasting answer', () => {
+  it('a --help that does not exit within 5 s is not cached: up warns, starts, and the next command asks again', async () => {
+    const home = homes.make();
+    const bin = ownBinary(home);
+    const log = path.join(home.root, 'help-runs.log');
+    const file = home.addInstance(
+      'h1',
+      fakeConfig(freePort(), { FAKE_HELP_LOG: log }, { server: { binary: bin, extra_args: ['--metrics'] } }),
+    );
+    // The environment of this one command only: the binary answers the next time.
+    const first = await cli(home.root, ['up', 'h1'], { FAKE_HELP: 'hang' });
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stderr).toContain(
+      `warning: h1: server.extra_args not checked: "${bin} --help" did not exit within 5 s (not cached: tried again next time)`,
+    );
+    expect(first.stderr.match(/warning:/g)).toHaveLength(1);
+    const cache = path.join(home.root, 'state', 'server-flags.json');
+    const cached = fs.existsSync(cache) ? fs.readFileSync(cache, 'utf8') : '';
+    expect(cached).not.toContain('did not exit');
+    await waitForRow(home.root, 'h1', (r) => r.state === 'running', 10_000, 'running');
+    expect((await cli(home.root, ['down', 'h1'])).code).toBe(0);
+
+    // Asked again: now it answers, and an unknown flag is found before anything starts.
+    editConfig(file, (cfg) => (cfg.server.extra_args = ['--metrics', '--no-such-flag']));
+    const second = await cli(home.root, ['up', 'h1']);
+    expect(second.code).toBe(1);
+    expect(second.stderr).toContain('$.server.extra_args[1]: unknown llama-server flag "--no-such-flag"');
+    expect(helpRuns(log)).toBe(2);
+    // That answer is cached.
+    expect((await cli(home.root, ['config', 'lint'])).code).toBe(1);
+    expect(helpRuns(log)).toBe(2);
+  });
+
+  it("one instance's server.env does not decide how another instance's extra_args are checked", async () => {
+    const home = homes.make();
+    const bin = ownBinary(home);
+    // The same binary; with a's environment its --help prints no flag list (as a missing library
+    // path would make it fail), with b's it answers.
+    const a = home.addInstance(
+      'a',
+      fakeConfig(freePort(), { FAKE_HELP: 'garbage' }, { server: { binary: bin, extra_args: ['--metrics'] } }),
+    );
+    const b = home.addInstance(
+      'b',
+      fakeConfig(freePort(), {}, { server: { binary: bin, extra_args: ['--no-such-flag'] } }),
+    );
+    for (let i = 0; i < 2; i++) {
+      // The second time from the cache: same answers.
+      const lint = await cli(home.root, ['config', 'lint', '--json']);
+      expect(lint.code).toBe(1);
+      const report = JSON.parse(lint.stdout) as {
+        problems: Array<{ file: string; message: string }>;
+        warnings: Array<{ file: string; message: string }>;
+      };
+      expect(report.problems).toEqual([
+        expect.objectContaining({
+          file: b,
+          message: expect.stringContaining('unknown llama-server flag "--no-such-flag"'),
+        }),
+      ]);
+      expect(report.warnings).toEqual([
+        expect.objectContaining({ file: a, message: expect.stringContaining('printed no llama-server flag list') }),
+      ]);
+    }
+    const up = await cli(home.root, ['up', 'b']);
+    expect(up.code).toBe(1);
+    expect(up.stderr).toContain('unknown llama-server flag "--no-such-flag"');
+  });
+});

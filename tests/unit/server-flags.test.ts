@@ -121,4 +121,46 @@ describe('the cache of parsed --help', () => {
     };
     expect(cached.binaries[fs.realpathSync(bin)]?.failure).toBe(broken.failure);
   });
+
+  it('does not cache a run that did not end (timeout, spawn error, signal); asks once per process', () => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'llama-orch-flags-'));
+    const home = homeAt(root);
+    const bin = path.join(root, 'llama-server');
+    fs.writeFileSync(bin, '#!/bin/sh\n', { mode: 0o755 });
+    let runs = 0;
+    const killed = () => {
+      runs++;
+      return { text: '', failure: 'was killed by SIGSEGV', transient: true };
+    };
+    const first = serverFlags(home, bin, {}, killed);
+    expect(first).toMatchObject({
+      fresh: true,
+      failure: `"${bin} --help" was killed by SIGSEGV (not cached: tried again next time)`,
+    });
+    // The same process (restart checks, then starts) does not wait for it twice, nor warns twice.
+    expect(serverFlags(home, bin, {}, killed)).toMatchObject({ fresh: false, failure: first.failure });
+    expect(runs).toBe(1);
+    expect(fs.existsSync(serverFlagsCacheFile(home))).toBe(false);
+  });
+
+  it('keys the cache by the binary and the instance environment --help ran with', () => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'llama-orch-flags-'));
+    const home = homeAt(root);
+    const bin = path.join(root, 'llama-server');
+    fs.writeFileSync(bin, '#!/bin/sh\n', { mode: 0o755 });
+    const seen: Array<string | undefined> = [];
+    const run = (_b: string, env: NodeJS.ProcessEnv) => {
+      seen.push(env.LD_LIBRARY_PATH);
+      return env.LD_LIBRARY_PATH
+        ? { text: fakeHelp() }
+        : { text: 'error while loading shared libraries', failure: 'exited with code 127' };
+    };
+    expect(serverFlags(home, bin, { PATH: '/bin' }, run).flags).toBeUndefined();
+    expect(serverFlags(home, bin, { PATH: '/bin' }, run, { LD_LIBRARY_PATH: '/opt/llama/lib' }).flags?.['--port']).toBe(
+      1,
+    );
+    expect(seen).toEqual([undefined, '/opt/llama/lib']);
+    // The file holds a digest of the instance environment, never its values.
+    expect(fs.readFileSync(serverFlagsCacheFile(home), 'utf8')).not.toContain('/opt/llama/lib');
+  });
 });
