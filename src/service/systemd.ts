@@ -14,16 +14,24 @@ export interface UnitInput {
 /** The one unit name before units were named after their home; still found for a home that uses it. */
 export const LEGACY_UNIT_NAME = 'llama-orch.service';
 
-/** A unit name systemd accepts and a shell needs no quotes for (no "@": that is a template's). */
-const UNIT_NAME_RE = /^[A-Za-z0-9_.:-]{1,200}$/;
+/**
+ * A unit name systemd accepts (its characters, at most 255 with ".service") that a shell needs no
+ * quotes for; no "@" (that is a template's) and no leading "-", which systemctl would read as an option.
+ */
+const UNIT_NAME_RE = /^[A-Za-z0-9_.:][A-Za-z0-9_.:-]{0,199}$/;
 
 /**
  * `--name NAME` as a unit name ("NAME.service"), or undefined with the reason it is not one.
  */
 export function unitNameFromOption(name: string): { unit?: string; problem?: string } {
   const base = name.endsWith('.service') ? name.slice(0, -'.service'.length) : name;
+  if (base.startsWith('-')) {
+    return {
+      problem: `--name "${name}" is not a unit name: it must not start with "-" (systemctl reads that as an option)`,
+    };
+  }
   if (!UNIT_NAME_RE.test(base)) {
-    return { problem: `--name "${name}" is not a unit name: use letters, digits, "_", ".", ":" and "-"` };
+    return { problem: `--name "${name}" is not a unit name: use letters, digits, "_", ".", ":" and "-" (up to 200)` };
   }
   return { unit: `${base}.service` };
 }
@@ -55,12 +63,45 @@ function execStart(u: Pick<UnitInput, 'nodePath' | 'cliPath' | 'home'>): string 
   return [u.nodePath, u.cliPath, 'daemon', 'run', '--home', u.home].map(quote).join(' ');
 }
 
+/** The words of an ExecStart= command line as systemd splits them: blanks, "double quotes", \\ escapes. */
+function execWords(line: string): string[] {
+  const words: string[] = [];
+  const re = /"((?:[^"\\]|\\.)*)"|((?:[^\s"\\]|\\.)+)/g;
+  for (const m of line.matchAll(re)) words.push((m[1] ?? m[2] ?? '').replace(/\\(.)/g, '$1'));
+  return words;
+}
+
+/** Who a unit file is for: the home whose daemon it runs, when it is a llama-orch unit at all. */
+export interface UnitOwner {
+  /** The home of `llama-orch daemon run --home HOME`; undefined when the unit runs something else. */
+  home?: string;
+  /** Its ExecStart line, to say what it runs instead. */
+  execStart?: string;
+}
+
+/**
+ * Reads a unit file: ours when its ExecStart runs `llama-orch` (bin/llama-orch.cjs, through node or
+ * not) as `daemon run --home HOME` and nothing after it, as renderUnit writes it.
+ */
+export function unitOwner(text: string): UnitOwner {
+  const line = text
+    .split('\n')
+    .map((l) => l.trim())
+    .find((l) => l.startsWith('ExecStart='));
+  if (!line) return {};
+  const execStart = line.slice('ExecStart='.length);
+  const words = execWords(execStart);
+  const at = words.length - 4;
+  const tail = words.slice(at, at + 3).join(' ');
+  const cli = words.slice(0, Math.max(at, 0)).some((w) => /^llama-orch(\.cjs)?$/.test(path.basename(w)));
+  const home = words[words.length - 1];
+  if (at < 1 || tail !== 'daemon run --home' || !cli || !home || !path.isAbsolute(home)) return { execStart };
+  return { home: path.resolve(home), execStart };
+}
+
 /** The home a unit file runs the daemon for (its ExecStart's --home), if it is one of ours. */
 export function unitHome(text: string): string | undefined {
-  const line = text.split('\n').find((l) => l.startsWith('ExecStart='));
-  const m = line ? / daemon run --home (?:"((?:[^"\\]|\\.)*)"|(\S+))\s*$/.exec(line) : null;
-  if (!m) return undefined;
-  return m[1] !== undefined ? m[1].replace(/\\(["\\])/g, '$1') : m[2];
+  return unitOwner(text).home;
 }
 
 /**

@@ -208,6 +208,66 @@ describe('service', () => {
     expect(other.stdout).toMatch(/disable --now llama-orch-[a-z0-9_-]+-[0-9a-f]{8}\.service/);
   });
 
+  it("install and uninstall --name refuse a unit file of another home or not llama-orch's, and a name systemctl reads as an option", async () => {
+    home = makeHome();
+    const userHome = path.join(home.root, 'user-home');
+    const dir = path.join(userHome, '.config/systemd/user');
+    fs.mkdirSync(dir, { recursive: true });
+    const env = { HOME: userHome };
+    const unitFile = path.join(dir, 'box.service');
+    const tries = async (expected: RegExp, hint?: RegExp) => {
+      const before = fs.readFileSync(unitFile, 'utf8');
+      for (const args of [
+        ['service', 'install', '--name', 'box'],
+        ['service', 'install', '--name', 'box', '--dry-run'],
+        ['service', 'uninstall', '--name', 'box'],
+        ['service', 'uninstall', '--name', 'box.service', '--dry-run'],
+      ]) {
+        const r = await cli(home!.root, args, env);
+        expect(r.code, `${args.join(' ')}: ${r.stdout}${r.stderr}`).toBe(10);
+        expect(r.stderr).toMatch(expected);
+        expect(r.stdout).toBe('');
+        if (hint && args[1] === 'uninstall') expect(r.stderr).toMatch(hint);
+      }
+      expect(fs.readFileSync(unitFile, 'utf8')).toBe(before);
+    };
+
+    // Not llama-orch's at all, though it says "daemon run --home".
+    fs.writeFileSync(unitFile, '[Service]\nExecStart=/usr/bin/backup-job daemon run --home /srv/rig\n');
+    await tries(
+      /error: \S+box\.service is not a llama-orch unit \(ExecStart=\/usr\/bin\/backup-job daemon run --home \/srv\/rig\): will not (overwrite|remove) it/,
+    );
+    // llama-orch's, for another home: which one it serves is said, and where it is removed from.
+    fs.writeFileSync(
+      unitFile,
+      '[Service]\nExecStart=/usr/bin/node "/opt/my tools/bin/llama-orch.cjs" daemon run --home /srv/other-rig\n',
+    );
+    await tries(
+      new RegExp(`runs the llama-orch daemon of another home \\(/srv/other-rig\\), not of ${home.root}: will not`),
+      /hint: it is removed from its own home: "llama-orch service uninstall --name box(\.service)? --home \/srv\/other-rig"/,
+    );
+
+    // This home's: uninstall goes ahead (here as far as systemd, which this machine may not run).
+    fs.writeFileSync(
+      unitFile,
+      `[Service]\nExecStart=/usr/bin/node /x/bin/llama-orch.cjs daemon run --home ${home.root}\n`,
+    );
+    const ours = await cli(home.root, ['service', 'uninstall', '--name', 'box', '--dry-run'], env);
+    expect(ours.code, ours.stderr).toBe(0);
+    expect(ours.stdout).toContain(`# would remove ${unitFile}`);
+    const over = await cli(home.root, ['service', 'install', '--name', 'box', '--dry-run'], env);
+    expect(over.code, over.stderr).toBe(0);
+    expect(over.stdout).toContain(`# would write ${unitFile}:`);
+
+    for (const name of ['-x', '--now', '-x.service']) {
+      for (const cmd of ['install', 'uninstall', 'status']) {
+        const r = await cli(home.root, ['service', cmd, '--dry-run', '--name', name], env);
+        expect(r.code, `${cmd} --name ${name}: ${r.stderr}`).toBe(1);
+        expect(r.stderr).toContain(`--name "${name}" is not a unit name: it must not start with "-"`);
+      }
+    }
+  });
+
   it('says clearly when systemd is not there', async () => {
     if (fs.existsSync('/run/systemd/system')) return; // a machine with systemd: nothing to check here
     home = makeHome();

@@ -10,8 +10,8 @@ import {
   renderUnit,
   resolveUnitName,
   systemctlArgs,
-  unitHome,
   unitNameFromOption,
+  unitOwner,
   unitPath,
 } from '../../service/systemd.js';
 import type { Out } from '../output.js';
@@ -68,8 +68,48 @@ function target(homeOpt: string | undefined, opts: ServiceOptions) {
   return { home, system, unit, file: unitPath(system, unit) };
 }
 
+type Target = ReturnType<typeof target>;
+
+/**
+ * Whether the unit file is there, refusing one that is not this home's daemon: another home's
+ * llama-orch unit, or a unit that is not llama-orch's at all. Checked before --dry-run prints
+ * anything, so a dry run says what the real one would do.
+ */
+function existingUnit(t: Target, opts: ServiceOptions, action: 'overwrite' | 'remove'): boolean {
+  let text: string;
+  try {
+    text = fs.readFileSync(t.file, 'utf8');
+  } catch {
+    return false;
+  }
+  const owner = unitOwner(text);
+  if (owner.home === t.home.root) return true;
+  const pick = 'pick another unit name with --name NAME';
+  if (owner.home !== undefined) {
+    const args = [
+      'service uninstall',
+      ...(t.system ? ['--system'] : []),
+      ...(opts.name ? [`--name ${opts.name}`] : []),
+    ];
+    throw new UserError(
+      `${t.file} runs the llama-orch daemon of another home (${owner.home}), not of ${t.home.root}: will not ${action} it`,
+      ExitCode.daemon,
+      action === 'overwrite' ? pick : `it is removed from its own home: "${orchCommand(owner.home, args.join(' '))}"`,
+    );
+  }
+  throw new UserError(
+    `${t.file} is not a llama-orch unit (${owner.execStart ? `ExecStart=${owner.execStart}` : 'no ExecStart'}): will not ${action} it`,
+    ExitCode.daemon,
+    action === 'overwrite'
+      ? pick
+      : 'it is not one llama-orch installed; remove it with systemctl yourself if it should go',
+  );
+}
+
 export function serviceInstall(homeOpt: string | undefined, opts: ServiceOptions, out: Out): number {
-  const { home, system, unit: name, file } = target(homeOpt, opts);
+  const t = target(homeOpt, opts);
+  const { home, system, unit: name, file } = t;
+  existingUnit(t, opts, 'overwrite');
   const user = os.userInfo().username;
   const unit = renderUnit({
     home: home.root,
@@ -89,20 +129,6 @@ export function serviceInstall(homeOpt: string | undefined, opts: ServiceOptions
     return 0;
   }
   if (!systemctlAvailable()) throw noSystemd(home.root);
-  let existing: string | undefined;
-  try {
-    existing = fs.readFileSync(file, 'utf8');
-  } catch {
-    existing = undefined;
-  }
-  const other = existing === undefined ? undefined : unitHome(existing);
-  if (other !== undefined && other !== home.root) {
-    throw new UserError(
-      `${file} already runs the daemon of another home (${other})`,
-      ExitCode.daemon,
-      'pick another unit name with --name NAME',
-    );
-  }
   fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(file, unit, { mode: 0o644 });
   systemctl(system, 'daemon-reload');
@@ -113,14 +139,16 @@ export function serviceInstall(homeOpt: string | undefined, opts: ServiceOptions
 }
 
 export function serviceUninstall(homeOpt: string | undefined, opts: ServiceOptions, out: Out): number {
-  const { home, system, unit: name, file } = target(homeOpt, opts);
+  const t = target(homeOpt, opts);
+  const { home, system, unit: name, file } = t;
+  const installed = existingUnit(t, opts, 'remove');
   if (opts.dryRun) {
     out.log(`# would run: systemctl ${systemctlArgs(system, 'disable', '--now', name).join(' ')}`);
     out.log(`# would remove ${file}`);
     return 0;
   }
   if (!systemctlAvailable()) throw noSystemd(home.root);
-  if (!fs.existsSync(file)) {
+  if (!installed) {
     out.log(`${file} is not installed`);
     return 0;
   }
