@@ -1,6 +1,6 @@
 import { discoverInstanceNames } from '../config/paths.js';
 import { UserError } from '../domain/errors.js';
-import { orchCommand } from '../domain/home.js';
+import { orchCommandWithHome } from '../domain/home.js';
 import { keeperAlive } from '../engine/identity.js';
 import { heartbeatAgeMs, STALLED_AFTER_MS } from '../engine/keeper-file.js';
 import type { RuntimeRow } from '../store/store.js';
@@ -90,7 +90,7 @@ export class SupervisionService implements Service {
       const inst = this.deps.store.getInstance(name);
       if (inst?.desired_state === 'stopped' && inst.desired_at !== null) {
         this.deps.log(
-          `autostart: ${name} skipped (stopped by the operator; "${orchCommand(this.deps.home, `up ${name}`)}" starts it)`,
+          `autostart: ${name} skipped (stopped by the operator; "${orchCommandWithHome(this.deps.home, `up ${name}`)}" starts it)`,
         );
         continue;
       }

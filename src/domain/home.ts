@@ -55,9 +55,20 @@ export function shellWord(s: string): string {
 /**
  * `llama-orch ARGS` as a hint to type: with `--home DIR` when a plain `llama-orch` run from this
  * shell (its cwd and $LLAMA_ORCH_HOME) would use another home, so the hint works where it is read.
+ * Only for what the operator's own command prints; see orchCommandWithHome for anything else.
  */
 export function orchCommand(home: Home | string, args: string, env: NodeJS.ProcessEnv = process.env): string {
   const root = typeof home === 'string' ? path.resolve(home) : home.root;
   const cmd = `llama-orch ${args}`;
   return root === resolveHome(undefined, env).root ? cmd : `${cmd} --home ${shellWord(root)}`;
+}
+
+/**
+ * `llama-orch ARGS --home DIR`, always: a hint written by a process that is not the operator's shell
+ * (the daemon, a keeper) to a log or the database. Its own directory and $LLAMA_ORCH_HOME are the
+ * home itself (under systemd, or inherited), which tells nothing about the shell that will read it.
+ */
+export function orchCommandWithHome(home: Home | string, args: string): string {
+  const root = typeof home === 'string' ? path.resolve(home) : home.root;
+  return `llama-orch ${args} --home ${shellWord(root)}`;
 }

@@ -1,5 +1,5 @@
 import type { LoadedInstance } from '../config/load.js';
-import { instanceConfigPath, instanceLogDir, instancePipeDir, orchCommand, type Home } from '../domain/home.js';
+import { instanceConfigPath, instanceLogDir, instancePipeDir, orchCommandWithHome, type Home } from '../domain/home.js';
 import { decideRestart } from '../engine/restart-policy.js';
 import { startedConfig } from '../engine/started-config.js';
 import { stopGroup } from '../engine/stop.js';
@@ -133,7 +133,7 @@ export class Keeper {
     try {
       if (!config) {
         this.fail(
-          `no validated config recorded for this instance: start it with "${orchCommand(this.deps.home, `up ${this.name}`)}"`,
+          `no validated config recorded for this instance: start it with "${orchCommandWithHome(this.deps.home, `up ${this.name}`)}"`,
         );
         return 1;
       }

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { CLI, cli, fakeConfig, freePort, homePerTest } from '../helpers/home.js';
+import { CLI, cli, fakeConfig, freePort, homePerTest, waitFor } from '../helpers/home.js';
 
 const homes = homePerTest();
 
@@ -133,5 +133,66 @@ describe('hints carry --home when the home is not the default one', () => {
     const again = await cli(home.root, ['up', 'm1']);
     expect(again.code).toBe(3);
     expect(again.stderr).toContain(`hint: use "llama-orch restart m1 --home ${home.root}" to restart it`);
+  });
+});
+
+describe('hints written by the daemon and the keepers carry --home', () => {
+  // Their directory and $LLAMA_ORCH_HOME are the home itself (systemd's unit sets both): a hint
+  // without --home would work there, and nowhere an operator reads it.
+  it("a keeper's last_error, read with ps --json from another directory", async () => {
+    const home = homes.make();
+    home.addInstance('k1', fakeConfig(freePort()));
+    expect((await cli(home.root, ['up', 'k1'])).code).toBe(0);
+    expect((await cli(home.root, ['down', 'k1'])).code).toBe(0);
+    const Database = (await import('better-sqlite3')).default;
+    const db = new Database(path.join(home.root, 'state', 'llama-orch.db'));
+    try {
+      // A keeper started with no validated config recorded (by hand, or by an older llama-orch):
+      // it fails and says how to start the instance.
+      db.prepare(`UPDATE instances SET config_json = NULL WHERE name = 'k1'`).run();
+      const keeper = execa('node', [CLI, 'keeper', 'k1'], {
+        cwd: home.root,
+        reject: false,
+        env: { ...process.env, LLAMA_ORCH_HOME: home.root },
+        extendEnv: false,
+      });
+      db.prepare(`UPDATE runtime SET keeper_pid = ?, status = 'starting' WHERE name = 'k1'`).run(keeper.pid);
+      expect((await keeper).exitCode).toBe(1);
+    } finally {
+      db.close();
+    }
+    const r = await run(os.tmpdir(), ['ps', '--json', '--home', home.root]);
+    const row = (JSON.parse(r.stdout) as Array<Record<string, unknown>>)[0];
+    expect(row).toMatchObject({ name: 'k1', state: 'failed' });
+    expect(row?.last_error).toBe(
+      `no validated config recorded for this instance: start it with "llama-orch up k1 --home ${home.root}"`,
+    );
+  });
+
+  it("the daemon's log, for a daemon whose $LLAMA_ORCH_HOME is the home", async () => {
+    const home = homes.make();
+    home.addInstance('auto', fakeConfig(freePort(), {}, { autostart: true }));
+    expect((await cli(home.root, ['up', 'auto'])).code).toBe(0);
+    expect((await cli(home.root, ['down', 'auto'])).code).toBe(0);
+    // The daemon inherits the environment of `daemon start`.
+    const start = await run(home.root, ['daemon', 'start', '--interval', '0.5'], { LLAMA_ORCH_HOME: home.root });
+    expect(start.code, start.stderr).toBe(0);
+    try {
+      const log = path.join(home.root, 'logs', 'daemon.log');
+      const line = await waitFor(
+        () =>
+          fs.existsSync(log)
+            ? fs
+                .readFileSync(log, 'utf8')
+                .split('\n')
+                .find((l) => l.includes('autostart: auto skipped'))
+            : undefined,
+        10_000,
+        'the autostart line',
+      );
+      expect(line).toContain(`"llama-orch up auto --home ${home.root}" starts it`);
+    } finally {
+      await cli(home.root, ['daemon', 'stop']);
+    }
   });
 });
