@@ -296,9 +296,12 @@ async function unknownCommand(program: Command, args: string[]): Promise<UserErr
     const arg = args[i] as string;
     if (arg === '--') return undefined;
     if (arg.startsWith('-')) {
-      const opt = cmd.options.find((o) => o.long === arg || o.short === arg);
+      // `--home=DIR`: the value is in the same word (commander reads every `--long=value`).
+      const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
+      const flag = eq > 0 ? arg.slice(0, eq) : arg;
+      const opt = cmd.options.find((o) => o.long === flag || o.short === flag);
       if (!opt && !['-h', '--help'].includes(arg)) return undefined; // commander says which option
-      if (opt && (opt.required || opt.optional)) i++;
+      if (opt && eq < 0 && (opt.required || opt.optional)) i++;
       continue;
     }
     if (cmd.commands.length === 0) return undefined; // the command's own arguments

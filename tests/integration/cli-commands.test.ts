@@ -1,5 +1,7 @@
+import os from 'node:os';
+import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { cli, homePerTest } from '../helpers/home.js';
+import { CLI, cli, homePerTest } from '../helpers/home.js';
 
 // A mistyped command is an error with the closest command, exit 1 (README, "Exit codes"), also
 // when --help follows it; it never prints the main help and exits 0.
@@ -52,5 +54,28 @@ describe('unknown commands', () => {
     const main = await cli(home.root, ['--help']);
     expect(main.code).toBe(0);
     expect(main.stdout).toContain('Usage: llama-orch [options] [command]');
+  });
+
+  it('--home=DIR and other --option=value forms are read as options before an unknown command', async () => {
+    const home = homes.make();
+    // As typed, with nothing appended (cli() adds --home DIR at the end).
+    const run = async (...args: string[]) => {
+      const r = await execa('node', [CLI, ...args], { cwd: os.tmpdir(), reject: false });
+      return { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+    };
+    const udp = await run(`--home=${home.root}`, 'udp');
+    expect(udp.code).toBe(1);
+    expect(udp.stderr.split('\n')[0]).toBe("error: unknown command 'udp' (did you mean 'up'?)");
+    expect(udp.stderr).not.toContain('too many arguments');
+    const inGroup = await run(`--home=${home.root}`, 'daemon', 'sttaus');
+    expect(inGroup.code).toBe(1);
+    expect(inGroup.stderr.split('\n')[0]).toBe(
+      "error: unknown command 'sttaus' for 'llama-orch daemon' (did you mean 'status'?)",
+    );
+    // The value is in the word: the next word is still the command.
+    const ok = await run(`--home=${home.root}`, 'service', 'uninstall', '--name=box', '--dry-run');
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toContain('systemctl --user disable --now box.service');
+    expect((await run(`--home=${home.root}`, 'config', 'lint')).code).toBe(0);
   });
 });
