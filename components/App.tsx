@@ -46,6 +46,15 @@ export interface AppProps {
 const ACTIVE = new Set(['running', 'starting', 'backoff', 'stopping', 'orphaned']);
 const HISTORY_KEEP = 50;
 
+/** A message as one line: an error can list several problems, one per line. */
+function oneLine(text: string): string {
+  return text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .join(' · ');
+}
+
 /** Who is about to be affected, for the question before a single stop or restart. */
 function impact(i: InstanceSnapshot): string {
   const parts: string[] = [i.state];
@@ -70,14 +79,16 @@ export function App({ model, logs, actions, onQuit, confirmSingle = true }: AppP
   const [filter, setFilter] = useState('');
   const [input, setInput] = useState<{ kind: 'filter' | 'search'; text: string } | null>(null);
   const [term, setTerm] = useState('');
-  const [matchAt, setMatchAt] = useState<number | null>(null);
+  const [matchState, setMatchState] = useState<{ key: string; at: number; base: number } | null>(null);
   const [sort, setSort] = useState<Sort>({ key: 'name', reverse: false });
   const [help, setHelp] = useState(false);
   const [confirm, setConfirm] = useState<{ action: ActionName; names: string[]; text: string } | null>(null);
   const [message, setMessage] = useState<string | null>(null);
   const [history, setHistory] = useState<ActionResult[]>([]);
   const busy = useRef(new Set<string>());
-  const [scrollState, setScrollState] = useState<{ key: string; s: Scroll } | null>(null);
+  // Positions are kept with the log's trimmed count when set (`base`): lines dropped from the front of
+  // the buffer since then move the view and the last match back by as many.
+  const [scrollState, setScrollState] = useState<{ key: string; s: Scroll; base: number } | null>(null);
 
   const visible = useMemo(
     () =>
@@ -93,7 +104,8 @@ export function App({ model, logs, actions, onQuit, confirmSingle = true }: AppP
   );
   const selected = visible[selectedIdx];
   const shownPane: Pane = fullLog ? 'logs' : pane;
-  const logLines = useLogTail(logs, (paneOpen || fullLog) && shownPane === 'logs' ? selected?.name : undefined, stream);
+  const logTail = useLogTail(logs, (paneOpen || fullLog) && shownPane === 'logs' ? selected?.name : undefined, stream);
+  const logLines = logTail.lines;
 
   // ---- layout: every line is accounted for, so a frame never exceeds the terminal
   const errorLines = state.error ? 1 : 0;
@@ -136,12 +148,22 @@ export function App({ model, logs, actions, onQuit, confirmSingle = true }: AppP
   }, [shownPane, logLines, selected, stream, fullLog, allEvents, state.events, detailLines, width, history]);
   const tail = shownPane !== 'details';
   const viewKey = `${shownPane}:${shownPane === 'events' && allEvents ? '*' : (selected?.name ?? '')}:${stream}`;
-  const scroll = scrollState?.key === viewKey ? scrollState.s : tail ? FOLLOW : AT_TOP;
-  const setScroll = (s: Scroll) => setScrollState({ key: viewKey, s });
+  const trimmed = shownPane === 'logs' ? logTail.trimmed : 0;
+  const scroll =
+    scrollState?.key === viewKey
+      ? scrollState.s.follow
+        ? scrollState.s
+        : { top: Math.max(0, scrollState.s.top - (trimmed - scrollState.base)), follow: false }
+      : tail
+        ? FOLLOW
+        : AT_TOP;
+  const setScroll = (s: Scroll) => setScrollState({ key: viewKey, s, base: trimmed });
+  const matchAt = matchState?.key === viewKey ? Math.max(0, matchState.at - (trimmed - matchState.base)) : null;
+  const setMatchAt = (at: number | null) => setMatchState(at === null ? null : { key: viewKey, at, base: trimmed });
 
   // ---- actions
   const record = (text: string, error: boolean) =>
-    setHistory((h) => [...h, { at: Date.now(), text, error }].slice(-HISTORY_KEEP));
+    setHistory((h) => [...h, { at: Date.now(), text: oneLine(text), error }].slice(-HISTORY_KEEP));
 
   const run = (action: ActionName, names: string[], label?: string) => {
     const todo = names.filter((n) => !busy.current.has(n));
@@ -348,7 +370,11 @@ export function App({ model, logs, actions, onQuit, confirmSingle = true }: AppP
         }
         return;
       }
+      // Alt-x is not x (Escape and escape sequences carry meta too: only a printable key is dropped).
+      if (key.meta && !key.escape && /^[\x20-\x7e]$/.test(ch)) return;
       const cmd = matchKey(ch, key);
+      // While help covers the screen, only closing it and quitting act: nothing hidden is touched.
+      if (cmd && help && cmd !== 'help' && cmd !== 'cancel' && cmd !== 'quit') return;
       if (cmd) dispatch(cmd);
     },
     { isActive: true },
@@ -380,6 +406,8 @@ export function App({ model, logs, actions, onQuit, confirmSingle = true }: AppP
           {fullLog ? null : (
             <InstanceTable
               rows={visible}
+              layoutRows={state.instances}
+              filter={filter}
               selected={selectedIdx}
               width={width}
               now={state.now}
@@ -413,7 +441,7 @@ export function App({ model, logs, actions, onQuit, confirmSingle = true }: AppP
           ) : null}
         </>
       )}
-      <Footer message={message} prefix={prefix} prompt={prompt} width={width} />
+      <Footer message={message === null ? null : oneLine(message)} prefix={prefix} prompt={prompt} width={width} />
     </Box>
   );
 }

@@ -31,12 +31,24 @@ interface Props {
   maxRows: number;
   /** The column the rows are sorted by: marked in the title row. */
   sort?: Sort;
+  /** Every instance, filtered or not: the widths come from these (typing a filter moves nothing). */
+  layoutRows?: InstanceSnapshot[];
+  /** The name filter in effect, to say why no row is shown. */
+  filter?: string;
 }
 
 /** Our own table on Box/Text: the live table needs row selection and per-cell colour (see README). */
-export const InstanceTable = React.memo(function InstanceTable({ rows, selected, width, maxRows, sort }: Props) {
+export const InstanceTable = React.memo(function InstanceTable({
+  rows,
+  selected,
+  width,
+  maxRows,
+  sort,
+  layoutRows,
+  filter,
+}: Props) {
   // Stable widths: a tick that changes a value never moves the other columns.
-  const cols = layoutColumns(rows, width, 'stable');
+  const cols = layoutColumns(layoutRows ?? rows, width, 'stable');
   const title = (c: { key: string; title: string }) =>
     sort && c.key === sort.key ? `${c.title}${sort.reverse ? '▲' : '▼'}` : c.title;
   const start = Math.max(0, Math.min(selected - maxRows + 1, rows.length - maxRows));
@@ -44,10 +56,14 @@ export const InstanceTable = React.memo(function InstanceTable({ rows, selected,
   return (
     <Box flexDirection="column">
       <Text bold wrap="truncate">
-        {'  ' + cols.map((c) => fit(title(c), c.width)).join('  ')}
+        {('  ' + cols.map((c) => fit(title(c), c.width)).join('  ')).trimEnd()}
       </Text>
       {rows.length === 0 ? (
-        <Text dimColor> no instances: add instances/NAME/config.json or run "llama-orch init"</Text>
+        <Text dimColor>
+          {filter && (layoutRows?.length ?? 0) > 0
+            ? ` no instance name contains "${filter}" (f to change the filter, Esc in it clears)`
+            : ' no instances: add instances/NAME/config.json or run "llama-orch init"'}
+        </Text>
       ) : null}
       {visible.map((r, idx) => {
         const isSel = idx + Math.max(0, start) === selected;
@@ -59,7 +75,9 @@ export const InstanceTable = React.memo(function InstanceTable({ rows, selected,
             const cell = fit(c.value(r, 'live'), c.width);
             return color && (c.key === 'state' || c.key === 'health') ? paint(cell, color) : cell;
           })
-          .join('  ');
+          .join('  ')
+          // Trailing padding is characters Ink processes on every frame for nothing.
+          .trimEnd();
         return (
           <Text key={r.name} inverse={isSel} wrap="truncate">
             {(isSel ? '› ' : '  ') + line}

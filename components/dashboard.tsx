@@ -51,20 +51,31 @@ export async function runDashboard(homeOpt: string | undefined, opts: DashboardO
     reconcile: () => reconcileAll(ctx.store, ctx.deps.procs),
   });
   model.start();
+  // Warnings of up/restart (an unchecked extra_args, a metal backend on Linux) go to the message line
+  // and the results under `a`, never to stderr: that would write over the frame Ink draws.
+  const warnings: string[] = [];
+  const deps = { ...ctx.deps, warn: (m: string) => warnings.push(m) };
+  const withWarnings = (result: string) => {
+    const w = warnings.splice(0);
+    return w.length ? `${result} (warning: ${w.join('; ')})` : result;
+  };
   const actions: DashboardActions = {
     async run(action: ActionName, name: string) {
       try {
         if (action === 'start') {
-          const r = await up(ctx.deps, name);
+          const r = await up(deps, name);
           if (r.status === 'failed') return `error: ${name} failed: ${r.error ?? 'see details'}`;
-          return r.adopted
-            ? `${name}: re-attached to running server pid ${r.pid ?? '-'} (no reload)`
-            : `${name} started (pid ${r.pid ?? 'pending'})`;
+          return withWarnings(
+            r.adopted
+              ? `${name}: re-attached to running server pid ${r.pid ?? '-'} (no reload)`
+              : `${name} started (pid ${r.pid ?? 'pending'})`,
+          );
         }
-        if (action === 'stop') return (await down(ctx.deps, name)).message;
-        const r = await restart(ctx.deps, name);
-        return `${name} restarted (pid ${r.pid ?? 'pending'})`;
+        if (action === 'stop') return (await down(deps, name)).message;
+        const r = await restart(deps, name);
+        return withWarnings(`${name} restarted (pid ${r.pid ?? 'pending'})`);
       } catch (e) {
+        warnings.length = 0;
         if (e instanceof UserError) throw new Error(e.message + (e.hint ? ` — ${e.hint}` : ''));
         throw e;
       } finally {

@@ -36,28 +36,32 @@ export function useLogTail(
   stream: LogStream,
   keep = 2000,
   flushMs = 100,
-): string[] {
-  const [lines, setLines] = useState<string[]>([]);
+): { lines: string[]; trimmed: number } {
+  const [tail, setTail] = useState<{ lines: string[]; trimmed: number }>({ lines: [], trimmed: 0 });
   const pending = useRef<string[]>([]);
   useEffect(() => {
-    setLines([]);
+    setTail({ lines: [], trimmed: 0 });
     pending.current = [];
     if (!name) return;
     let buffer: string[] = [];
+    // Lines dropped from the front so far: a pane scrolled back keeps its place as the buffer moves.
+    let trimmed = 0;
     // The pane scrolls back: start with as many lines as it keeps.
     const stop = source.follow(name, stream, keep, (l) => {
       pending.current.push(...l);
     });
     const timer = setInterval(() => {
       if (pending.current.length === 0) return;
-      buffer = [...buffer, ...pending.current].slice(-keep);
+      const all = [...buffer, ...pending.current];
+      trimmed += Math.max(0, all.length - keep);
+      buffer = all.slice(-keep);
       pending.current = [];
-      setLines(buffer);
+      setTail({ lines: buffer, trimmed });
     }, flushMs);
     return () => {
       clearInterval(timer);
       stop();
     };
   }, [source, name, stream, keep, flushMs]);
-  return lines;
+  return tail;
 }

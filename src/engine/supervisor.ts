@@ -437,7 +437,18 @@ export function restart(deps: SupervisorDeps, name: string): Promise<UpResult> {
   return withInstanceLock(deps, name, () => restartLocked(deps, name));
 }
 
-async function restartLocked(deps: SupervisorDeps, name: string): Promise<UpResult> {
+async function restartLocked(outer: SupervisorDeps, name: string): Promise<UpResult> {
+  // up() runs preflight again (the file may change while the old server stops); what it would warn
+  // about again was said already: once per command.
+  const said = new Set<string>();
+  const deps: SupervisorDeps = {
+    ...outer,
+    warn: (message) => {
+      if (said.has(message)) return;
+      said.add(message);
+      outer.warn?.(message);
+    },
+  };
   const inst = loadInstance(deps.home, name);
   preflight(deps, inst);
   const seen = reconcileRow(deps.store, deps.procs, name);

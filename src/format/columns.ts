@@ -72,7 +72,7 @@ export const COLUMNS: readonly Column[] = [
 const GAP = 2;
 /** The dashboard's HEALTH column never shrinks below this; it takes the width that is left. */
 const HEALTH_MIN = 12;
-const HEALTH_MAX = 60;
+const HEALTH_MAX = 24;
 
 export type Layout = 'fit' | 'stable';
 

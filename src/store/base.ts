@@ -29,16 +29,16 @@ export class StoreBase {
     private readonly clock: () => number = Date.now,
     readonly retention: Retention = DEFAULT_RETENTION,
   ) {
-    // Opened while its files could not be written, SQLite maps the WAL index read-only: nothing to
-    // guard. An in-memory database has no files.
+    // Opened while its WAL index could not be written, SQLite maps it read-only: nothing to guard.
+    // An in-memory database has no files.
     const file = db.memory ? undefined : db.name;
     this.guarded = file !== undefined && unwritableFileFault(file) === undefined ? file : undefined;
   }
 
   /**
-   * Throws a store fault (SQLITE_READONLY) when a file of the database became unwritable since this
-   * connection opened it: SQLite's next write to its mapped WAL index would end the process with
-   * SIGBUS (store/db.ts, unwritableFileFault). Three access(2) calls, before every statement.
+   * Throws a store fault (SQLITE_READONLY) when the WAL index became unwritable since this connection
+   * opened it: SQLite's next write to its mapping would end the process with SIGBUS (store/db.ts,
+   * unwritableFileFault). One access(2) call, before every statement.
    */
   protected guard(): void {
     if (this.guarded === undefined) return;

@@ -154,29 +154,31 @@ export function openDatabase(file: string, opts: OpenOptions = {}): OpenedDb {
 }
 
 /**
- * The first of the database's files that this process may no longer write: made immutable
- * (chattr +i), its file system remounted read-only, its mode changed. SQLite maps the WAL index
- * (-shm) into memory, and a write through that mapping to a file that became unwritable is not an
- * error SQLite can catch but SIGBUS, which ends the process (shown in tests/integration/faults.test.ts).
- * A connection opened while the files were writable therefore looks here before every statement
- * (StoreBase): the answer is a fault like SQLite's own (SQLITE_READONLY), which the keeper keeps
- * and retries and the CLI reports. A missing file is no fault (a deleted database: keeper/liveness.ts).
+ * A fault when the database's WAL index (`-shm`) may no longer be written by this process: made
+ * immutable (chattr +i), its file system remounted read-only, its mode changed. SQLite maps that file
+ * into memory (the only one: mmap_size is 0 in this build), and a write through the mapping to a file
+ * that became unwritable is not an error SQLite can return but SIGBUS, which ends the process (shown
+ * in tests/integration/faults.test.ts). A connection opened while it was writable therefore looks
+ * here before every statement (StoreBase.guard): the answer is a fault like SQLite's own
+ * (SQLITE_READONLY), which the keeper keeps and retries and the CLI reports. This narrows the window
+ * to the microseconds between the check and the write; it cannot close it. A missing file is no
+ * fault (not created yet, or a deleted database: keeper/liveness.ts); the database file and the WAL
+ * are written with write(2), whose errors SQLite reports itself.
  */
 export function unwritableFileFault(file: string): StoreFault | undefined {
-  for (const f of [file, `${file}-wal`, `${file}-shm`]) {
-    try {
-      fs.accessSync(f, fs.constants.W_OK);
-    } catch (e) {
-      const code = errnoCode(e);
-      if (code === 'ENOENT') continue;
-      const fault = new Error(
-        `attempt to write a readonly database: ${path.basename(f)} is not writable (${code ?? String(e)})`,
-      ) as StoreFault;
-      fault.code = 'SQLITE_READONLY';
-      return fault;
-    }
+  const shm = `${file}-shm`;
+  try {
+    fs.accessSync(shm, fs.constants.W_OK);
+    return undefined;
+  } catch (e) {
+    const code = errnoCode(e);
+    if (code === 'ENOENT') return undefined;
+    const fault = new Error(
+      `attempt to write a readonly database: ${path.basename(shm)} is not writable (${code ?? String(e)})`,
+    ) as StoreFault;
+    fault.code = 'SQLITE_READONLY';
+    return fault;
   }
-  return undefined;
 }
 
 export function integrityCheck(db: Db): string {

@@ -244,6 +244,33 @@ describe('App', () => {
     expect(norm(lastFrame())).toMatch(/HH:MM:SS alpha stopped[\s\S]*HH:MM:SS beta stopped/);
   });
 
+  it('a multi-line error is one line (the frame keeps its height); a filter matching nothing says so', async () => {
+    const acts: DashboardActions = {
+      run: () =>
+        Promise.reject(new Error('invalid config for "alpha":\n  $.server.extra_args[0]: unknown flag\n  $.port: x')),
+      describe: () => [],
+    };
+    const { lastFrame, stdin, unmount } = render(
+      <App model={fakeModel([inst('alpha', { state: 'stopped' })])} logs={fakeLogs({})} actions={acts} />,
+    );
+    cleanup = unmount;
+    await tick();
+    const height = (lastFrame() ?? '').split('\n').length;
+    stdin.write('s');
+    await tick();
+    expect(lastFrame()).toContain(
+      'error: invalid config for "alpha": · $.server.extra_args[0]: unknown flag · $.port: x',
+    );
+    expect((lastFrame() ?? '').split('\n').length).toBe(height);
+    stdin.write('f');
+    await tick();
+    stdin.write('zzz');
+    await tick();
+    stdin.write('\r');
+    await tick();
+    expect(lastFrame()).toContain('no instance name contains "zzz"');
+  });
+
   it('with --yes, x and r act at once', async () => {
     const log: string[] = [];
     const { stdin, unmount } = render(
@@ -276,7 +303,12 @@ describe('App', () => {
     await tick();
     expect(lastFrame()).toContain('keys');
     expect(lastFrame()).toContain('quit (instances keep running)');
+    stdin.write('s');
+    await tick();
+    // Help covers the screen: s acted on nothing hidden.
+    expect(lastFrame()).not.toContain('start beta');
     stdin.write('?');
+    await tick();
     stdin.write('d');
     await tick();
     expect(lastFrame()).toContain('Name: beta');

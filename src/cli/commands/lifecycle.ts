@@ -9,6 +9,7 @@ import {
   waitHealthy,
   type UpResult,
 } from '../../engine/supervisor.js';
+import { isStoreFault, storeFaultError } from '../../store/faults.js';
 import type { RuntimeRow } from '../../store/store.js';
 import type { Context } from '../context.js';
 import type { Out } from '../output.js';
@@ -58,13 +59,17 @@ async function forEach(
   out: Out,
   json: boolean,
   fn: (name: string) => Promise<Omit<ActionJson, 'name' | 'ok'> & { ok?: boolean }>,
+  dbPath?: string,
 ): Promise<number> {
   let code = 0;
   const results: ActionJson[] = [];
   for (const name of names) {
     try {
       results.push({ name, ok: true, ...(await fn(name)) });
-    } catch (e) {
+    } catch (caught) {
+      // A database fault (exit 6) is this instance's result too: the others are still attempted and
+      // --json still prints every one.
+      const e = isStoreFault(caught) && dbPath ? storeFaultError(caught, dbPath) : caught;
       if (!(e instanceof UserError)) throw e;
       if (json) results.push({ name, ok: false, error: e.message, hint: e.hint ?? null, exit_code: e.exitCode });
       else {
@@ -96,7 +101,8 @@ export function waitProgress(name: string, stream: NodeJS.WriteStream, now: () =
   let frame = 0;
   let row: RuntimeRow | undefined;
   const text = (r: RuntimeRow) => {
-    const health = r.health ? `, ${r.health}${r.health_detail ? `: ${r.health_detail}` : ''}` : '';
+    const health =
+      r.health && r.health !== r.status ? `, ${r.health}${r.health_detail ? `: ${r.health_detail}` : ''}` : '';
     return `${name}: ${r.status}${health}`;
   };
   const draw = () => {
@@ -109,8 +115,9 @@ export function waitProgress(name: string, stream: NodeJS.WriteStream, now: () =
     update(r) {
       row = r;
       // The loading detail counts seconds ("loading 9 s"): a plain line per change, not per second.
+      // Nothing for a start that is over within a second, nor for `ok` (the caller says "healthy").
       const key = `${r.status} ${r.health ?? ''} ${(r.health_detail ?? '').replace(/\d+(\.\d+)? ?s\b/g, '')}`;
-      if (tty || key === last) return;
+      if (tty || key === last || r.health === 'ok' || now() - t0 < 1000) return;
       last = key;
       stream.write(`${text(r)} (${Math.round((now() - t0) / 1000)} s)\n`);
     },
@@ -134,54 +141,60 @@ async function startCommand(
   const selected = selectNames(ctx.home, names, opts.all ?? false);
   const wait = waitMs(opts.wait);
   const json = opts.json ?? false;
-  return forEach(selected, out, json, async (name) => {
-    let r: UpResult | undefined;
-    try {
-      r = await start(ctx.deps, name);
-    } catch (e) {
-      // `up --wait` on an instance that is already starting or running joins the wait.
-      if (!(wait !== undefined && e instanceof UserError && e.exitCode === ExitCode.alreadyRunning && start === up))
-        throw e;
-      const row = ctx.store.getRuntime(name);
-      if (!row || row.keeper_pid === null) throw e;
-      if (!json) out.log(`${name}: already ${row.status}; waiting for it to be healthy`);
-    }
-    if (r && !json) out.log(describeUp(r, ctx.home));
-    if (r && failIfFailed && r.status === 'failed')
-      throw new UserError(
-        json ? `${name} failed to start: ${r.error ?? 'see describe'}` : `${name} failed`,
-        ExitCode.general,
-      );
-    const result: Record<string, unknown> = r
-      ? {
-          ok: r.status !== 'failed',
-          status: r.status,
-          pid: r.pid,
-          keeper_pid: r.keeperPid,
-          adopted: r.adopted,
-          config_changed: r.configChanged ?? false,
-          error: r.error ?? null,
-        }
-      : { joined: true };
-    if (wait !== undefined && r?.status !== 'failed') {
-      const progress = waitProgress(name, process.stderr);
-      let row: RuntimeRow;
+  return forEach(
+    selected,
+    out,
+    json,
+    async (name) => {
+      let r: UpResult | undefined;
       try {
-        row = await waitHealthy(ctx.deps, name, wait, (x) => progress.update(x));
-      } finally {
-        progress.done();
+        r = await start(ctx.deps, name);
+      } catch (e) {
+        // `up --wait` on an instance that is already starting or running joins the wait.
+        if (!(wait !== undefined && e instanceof UserError && e.exitCode === ExitCode.alreadyRunning && start === up))
+          throw e;
+        const row = ctx.store.getRuntime(name);
+        if (!row || row.keeper_pid === null) throw e;
+        if (!json) out.log(`${name}: already ${row.status}; waiting for it to be healthy`);
       }
-      if (!json) out.log(`${name}: healthy (pid ${row.pid})`);
-      Object.assign(result, {
-        status: row.status,
-        pid: row.pid,
-        keeper_pid: row.keeper_pid,
-        health: row.health,
-        health_latency_ms: row.health_latency_ms ?? null,
-      });
-    }
-    return result;
-  });
+      if (r && !json) out.log(describeUp(r, ctx.home));
+      if (r && failIfFailed && r.status === 'failed')
+        throw new UserError(
+          json ? `${name} failed to start: ${r.error ?? 'see describe'}` : `${name} failed`,
+          ExitCode.general,
+        );
+      const result: Record<string, unknown> = r
+        ? {
+            ok: r.status !== 'failed',
+            status: r.status,
+            pid: r.pid,
+            keeper_pid: r.keeperPid,
+            adopted: r.adopted,
+            config_changed: r.configChanged ?? false,
+            error: r.error ?? null,
+          }
+        : { joined: true, adopted: false, config_changed: false, error: null };
+      if (wait !== undefined && r?.status !== 'failed') {
+        const progress = waitProgress(name, process.stderr);
+        let row: RuntimeRow;
+        try {
+          row = await waitHealthy(ctx.deps, name, wait, (x) => progress.update(x));
+        } finally {
+          progress.done();
+        }
+        if (!json) out.log(`${name}: healthy (pid ${row.pid})`);
+        Object.assign(result, {
+          status: row.status,
+          pid: row.pid,
+          keeper_pid: row.keeper_pid,
+          health: row.health,
+          health_latency_ms: row.health_latency_ms ?? null,
+        });
+      }
+      return result;
+    },
+    ctx.home.dbPath,
+  );
 }
 
 export const upCommand = (ctx: Context, names: string[], opts: UpOptions, out: Out) =>
@@ -199,9 +212,15 @@ export async function downCommand(
   // An instance whose config dir was removed while it ran can still be stopped.
   const selected = selectNames(ctx.home, names, opts.all ?? false, recordedLiveNames(ctx.store));
   const json = opts.json ?? false;
-  return forEach(selected, out, json, async (name) => {
-    const r = await down(ctx.deps, name);
-    if (!json) out.log(r.message);
-    return { was_running: r.wasRunning, message: r.message };
-  });
+  return forEach(
+    selected,
+    out,
+    json,
+    async (name) => {
+      const r = await down(ctx.deps, name);
+      if (!json) out.log(r.message);
+      return { was_running: r.wasRunning, message: r.message };
+    },
+    ctx.home.dbPath,
+  );
 }
