@@ -12,6 +12,8 @@ export interface LivenessDeps {
   identity: () => KeeperFile;
   /** Opens the database file anew (it was deleted or replaced). */
   reopen: () => Store;
+  /** The database's files can be written now (store/db.ts, databaseWritable). */
+  writable?: () => boolean;
   log: (msg: string) => void;
   intervalMs?: number;
 }
@@ -44,6 +46,11 @@ export function startLiveness(deps: LivenessDeps): { stop: () => void; refresh: 
     heartbeat();
     const now = inode();
     if (now !== undefined && now === opened) return;
+    // Opened now, a connection to unwritable files would stay read-only: wait until they are writable.
+    if (deps.writable && !deps.writable()) {
+      deps.log(`cannot re-register in ${dbFile} yet: its files are not writable`);
+      return;
+    }
     try {
       const old = deps.state.store;
       const fresh = deps.reopen();

@@ -4,7 +4,7 @@ import { removeKeeperFile } from '../engine/keeper-file.js';
 import { runProbe } from '../health/probes.js';
 import { realProcesses } from '../platform/processes.js';
 import { abortableSleep } from '../platform/sleep.js';
-import { openDatabase } from '../store/db.js';
+import { databaseWritable, openDatabase } from '../store/db.js';
 import { Store } from '../store/store.js';
 import { Keeper } from './keeper.js';
 import { startLiveness } from './liveness.js';
@@ -62,6 +62,8 @@ export async function keeperMain(argv: string[]): Promise<number> {
     name,
     now: Date.now,
     log: (m) => log(name, m),
+    reopen: () => openKeeperStore(home.dbPath),
+    writable: () => databaseWritable(home.dbPath),
   });
   const stop = new AbortController();
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => stop.abort());
@@ -101,6 +103,7 @@ export async function keeperMain(argv: string[]): Promise<number> {
     state,
     identity: () => keeper.identity(keeperStarttime),
     reopen: () => openKeeperStore(home.dbPath),
+    writable: () => databaseWritable(home.dbPath),
     log: (m) => log(name, m),
   });
   live.liveness = liveness;

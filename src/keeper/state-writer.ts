@@ -9,6 +9,13 @@ export interface StateWriterDeps {
   log: (msg: string) => void;
   setTimer?: (fn: () => void, ms: number) => unknown;
   clearTimer?: (t: unknown) => void;
+  /**
+   * A connection opened while the database's files were unwritable stays read-only after they are
+   * writable again (SQLite opened the file read-only). When a write is refused as read-only while
+   * `writable()` says the files can be written, the writer opens a fresh connection with `reopen`.
+   */
+  reopen?: () => Store;
+  writable?: () => boolean;
 }
 
 interface PendingWrite {
@@ -69,11 +76,16 @@ export class StateWriter {
   drain(): boolean {
     if (this.timer !== undefined) (this.deps.clearTimer ?? ((t) => clearTimeout(t as NodeJS.Timeout)))(this.timer);
     this.timer = undefined;
+    let reopened = false;
     while (this.pending.length > 0) {
       const w = this.pending[0] as PendingWrite;
       try {
         this.current.at(w.at, () => w.fn(this.current));
       } catch (e) {
+        if (isStoreFault(e) && !reopened && this.staleReadOnly(e)) {
+          reopened = true;
+          continue;
+        }
         if (isStoreFault(e)) {
           this.noteTrouble(e);
           this.timer = (this.deps.setTimer ?? ((fn, ms) => setTimeout(fn, ms)))(() => this.drain(), this.retryMs);
@@ -105,6 +117,29 @@ export class StateWriter {
       }
       await new Promise((r) => setTimeout(r, Math.min(this.retryMs, 200)));
     }
+    return true;
+  }
+
+  /** A read-only refusal although the files are writable: a fresh connection is tried (once per drain). */
+  private staleReadOnly(e: Error & { code: string }): boolean {
+    const { reopen, writable } = this.deps;
+    if (!e.code.startsWith('SQLITE_READONLY') || !reopen || !writable?.()) return false;
+    let fresh: Store;
+    try {
+      fresh = reopen();
+    } catch {
+      return false;
+    }
+    const old = this.current;
+    this.current = fresh;
+    try {
+      old.close();
+    } catch {
+      // already unusable
+    }
+    this.deps.log(
+      `the state database connection stayed read-only after its files became writable again (${e.message}): opened a new one`,
+    );
     return true;
   }
 

@@ -181,6 +181,18 @@ export function unwritableFileFault(file: string): StoreFault | undefined {
   }
 }
 
+/** The database file, its WAL, its WAL index and their directory can all be written now (missing files count as writable). */
+export function databaseWritable(file: string): boolean {
+  for (const f of [path.dirname(file), file, `${file}-wal`, `${file}-shm`]) {
+    try {
+      fs.accessSync(f, fs.constants.W_OK);
+    } catch (e) {
+      if (errnoCode(e) !== 'ENOENT') return false;
+    }
+  }
+  return true;
+}
+
 export function integrityCheck(db: Db): string {
   return String(db.pragma('integrity_check', { simple: true }));
 }

@@ -1,4 +1,6 @@
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -81,5 +83,61 @@ describe("the keeper's state writer", () => {
     expect(logs.at(-1)).toMatch(/exiting with 1 state write\(s\) not recorded .* starting/);
     other.exec('COMMIT');
     expect(await writer.flush(1000)).toBe(true);
+  });
+});
+
+/** chattr +i works here (root, a file system with the immutable flag). */
+function canMakeImmutable(): boolean {
+  if (process.getuid?.() !== 0) return false;
+  const probe = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'chattr-')), 'f');
+  fs.writeFileSync(probe, 'x');
+  try {
+    execFileSync('chattr', ['+i', probe], { stdio: 'ignore' });
+    execFileSync('chattr', ['-i', probe], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe.runIf(canMakeImmutable())('a connection opened while the files were unwritable', () => {
+  it('stays read-only after they are writable again: the writer opens a fresh one, and only then', () => {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'writer-ro-')), 'db');
+    const holder = openDatabase(file).db; // keeps -wal and -shm in place
+    new Store(holder).ensureInstance('a', '/x');
+    const files = [file, `${file}-wal`, `${file}-shm`];
+    execFileSync('chattr', ['+i', ...files]);
+    let stale: Store;
+    try {
+      const Database = createRequire(import.meta.url)('better-sqlite3') as typeof import('better-sqlite3');
+      stale = new Store(new Database(file));
+    } finally {
+      execFileSync('chattr', ['-i', ...files]);
+    }
+    const logs: string[] = [];
+    let writable = false;
+    let reopened = 0;
+    const writer = new StateWriter(stale, {
+      name: 'a',
+      now: () => 1_000_000,
+      log: (m) => logs.push(m),
+      setTimer: () => 0,
+      clearTimer: () => undefined,
+      reopen: () => {
+        reopened++;
+        return new Store(openDatabase(file).db);
+      },
+      writable: () => writable,
+    });
+    // The files are writable, but this connection is not; while writable() says no, no new one.
+    writer.write('starting', (s) => s.recordStarting('a', 0));
+    expect(writer.backlog).toBe(1);
+    expect(reopened).toBe(0);
+    writable = true;
+    expect(writer.drain()).toBe(true);
+    expect(reopened).toBe(1);
+    expect(logs.join('\n')).toMatch(/stayed read-only after its files became writable again .*opened a new one/);
+    expect(new Store(holder).getRuntime('a')?.status).toBe('starting');
+    holder.close();
   });
 });
