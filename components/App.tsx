@@ -1,4 +1,4 @@
-import React, { useMemo, useRef, useState } from 'react';
+import React, { useEffect, useMemo, useRef, useState } from 'react';
 import { Box, Text, useApp, useInput } from 'ink';
 import type { InstanceSnapshot } from '../src/domain/snapshot.js';
 import type { LogSource } from '../src/logs/follow.js';
@@ -86,6 +86,12 @@ export function App({ model, logs, actions, onQuit, confirmSingle = true }: AppP
   const [message, setMessage] = useState<string | null>(null);
   const [history, setHistory] = useState<ActionResult[]>([]);
   const busy = useRef(new Set<string>());
+  // A message that is not an error goes after 15 s; an error stays until Esc or the next message.
+  useEffect(() => {
+    if (message === null || message.startsWith('error')) return;
+    const t = setTimeout(() => setMessage((m) => (m === message ? null : m)), 15_000);
+    return () => clearTimeout(t);
+  }, [message]);
   // Positions are kept with the log's trimmed count when set (`base`): lines dropped from the front of
   // the buffer since then move the view and the last match back by as many.
   const [scrollState, setScrollState] = useState<{ key: string; s: Scroll; base: number } | null>(null);
@@ -103,6 +109,10 @@ export function App({ model, logs, actions, onQuit, confirmSingle = true }: AppP
     visible.findIndex((i) => i.name === selectedName),
   );
   const selected = visible[selectedIdx];
+  // What is shown as selected is what stays selected (a filter typed or cleared never moves it).
+  useEffect(() => {
+    if (selected && selected.name !== selectedName) setSelectedName(selected.name);
+  }, [selected, selectedName]);
   const shownPane: Pane = fullLog ? 'logs' : pane;
   const logTail = useLogTail(logs, (paneOpen || fullLog) && shownPane === 'logs' ? selected?.name : undefined, stream);
   const logLines = logTail.lines;
@@ -142,8 +152,18 @@ export function App({ model, logs, actions, onQuit, confirmSingle = true }: AppP
       }
       case 'details':
         return { lines: wrapLines(detailLines, width), title: `details · ${selected?.name ?? '-'}` };
-      case 'history':
-        return { ...historyLines(history), title: 'results of the last actions' };
+      case 'history': {
+        // Wrapped, not cut: a failed action's whole reason (every problem, the hint) is read here.
+        const h = historyLines(history);
+        const lines: string[] = [];
+        const colors: Array<string | undefined> = [];
+        h.lines.forEach((l, i) => {
+          const wrapped = wrapLines([l], width);
+          lines.push(...wrapped);
+          colors.push(...wrapped.map(() => h.colors[i]));
+        });
+        return { lines, colors, title: 'results of the last actions' };
+      }
     }
   }, [shownPane, logLines, selected, stream, fullLog, allEvents, state.events, detailLines, width, history]);
   const tail = shownPane !== 'details';

@@ -18,7 +18,7 @@ export function Header({ state }: { state: DashboardState }) {
         </Text>{' '}
         <Text dimColor>{state.host}</Text>
       </Text>
-      <Text>{summary}</Text>
+      <Text wrap="truncate"> {summary} </Text>
       <Text>
         daemon: {state.daemon.running ? <Text color="green">running</Text> : <Text dimColor>off</Text>}{' '}
         <Text dimColor>{time}</Text>

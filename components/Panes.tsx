@@ -61,9 +61,11 @@ const time = (ts: number) => new Date(ts).toLocaleTimeString('en-GB', { hour12: 
 
 /** Events as pane lines, with their colours. */
 export function eventLines(events: readonly EventRow[]): { lines: string[]; colors: Array<string | undefined> } {
+  // The name column is as wide as the longest name listed (at most 32): the other columns stay put.
+  const nameWidth = Math.min(32, Math.max(10, ...events.map((e) => (e.instance_name ?? '-').length)));
   return {
     lines: events.map(
-      (e) => `${time(e.ts)} ${(e.instance_name ?? '-').padEnd(10)} ${e.event_type.padEnd(13)} ${e.message}`,
+      (e) => `${time(e.ts)} ${(e.instance_name ?? '-').padEnd(nameWidth)} ${e.event_type.padEnd(13)} ${e.message}`,
     ),
     colors: events.map((e) => levelColor[e.level]),
   };
@@ -119,8 +121,9 @@ export function Footer({
         {message ?? ' '}
       </Text>
       {prompt?.kind === 'confirm' ? (
+        // The answer keys stay visible however long the question: it is cut before them.
         <Text color="yellow" wrap="truncate">
-          {prompt.text} (y/N)
+          {clip(prompt.text, Math.max(10, width - 7))} (y/N)
         </Text>
       ) : prompt ? (
         <Text wrap="truncate">

@@ -26,6 +26,8 @@ interface PendingWrite {
 
 const FIRST_RETRY_MS = 10;
 const MAX_RETRY_MS = 1000;
+/** A refusal shorter than this is in keeper.log only, not an event. */
+const NOTEWORTHY_MS = 1000;
 /** Memory bound of the backlog; past it the oldest probe results go first (their history only). */
 const MAX_PENDING = 5000;
 
@@ -155,8 +157,12 @@ export class StateWriter {
     const shed = this.dropped ? `; ${this.dropped} probe result(s) dropped to bound memory` : '';
     const msg = `state database took writes again after ${downS} s (${this.trouble}); the writes kept meanwhile are recorded with their times${shed}`;
     this.deps.log(msg);
+    const brief = this.deps.now() - (this.troubleSince as number) < NOTEWORTHY_MS && this.dropped === 0;
     this.troubleSince = null;
     this.dropped = 0;
+    // A command's own write transaction holds the lock for a moment, often: only a refusal that
+    // lasted is an event (keeper.log has every one).
+    if (brief) return;
     try {
       this.current.at(this.deps.now(), () => this.current.addEvent(this.deps.name, 'warn', 'state-db', msg));
     } catch {

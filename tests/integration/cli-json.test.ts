@@ -25,12 +25,22 @@ describe('--json results', () => {
     expect(results[0]?.hint).toMatch(/restart a/);
     expect(results[1]).toMatchObject({ name: 'b', ok: true });
 
+    // An unknown name is that name's failure (exit 2); the others are still acted on.
+    const mixed = await cli(home.root, ['down', 'ghost', 'b', '--json']);
+    expect(mixed.code).toBe(2);
+    const m = JSON.parse(mixed.stdout) as Array<Record<string, unknown>>;
+    expect(m.map((r) => [r.name, r.ok, r.exit_code ?? null])).toEqual([
+      ['ghost', false, 2],
+      ['b', true, null],
+    ]);
+    expect(m[0]?.error).toMatch(/unknown instance "ghost"/);
+
     const down = await cli(home.root, ['down', '--all', '--json']);
     expect(down.code).toBe(0);
     const stopped = JSON.parse(down.stdout) as Array<Record<string, unknown>>;
     expect(stopped.map((r) => [r.name, r.ok, r.was_running])).toEqual([
       ['a', true, true],
-      ['b', true, true],
+      ['b', true, false],
     ]);
     expect(isAlive(a?.pid as number)).toBe(false);
   });

@@ -271,6 +271,25 @@ describe('App', () => {
     expect(lastFrame()).toContain('no instance name contains "zzz"');
   });
 
+  it('a long question keeps its answer keys on screen', async () => {
+    const long = 'an-instance-with-a-very-long-name-that-fills-the-line';
+    const { lastFrame, stdin, unmount } = render(
+      <App
+        model={fakeModel([inst(long, { model: 'a-model-name-that-is-long-too.gguf' })])}
+        logs={fakeLogs({})}
+        actions={actions([])}
+      />,
+    );
+    cleanup = unmount;
+    await tick();
+    stdin.write('x');
+    await tick();
+    const line = stripAnsi(lastFrame() ?? '')
+      .split('\n')
+      .find((l) => l.startsWith(`stop ${long}`));
+    expect(line).toMatch(/… \(y\/N\)$/);
+  });
+
   it('with --yes, x and r act at once', async () => {
     const log: string[] = [];
     const { stdin, unmount } = render(

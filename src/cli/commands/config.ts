@@ -33,7 +33,10 @@ export function configLint(homeOpt: string | undefined, out: Out, json: boolean)
     return 0;
   }
   if (report.problems.length === 0) {
-    out.log(`${report.checked} instance${report.checked === 1 ? '' : 's'} checked: no problems`);
+    const w = report.warnings.length;
+    out.log(
+      `${report.checked} instance${report.checked === 1 ? '' : 's'} checked: no problems${w ? `, ${w} warning${w === 1 ? '' : 's'} (above)` : ''}`,
+    );
     return 0;
   }
   out.error(

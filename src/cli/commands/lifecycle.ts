@@ -41,6 +41,29 @@ function describeUp(r: UpResult, home: Home): string {
   return `${r.name}: ${r.status} (server pid ${r.pid ?? 'pending'}, keeper pid ${r.keeperPid})`;
 }
 
+/**
+ * The instances asked for, each checked on its own: an unknown name is that name's failure (exit 2)
+ * and the others are still acted on, as any other failure (README, "--json").
+ */
+function selectEach(
+  home: Context['home'],
+  names: string[],
+  all: boolean,
+  alsoKnown: string[] = [],
+): { names: string[]; unknown: Map<string, UserError> } {
+  if (all || names.length === 0) return { names: selectNames(home, names, all, alsoKnown), unknown: new Map() };
+  const unknown = new Map<string, UserError>();
+  for (const n of names) {
+    try {
+      selectNames(home, [n], false, alsoKnown);
+    } catch (e) {
+      if (!(e instanceof UserError)) throw e;
+      unknown.set(n, e);
+    }
+  }
+  return { names, unknown };
+}
+
 /** One instance's result in `--json` output (README, "up / restart / down --json"). */
 export interface ActionJson {
   name: string;
@@ -101,8 +124,10 @@ export function waitProgress(name: string, stream: NodeJS.WriteStream, now: () =
   let frame = 0;
   let row: RuntimeRow | undefined;
   const text = (r: RuntimeRow) => {
-    const health =
-      r.health && r.health !== r.status ? `, ${r.health}${r.health_detail ? `: ${r.health_detail}` : ''}` : '';
+    // "loading 5 s" already says loading: the detail alone then.
+    const detail = r.health_detail ?? '';
+    const h = r.health && detail.startsWith(r.health) ? detail : `${r.health ?? ''}${detail ? `: ${detail}` : ''}`;
+    const health = r.health && r.health !== r.status ? `, ${h}` : '';
     return `${name}: ${r.status}${health}`;
   };
   const draw = () => {
@@ -138,7 +163,7 @@ async function startCommand(
   opts: UpOptions,
   out: Out,
 ): Promise<number> {
-  const selected = selectNames(ctx.home, names, opts.all ?? false);
+  const { names: selected, unknown } = selectEach(ctx.home, names, opts.all ?? false);
   const wait = waitMs(opts.wait);
   const json = opts.json ?? false;
   return forEach(
@@ -146,6 +171,8 @@ async function startCommand(
     out,
     json,
     async (name) => {
+      const notFound = unknown.get(name);
+      if (notFound) throw notFound;
       let r: UpResult | undefined;
       try {
         r = await start(ctx.deps, name);
@@ -188,7 +215,7 @@ async function startCommand(
           pid: row.pid,
           keeper_pid: row.keeper_pid,
           health: row.health,
-          health_latency_ms: row.health_latency_ms ?? null,
+          health_latency_ms: row.health_latency_ms === null ? null : Math.round(row.health_latency_ms * 10) / 10,
         });
       }
       return result;
@@ -210,13 +237,15 @@ export async function downCommand(
   out: Out,
 ): Promise<number> {
   // An instance whose config dir was removed while it ran can still be stopped.
-  const selected = selectNames(ctx.home, names, opts.all ?? false, recordedLiveNames(ctx.store));
+  const { names: selected, unknown } = selectEach(ctx.home, names, opts.all ?? false, recordedLiveNames(ctx.store));
   const json = opts.json ?? false;
   return forEach(
     selected,
     out,
     json,
     async (name) => {
+      const notFound = unknown.get(name);
+      if (notFound) throw notFound;
       const r = await down(ctx.deps, name);
       if (!json) out.log(r.message);
       return { was_running: r.wasRunning, message: r.message };
