@@ -311,7 +311,12 @@ export async function run() {
   orch(root, ['up', 'f', '--wait', '10']);
   if (process.env.FAULTS_ONLY) {
     // A comma-separated sequence of fault kinds, against one instance, in order: to reproduce one.
-    const kinds = { lock: lockFaults, deleted: deletedDbFaults, stalled: stalledKeeperFaults, readonly: readOnlyFaults };
+    const kinds = {
+      lock: lockFaults,
+      deleted: deletedDbFaults,
+      stalled: stalledKeeperFaults,
+      readonly: readOnlyFaults,
+    };
     const out = [];
     for (const k of process.env.FAULTS_ONLY.split(',')) out.push(`${k}: ${JSON.stringify(await kinds[k](root))}`);
     if (!process.env.FAULTS_KEEP) {
