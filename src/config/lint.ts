@@ -2,13 +2,13 @@ import fs from 'node:fs';
 import type { Home } from '../domain/home.js';
 import { resolveServerBinary } from './binary.js';
 import { loadAllConfigs, resolveModelPath, type ConfigProblem, type LoadedInstance } from './load.js';
-import type { InstanceConfig } from './schema.js';
+import type { GpuInventory, GpuInventoryReader } from '../platform/gpu/inventory.js';
 import { checkExtraArgs, type HelpRunner } from './server-flags.js';
 
 export interface LintDeps {
   env: NodeJS.ProcessEnv;
-  /** Number of GPUs of a backend visible on this machine, or undefined when it cannot be told. */
-  gpuCount: (backend: InstanceConfig['gpu']['backend']) => number | undefined;
+  /** The GPUs a backend can select here (platform/gpu/inventory.ts unless a test says otherwise). */
+  gpuInventory: GpuInventoryReader;
   /** process.platform unless a test says otherwise. */
   platform?: NodeJS.Platform;
   /** Runs `llama-server --help` (platform/server-help.ts unless a test says otherwise). */
@@ -73,18 +73,46 @@ export function checkInstanceEnvironment(home: Home, inst: LoadedInstance, deps:
   }
   const backend = backendWarning(inst, deps.platform ?? process.platform);
   if (backend) warnings.push(backend);
-  const count = deps.gpuCount(config.gpu.backend);
-  if (count !== undefined) {
-    config.gpu.devices.forEach((d, i) => {
-      if (typeof d === 'number' && d >= count) {
-        problems.push({
-          file,
-          jsonPath: `$.gpu.devices[${i}]`,
-          message: `GPU ${d} does not exist: this machine has ${count} ${config.gpu.backend} device(s) (0-${count - 1})`,
-        });
-      }
-    });
+  const gpu = checkDevices(inst, deps.gpuInventory(config.gpu.backend));
+  problems.push(...gpu.problems);
+  warnings.push(...gpu.warnings);
+  return { problems, warnings };
+}
+
+const VENDOR_GPU = { nvidia: 'NVIDIA', amd: 'AMD' } as const;
+
+/**
+ * The configured devices against the GPUs the vendor tool lists: an index or UUID that is not there
+ * is a problem (CUDA would see no device and the server would run on the CPU); a GPU backend on a
+ * machine with neither the tool nor the driver's device node is a warning naming both.
+ */
+export function checkDevices(inst: LoadedInstance, inv: GpuInventory | undefined): EnvironmentCheck {
+  const problems: ConfigProblem[] = [];
+  const warnings: ConfigProblem[] = [];
+  const { config, file } = inst;
+  if (!inv) return { problems, warnings };
+  const backend = config.gpu.backend;
+  if (!inv.ok) {
+    const message =
+      inv.kind === 'no-tool' && !inv.device
+        ? `backend "${backend}" but no ${VENDOR_GPU[inv.vendor]} GPU was found: ${inv.message}; llama-server would run on the CPU`
+        : `GPU devices not checked and GPU use not shown: ${inv.message}`;
+    warnings.push({ file, jsonPath: '$.gpu.backend', message });
+    return { problems, warnings };
   }
+  const listed = `${inv.tool.split('/').pop()} lists ${inv.indices.length} GPU(s): ${inv.indices.join(', ')}`;
+  config.gpu.devices.forEach((d, i) => {
+    const jsonPath = `$.gpu.devices[${i}]`;
+    if (typeof d === 'number') {
+      if (!inv.indices.includes(d)) problems.push({ file, jsonPath, message: `GPU ${d} does not exist: ${listed}` });
+    } else if (!inv.uuids.some((u) => u.toLowerCase().startsWith(d.toLowerCase()))) {
+      problems.push({
+        file,
+        jsonPath,
+        message: `${d} is not a GPU or MIG device of this machine: ${listed}${inv.uuids.length ? ` (${inv.uuids.join(', ')})` : ''}`,
+      });
+    }
+  });
   return { problems, warnings };
 }
 

@@ -35,7 +35,10 @@ export function buildServerCommand({ name, config, binary, modelPath, env }: Bui
   if (model.n_gpu_layers !== undefined) args.push('-ngl', String(model.n_gpu_layers));
   args.push(...server.extra_args);
 
-  const childEnv: Record<string, string> = { ...server.env };
+  // Info-level logging (4) prints what the server loaded where (buffer sizes per device, offload,
+  // --fit's changes), which keeper/load-facts.ts reads; the default (3) prints none of it.
+  // The config's env or an -lv in extra_args (the command line wins over the env) overrides it.
+  const childEnv: Record<string, string> = { LLAMA_ARG_LOG_VERBOSITY: '4', ...server.env };
   const gpuVar = GPU_ENV_VAR[gpu.backend];
   if (gpuVar && gpu.devices.length > 0) childEnv[gpuVar] = gpu.devices.join(',');
   if (server.api_key_env) {

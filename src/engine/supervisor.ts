@@ -8,7 +8,8 @@ import {
   resolveModelPath,
   type LoadedInstance,
 } from '../config/load.js';
-import { backendWarning } from '../config/lint.js';
+import { backendWarning, checkDevices } from '../config/lint.js';
+import { readGpuInventory, type GpuInventoryReader } from '../platform/gpu/inventory.js';
 import { checkExtraArgs } from '../config/server-flags.js';
 import { ExitCode, UserError } from '../domain/errors.js';
 import { instanceConfigPath, instanceLogDir, orchCommand, type Home } from '../domain/home.js';
@@ -38,6 +39,8 @@ export interface SupervisorDeps {
   spawnKeeper: (name: string, logFd: number) => number;
   /** Says what may not work as meant but does not stop a start (the CLI: stderr). */
   warn?: (message: string) => void;
+  /** The GPUs a backend can select (platform/gpu/inventory.ts unless a test says otherwise). */
+  gpuInventory?: GpuInventoryReader;
 }
 
 export interface UpResult {
@@ -77,6 +80,17 @@ export function preflight(deps: SupervisorDeps, inst: LoadedInstance): void {
   if (args.unchecked?.fresh) deps.warn?.(`${name}: ${args.unchecked.message}`);
   const backend = backendWarning(inst, process.platform);
   if (backend) deps.warn?.(`${name}: ${formatProblem(backend)}`);
+  // A device that is not there would leave CUDA with no device: the server would quietly run on the CPU.
+  const inventory = (deps.gpuInventory ?? ((b: string) => readGpuInventory(b, deps.env)))(config.gpu.backend);
+  const devices = checkDevices(inst, inventory);
+  if (devices.problems.length > 0) {
+    throw new UserError(
+      `${name}: ` + devices.problems.map((p) => p.message).join('; ') + ` ($.gpu.devices in ${file})`,
+      ExitCode.general,
+      `fix gpu.devices ("${orchCommand(deps.home, 'gpus', deps.env)}" lists the GPUs of this machine)`,
+    );
+  }
+  for (const w of devices.warnings) deps.warn?.(`${name}: ${formatProblem(w)}`);
   const model = resolveModelPath(deps.home, config);
   let st: fs.Stats | undefined;
   try {

@@ -49,7 +49,12 @@ export class KeeperOutput {
    * Starts a run's section (a separator line in both files, a fresh stderr tail) and copies the
    * readers into the files until they end.
    */
-  follow(readers: Partial<Record<LogStream, Readable>>, separator: string): Promise<void> {
+  follow(
+    readers: Partial<Record<LogStream, Readable>>,
+    separator: string,
+    /** Sees each stderr chunk too (the run's load facts scanner). */
+    onStderr?: (chunk: Buffer) => void,
+  ): Promise<void> {
     const out = this.stdout as RotatingFile;
     const err = this.stderr as RotatingFile;
     this.lastLines.clear();
@@ -67,6 +72,7 @@ export class KeeperOutput {
     readers.stderr?.on('data', (c: Buffer) => {
       err.write(c);
       this.lastLines.push(c);
+      onStderr?.(c);
     });
     return Promise.all([done(readers.stdout), done(readers.stderr)]).then(() => {
       out.flushPartial();

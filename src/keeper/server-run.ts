@@ -11,6 +11,8 @@ import type { Processes, Spawned } from '../platform/processes.js';
 import type { RuntimeRow } from '../store/store.js';
 import { attachServerPipes, openServerPipes } from './log-pipes.js';
 import type { KeeperOutput } from './output.js';
+import type { LoadFacts } from '../domain/gpu.js';
+import { LoadFactsScanner } from './load-facts.js';
 
 export type RunEnd =
   | { kind: 'exit'; code: number | null; signal: NodeJS.Signals | null }
@@ -98,10 +100,13 @@ export async function spawnRun(
     child.once('error', (e) => resolve({ kind: 'spawn-error', message: `cannot start ${cmd.file}: ${e.message}` }));
   });
   const pid = child.pid;
+  const facts = loadFactsWriter(ctx, pid);
   const outputDone = ctx.output.follow(
     pipes.readers,
     `server pid ${pid ?? '-'} started ${new Date(startedAt).toISOString()} (restart ${attempts})`,
+    facts.push,
   );
+  void outputDone.then(facts.flush);
   if (pid === undefined) {
     const end = await exited;
     return { error: end.kind === 'spawn-error' ? end.message : `cannot start ${cmd.file}` };
@@ -127,6 +132,29 @@ export async function spawnRun(
     binary: cmd.file,
     cancel: () => undefined,
   };
+}
+
+/**
+ * Reads a new run's load facts from its stderr (keeper/load-facts.ts) and records them: at once
+ * when the model is loaded, otherwise at most every 250 ms while it loads.
+ */
+function loadFactsWriter(ctx: RunContext, pid: number | undefined): { push: (c: Buffer) => void; flush: () => void } {
+  let timer: NodeJS.Timeout | undefined;
+  let dirty = false;
+  const flush = () => {
+    clearTimeout(timer);
+    timer = undefined;
+    if (!dirty || pid === undefined) return;
+    dirty = false;
+    const copy = JSON.parse(JSON.stringify(scanner.facts)) as LoadFacts;
+    ctx.deps.state.write('load-facts', (s) => s.recordLoadFacts(ctx.name, pid, copy));
+  };
+  const scanner = new LoadFactsScanner((f) => {
+    dirty = true;
+    if (f.loaded) flush();
+    else timer ??= setTimeout(flush, 250);
+  });
+  return { push: (c) => scanner.push(c), flush };
 }
 
 /**

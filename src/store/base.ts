@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3';
+import type { GpuSample } from '../domain/gpu.js';
 import type { DesiredState, EventLevel } from '../domain/status.js';
 import { unwritableFileFault, type Db } from './db.js';
 import type { EventRow, HealthRow, InstanceRow, RuntimePatch, RuntimeRow } from './rows.js';
@@ -6,9 +7,11 @@ import type { EventRow, HealthRow, InstanceRow, RuntimePatch, RuntimeRow } from 
 export interface Retention {
   eventsPerInstance: number;
   healthPerInstance: number;
+  /** GPU samples kept (the sampler writes one every 2 s: 1800 is an hour). */
+  gpuSamples: number;
 }
 
-export const DEFAULT_RETENTION: Retention = { eventsPerInstance: 2000, healthPerInstance: 500 };
+export const DEFAULT_RETENTION: Retention = { eventsPerInstance: 2000, healthPerInstance: 500, gpuSamples: 1800 };
 
 /**
  * Reads, the append-only records (events, health history) and the instances table. The runtime
@@ -291,5 +294,27 @@ export class StoreBase {
              ) WHERE rn > ?)`,
       ).run(keep);
     }
+    this.sql(`DELETE FROM gpu_samples WHERE id <= (SELECT max(id) FROM gpu_samples) - ?`).run(this.retention.gpuSamples);
+  }
+
+  /** The newest GPU sample (domain/gpu.ts), or undefined when none was recorded. */
+  latestGpuSample(): GpuSample | undefined {
+    const row = this.sql(`SELECT sample_json FROM gpu_samples ORDER BY id DESC LIMIT 1`).get() as
+      | { sample_json: string }
+      | undefined;
+    if (!row) return undefined;
+    try {
+      return JSON.parse(row.sample_json) as GpuSample;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The GPU samples since `since` (ms), oldest first: the history behind sparklines. */
+  gpuSamplesSince(since: number): GpuSample[] {
+    const rows = this.sql(`SELECT sample_json FROM gpu_samples WHERE ts >= ? ORDER BY id`).all(since) as Array<{
+      sample_json: string;
+    }>;
+    return rows.map((r) => JSON.parse(r.sample_json) as GpuSample);
   }
 }

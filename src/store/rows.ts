@@ -32,6 +32,8 @@ export interface RuntimeRow {
   log_error: string | null;
   /** Lines dropped while the log files could not be written, in this keeper's life. */
   log_dropped_lines: number;
+  /** What the current run's server loaded where (domain/gpu.ts LoadFacts, JSON); null: not known. */
+  load_facts: string | null;
   updated_at: number;
 }
 
@@ -97,6 +99,7 @@ export function emptyRuntimeRow(name: string): RuntimeRow {
     stderr_tail: null,
     log_error: null,
     log_dropped_lines: 0,
+    load_facts: null,
     updated_at: 0,
   };
 }

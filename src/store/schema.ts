@@ -71,6 +71,10 @@ export const MIGRATIONS: readonly string[] = [
   `ALTER TABLE runtime ADD COLUMN log_error TEXT;
    ALTER TABLE runtime ADD COLUMN log_dropped_lines INTEGER NOT NULL DEFAULT 0;
    ALTER TABLE instances ADD COLUMN desired_at INTEGER;`,
+  // v6: what the server of the current run loaded where (keeper/load-facts.ts), and the GPU
+  // sampler's readings (bounded history: store/base.ts, prune).
+  `ALTER TABLE runtime ADD COLUMN load_facts TEXT;
+   CREATE TABLE gpu_samples (id INTEGER PRIMARY KEY AUTOINCREMENT, ts INTEGER NOT NULL, sample_json TEXT NOT NULL);`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -1,3 +1,4 @@
+import type { GpuSample, LoadFacts } from '../domain/gpu.js';
 import { InvalidTransitionError, canTransition } from '../domain/lifecycle.js';
 import type { EventLevel, Health, Status } from '../domain/status.js';
 import { StoreBase } from './base.js';
@@ -184,6 +185,7 @@ export class Store extends StoreBase {
         cmdline: s.cmdline,
         started_at: s.startedAt,
         last_error: null,
+        load_facts: null,
       });
       this.addEvent(name, 'info', 'spawn', `server started, pid ${s.pid}`, { pid: s.pid, restart: s.attempt });
     });
@@ -245,6 +247,23 @@ export class Store extends StoreBase {
   }
 
   /** The stderr tail once the server's output has drained (after the exit record). */
+  /** What the run of server `pid` loaded where (keeper/load-facts.ts); ignored once another run started. */
+  recordLoadFacts(name: string, pid: number, facts: LoadFacts): void {
+    this.immediate(() => {
+      if (this.getRuntime(name)?.pid !== pid) return;
+      this.patchRuntime(name, { load_facts: JSON.stringify(facts) });
+    });
+  }
+
+  // ---- the daemon's GPU sampler (daemon/gpu-service.ts)
+
+  /** One reading of the rig's GPUs; the history is kept bounded (prune). */
+  recordGpuSample(sample: GpuSample): void {
+    this.immediate(() => {
+      this.sql(`INSERT INTO gpu_samples (ts, sample_json) VALUES (?, ?)`).run(sample.at, JSON.stringify(sample));
+    });
+  }
+
   recordStderrTail(name: string, tail: string[]): void {
     this.immediate(() => this.patchRuntime(name, { stderr_tail: JSON.stringify(tail) }));
   }

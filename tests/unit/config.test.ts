@@ -105,7 +105,11 @@ describe('config lint', () => {
       server: { port: 9006, binary: bin },
       gpu: { backend: 'cuda', devices: [0, 3] },
     });
-    const report = lintHome(homeAt(root), { env: {}, gpuCount: (b) => (b === 'cuda' ? 2 : undefined) });
+    const report = lintHome(homeAt(root), {
+      env: {},
+      gpuInventory: (b) =>
+        b === 'cuda' ? { ok: true, vendor: 'nvidia', tool: '/bin/nvidia-smi', indices: [0, 1], uuids: [] } : undefined,
+    });
     const lines = report.problems.map((p) => formatProblem(p, root));
     expect(lines).toEqual(
       expect.arrayContaining([

@@ -3,7 +3,7 @@ import { formatProblem, loadConfigFile } from '../../config/load.js';
 import { lintHome } from '../../config/lint.js';
 import { writeInstanceJsonSchema } from '../../config/write-schema.js';
 import { resolveHome } from '../../domain/home.js';
-import { gpuCount } from '../../platform/gpu.js';
+import { readGpuInventory } from '../../platform/gpu/inventory.js';
 import type { Out } from '../output.js';
 
 export function configValidate(file: string, out: Out): number {
@@ -21,7 +21,7 @@ export function configValidate(file: string, out: Out): number {
 
 export function configLint(homeOpt: string | undefined, out: Out, json: boolean): number {
   const home = resolveHome(homeOpt);
-  const report = lintHome(home, { env: process.env, gpuCount });
+  const report = lintHome(home, { env: process.env, gpuInventory: (b) => readGpuInventory(b, process.env) });
   if (json) {
     out.log(JSON.stringify({ checked: report.checked, problems: report.problems, warnings: report.warnings }, null, 2));
     return report.problems.length ? 1 : 0;

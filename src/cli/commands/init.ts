@@ -7,7 +7,7 @@ import { discoverInstanceNames } from '../../config/paths.js';
 import { writeInstanceJsonSchema } from '../../config/write-schema.js';
 import { ExitCode, UserError } from '../../domain/errors.js';
 import { instanceConfigPath, orchCommand, resolveHome } from '../../domain/home.js';
-import { gpuCount } from '../../platform/gpu.js';
+import { readGpuInventory } from '../../platform/gpu/inventory.js';
 import type { Out } from '../output.js';
 
 export interface InitOptions {
@@ -70,7 +70,7 @@ export function initCommand(homeOpt: string | undefined, name: string, opts: Ini
   const { problems, warnings } = checkInstanceEnvironment(
     home,
     { name, file, config: parsed.config },
-    { env: process.env, gpuCount },
+    { env: process.env, gpuInventory: (b) => readGpuInventory(b, process.env) },
   );
   const modelMissing = problems.find((p) => p.jsonPath === '$.model.path');
   if (modelMissing)
@@ -78,6 +78,13 @@ export function initCommand(homeOpt: string | undefined, name: string, opts: Ini
       `not written: ${modelMissing.message}`,
       ExitCode.general,
       'pass --model with an existing GGUF file',
+    );
+  const badDevice = problems.find((p) => p.jsonPath.startsWith('$.gpu.devices'));
+  if (badDevice)
+    throw new UserError(
+      `not written: ${badDevice.message}`,
+      ExitCode.general,
+      'pass --gpu with the index or UUID of a GPU of this machine ("llama-orch gpus" lists them)',
     );
   const clash = discoverInstanceNames(home).find((other) => {
     const r = parseConfigText(

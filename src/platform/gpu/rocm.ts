@@ -1,0 +1,93 @@
+import type { GpuProcessReading, GpuReading } from '../../domain/gpu.js';
+
+// rocm-smi's --json output: one object per card ("card0", ...) whose keys are the labels of the
+// text output and whose values are all strings; key names moved between ROCm releases (the
+// temperature's unit "(C)" was "(c)"; power is "Average Graphics Package Power (W)" on older
+// releases and "Current Socket Graphics Package Power (W)" on newer ones), so each value is looked
+// up under the names it has had. --showpids puts processes under "system" as
+// "PID1234": "name, gpu count, vram bytes, sdma, cu occupancy".
+
+export const rocmGpuArgs = (): string[] => [
+  '--showuse',
+  '--showmeminfo',
+  'vram',
+  '--showtemp',
+  '--showpower',
+  '--showproductname',
+  '--showuniqueid',
+  '--json',
+];
+
+export const rocmPidArgs = (): string[] => ['--showpids', '--json'];
+
+function num(v: unknown): number | null {
+  if (typeof v !== 'string' && typeof v !== 'number') return null;
+  const n = Number.parseFloat(String(v));
+  return Number.isFinite(n) ? n : null;
+}
+
+function pick(card: Record<string, unknown>, patterns: RegExp[]): unknown {
+  for (const re of patterns) {
+    for (const [k, v] of Object.entries(card)) if (re.test(k)) return v;
+  }
+  return undefined;
+}
+
+function parseJson(out: string): Record<string, unknown> {
+  // rocm-smi may print warnings before the JSON document.
+  const start = out.indexOf('{');
+  if (start < 0) throw new Error('rocm-smi printed no JSON');
+  const doc: unknown = JSON.parse(out.slice(start));
+  if (!doc || typeof doc !== 'object') throw new Error('rocm-smi printed no JSON object');
+  return doc as Record<string, unknown>;
+}
+
+export function parseRocmGpus(out: string): GpuReading[] {
+  const doc = parseJson(out);
+  const gpus: GpuReading[] = [];
+  for (const [key, value] of Object.entries(doc)) {
+    const m = /^card(\d+)$/.exec(key);
+    if (!m || !value || typeof value !== 'object') continue;
+    const card = value as Record<string, unknown>;
+    const name = pick(card, [/^Card Series$/i, /^Device Name$/i, /^Card series$/i]);
+    const uuid = pick(card, [/^Unique ID$/i, /^GUID$/i]);
+    gpus.push({
+      index: Number(m[1]),
+      uuid: typeof uuid === 'string' && uuid !== 'N/A' ? uuid : null,
+      name: typeof name === 'string' && name !== 'N/A' ? name : null,
+      utilization_pct: num(pick(card, [/^GPU use \(%\)$/i])),
+      memory_used_bytes: num(pick(card, [/^VRAM Total Used Memory \(B\)$/i])),
+      memory_total_bytes: num(pick(card, [/^VRAM Total Memory \(B\)$/i])),
+      temperature_c: num(pick(card, [/^Temperature \(Sensor edge\) \(C\)$/i, /^Temperature \(Sensor junction\) \(C\)$/i])),
+      power_w: num(
+        pick(card, [/^Average Graphics Package Power \(W\)$/i, /^Current Socket Graphics Package Power \(W\)$/i]),
+      ),
+      power_limit_w: num(pick(card, [/^Max Graphics Package Power \(W\)$/i])),
+    });
+  }
+  return gpus.sort((a, b) => a.index - b.index);
+}
+
+/**
+ * --showpids: which GPU a process is on is not in this listing (its second field counts GPUs), so
+ * with one GPU it is that one and otherwise unknown.
+ */
+export function parseRocmPids(out: string, gpuCount: number): GpuProcessReading[] {
+  const doc = parseJson(out);
+  const system = doc.system;
+  if (!system || typeof system !== 'object') return [];
+  const procs: GpuProcessReading[] = [];
+  for (const [key, value] of Object.entries(system as Record<string, unknown>)) {
+    const m = /^PID(\d+)$/.exec(key);
+    if (!m || typeof value !== 'string') continue;
+    const f = value.split(',').map((s) => s.trim());
+    procs.push({
+      pid: Number(m[1]),
+      name: f[0] && f[0] !== 'unknown' ? f[0] : null,
+      gpu_uuid: null,
+      gpu_index: gpuCount === 1 ? 0 : null,
+      memory_bytes: num(f[2]),
+    });
+  }
+  return procs;
+}

@@ -1,0 +1,254 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { GpuProcessReading, GpuReading, GpuSample, GpuVendor } from '../../domain/gpu.js';
+import { nvidiaAppArgs, nvidiaFailure, nvidiaGpuArgs, parseAppLines, parseGpuLine, parseGpuLines } from './nvidia.js';
+import { parseRocmGpus, parseRocmPids, rocmGpuArgs, rocmPidArgs } from './rocm.js';
+import { abandon, findVendor, runTool, TOOL_NAME, type ToolResult } from './tool.js';
+
+export interface SampleOptions {
+  env: NodeJS.ProcessEnv;
+  /** Each tool call is killed after this (a hung nvidia-smi never blocks the caller). */
+  timeoutMs: number;
+  now?: () => number;
+}
+
+function failure(vendor: GpuVendor, r: Extract<ToolResult, { ok: false }>): string {
+  const said = vendor === 'nvidia' ? nvidiaFailure(r.stdout, r.stderr) : (r.stderr || r.stdout).trim().split('\n')[0];
+  return r.kind === 'failed' && said && said !== 'no output' ? `${r.message}: ${said}` : r.message;
+}
+
+async function readGpus(
+  vendor: GpuVendor,
+  tool: string,
+  timeoutMs: number,
+): Promise<{ gpus: GpuReading[]; error: string | null }> {
+  const r = await runTool(tool, vendor === 'nvidia' ? nvidiaGpuArgs() : rocmGpuArgs(), timeoutMs);
+  if (!r.ok) return { gpus: [], error: failure(vendor, r) };
+  try {
+    const gpus = vendor === 'nvidia' ? parseGpuLines(r.stdout) : parseRocmGpus(r.stdout);
+    if (gpus.length === 0 && r.stdout.trim() !== '') {
+      return { gpus, error: `${TOOL_NAME[vendor]} printed no GPU line: ${r.stdout.trim().split('\n')[0]?.slice(0, 200)}` };
+    }
+    return { gpus, error: null };
+  } catch (e) {
+    return { gpus: [], error: `${TOOL_NAME[vendor]}'s output could not be read: ${(e as Error).message}` };
+  }
+}
+
+async function readProcesses(
+  vendor: GpuVendor,
+  tool: string,
+  timeoutMs: number,
+  gpuCount: number,
+): Promise<GpuProcessReading[] | null> {
+  const r = await runTool(tool, vendor === 'nvidia' ? nvidiaAppArgs() : rocmPidArgs(), timeoutMs);
+  if (!r.ok) return null;
+  try {
+    return vendor === 'nvidia' ? parseAppLines(r.stdout) : parseRocmPids(r.stdout, gpuCount);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * One reading of the rig, GPUs and processes: what `gpus`, `ps` and `--once` do when no fresh
+ * sample is recorded. No tool: a CPU-only sample (vendor null), and nothing was spawned.
+ */
+export async function sampleOnce(opts: SampleOptions): Promise<GpuSample> {
+  const now = opts.now ?? Date.now;
+  const found = findVendor(opts.env);
+  if (!found) {
+    return { at: now(), vendor: null, gpus: [], processes: [], processes_at: now(), error: null, interval_ms: 0 };
+  }
+  const { vendor, tool } = found;
+  const [g, p] = await Promise.all([
+    readGpus(vendor, tool, opts.timeoutMs),
+    readProcesses(vendor, tool, opts.timeoutMs, Number.POSITIVE_INFINITY),
+  ]);
+  const processes =
+    vendor === 'amd' && p && g.gpus.length === 1 ? p.map((x) => ({ ...x, gpu_index: 0 })) : g.error ? null : p;
+  return {
+    at: now(),
+    vendor,
+    gpus: g.gpus,
+    processes,
+    processes_at: processes ? now() : null,
+    error: g.error,
+    interval_ms: 0,
+  };
+}
+
+export interface SamplerOptions {
+  env: NodeJS.ProcessEnv;
+  /** GPU readings every this (the daemon: 2 s). */
+  intervalMs: number;
+  /** Per-process memory at this slower cadence (a listing costs more than a reading). */
+  processesMs: number;
+  /** A one-shot call, or a loop that prints nothing for this long, is killed. */
+  timeoutMs: number;
+  onSample: (s: GpuSample) => void;
+  log?: (msg: string) => void;
+  wait: (ms: number, signal: AbortSignal) => Promise<void>;
+  now?: () => number;
+}
+
+const NO_TOOL_RECHECK_MS = 30_000;
+const MAX_PAUSE_MS = 60_000;
+
+/**
+ * Continuous sampling: ONE long-lived `nvidia-smi --query-gpu=... -lms N` whose stream is parsed
+ * (a process per tick would cost 0.1-0.6 s of CPU each), plus the per-process listing as a one-shot
+ * call every `processesMs`. rocm-smi has no loop mode: it is called once per interval. A loop that
+ * goes silent (nvidia-smi hangs when a GPU falls off the bus) is killed after `timeoutMs`, an error
+ * sample says so, and it is started again after a pause that doubles up to a minute.
+ */
+export class GpuSampler {
+  private processes: GpuProcessReading[] | null = null;
+  private processesAt: number | null = null;
+  private gpuCount = 0;
+  private listing = false;
+  private lastListing = 0;
+
+  constructor(private readonly opts: SamplerOptions) {}
+
+  private now(): number {
+    return (this.opts.now ?? Date.now)();
+  }
+
+  private emit(vendor: GpuVendor | null, gpus: GpuReading[], error: string | null): void {
+    this.opts.onSample({
+      at: this.now(),
+      vendor,
+      gpus,
+      processes: vendor === null ? [] : this.processes,
+      processes_at: vendor === null ? this.now() : this.processesAt,
+      error,
+      interval_ms: this.opts.intervalMs,
+    });
+  }
+
+  /** Refreshes the per-process listing in the background when it is due (never two at once). */
+  private maybeList(vendor: GpuVendor, tool: string): void {
+    if (this.listing || this.now() - this.lastListing < this.opts.processesMs) return;
+    this.listing = true;
+    this.lastListing = this.now();
+    void readProcesses(vendor, tool, this.opts.timeoutMs, this.gpuCount).then((p) => {
+      this.listing = false;
+      this.processes = p;
+      this.processesAt = p ? this.now() : null;
+    });
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    let pause = this.opts.intervalMs;
+    while (!signal.aborted) {
+      const found = findVendor(this.opts.env);
+      if (!found) {
+        this.emit(null, [], null);
+        await this.opts.wait(NO_TOOL_RECHECK_MS, signal);
+        continue;
+      }
+      const started = this.now();
+      const error =
+        found.vendor === 'nvidia' ? await this.runNvidiaLoop(found.tool, signal) : await this.runPolling(found, signal);
+      if (signal.aborted) break;
+      if (error) {
+        this.opts.log?.(`gpu sampler: ${error}; again in ${Math.round(pause / 1000)} s`);
+        this.emit(found.vendor, [], error);
+      }
+      if (this.now() - started > MAX_PAUSE_MS) pause = this.opts.intervalMs;
+      await this.opts.wait(pause, signal);
+      pause = Math.min(MAX_PAUSE_MS, pause * 2);
+    }
+  }
+
+  /** rocm-smi (no loop mode): one call per interval; returns the error that ended it. */
+  private async runPolling(found: { vendor: GpuVendor; tool: string }, signal: AbortSignal): Promise<string> {
+    while (!signal.aborted) {
+      this.maybeList(found.vendor, found.tool);
+      const g = await readGpus(found.vendor, found.tool, this.opts.timeoutMs);
+      if (g.error) return g.error;
+      this.gpuCount = g.gpus.length;
+      this.emit(found.vendor, g.gpus, null);
+      await this.opts.wait(this.opts.intervalMs, signal);
+    }
+    return '';
+  }
+
+  /** The loop-mode nvidia-smi, until it fails, goes silent or `signal` aborts; returns why it ended. */
+  private async runNvidiaLoop(tool: string, signal: AbortSignal): Promise<string> {
+    // A one-shot reading first: it tells how many lines make one sample and whether the driver answers.
+    const first = await readGpus('nvidia', tool, this.opts.timeoutMs);
+    if (first.error) return first.error;
+    this.gpuCount = first.gpus.length;
+    this.maybeList('nvidia', tool);
+    this.emit('nvidia', first.gpus, null);
+    if (signal.aborted) return '';
+    return new Promise<string>((resolve) => {
+      let child: ChildProcess;
+      try {
+        child = spawn(tool, nvidiaGpuArgs(this.opts.intervalMs), {
+          stdio: ['ignore', 'pipe', 'pipe'],
+          env: { ...process.env, LC_ALL: 'C' },
+        });
+      } catch (e) {
+        resolve(`nvidia-smi could not be started: ${(e as Error).message}`);
+        return;
+      }
+      let pending: GpuReading[] = [];
+      let partial = '';
+      let said = '';
+      let lastLine = this.now();
+      let done = false;
+      const end = (why: string) => {
+        if (done) return;
+        done = true;
+        clearInterval(watchdog);
+        signal.removeEventListener('abort', onAbort);
+        abandon(child);
+        resolve(why);
+      };
+      const onAbort = () => end('');
+      signal.addEventListener('abort', onAbort, { once: true });
+      const silentMs = Math.max(this.opts.timeoutMs, 3 * this.opts.intervalMs);
+      const watchdog = setInterval(
+        () => {
+          if (this.now() - lastLine > silentMs) {
+            end(`nvidia-smi printed nothing for ${Math.round(silentMs / 1000)} s (hung; killed)`);
+          }
+        },
+        Math.min(1000, silentMs),
+      );
+      const flush = () => {
+        if (pending.length) this.emit('nvidia', pending, null);
+        pending = [];
+      };
+      child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+        lastLine = this.now();
+        const lines = (partial + chunk).split('\n');
+        partial = lines.pop() ?? '';
+        for (const line of lines) {
+          const g = parseGpuLine(line.trim());
+          if (!g) {
+            if (line.trim()) said = line.trim();
+            continue;
+          }
+          // A new round starts with an index not above the last one's.
+          const last = pending.at(-1);
+          if (last && g.index <= last.index) flush();
+          pending.push(g);
+          if (pending.length >= this.gpuCount) {
+            flush();
+            this.maybeList('nvidia', tool);
+          }
+        }
+      });
+      child.stderr?.setEncoding('utf8').on('data', (c: string) => {
+        said = c.trim().split('\n')[0] ?? said;
+      });
+      child.once('error', (e) => end(`nvidia-smi: ${e.message}`));
+      child.once('close', (code, sig) => {
+        end(`nvidia-smi (loop) exited with ${code !== null ? `code ${code}` : `signal ${sig}`}${said ? `: ${said}` : ''}`);
+      });
+    });
+  }
+}

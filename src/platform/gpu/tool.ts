@@ -1,0 +1,116 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { GpuVendor } from '../../domain/gpu.js';
+
+/**
+ * Where the vendor tools are: `LLAMA_ORCH_NVIDIA_SMI` / `LLAMA_ORCH_ROCM_SMI` (a path, or "none" to
+ * turn one off), else `nvidia-smi` / `rocm-smi` on PATH. Found by looking at PATH's directories, so
+ * a rig without the tools spawns nothing to learn that.
+ */
+export const TOOL_ENV: Record<GpuVendor, string> = { nvidia: 'LLAMA_ORCH_NVIDIA_SMI', amd: 'LLAMA_ORCH_ROCM_SMI' };
+export const TOOL_NAME: Record<GpuVendor, string> = { nvidia: 'nvidia-smi', amd: 'rocm-smi' };
+
+function executable(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+export function findTool(vendor: GpuVendor, env: NodeJS.ProcessEnv): string | undefined {
+  const override = env[TOOL_ENV[vendor]];
+  if (override !== undefined && override !== '') return override === 'none' ? undefined : override;
+  for (const dir of (env.PATH ?? '').split(path.delimiter)) {
+    if (!dir) continue;
+    const file = path.join(dir, TOOL_NAME[vendor]);
+    if (executable(file)) return file;
+  }
+  return undefined;
+}
+
+/** The first vendor whose tool is present (NVIDIA first: a box with both is rare). */
+export function findVendor(env: NodeJS.ProcessEnv): { vendor: GpuVendor; tool: string } | undefined {
+  for (const vendor of ['nvidia', 'amd'] as const) {
+    const tool = findTool(vendor, env);
+    if (tool) return { vendor, tool };
+  }
+  return undefined;
+}
+
+export type ToolResult =
+  | { ok: true; stdout: string; ms: number }
+  | { ok: false; kind: 'missing' | 'failed' | 'timeout'; message: string; stdout: string; stderr: string };
+
+const MAX_OUTPUT = 4 * 1024 * 1024;
+
+/** Kills a tool and lets go of it: a process stuck in the kernel (a GPU off the bus) may never exit. */
+export function abandon(child: ChildProcess): void {
+  try {
+    child.kill('SIGKILL');
+  } catch {
+    // already gone
+  }
+  child.stdout?.destroy();
+  child.stderr?.destroy();
+  child.unref();
+}
+
+/**
+ * Runs a vendor tool once. Never waits past `timeoutMs`: at the deadline the tool is killed and
+ * abandoned, and the result says so; a missing tool and a non-zero exit are results too, never throws.
+ */
+export function runTool(file: string, args: string[], timeoutMs: number): Promise<ToolResult> {
+  const started = Date.now();
+  return new Promise((resolve) => {
+    let stdout = '';
+    let stderr = '';
+    let settled = false;
+    const finish = (r: ToolResult) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(r);
+    };
+    let child: ChildProcess;
+    try {
+      child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    } catch (e) {
+      resolve({ ok: false, kind: 'missing', message: `${file}: ${(e as Error).message}`, stdout, stderr });
+      return;
+    }
+    const timer = setTimeout(() => {
+      abandon(child);
+      finish({
+        ok: false,
+        kind: 'timeout',
+        message: `${path.basename(file)} did not answer within ${timeoutMs / 1000} s (killed)`,
+        stdout,
+        stderr,
+      });
+    }, timeoutMs);
+    child.stdout?.setEncoding('utf8').on('data', (c: string) => {
+      if (stdout.length < MAX_OUTPUT) stdout += c;
+    });
+    child.stderr?.setEncoding('utf8').on('data', (c: string) => {
+      if (stderr.length < MAX_OUTPUT) stderr += c;
+    });
+    child.once('error', (e: NodeJS.ErrnoException) => {
+      const kind = e.code === 'ENOENT' || e.code === 'EACCES' ? 'missing' : 'failed';
+      finish({ ok: false, kind, message: `${file}: ${e.code === 'ENOENT' ? 'not found' : e.message}`, stdout, stderr });
+    });
+    child.once('close', (code, signal) => {
+      if (code === 0) finish({ ok: true, stdout, ms: Date.now() - started });
+      else
+        finish({
+          ok: false,
+          kind: 'failed',
+          message: `${path.basename(file)} exited with ${code !== null ? `code ${code}` : `signal ${signal}`}`,
+          stdout,
+          stderr,
+        });
+    });
+  });
+}
