@@ -12,14 +12,24 @@ const fast = path.join(dist, 'bundle', 'fast.cjs');
 // A cheap pre-check (the exact forms are matched in fast-path.ts) spares every other command the
 // fast path's loading time.
 const candidate = process.argv.slice(2).some((a) => a === 'ps' || a === '--once' || a === '--json');
-const code = candidate && fs.existsSync(fast) ? require(fast).run(process.argv) : undefined;
-if (code !== undefined) {
-  process.exitCode = code;
-} else {
+function full() {
   const bundle = path.join(dist, 'bundle', 'main.mjs');
   const entry = fs.existsSync(bundle) ? bundle : path.join(dist, 'src', 'cli', 'entry.js');
   import(pathToFileURL(entry).href).catch((e) => {
     process.stderr.write(`llama-orch: cannot load ${entry}: ${e && e.stack ? e.stack : e}\n`);
     process.exitCode = 1;
   });
+}
+// The fast path answers asynchronously (the GPUs may need a vendor tool's reading).
+const pending = candidate && fs.existsSync(fast) ? require(fast).run(process.argv) : undefined;
+if (pending === undefined) {
+  full();
+} else {
+  pending.then(
+    (code) => (code !== undefined ? (process.exitCode = code) : full()),
+    (e) => {
+      process.stderr.write(`llama-orch: ${e && e.message ? e.message : e}\n`);
+      process.exitCode = 1;
+    },
+  );
 }

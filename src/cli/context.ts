@@ -4,7 +4,9 @@ import { resolveHome, type Home } from '../domain/home.js';
 import type { SupervisorDeps } from '../engine/supervisor.js';
 import type { SnapshotSources } from '../engine/snapshot.js';
 import type { ConfigLoader } from '../config/cached.js';
+import type { GpuSample } from '../domain/gpu.js';
 import { keeperEntry } from '../platform/package.js';
+import { readNsPids } from '../platform/proc.js';
 import { realProcesses, type Processes } from '../platform/processes.js';
 import { abortableSleep } from '../platform/sleep.js';
 import { openDatabase } from '../store/db.js';
@@ -16,8 +18,8 @@ export interface Context {
   home: Home;
   store: Store;
   deps: SupervisorDeps;
-  /** What a snapshot reads, given a config loader. */
-  sources: (load: ConfigLoader) => SnapshotSources;
+  /** What a snapshot reads, given a config loader (and the GPUs, when they were read). */
+  sources: (load: ConfigLoader, gpu?: GpuSample) => SnapshotSources;
   close: () => void;
 }
 
@@ -83,7 +85,7 @@ export function openContext(homeOpt: string | undefined): Context {
     home,
     store,
     deps,
-    sources: (load) => ({ home, store, procs, load }),
+    sources: (load, gpu) => ({ home, store, procs, load, gpu, nsPids: readNsPids }),
     close: () => {
       feed.close();
       store.close();

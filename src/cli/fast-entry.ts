@@ -3,9 +3,13 @@ import { matchSnapshotArgs, runSnapshot } from './fast-path.js';
 import { stdOut, type Out } from './output.js';
 
 /** The exit code, or undefined when the full CLI must handle this command line. */
-export function run(argv: readonly string[]): number | undefined {
+export function run(argv: readonly string[]): Promise<number | undefined> | undefined {
   const args = matchSnapshotArgs(argv.slice(2));
   if (!args) return undefined;
+  return runMatched(args);
+}
+
+async function runMatched(args: NonNullable<ReturnType<typeof matchSnapshotArgs>>): Promise<number | undefined> {
   let wrote = false;
   const out: Out = {
     log: (s) => {
@@ -18,7 +22,7 @@ export function run(argv: readonly string[]): number | undefined {
     },
   };
   try {
-    return runSnapshot(args, out);
+    return await runSnapshot(args, out);
   } catch (e) {
     // Errors (a missing home, a corrupt database) are reported by the full CLI, with its messages
     // and exit codes, unless something was already printed.

@@ -47,12 +47,14 @@ export function matchSnapshotArgs(args: readonly string[]): SnapshotArgs | undef
 }
 
 /** Runs the snapshot; undefined when it needs the full CLI (a config not validated since it changed). */
-export function runSnapshot(args: SnapshotArgs, out: Out): number | undefined {
+export async function runSnapshot(args: SnapshotArgs, out: Out): Promise<number | undefined> {
   const ctx = openContext(args.home);
   try {
     if (!allConfigsCached(ctx.home, ctx.store)) return undefined;
     const loader = cachedLoader(ctx.store);
-    return args.command === 'ps' ? psCommand(ctx, loader, args.json, out) : onceCommand(ctx, loader, args.json, out);
+    return args.command === 'ps'
+      ? await psCommand(ctx, loader, args.json, out)
+      : await onceCommand(ctx, loader, args.json, out);
   } finally {
     ctx.close();
   }

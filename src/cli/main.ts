@@ -173,6 +173,17 @@ export function buildProgram(): Command {
       );
     });
 
+  program
+    .command('gpus')
+    .description("each GPU's load, memory, temperature, power and the instances (and other processes) on it")
+    .option('--json', 'one object per GPU, in an array (README); [] on a CPU-only rig')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const { gpusCommand } = await import('./commands/gpus.js');
+      exitCode = await withContext(homeOf(cmd), async (ctx) =>
+        gpusCommand(ctx, await prepareLoader(ctx.home, ctx.store), opts.json ?? false, stdOut),
+      );
+    });
+
   const config = program.command('config').description('check instance configuration');
   config
     .command('validate <path>')

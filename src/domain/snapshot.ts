@@ -1,3 +1,4 @@
+import type { GpuInfo, Offload } from './gpu.js';
 import type { DisplayState } from './status.js';
 
 /**
@@ -27,8 +28,17 @@ export interface InstanceSnapshot {
   last_error: string | null;
   config_error: string | null;
   autostart: boolean;
-  /** What needs an operator's eye although the instance runs: a stalled keeper, logs being dropped. */
+  /**
+   * What needs an operator's eye although the instance runs: a stalled keeper, logs being dropped,
+   * a GPU backend running on the CPU, memory on a GPU it is not pinned to, a full or hot GPU.
+   */
   warnings: string[];
+  /** GPU memory the server holds (vendor tool per process, else its own buffer sizes); null: unknown. */
+  vram_bytes: number | null;
+  /** `offloaded N/M layers to GPU`, as the server of the current run said; null: not known. */
+  offload: Offload | null;
+  /** Indices of the GPUs its processes hold memory on (per the vendor tool). */
+  on_gpus: number[];
 }
 
 export interface DaemonStatus {
@@ -42,4 +52,8 @@ export interface RigSnapshot {
   home: string;
   daemon: DaemonStatus;
   instances: InstanceSnapshot[];
+  /** The rig's GPUs (`gpus --json` objects); empty on a CPU-only rig. */
+  gpus: GpuInfo[];
+  /** Why the GPUs could not be read (the vendor tool failed or timed out); null: fine or none. */
+  gpu_error: string | null;
 }

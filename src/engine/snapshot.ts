@@ -7,6 +7,8 @@ import type { InstanceSnapshot, RigSnapshot } from '../domain/snapshot.js';
 import type { Processes } from '../platform/processes.js';
 import type { StoreBase } from '../store/base.js';
 import type { RuntimeRow } from '../store/rows.js';
+import type { GpuSample, LoadFacts } from '../domain/gpu.js';
+import { attributeGpus, instanceGpuFacts, type GpuView } from './gpus.js';
 import { heartbeatAgeMs, STALLED_AFTER_MS } from './keeper-file.js';
 import { daemonStatus } from './daemon-status.js';
 import { observeRow } from './reconcile.js';
@@ -21,13 +23,22 @@ export interface SnapshotSources {
   store: StoreBase;
   procs: Processes;
   load: ConfigLoader;
+  /** The rig's GPUs at this moment (engine/gpus.ts currentGpuSample); absent: not read. */
+  gpu?: GpuSample;
+  /** NSpid of a pid (platform/proc.ts): maps host pids a vendor tool reports to servers in containers. */
+  nsPids?: (pid: number) => number[];
 }
 
 /**
  * One instance as `ps --json` publishes it. A pure read: the row as /proc shows it (observeRow),
  * never a write, so it works on a database that cannot be written.
  */
-export function snapshotInstance(src: SnapshotSources, name: string, now: number): InstanceSnapshot {
+export function snapshotInstance(
+  src: SnapshotSources,
+  name: string,
+  now: number,
+  gpuView: GpuView | undefined = viewOf(src),
+): InstanceSnapshot {
   const { home, store, procs, load } = src;
   const loaded = load(instanceConfigPath(home, name), name);
   const recorded = store.getRuntime(name);
@@ -43,6 +54,13 @@ export function snapshotInstance(src: SnapshotSources, name: string, now: number
   if (seen?.orphan) state = 'orphaned';
   if (!loaded.ok && state === 'stopped') state = 'invalid';
   const modelPath = cfg ? resolveModelPath(home, cfg) : null;
+  const facts = running ? parseFacts(row?.load_facts ?? null) : null;
+  const gpu = instanceGpuFacts(
+    gpuView,
+    { name, running, backend: cfg?.gpu.backend ?? null, devices: cfg?.gpu.devices ?? [] },
+    facts,
+  );
+  warnings.push(...gpu.warnings);
   return {
     name,
     state,
@@ -75,7 +93,29 @@ export function snapshotInstance(src: SnapshotSources, name: string, now: number
     config_error: loaded.ok ? null : loaded.problems.map((p) => `${p.jsonPath}: ${p.message}`).join('; '),
     autostart: cfg?.autostart ?? false,
     warnings,
+    vram_bytes: gpu.vram_bytes,
+    offload: facts?.offload ?? null,
+    on_gpus: gpu.on_gpus,
   };
+}
+
+function parseFacts(json: string | null): LoadFacts | null {
+  if (!json) return null;
+  try {
+    return JSON.parse(json) as LoadFacts;
+  } catch {
+    return null;
+  }
+}
+
+/** The GPU sample mapped to the running servers (engine/gpus.ts), once per snapshot. */
+function viewOf(src: SnapshotSources): GpuView | undefined {
+  if (!src.gpu) return undefined;
+  const servers = src.store
+    .listRuntime()
+    .filter((r) => r.pid !== null)
+    .map((r) => ({ name: r.name, pid: r.pid as number }));
+  return attributeGpus(src.gpu, servers, { procs: src.procs, nsPids: src.nsPids ?? (() => []) });
 }
 
 function warningsOf(
@@ -107,15 +147,21 @@ function warningsOf(
 export function snapshotAll(src: SnapshotSources, now: number): InstanceSnapshot[] {
   const names = new Set(discoverInstanceNames(src.home));
   for (const r of src.store.listRuntime()) if (r.pid !== null || r.keeper_pid !== null) names.add(r.name);
-  return [...names].sort().map((n) => snapshotInstance(src, n, now));
+  const view = viewOf(src);
+  return [...names].sort().map((n) => snapshotInstance(src, n, now, view));
 }
 
 /** `--once --json`: the instances and the daemon at one moment. */
 export function rigSnapshot(src: SnapshotSources, now: number): RigSnapshot {
+  const view = viewOf(src);
+  const names = new Set(discoverInstanceNames(src.home));
+  for (const r of src.store.listRuntime()) if (r.pid !== null || r.keeper_pid !== null) names.add(r.name);
   return {
     generated_at: new Date(now).toISOString(),
     home: src.home.root,
     daemon: daemonStatus(src.home),
-    instances: snapshotAll(src, now),
+    instances: [...names].sort().map((n) => snapshotInstance(src, n, now, view)),
+    gpus: view?.gpus ?? [],
+    gpu_error: view?.error ?? null,
   };
 }

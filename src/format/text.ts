@@ -23,9 +23,22 @@ export function healthText(i: InstanceSnapshot, opts: { latency?: boolean } = {}
   return i.health_detail ? `${i.health}: ${i.health_detail}` : i.health;
 }
 
+/** `1 7.9G`: the GPUs it is on (else the ones it is pinned to, else "all") and its GPU memory. */
 export function gpuText(i: InstanceSnapshot): string {
-  if (i.backend === 'cpu' || i.backend === null) return '-';
-  return i.gpus.length ? i.gpus.join(',') : 'all';
+  const vram = i.vram_bytes ? ` ${formatBytes(i.vram_bytes)}` : '';
+  if (i.on_gpus.length) return `${i.on_gpus.join(',')}${vram}`;
+  if (i.backend === 'cpu' || i.backend === null) return vram ? vram.trim() : '-';
+  return `${i.gpus.length ? i.gpus.join(',') : 'all'}${vram}`;
+}
+
+/** Bytes as people read GPU memory: 7.9G, 512M, 0. */
+export function formatBytes(b: number | null): string {
+  if (b === null) return '-';
+  const gib = b / 1024 ** 3;
+  if (gib >= 100) return `${Math.round(gib)}G`;
+  if (gib >= 1) return `${gib.toFixed(1)}G`;
+  const mib = b / 1024 ** 2;
+  return mib >= 1 ? `${Math.round(mib)}M` : b > 0 ? '<1M' : '0';
 }
 
 export const orDash = (v: number | string | null): string => (v === null ? '-' : String(v));

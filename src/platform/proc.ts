@@ -137,3 +137,17 @@ export function signalGroup(pgid: number, signal: NodeJS.Signals): boolean {
     return false;
   }
 }
+
+/**
+ * The pid of a process in each pid namespace it belongs to, outermost first (`NSpid` in
+ * /proc/PID/status): a server in a container is known to a host-side nvidia-smi by the first.
+ */
+export function readNsPids(pid: number): number[] {
+  try {
+    const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    const line = /^NSpid:\s*(.*)$/m.exec(status)?.[1];
+    return line ? line.trim().split(/\s+/).map(Number).filter(Number.isInteger) : [];
+  } catch {
+    return [];
+  }
+}

@@ -294,14 +294,15 @@ export class StoreBase {
              ) WHERE rn > ?)`,
       ).run(keep);
     }
-    this.sql(`DELETE FROM gpu_samples WHERE id <= (SELECT max(id) FROM gpu_samples) - ?`).run(this.retention.gpuSamples);
+    this.sql(`DELETE FROM gpu_samples WHERE id <= (SELECT max(id) FROM gpu_samples) - ?`).run(
+      this.retention.gpuSamples,
+    );
   }
 
   /** The newest GPU sample (domain/gpu.ts), or undefined when none was recorded. */
   latestGpuSample(): GpuSample | undefined {
     const row = this.sql(`SELECT sample_json FROM gpu_samples ORDER BY id DESC LIMIT 1`).get() as
-      | { sample_json: string }
-      | undefined;
+      { sample_json: string } | undefined;
     if (!row) return undefined;
     try {
       return JSON.parse(row.sample_json) as GpuSample;

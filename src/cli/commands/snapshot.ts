@@ -1,5 +1,7 @@
 import type { ConfigLoader } from '../../config/cached.js';
+import { currentGpuSample } from '../../engine/gpus.js';
 import { rigSnapshot, snapshotAll } from '../../engine/snapshot.js';
+import { gpuLines } from '../../format/gpu.js';
 import type { Context } from '../context.js';
 import { psTable } from '../format.js';
 import type { Out } from '../output.js';
@@ -9,14 +11,17 @@ import type { Out } from '../output.js';
 // config is unchanged since it was last validated: callers pass a loader from config/prepare.ts (or,
 // on the fast path, the cache alone); see config/cached.ts and bench/BENCHMARKS.md.
 
-export function psCommand(ctx: Context, loader: ConfigLoader, json: boolean, out: Out): number {
-  const list = snapshotAll(ctx.sources(loader), Date.now());
+export async function psCommand(ctx: Context, loader: ConfigLoader, json: boolean, out: Out): Promise<number> {
+  const gpu = await currentGpuSample(ctx.store, process.env, Date.now());
+  const list = snapshotAll(ctx.sources(loader, gpu), Date.now());
   out.log(json ? JSON.stringify(list, null, 2) : psTable(list, ctx.home));
+  if (gpu.error && !json) out.error(`warning: GPUs not read: ${gpu.error}`);
   return 0;
 }
 
-export function onceCommand(ctx: Context, loader: ConfigLoader, json: boolean, out: Out): number {
-  const rig = rigSnapshot(ctx.sources(loader), Date.now());
+export async function onceCommand(ctx: Context, loader: ConfigLoader, json: boolean, out: Out): Promise<number> {
+  const gpu = await currentGpuSample(ctx.store, process.env, Date.now());
+  const rig = rigSnapshot(ctx.sources(loader, gpu), Date.now());
   if (json) {
     out.log(JSON.stringify(rig, null, 2));
   } else {
@@ -27,6 +32,8 @@ export function onceCommand(ctx: Context, loader: ConfigLoader, json: boolean, o
     out.log(
       `llama-orch  ${ctx.home.root}  daemon: ${daemon.running ? `running (pid ${daemon.pid})` : 'not running'}  ${summary}`,
     );
+    for (const line of gpuLines(rig.gpus, process.stdout.columns || 120)) out.log(line);
+    if (rig.gpu_error) out.log(`GPUs: not read: ${rig.gpu_error}`);
     out.log(psTable(rig.instances, ctx.home));
   }
   return 0;

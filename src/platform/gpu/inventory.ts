@@ -56,7 +56,13 @@ export function readGpuInventory(backend: string, env: NodeJS.ProcessEnv, timeou
       };
     }
     const gpus = parseRocmGpus(out);
-    return { ok: true, vendor, tool, indices: gpus.map((g) => g.index), uuids: gpus.flatMap((g) => (g.uuid ? [g.uuid] : [])) };
+    return {
+      ok: true,
+      vendor,
+      tool,
+      indices: gpus.map((g) => g.index),
+      uuids: gpus.flatMap((g) => (g.uuid ? [g.uuid] : [])),
+    };
   } catch (e) {
     const err = e as NodeJS.ErrnoException & { stdout?: string; signal?: string };
     const said = (err.stdout ?? '').trim().split('\n')[0];

@@ -131,6 +131,8 @@ export function nvidiaFailure(stdout: string, stderr: string): string {
     .split('\n')
     .map((l) => l.trim())
     .filter(Boolean);
-  const first = said.find((l) => /NVIDIA-SMI has failed|couldn't communicate|No devices were found|GPU is lost/i.test(l));
+  const first = said.find((l) =>
+    /NVIDIA-SMI has failed|couldn't communicate|No devices were found|GPU is lost/i.test(l),
+  );
   return (first ?? said[0] ?? 'no output').slice(0, 300);
 }

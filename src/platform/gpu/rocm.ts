@@ -58,7 +58,9 @@ export function parseRocmGpus(out: string): GpuReading[] {
       utilization_pct: num(pick(card, [/^GPU use \(%\)$/i])),
       memory_used_bytes: num(pick(card, [/^VRAM Total Used Memory \(B\)$/i])),
       memory_total_bytes: num(pick(card, [/^VRAM Total Memory \(B\)$/i])),
-      temperature_c: num(pick(card, [/^Temperature \(Sensor edge\) \(C\)$/i, /^Temperature \(Sensor junction\) \(C\)$/i])),
+      temperature_c: num(
+        pick(card, [/^Temperature \(Sensor edge\) \(C\)$/i, /^Temperature \(Sensor junction\) \(C\)$/i]),
+      ),
       power_w: num(
         pick(card, [/^Average Graphics Package Power \(W\)$/i, /^Current Socket Graphics Package Power \(W\)$/i]),
       ),

@@ -26,7 +26,10 @@ async function readGpus(
   try {
     const gpus = vendor === 'nvidia' ? parseGpuLines(r.stdout) : parseRocmGpus(r.stdout);
     if (gpus.length === 0 && r.stdout.trim() !== '') {
-      return { gpus, error: `${TOOL_NAME[vendor]} printed no GPU line: ${r.stdout.trim().split('\n')[0]?.slice(0, 200)}` };
+      return {
+        gpus,
+        error: `${TOOL_NAME[vendor]} printed no GPU line: ${r.stdout.trim().split('\n')[0]?.slice(0, 200)}`,
+      };
     }
     return { gpus, error: null };
   } catch (e) {
@@ -247,7 +250,9 @@ export class GpuSampler {
       });
       child.once('error', (e) => end(`nvidia-smi: ${e.message}`));
       child.once('close', (code, sig) => {
-        end(`nvidia-smi (loop) exited with ${code !== null ? `code ${code}` : `signal ${sig}`}${said ? `: ${said}` : ''}`);
+        end(
+          `nvidia-smi (loop) exited with ${code !== null ? `code ${code}` : `signal ${sig}`}${said ? `: ${said}` : ''}`,
+        );
       });
     });
   }
