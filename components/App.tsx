@@ -4,6 +4,7 @@ import type { InstanceSnapshot } from '../src/domain/snapshot.js';
 import type { LogSource } from '../src/logs/follow.js';
 import type { LogStream } from '../src/domain/status.js';
 import { formatUptime } from '../src/format/text.js';
+import { GpuPanel, gpuPanelHeight } from './GpuPanel.js';
 import { Header } from './Header.js';
 import { InstanceTable } from './InstanceTable.js';
 import { Footer, Help, ScrollPane, eventLines, historyLines, type ActionResult } from './Panes.js';
@@ -119,7 +120,9 @@ export function App({ model, logs, actions, onQuit, confirmSingle = true }: AppP
 
   // ---- layout: every line is accounted for, so a frame never exceeds the terminal
   const errorLines = state.error ? 1 : 0;
-  const chrome = 1 + errorLines + 2 + 1; // header, error, footer (2), spare
+  const gpuPanel = { gpus: state.gpus, error: state.gpuError, cpuOnly: state.cpuOnly };
+  const gpuLines = gpuPanelHeight(gpuPanel, rows);
+  const chrome = 1 + errorLines + gpuLines + 2 + 1; // header, error, GPU panel, footer (2), spare
   const tableRows = fullLog
     ? 0
     : paneOpen
@@ -417,6 +420,7 @@ export function App({ model, logs, actions, onQuit, confirmSingle = true }: AppP
           error reading state: {state.error}
         </Text>
       ) : null}
+      <GpuPanel {...gpuPanel} width={width} height={gpuLines} />
       {help ? (
         <Box height={rows - chrome} overflow="hidden">
           <Help />

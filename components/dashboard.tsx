@@ -13,6 +13,11 @@ import { reconcileAll } from '../src/engine/reconcile.js';
 import { down, restart, up } from '../src/engine/supervisor.js';
 import { fileLogSource } from '../src/logs/follow.js';
 import { ChangeFeed } from '../src/store/watch.js';
+import type { GpuSample } from '../src/domain/gpu.js';
+import { isFresh } from '../src/engine/gpus.js';
+import { DEFAULT_GPU_CADENCE, GpuSampler } from '../src/platform/gpu/sampler.js';
+import { abortableSleep } from '../src/platform/sleep.js';
+import type { Store } from '../src/store/store.js';
 
 /** Composition root of the dashboard: real store, real engine functions, real log files. */
 /**
@@ -32,6 +37,50 @@ function useAlternateScreen(out: NodeJS.WriteStream): () => void {
   return leave;
 }
 
+/**
+ * The GPU panel's readings: the daemon's sample while it is fresh (the daemon samples every 2 s);
+ * otherwise the dashboard runs the same sampler itself (one looping nvidia-smi; nothing on a rig
+ * without vendor tools) until it exits.
+ */
+class DashboardGpu {
+  private local: GpuSample | undefined;
+  private running: { abort: AbortController; done: Promise<void> } | undefined;
+
+  constructor(
+    private readonly store: Store,
+    private readonly env: NodeJS.ProcessEnv,
+  ) {}
+
+  latest(onSample: () => void): GpuSample | undefined {
+    let recorded: GpuSample | undefined;
+    try {
+      recorded = this.store.latestGpuSample();
+    } catch {
+      recorded = undefined;
+    }
+    if (recorded && isFresh(recorded, Date.now())) return recorded;
+    if (!this.running) {
+      const abort = new AbortController();
+      const sampler = new GpuSampler({
+        env: this.env,
+        ...DEFAULT_GPU_CADENCE,
+        wait: (ms, signal) => abortableSleep(ms, signal),
+        onSample: (s) => {
+          this.local = s;
+          onSample();
+        },
+      });
+      this.running = { abort, done: sampler.run(abort.signal) };
+    }
+    return this.local;
+  }
+
+  async stop(): Promise<void> {
+    this.running?.abort.abort();
+    await this.running?.done;
+  }
+}
+
 export interface DashboardOptions {
   /** Ask before x and r act on a running instance (default true; `llama-orch --yes` turns it off). */
   confirm?: boolean;
@@ -44,8 +93,10 @@ export async function runDashboard(homeOpt: string | undefined, opts: DashboardO
   // data_version reads the status digest (at 250 ms that cost 0.6% of a core with 16 instances,
   // bench/dashboard-idle.mjs); changes are shown within a second, as before.
   const feed = new ChangeFeed(ctx.store, { intervalMs: 1000 });
+  const gpu = new DashboardGpu(ctx.store, process.env);
   const model = new DashboardModel({
     sources: ctx.sources(cachedLoader(ctx.store, loadConfigFile)),
+    gpu: () => gpu.latest(() => model.markDirty()),
     feed,
     watchConfigs: (onChange) => watchInstanceConfigs(ctx.home, onChange),
     reconcile: () => reconcileAll(ctx.store, ctx.deps.procs),
@@ -113,6 +164,7 @@ export async function runDashboard(homeOpt: string | undefined, opts: DashboardO
     leaveScreen();
   }
   await model.stop();
+  await gpu.stop();
   feed.close();
   ctx.close();
   return 0;

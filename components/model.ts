@@ -1,7 +1,7 @@
 import os from 'node:os';
 import type { DaemonStatus, InstanceSnapshot } from '../src/domain/snapshot.js';
-import { daemonStatus } from '../src/engine/daemon-status.js';
-import { snapshotAll, type SnapshotSources } from '../src/engine/snapshot.js';
+import type { GpuInfo, GpuSample } from '../src/domain/gpu.js';
+import { rigSnapshot, type SnapshotSources } from '../src/engine/snapshot.js';
 import type { EventRow } from '../src/store/store.js';
 import type { ChangeFeed } from '../src/store/watch.js';
 
@@ -13,6 +13,10 @@ export interface DashboardState {
   instances: InstanceSnapshot[];
   events: EventRow[];
   error: string | null;
+  /** The GPU panel: the rig's GPUs, why they could not be read, whether there is no vendor tool. */
+  gpus: GpuInfo[];
+  gpuError: string | null;
+  cpuOnly: boolean;
 }
 
 export interface DashboardSources {
@@ -24,6 +28,8 @@ export interface DashboardSources {
   watchConfigs?: (onChange: () => void) => () => Promise<void>;
   /** The explicit reconciliation step, run before each read (engine/reconcile.ts). */
   reconcile?: () => void;
+  /** The latest GPU sample (the daemon's while fresh, else the dashboard's own sampler's). */
+  gpu?: () => GpuSample | undefined;
 }
 
 export interface ModelOptions {
@@ -151,14 +157,19 @@ export class DashboardModel {
     const now = this.now();
     const { home } = this.deps.sources;
     try {
+      const gpu = this.deps.gpu?.();
+      const rig = rigSnapshot({ ...this.deps.sources, ...(gpu ? { gpu } : {}) }, now);
       return {
         now,
         host: os.hostname(),
         home: home.root,
-        daemon: daemonStatus(home),
-        instances: snapshotAll(this.deps.sources, now),
+        daemon: rig.daemon,
+        instances: rig.instances,
         events: this.events(),
         error: null,
+        gpus: rig.gpus,
+        gpuError: rig.gpu_error,
+        cpuOnly: gpu !== undefined && gpu.vendor === null,
       };
     } catch (e) {
       return {
@@ -168,6 +179,9 @@ export class DashboardModel {
           daemon: { running: false, pid: null },
           instances: [],
           events: [],
+          gpus: [],
+          gpuError: null,
+          cpuOnly: false,
         }),
         now,
         error: e instanceof Error ? e.message : String(e),
@@ -194,7 +208,27 @@ function visibleKey(s: DashboardState, tickMs: number): string {
     i.last_error,
     i.config_error,
     i.health_latency_ms === null ? null : Math.round(i.health_latency_ms / 10),
+    i.vram_bytes === null ? null : Math.round(i.vram_bytes / 2 ** 26),
+    i.warnings.join('|'),
+  ]);
+  // GPU readings to the percent and 64 MiB: noise below that would re-render every sample.
+  const gpus = s.gpus.map((g) => [
+    g.index,
+    g.utilization_pct,
+    g.memory_used_bytes === null ? null : Math.round(g.memory_used_bytes / 2 ** 26),
+    g.temperature_c,
+    g.power_w === null ? null : Math.round(g.power_w / 5),
+    g.processes.map((p) => `${p.pid}:${p.instance}:${Math.round((p.memory_bytes ?? 0) / 2 ** 26)}`).join(','),
   ]);
   const lastEvent = s.events.length ? s.events[s.events.length - 1]?.id : 0;
-  return JSON.stringify([Math.floor(s.now / tickMs), s.daemon.running, s.error, lastEvent, inst]);
+  return JSON.stringify([
+    Math.floor(s.now / tickMs),
+    s.daemon.running,
+    s.error,
+    lastEvent,
+    inst,
+    gpus,
+    s.gpuError,
+    s.cpuOnly,
+  ]);
 }

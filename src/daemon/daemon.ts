@@ -1,3 +1,5 @@
+import { readNsPids } from '../platform/proc.js';
+import { DEFAULT_GPU_OPTIONS, GpuService, type GpuServiceOptions } from './gpu-service.js';
 import { RetentionService } from './retention.js';
 import { ServiceHost, type Service } from './service.js';
 import { SupervisionService, type SupervisionDeps, type SupervisionOptions } from './supervision.js';
@@ -7,11 +9,23 @@ export type DaemonDeps = SupervisionDeps;
 export interface DaemonOptions extends SupervisionOptions {
   /** How often the history tables are pruned. */
   retentionMs?: number;
+  /** The GPU sampler's cadence (DEFAULT_GPU_OPTIONS), or false: no GPU sampling. */
+  gpu?: GpuServiceOptions | false;
 }
 
 /** The daemon's services, in start order. New long-lived services are added here. */
 export function daemonServices(deps: DaemonDeps, opts: DaemonOptions): Service[] {
-  return [new SupervisionService(deps, opts), new RetentionService(deps.store, opts.retentionMs ?? 60_000, deps.wait)];
+  const services: Service[] = [
+    new SupervisionService(deps, opts),
+    new RetentionService(deps.store, opts.retentionMs ?? 60_000, deps.wait),
+  ];
+  if (opts.gpu !== false) {
+    const { store, procs, env, wait, log } = deps;
+    services.push(
+      new GpuService({ store, procs, env, wait, log, nsPids: readNsPids }, opts.gpu ?? DEFAULT_GPU_OPTIONS),
+    );
+  }
+  return services;
 }
 
 /**

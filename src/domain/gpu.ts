@@ -105,6 +105,9 @@ export interface LoadFacts {
   loaded: boolean;
 }
 
+/** The load-facts warning for llama-server's "no usable GPU found, --gpu-layers option will be ignored". */
+export const NO_USABLE_GPU = 'no usable GPU found: running on the CPU';
+
 /** Device buffer names that are GPU memory (not host memory pinned or mapped for a GPU). */
 export function isGpuBuffer(device: string): boolean {
   return /^(CUDA|ROCm|HIP|Vulkan|Metal|SYCL|MUSA|CANN|OpenCL)\d*(_Split)?$/i.test(device) && !/host/i.test(device);

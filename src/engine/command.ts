@@ -41,6 +41,9 @@ export function buildServerCommand({ name, config, binary, modelPath, env }: Bui
   const childEnv: Record<string, string> = { LLAMA_ARG_LOG_VERBOSITY: '4', ...server.env };
   const gpuVar = GPU_ENV_VAR[gpu.backend];
   if (gpuVar && gpu.devices.length > 0) childEnv[gpuVar] = gpu.devices.join(',');
+  // CUDA numbers devices fastest first by default, nvidia-smi by PCI bus: pinned indices mean the
+  // GPUs nvidia-smi (and `llama-orch gpus`) shows under those numbers.
+  if (gpu.backend === 'cuda' && gpu.devices.length > 0) childEnv.CUDA_DEVICE_ORDER ??= 'PCI_BUS_ID';
   if (server.api_key_env) {
     const key = env[server.api_key_env];
     if (key) childEnv.LLAMA_API_KEY = key;

@@ -3,6 +3,7 @@ import {
   GPU_MEMORY_WARN_RATIO,
   GPU_TEMPERATURE_WARN_C,
   gpuBufferBytes,
+  NO_USABLE_GPU,
   type GpuInfo,
   type GpuProcess,
   type GpuSample,
@@ -143,7 +144,6 @@ export interface InstanceGpuFacts {
 }
 
 const GPU_BACKENDS = new Set(['cuda', 'rocm', 'vulkan', 'metal']);
-const NO_GPU_WARNING = 'no usable GPU found: running on the CPU';
 
 /**
  * An instance's GPU memory and warnings. VRAM: the vendor tool's per-process figure when it has
@@ -163,9 +163,9 @@ export function instanceGpuFacts(
   const vram = use?.vendorBytes ?? fromBuffers ?? (view?.listed && !view.error && view.vendor ? 0 : null);
   const gpuBackend = inst.backend !== null && GPU_BACKENDS.has(inst.backend);
   for (const w of facts?.warnings ?? []) {
-    if (w !== NO_GPU_WARNING) warnings.push(w);
+    if (w !== NO_USABLE_GPU) warnings.push(w);
   }
-  if (gpuBackend && facts?.warnings.includes(NO_GPU_WARNING) && !vram) {
+  if (gpuBackend && facts?.warnings.includes(NO_USABLE_GPU) && !vram) {
     warnings.push(`backend ${inst.backend}, but the server found no usable GPU: it runs on the CPU`);
   }
   const gpus = view?.gpus ?? [];

@@ -1,4 +1,6 @@
-import type { LoadBuffer, LoadFacts } from '../domain/gpu.js';
+import { NO_USABLE_GPU, type LoadBuffer, type LoadFacts } from '../domain/gpu.js';
+
+export { NO_USABLE_GPU };
 
 // What llama-server says on stderr while it loads (docs/ARCHITECTURE.md, "GPU observability";
 // the lines are those of llama.cpp's src/llama-model.cpp, src/llama-context.cpp, src/llama-kv-cache.cpp,
@@ -93,7 +95,7 @@ export function scanLoadLine(facts: LoadFacts, raw: string): boolean {
   if ((m = RE.ctxCapped.exec(line))) {
     return warn(facts, `context ${m[1]} per slot capped to the model's training context ${m[2]}`);
   }
-  if (RE.noGpu.test(line)) return warn(facts, 'no usable GPU found: running on the CPU');
+  if (RE.noGpu.test(line)) return warn(facts, NO_USABLE_GPU);
   if (!facts.loaded && RE.loaded.test(line)) {
     facts.loaded = true;
     return true;

@@ -12,7 +12,7 @@ import type { RuntimeRow } from '../store/store.js';
 import { attachServerPipes, openServerPipes } from './log-pipes.js';
 import type { KeeperOutput } from './output.js';
 import type { LoadFacts } from '../domain/gpu.js';
-import { LoadFactsScanner } from './load-facts.js';
+import { LoadFactsScanner, NO_USABLE_GPU } from './load-facts.js';
 
 export type RunEnd =
   | { kind: 'exit'; code: number | null; signal: NodeJS.Signals | null }
@@ -100,7 +100,7 @@ export async function spawnRun(
     child.once('error', (e) => resolve({ kind: 'spawn-error', message: `cannot start ${cmd.file}: ${e.message}` }));
   });
   const pid = child.pid;
-  const facts = loadFactsWriter(ctx, pid);
+  const facts = loadFactsWriter(ctx, pid, config.gpu.backend);
   const outputDone = ctx.output.follow(
     pipes.readers,
     `server pid ${pid ?? '-'} started ${new Date(startedAt).toISOString()} (restart ${attempts})`,
@@ -138,9 +138,14 @@ export async function spawnRun(
  * Reads a new run's load facts from its stderr (keeper/load-facts.ts) and records them: at once
  * when the model is loaded, otherwise at most every 250 ms while it loads.
  */
-function loadFactsWriter(ctx: RunContext, pid: number | undefined): { push: (c: Buffer) => void; flush: () => void } {
+function loadFactsWriter(
+  ctx: RunContext,
+  pid: number | undefined,
+  backend: string,
+): { push: (c: Buffer) => void; flush: () => void } {
   let timer: NodeJS.Timeout | undefined;
   let dirty = false;
+  let warned = false;
   const flush = () => {
     clearTimeout(timer);
     timer = undefined;
@@ -148,6 +153,13 @@ function loadFactsWriter(ctx: RunContext, pid: number | undefined): { push: (c: 
     dirty = false;
     const copy = JSON.parse(JSON.stringify(scanner.facts)) as LoadFacts;
     ctx.deps.state.write('load-facts', (s) => s.recordLoadFacts(ctx.name, pid, copy));
+    // A GPU config on a machine (or a build) where the server finds no GPU runs on the CPU, slowly
+    // and silently: the one thing here worth an event of its own.
+    if (!warned && backend !== 'cpu' && copy.warnings.includes(NO_USABLE_GPU)) {
+      warned = true;
+      const msg = `backend ${backend}, but llama-server found no usable GPU: it runs on the CPU (its --gpu-layers are ignored)`;
+      ctx.deps.state.write('gpu-warning', (s) => s.addEvent(ctx.name, 'warn', 'gpu', msg));
+    }
   };
   const scanner = new LoadFactsScanner((f) => {
     dirty = true;

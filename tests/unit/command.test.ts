@@ -45,7 +45,11 @@ describe('command builder', () => {
       '--flash-attn',
       'on',
     ]);
-    expect(cmd.env).toEqual({ CUDA_VISIBLE_DEVICES: '1' });
+    expect(cmd.env).toEqual({
+      CUDA_VISIBLE_DEVICES: '1',
+      CUDA_DEVICE_ORDER: 'PCI_BUS_ID',
+      LLAMA_ARG_LOG_VERBOSITY: '4',
+    });
   });
 
   it('uses the per-backend device variable', () => {
@@ -56,7 +60,7 @@ describe('command builder', () => {
       modelPath: 'm',
       env: {},
     });
-    expect(vk.env).toEqual({ GGML_VK_VISIBLE_DEVICES: '0,2' });
+    expect(vk.env).toEqual({ GGML_VK_VISIBLE_DEVICES: '0,2', LLAMA_ARG_LOG_VERBOSITY: '4' });
     const rocm = buildServerCommand({
       name: 'r',
       config: cfg({ model: { path: 'm' }, server: { port: 1 }, gpu: { backend: 'rocm', devices: [3] } }),
@@ -64,7 +68,7 @@ describe('command builder', () => {
       modelPath: 'm',
       env: {},
     });
-    expect(rocm.env).toEqual({ HIP_VISIBLE_DEVICES: '3' });
+    expect(rocm.env).toEqual({ HIP_VISIBLE_DEVICES: '3', LLAMA_ARG_LOG_VERBOSITY: '4' });
   });
 
   it('passes the API key only as LLAMA_API_KEY, never in argv', () => {

@@ -39,6 +39,9 @@ function inst(name: string, over: Partial<InstanceSnapshot> = {}): InstanceSnaps
     config_error: null,
     autostart: false,
     warnings: [],
+    vram_bytes: null,
+    offload: null,
+    on_gpus: [],
     ...over,
   };
 }

@@ -36,6 +36,9 @@ function inst(name: string, over: Partial<InstanceSnapshot> = {}): InstanceSnaps
     config_error: null,
     autostart: false,
     warnings: [],
+    vram_bytes: null,
+    offload: null,
+    on_gpus: [],
     ...over,
   };
 }
@@ -64,6 +67,9 @@ function fakeModel(instances: InstanceSnapshot[]) {
       },
     ],
     error: null,
+    gpus: [],
+    gpuError: null,
+    cpuOnly: false,
   };
   const listeners = new Set<() => void>();
   return {

@@ -94,6 +94,9 @@ export interface SamplerOptions {
   now?: () => number;
 }
 
+/** GPU readings every 2 s (like nvtop/nvitop: faster is pointless), processes every 10 s, 10 s deadline. */
+export const DEFAULT_GPU_CADENCE = { intervalMs: 2000, processesMs: 10_000, timeoutMs: 10_000 } as const;
+
 const NO_TOOL_RECHECK_MS = 30_000;
 const MAX_PAUSE_MS = 60_000;
 

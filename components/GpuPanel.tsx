@@ -1,0 +1,101 @@
+import React from 'react';
+import { Box, Text } from 'ink';
+import type { GpuInfo } from '../src/domain/gpu.js';
+import { bar, gpuLineParts, memoryRatio } from '../src/format/gpu.js';
+import { formatBytes } from '../src/format/text.js';
+
+export interface GpuPanelProps {
+  gpus: GpuInfo[];
+  /** Why the GPUs could not be read; null: fine. */
+  error: string | null;
+  /** No vendor tool: a CPU-only rig. */
+  cpuOnly: boolean;
+  width: number;
+  /** Lines it may take (gpuPanelHeight). */
+  height: number;
+}
+
+/** Lines the panel takes: one per GPU (at most a quarter of the screen), else one for the note. */
+export function gpuPanelHeight(p: Pick<GpuPanelProps, 'gpus' | 'error' | 'cpuOnly'>, rows: number): number {
+  if (p.gpus.length === 0) return p.error || p.cpuOnly ? 1 : 0;
+  return Math.min(p.gpus.length, Math.max(1, Math.floor(rows / 4)));
+}
+
+const level = (ratio: number | null) =>
+  ratio === null ? undefined : ratio > 0.95 ? 'red' : ratio > 0.8 ? 'yellow' : 'green';
+
+/**
+ * The GPU panel above the table: index, utilisation bar, VRAM used/total bar, temperature, power
+ * and what holds the memory (instances by name, foreign processes with pid), then the name.
+ * Narrow terminals lose the bars first, then the trailing parts.
+ */
+export function GpuPanel({ gpus, error, cpuOnly, width, height }: GpuPanelProps) {
+  if (height <= 0) return null;
+  if (gpus.length === 0) {
+    return error || !cpuOnly ? (
+      <Text color="red" wrap="truncate">
+        GPUs not read: {error ?? 'no reading yet'}
+      </Text>
+    ) : (
+      <Text dimColor wrap="truncate">
+        GPUs: none — a CPU-only rig (no nvidia-smi or rocm-smi on PATH)
+      </Text>
+    );
+  }
+  const barWidth = width >= 110 ? 10 : width >= 80 ? 6 : 0;
+  const shown = gpus.length > height ? gpus.slice(0, height - 1) : gpus;
+  return (
+    <Box flexDirection="column">
+      {shown.map((g) => (
+        <GpuLine key={g.index} g={g} barWidth={barWidth} width={width} />
+      ))}
+      {shown.length < gpus.length ? (
+        <Text dimColor wrap="truncate">
+          +{gpus.length - shown.length} more GPU(s): llama-orch gpus
+        </Text>
+      ) : null}
+    </Box>
+  );
+}
+
+function GpuLine({ g, barWidth, width }: { g: GpuInfo; barWidth: number; width: number }) {
+  const util = g.utilization_pct === null ? null : g.utilization_pct / 100;
+  const mem = memoryRatio(g);
+  const { optional } = gpuLineParts(g, barWidth);
+  const hot = g.temperature_c !== null && g.temperature_c >= 85;
+  // What is left after the fixed parts goes to temperature, power, users and the name, in that order.
+  let room = width - (6 + (barWidth + 6) + (barWidth + 16)) - 2;
+  const tail: string[] = [];
+  for (const part of optional) {
+    if (part.length + 2 > room) break;
+    tail.push(part);
+    room -= part.length + 2;
+  }
+  const temp = g.temperature_c !== null ? `${Math.round(g.temperature_c)}C` : null;
+  const rest = tail.filter((t) => t !== temp);
+  return (
+    <Text wrap="truncate">
+      <Text bold>GPU {g.index}</Text>
+      {'  '}
+      {barWidth ? <Text color={level(util)}>{bar(util, barWidth)} </Text> : null}
+      {(g.utilization_pct === null ? '-' : `${Math.round(g.utilization_pct)}%`).padStart(4)}
+      {'  '}
+      {barWidth ? <Text color={level(mem)}>{bar(mem, barWidth)} </Text> : null}
+      <Text color={mem !== null && mem > 0.95 ? 'red' : undefined}>
+        {formatBytes(g.memory_used_bytes)}/{formatBytes(g.memory_total_bytes)}
+      </Text>
+      {temp && tail.includes(temp) ? (
+        <>
+          {'  '}
+          <Text color={hot ? 'red' : undefined}>{temp}</Text>
+        </>
+      ) : null}
+      {rest.length ? (
+        <Text>
+          {'  '}
+          {rest.join('  ')}
+        </Text>
+      ) : null}
+    </Text>
+  );
+}
