@@ -135,7 +135,7 @@ export async function runDashboard(homeOpt: string | undefined, opts: DashboardO
     },
     describe: (name) => {
       try {
-        return describeLines(describeData(ctx, name));
+        return describeLines(describeData(ctx, name, gpu.latest(() => model.markDirty())));
       } catch (e) {
         return [`cannot describe ${name}: ${e instanceof Error ? e.message : String(e)}`];
       }

@@ -10,14 +10,24 @@ import { lastLines, logFile, type LogStream } from '../../logs/tail.js';
 import type { EventRow } from '../../store/store.js';
 import type { Context } from '../context.js';
 import { renderTextTable } from '../format.js';
-import { healthText, stateText } from '../../format/text.js';
+import { formatBytes, healthText, stateText } from '../../format/text.js';
+import type { GpuSample, LoadFacts } from '../../domain/gpu.js';
+import { currentGpuSample } from '../../engine/gpus.js';
 import type { Out } from '../output.js';
 
-function requireKnown(ctx: Context, name: string): InstanceSnapshot {
+function requireKnown(ctx: Context, name: string, gpu?: GpuSample): InstanceSnapshot {
   // loadInstance gives the exit-2 "unknown instance" error with the list of known names.
   if (!fs.existsSync(`${ctx.home.instancesDir}/${name}/config.json`) && !ctx.store.getRuntime(name))
     loadInstance(ctx.home, name);
-  return snapshotInstance(ctx.sources(cachedLoader(ctx.store, loadConfigFile)), name, Date.now());
+  return snapshotInstance(ctx.sources(cachedLoader(ctx.store, loadConfigFile), gpu), name, Date.now());
+}
+
+function loadFactsOf(json: string | null | undefined): LoadFacts | null {
+  try {
+    return json ? (JSON.parse(json) as LoadFacts) : null;
+  } catch {
+    return null;
+  }
 }
 
 function formatEvent(e: EventRow): string {
@@ -25,8 +35,9 @@ function formatEvent(e: EventRow): string {
   return `${t}  ${e.level.padEnd(5)}  ${(e.instance_name ?? '-').padEnd(12)}  ${e.event_type.padEnd(13)}  ${e.message}`;
 }
 
-export function describeData(ctx: Context, name: string) {
-  const snap = requireKnown(ctx, name);
+/** `gpu`: the rig's GPUs at this moment, for the instance's VRAM and GPU warnings. */
+export function describeData(ctx: Context, name: string, gpu?: GpuSample) {
+  const snap = requireKnown(ctx, name, gpu);
   const row = ctx.store.getRuntime(name);
   let command: { argv: string[]; env: Record<string, string> } | null = null;
   let commandError: string | null = null;
@@ -62,6 +73,8 @@ export function describeData(ctx: Context, name: string) {
     last_health_ok_at: row?.last_health_ok_at ? new Date(row.last_health_ok_at).toISOString() : null,
     health_failures: row?.health_failures ?? 0,
     stderr_tail: stderrTail,
+    /** What the current run's server loaded where (keeper/load-facts.ts); null when none runs. */
+    load: snap.pid !== null ? loadFactsOf(row?.load_facts) : null,
     recent_events: ctx.store.listEvents(name, 15).map((e) => ({
       ts: new Date(e.ts).toISOString(),
       level: e.level,
@@ -77,10 +90,40 @@ export function describeData(ctx: Context, name: string) {
   };
 }
 
-export function describeCommand(ctx: Context, name: string, json: boolean, out: Out): number {
-  const d = describeData(ctx, name);
+export async function describeCommand(ctx: Context, name: string, json: boolean, out: Out): Promise<number> {
+  const d = describeData(ctx, name, await currentGpuSample(ctx.store, process.env, Date.now()));
   out.log(json ? JSON.stringify(d, null, 2) : describeLines(d).join('\n'));
   return 0;
+}
+
+/** What the server said it loaded where: offload, context, buffers per device, devices seen. */
+export function loadLines(f: LoadFacts): string[] {
+  const out: string[] = [];
+  const parts = [
+    f.offload ? `offloaded ${f.offload.layers}/${f.offload.total} layers to GPU` : 'no layers offloaded to a GPU',
+    f.n_ctx !== null ? `context ${f.n_ctx}` : null,
+    f.n_slots !== null && f.n_ctx_slot !== null ? `${f.n_slots} slot(s) of ${f.n_ctx_slot}` : null,
+    f.loaded ? null : 'still loading',
+  ].filter(Boolean);
+  out.push(`  ${parts.join(', ')}`);
+  const devices = [...new Set(f.buffers.map((b) => b.device))];
+  for (const dev of devices) {
+    const of = f.buffers.filter((b) => b.device === dev);
+    const total = of.reduce((a, b) => a + b.bytes, 0);
+    out.push(
+      `  ${dev.padEnd(12)} ${formatBytes(total).padStart(6)}  (${of.map((b) => `${b.kind} ${formatBytes(b.bytes)}`).join(', ')})`,
+    );
+  }
+  if (f.fit_projected_bytes !== null) out.push(`  --fit projected ${formatBytes(f.fit_projected_bytes)}`);
+  for (const d of f.devices) {
+    const mem =
+      d.free_bytes !== null
+        ? ` (${d.total_bytes !== null ? `${formatBytes(d.total_bytes)}, ` : ''}${formatBytes(d.free_bytes)} free at load)`
+        : '';
+    out.push(`  device ${d.name}: ${d.description}${mem}`);
+  }
+  for (const w of f.warnings) out.push(`  warning: ${w}`);
+  return out;
 }
 
 export function describeLines(d: ReturnType<typeof describeData>): string[] {
@@ -111,8 +154,10 @@ export function describeLines(d: ReturnType<typeof describeData>): string[] {
           : `status unknown (the server was not the keeper's child) at ${d.last_exit.at}`,
     );
   if (d.last_error) kv('Last error', d.last_error);
+  if (d.vram_bytes !== null) kv('GPU memory', `${formatBytes(d.vram_bytes)}${d.on_gpus.length ? ` on GPU ${d.on_gpus.join(', ')}` : ''}`);
   for (const w of d.warnings) kv('Warning', w);
   kv('Logs', d.log_dir);
+  if (d.load) lines.push('', 'Loaded (from the server\'s log):', ...loadLines(d.load));
   if (d.command) {
     lines.push('', 'Command:', '  ' + d.command.argv.map((a) => (/[\s"'$]/.test(a) ? JSON.stringify(a) : a)).join(' '));
     const env = Object.entries(d.command.env);
