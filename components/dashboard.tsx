@@ -135,7 +135,13 @@ export async function runDashboard(homeOpt: string | undefined, opts: DashboardO
     },
     describe: (name) => {
       try {
-        return describeLines(describeData(ctx, name, gpu.latest(() => model.markDirty())));
+        return describeLines(
+          describeData(
+            ctx,
+            name,
+            gpu.latest(() => model.markDirty()),
+          ),
+        );
       } catch (e) {
         return [`cannot describe ${name}: ${e instanceof Error ? e.message : String(e)}`];
       }

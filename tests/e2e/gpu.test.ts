@@ -61,7 +61,12 @@ describe('GPU observability with the real llama-server and a fake nvidia-smi', (
     expect(row.warnings).toContain('backend cuda, but the server found no usable GPU: it runs on the CPU');
     expect(row).toMatchObject({ vram_bytes: 0, offload: null, on_gpus: [] });
     const d = JSON.parse((await cli(home.root, ['describe', 'gpu1', '--json'], env)).stdout) as {
-      load: { n_ctx: number; n_ctx_slot: number; n_slots: number; buffers: Array<{ device: string; kind: string; bytes: number }> };
+      load: {
+        n_ctx: number;
+        n_ctx_slot: number;
+        n_slots: number;
+        buffers: Array<{ device: string; kind: string; bytes: number }>;
+      };
       recent_events: Array<{ type: string; message: string }>;
     };
     // The real server's CPU buffers and the context it really uses: -c 256 with 2 slots is 256
@@ -71,7 +76,9 @@ describe('GPU observability with the real llama-server and a fake nvidia-smi', (
     expect(d.load.buffers.some((b) => b.device === 'CPU' && b.kind === 'kv')).toBe(true);
     expect(d.recent_events.some((e) => e.type === 'gpu' && /found no usable GPU/.test(e.message))).toBe(true);
     const text = await cli(home.root, ['describe', 'gpu1'], env);
-    expect(text.stdout).toMatch(/Loaded \(from the server's log\):\n {2}no layers offloaded to a GPU, context 512, 2 slot\(s\) of 256/);
+    expect(text.stdout).toMatch(
+      /Loaded \(from the server's log\):\n {2}no layers offloaded to a GPU, context 512, 2 slot\(s\) of 256/,
+    );
   });
 
   it("maps GPU memory to the instance by its server's pid, shows foreign processes, and flags a wrong or full GPU", async () => {

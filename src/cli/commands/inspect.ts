@@ -154,10 +154,11 @@ export function describeLines(d: ReturnType<typeof describeData>): string[] {
           : `status unknown (the server was not the keeper's child) at ${d.last_exit.at}`,
     );
   if (d.last_error) kv('Last error', d.last_error);
-  if (d.vram_bytes !== null) kv('GPU memory', `${formatBytes(d.vram_bytes)}${d.on_gpus.length ? ` on GPU ${d.on_gpus.join(', ')}` : ''}`);
+  if (d.vram_bytes !== null)
+    kv('GPU memory', `${formatBytes(d.vram_bytes)}${d.on_gpus.length ? ` on GPU ${d.on_gpus.join(', ')}` : ''}`);
   for (const w of d.warnings) kv('Warning', w);
   kv('Logs', d.log_dir);
-  if (d.load) lines.push('', 'Loaded (from the server\'s log):', ...loadLines(d.load));
+  if (d.load) lines.push('', "Loaded (from the server's log):", ...loadLines(d.load));
   if (d.command) {
     lines.push('', 'Command:', '  ' + d.command.argv.map((a) => (/[\s"'$]/.test(a) ? JSON.stringify(a) : a)).join(' '));
     const env = Object.entries(d.command.env);
