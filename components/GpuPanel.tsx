@@ -1,7 +1,7 @@
 import React from 'react';
 import { Box, Text } from 'ink';
 import type { GpuInfo } from '../src/domain/gpu.js';
-import { bar, gpuLineParts, memoryRatio } from '../src/format/gpu.js';
+import { bar, gpuLineParts, gpuUsers, memoryRatio } from '../src/format/gpu.js';
 import { formatBytes } from '../src/format/text.js';
 
 export interface GpuPanelProps {
@@ -43,13 +43,14 @@ export function GpuPanel({ gpus, error, cpuOnly, width, height }: GpuPanelProps)
     );
   }
   const barWidth = width >= 110 ? 10 : width >= 80 ? 6 : 0;
-  const shown = gpus.length > height ? gpus.slice(0, height - 1) : gpus;
+  // Too many for the room: as many as fit with a line saying how many more (none on one line).
+  const shown = gpus.length > height ? gpus.slice(0, Math.max(1, height - 1)) : gpus;
   return (
     <Box flexDirection="column">
       {shown.map((g) => (
         <GpuLine key={g.index} g={g} barWidth={barWidth} width={width} />
       ))}
-      {shown.length < gpus.length ? (
+      {shown.length < gpus.length && shown.length < height ? (
         <Text dimColor wrap="truncate">
           +{gpus.length - shown.length} more GPU(s): llama-orch gpus
         </Text>
@@ -63,11 +64,14 @@ function GpuLine({ g, barWidth, width }: { g: GpuInfo; barWidth: number; width: 
   const mem = memoryRatio(g);
   const { optional } = gpuLineParts(g, barWidth);
   const hot = g.temperature_c !== null && g.temperature_c >= 85;
-  // What is left after the fixed parts goes to temperature, power, users and the name, in that order.
+  // What is left after the fixed parts goes to temperature, power, who holds the memory (cut at the
+  // edge rather than dropped: it is what an operator looks for) and the name (only whole).
   let room = width - (6 + (barWidth + 6) + (barWidth + 16)) - 2;
+  const users = gpuUsers(g.processes);
   const tail: string[] = [];
   for (const part of optional) {
-    if (part.length + 2 > room) break;
+    const whole = part.length + 2 <= room;
+    if (!whole && !(part === users && room > 10)) continue;
     tail.push(part);
     room -= part.length + 2;
   }

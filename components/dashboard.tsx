@@ -94,13 +94,16 @@ export async function runDashboard(homeOpt: string | undefined, opts: DashboardO
   // bench/dashboard-idle.mjs); changes are shown within a second, as before.
   const feed = new ChangeFeed(ctx.store, { intervalMs: 1000 });
   const gpu = new DashboardGpu(ctx.store, process.env);
+  // The sampler may report before the model exists (its first sample can come synchronously).
+  let onGpuSample = () => undefined as void;
   const model = new DashboardModel({
     sources: ctx.sources(cachedLoader(ctx.store, loadConfigFile)),
-    gpu: () => gpu.latest(() => model.markDirty()),
+    gpu: () => gpu.latest(() => onGpuSample()),
     feed,
     watchConfigs: (onChange) => watchInstanceConfigs(ctx.home, onChange),
     reconcile: () => reconcileAll(ctx.store, ctx.deps.procs),
   });
+  onGpuSample = () => model.markDirty();
   model.start();
   // Warnings of up/restart (an unchecked extra_args, a metal backend on Linux) go to the message line
   // and the results under `a`, never to stderr: that would write over the frame Ink draws.

@@ -12,7 +12,8 @@ const FULL = path.join(REPO, 'dist/bundle/main.mjs');
 
 async function fast(root: string | undefined, args: string[]) {
   const argv = root === undefined ? args : [...args, '--home', root];
-  const script = `process.exitCode = require(${JSON.stringify(FAST)}).run(['node', 'llama-orch', ...${JSON.stringify(argv)}]) ?? 99`;
+  // run() answers with a promise (a vendor tool may have to be read) or undefined (declined).
+  const script = `Promise.resolve(require(${JSON.stringify(FAST)}).run(['node', 'llama-orch', ...${JSON.stringify(argv)}])).then((c) => (process.exitCode = c ?? 99))`;
   return execa('node', ['-e', script], { reject: false });
 }
 

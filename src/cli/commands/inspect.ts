@@ -158,7 +158,9 @@ export function describeLines(d: ReturnType<typeof describeData>): string[] {
     kv('GPU memory', `${formatBytes(d.vram_bytes)}${d.on_gpus.length ? ` on GPU ${d.on_gpus.join(', ')}` : ''}`);
   for (const w of d.warnings) kv('Warning', w);
   kv('Logs', d.log_dir);
-  if (d.load) lines.push('', "Loaded (from the server's log):", ...loadLines(d.load));
+  if (d.load && (d.load.buffers.length || d.load.offload || d.load.n_ctx !== null || d.load.warnings.length)) {
+    lines.push('', "Loaded (from the server's log):", ...loadLines(d.load));
+  }
   if (d.command) {
     lines.push('', 'Command:', '  ' + d.command.argv.map((a) => (/[\s"'$]/.test(a) ? JSON.stringify(a) : a)).join(' '));
     const env = Object.entries(d.command.env);
