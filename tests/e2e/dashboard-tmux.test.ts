@@ -135,7 +135,15 @@ describe('the dashboard in a real terminal (tmux 140x35) with two real llama-ser
       5000,
       'dashboard exited',
     );
-    const final = await psJson(home.root);
+    // (Under load the restarted bravo may still be settling: wait for ok rather than read it once.)
+    const final = await waitFor(
+      async () => {
+        const rows = await psJson(home.root);
+        return rows.every((r) => r.state === 'running' && r.health === 'ok') ? rows : undefined;
+      },
+      10_000,
+      'both running ok after quitting',
+    );
     expect(final.map((r) => [r.name, r.state, r.health])).toEqual([
       ['alpha', 'running', 'ok'],
       ['bravo', 'running', 'ok'],
