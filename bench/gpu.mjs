@@ -165,7 +165,7 @@ async function dashboardBench() {
     sampler.push(((childTicks(pid) + kids() - c0) / 100 / WINDOW_S) * 100);
     rss.push(rssMiB(pid));
     const screen = execFileSync('tmux', ['capture-pane', '-p', '-t', session], { encoding: 'utf8' });
-    if (!/GPU 0 .*GPU|GPU 1 /.test(screen) || !/inst-00 \d/.test(screen.replace(/\s+/g, ' ')))
+    if (!/^GPU 1 /m.test(screen) || !/inst-00 .* cpu +[01] \d+M /.test(screen))
       console.error(`warning: the GPU panel or the GPU column did not show:\n${screen}`);
     execFileSync('tmux', ['send-keys', '-t', session, 'q']);
     await sleep(500);
@@ -186,5 +186,5 @@ async function dashboardBench() {
 }
 
 console.log(`${new Date().toISOString().slice(0, 10)}  ${machine()}`);
-for (const line of await psBench()) console.log(line);
+if (process.env.SKIP_PS !== '1') for (const line of await psBench()) console.log(line);
 if (process.env.SKIP_DASH !== '1') for (const line of await dashboardBench()) console.log(line);

@@ -66,8 +66,11 @@ class DashboardGpu {
         ...DEFAULT_GPU_CADENCE,
         wait: (ms, signal) => abortableSleep(ms, signal),
         onSample: (s) => {
+          // The model's own tick (2 s when idle) picks new readings up; only a change of kind (the
+          // first reading, a failure, a recovery) asks for a refresh now (which also reconciles).
+          const before = this.local;
           this.local = s;
-          onSample();
+          if (!before || before.error !== s.error || before.vendor !== s.vendor) onSample();
         },
       });
       this.running = { abort, done: sampler.run(abort.signal) };
