@@ -53,17 +53,8 @@ export interface GpuProcess {
 }
 
 /** One GPU as `gpus --json` and `--once --json` publish it. Public API: add fields, never rename. */
-export interface GpuInfo {
-  index: number;
-  uuid: string | null;
-  name: string | null;
+export interface GpuInfo extends GpuReading {
   vendor: GpuVendor;
-  utilization_pct: number | null;
-  memory_used_bytes: number | null;
-  memory_total_bytes: number | null;
-  temperature_c: number | null;
-  power_w: number | null;
-  power_limit_w: number | null;
   processes: GpuProcess[];
   /** What needs an operator's eye: memory above 95 %, temperature at 85 C or more. */
   warnings: string[];
