@@ -14,11 +14,12 @@ const LAYERS = {
   config: ['domain', 'platform'],
   store: ['domain', 'platform'],
   health: ['domain', 'platform', 'config', 'store'],
+  metrics: ['domain', 'platform'],
   logs: ['domain', 'platform', 'config', 'store'],
-  engine: ['domain', 'platform', 'config', 'store', 'health', 'logs'],
-  keeper: ['domain', 'platform', 'config', 'store', 'health', 'logs', 'engine'],
-  daemon: ['domain', 'platform', 'config', 'store', 'health', 'logs', 'engine'],
-  cli: ['domain', 'platform', 'config', 'store', 'health', 'logs', 'engine', 'format', 'keeper', 'daemon'],
+  engine: ['domain', 'platform', 'config', 'store', 'health', 'logs', 'metrics'],
+  keeper: ['domain', 'platform', 'config', 'store', 'health', 'logs', 'metrics', 'engine'],
+  daemon: ['domain', 'platform', 'config', 'store', 'health', 'logs', 'metrics', 'engine'],
+  cli: ['domain', 'platform', 'config', 'store', 'health', 'logs', 'metrics', 'engine', 'format', 'keeper', 'daemon'],
 };
 
 function layerRules() {

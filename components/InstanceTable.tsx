@@ -73,7 +73,10 @@ export const InstanceTable = React.memo(function InstanceTable({
         const line = cols
           .map((c) => {
             const cell = fit(c.value(r, 'live'), c.width);
-            return color && (c.key === 'state' || c.key === 'health') ? paint(cell, color) : cell;
+            if (color && (c.key === 'state' || c.key === 'health')) return paint(cell, color);
+            // Requests waiting for a slot: the instance is saturated.
+            if (c.key === 'req' && (r.requests_deferred ?? 0) > 0) return paint(cell, 'yellow');
+            return cell;
           })
           .join('  ')
           // Trailing padding is characters Ink processes on every frame for nothing.

@@ -210,6 +210,11 @@ function visibleKey(s: DashboardState, tickMs: number): string {
     i.health_latency_ms === null ? null : Math.round(i.health_latency_ms / 10),
     i.vram_bytes === null ? null : Math.round(i.vram_bytes / 2 ** 26),
     i.warnings.join('|'),
+    i.tokens_per_s,
+    i.slots_busy,
+    i.slots_total,
+    i.requests_processing,
+    i.requests_deferred,
   ]);
   // GPU readings to the percent and 64 MiB: noise below that would re-render every sample.
   const gpus = s.gpus.map((g) => [

@@ -98,8 +98,8 @@ export function clip(line: string, width: number, term = ''): string {
 
 // ---- sorting
 
-export type SortKey = 'name' | 'state' | 'port' | 'uptime' | 'restarts';
-export const SORT_KEYS: readonly SortKey[] = ['name', 'state', 'port', 'uptime', 'restarts'];
+export type SortKey = 'name' | 'state' | 'port' | 'uptime' | 'restarts' | 'tokens';
+export const SORT_KEYS: readonly SortKey[] = ['name', 'state', 'port', 'uptime', 'restarts', 'tokens'];
 
 export interface Sort {
   key: SortKey;
@@ -123,6 +123,8 @@ const compare: Record<SortKey, (a: InstanceSnapshot, b: InstanceSnapshot) => num
   // Longest running first; stopped ones last.
   uptime: (a, b) => (b.uptime_s ?? -1) - (a.uptime_s ?? -1),
   restarts: (a, b) => b.restarts - a.restarts,
+  // Busiest first.
+  tokens: (a, b) => (b.tokens_per_s ?? -1) - (a.tokens_per_s ?? -1),
 };
 
 /** A stable order: the key, then the name (so rows do not swap places between ticks). */

@@ -39,6 +39,13 @@ function parseCount(v: string): number {
   return n;
 }
 
+function parsePositive(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 1_000_000)
+    throw new UserError(`expected a whole number from 1 to 1000000, got "${v}"`);
+  return n;
+}
+
 export function buildProgram(): Command {
   const program = new Command('llama-orch')
     .description('Supervise local llama.cpp llama-server instances: dashboard and CLI')
@@ -172,6 +179,27 @@ export function buildProgram(): Command {
         eventsCommand(ctx, name, opts.lines, opts.json ?? false, stdOut),
       );
     });
+
+  program
+    .command('bench <name>')
+    .description("load test through the instance's OpenAI endpoint: time to first token, tokens/s, errors")
+    .option('--requests <n>', 'requests to send', parsePositive, 20)
+    .option('--concurrency <c>', 'requests in flight at once', parsePositive, 1)
+    .option('--prompt-tokens <p>', "prompt length in tokens (sized with the server's tokenizer)", parsePositive, 64)
+    .option('--max-tokens <g>', 'tokens to generate per request', parsePositive, 128)
+    .option('--json', 'one object (README, "bench")')
+    .action(
+      async (
+        name: string,
+        opts: { requests: number; concurrency: number; promptTokens: number; maxTokens: number; json?: boolean },
+        cmd: Command,
+      ) => {
+        const { benchCommand } = await import('./commands/bench.js');
+        exitCode = await withContext(homeOf(cmd), (ctx) =>
+          benchCommand(ctx, name, { ...opts, json: opts.json ?? false }, stdOut),
+        );
+      },
+    );
 
   program
     .command('gpus')

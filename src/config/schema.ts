@@ -157,6 +157,10 @@ export const InstanceConfigSchema = z
     stop_timeout: seconds(0.1, 3600).default(10).describe('Seconds from SIGTERM to SIGKILL (0.1 to 3600)'),
     logs: LogsSchema.prefault({}),
     autostart: z.boolean().default(false),
+    metrics: z
+      .boolean()
+      .default(true)
+      .describe('Pass --metrics and read tokens/s, slots and queue from the server on the health cadence'),
   })
   .superRefine((cfg, ctx) => {
     if (cfg.restart.max_delay < cfg.restart.initial_delay) {

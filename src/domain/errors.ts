@@ -8,6 +8,8 @@ export const ExitCode = {
   executableNotFound: 5,
   /** The state database is locked by another process, on a full or read-only disk, or damaged. */
   stateUnavailable: 6,
+  /** The command needs a running, healthy instance (bench) and this one is not. */
+  notRunning: 7,
   daemon: 10,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];

@@ -39,6 +39,20 @@ export interface InstanceSnapshot {
   offload: Offload | null;
   /** Indices of the GPUs its processes hold memory on (per the vendor tool). */
   on_gpus: number[];
+  /**
+   * What the server serves (domain/metrics.ts; read by its keeper on the health cadence): generated
+   * and prompt tokens per second over the last interval, busy and total slots, requests processing
+   * and deferred, the context of a slot, and when it was read (ISO 8601). Null when unknown: not
+   * running, `metrics: false`, or no current reading.
+   */
+  tokens_per_s: number | null;
+  prompt_tokens_per_s: number | null;
+  slots_busy: number | null;
+  slots_total: number | null;
+  requests_processing: number | null;
+  requests_deferred: number | null;
+  ctx_size: number | null;
+  metrics_at: string | null;
 }
 
 export interface DaemonStatus {

@@ -33,6 +33,9 @@ export function buildServerCommand({ name, config, binary, modelPath, env }: Bui
   if (model.threads !== undefined) args.push('-t', String(model.threads));
   if (server.parallel !== undefined) args.push('-np', String(server.parallel));
   if (model.n_gpu_layers !== undefined) args.push('-ngl', String(model.n_gpu_layers));
+  // The keeper reads /metrics for tokens/s and the queue (keeper/metrics.ts). Configs written before
+  // the `metrics` field often pass it in extra_args: once is enough.
+  if (config.metrics && !server.extra_args.includes('--metrics')) args.push('--metrics');
   args.push(...server.extra_args);
 
   // Info-level logging (4) prints what the server loaded where (buffer sizes per device, offload,

@@ -186,3 +186,27 @@ export function instanceGpuFacts(
   for (const index of use?.gpus ?? []) warnings.push(...(gpus.find((g) => g.index === index)?.warnings ?? []));
   return { vram_bytes: vram, on_gpus: use?.gpus ?? [], warnings };
 }
+
+/**
+ * One instance's GPU memory over time, from the recorded samples (the daemon's sampler): the
+ * memory of the processes attributed to it now (`pids`), summed per sample that listed processes.
+ */
+export function vramHistory(samples: GpuSample[], pids: ReadonlySet<number>): Array<{ ts: number; v: number | null }> {
+  if (pids.size === 0) return [];
+  return samples
+    .filter((s) => s.processes !== null)
+    .map((s) => {
+      let sum: number | null = 0;
+      for (const p of s.processes ?? []) {
+        if (!pids.has(p.pid)) continue;
+        if (p.memory_bytes === null) sum = null;
+        else if (sum !== null) sum += p.memory_bytes;
+      }
+      return { ts: s.processes_at ?? s.at, v: sum };
+    });
+}
+
+/** The pids of the GPU processes attributed to an instance in a view. */
+export function instanceGpuPids(view: GpuView, name: string): Set<number> {
+  return new Set(view.gpus.flatMap((g) => g.processes.filter((p) => p.instance === name).map((p) => p.pid)));
+}

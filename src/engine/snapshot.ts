@@ -8,6 +8,9 @@ import type { Processes } from '../platform/processes.js';
 import type { StoreBase } from '../store/base.js';
 import type { RuntimeRow } from '../store/rows.js';
 import type { GpuSample, LoadFacts } from '../domain/gpu.js';
+import type { ServingMetrics } from '../domain/metrics.js';
+import type { InstanceConfig } from '../config/schema.js';
+import { MIN_SCRAPE_GAP_MS } from '../metrics/cadence.js';
 import { attributeGpus, instanceGpuFacts, type GpuView } from './gpus.js';
 import { heartbeatAgeMs, STALLED_AFTER_MS } from './keeper-file.js';
 import { daemonStatus } from './daemon-status.js';
@@ -96,6 +99,57 @@ export function snapshotInstance(
     vram_bytes: gpu.vram_bytes,
     offload: facts?.offload ?? null,
     on_gpus: gpu.on_gpus,
+    ...servingOf(probed ? (row?.metrics ?? null) : null, cfg, now),
+  };
+}
+
+type ServingFields = Pick<
+  InstanceSnapshot,
+  | 'tokens_per_s'
+  | 'prompt_tokens_per_s'
+  | 'slots_busy'
+  | 'slots_total'
+  | 'requests_processing'
+  | 'requests_deferred'
+  | 'ctx_size'
+  | 'metrics_at'
+>;
+
+const NO_SERVING: ServingFields = {
+  tokens_per_s: null,
+  prompt_tokens_per_s: null,
+  slots_busy: null,
+  slots_total: null,
+  requests_processing: null,
+  requests_deferred: null,
+  ctx_size: null,
+  metrics_at: null,
+};
+
+/**
+ * The keeper's last reading of what the server serves, while it is current: a reading older than
+ * three scrape intervals (a server that stopped answering /metrics, metrics turned off) is unknown,
+ * not a frozen figure.
+ */
+function servingOf(json: string | null, cfg: InstanceConfig | undefined, now: number): ServingFields {
+  if (!json || !cfg?.metrics) return NO_SERVING;
+  let m: ServingMetrics;
+  try {
+    m = JSON.parse(json) as ServingMetrics;
+  } catch {
+    return NO_SERVING;
+  }
+  const gapMs = Math.max(MIN_SCRAPE_GAP_MS, cfg.healthcheck.interval * 1000);
+  if (now - m.at > Math.max(15_000, 3 * gapMs + cfg.healthcheck.timeout * 1000)) return NO_SERVING;
+  return {
+    tokens_per_s: m.tokens_per_s,
+    prompt_tokens_per_s: m.prompt_tokens_per_s,
+    slots_busy: m.slots_busy,
+    slots_total: m.slots_total,
+    requests_processing: m.requests_processing,
+    requests_deferred: m.requests_deferred,
+    ctx_size: m.ctx_size,
+    metrics_at: iso(m.at),
   };
 }
 

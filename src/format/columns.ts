@@ -1,5 +1,5 @@
 import type { InstanceSnapshot } from '../domain/snapshot.js';
-import { formatUptime, gpuText, healthText, orDash, stateText } from './text.js';
+import { formatRate, formatUptime, gpuText, healthText, orDash, requestsText, slotsText, stateText } from './text.js';
 
 /**
  * `text`: `ps` and `--once` (scripts and logs: the backoff countdown to a tenth of a second).
@@ -67,6 +67,18 @@ export const COLUMNS: readonly Column[] = [
     volatile: true,
     value: (i) => String(i.restarts),
   },
+  // What the server serves (domain/metrics.ts): `-` when unknown or `metrics: false`.
+  {
+    key: 'tokens',
+    title: 'TOK/S',
+    priority: 2,
+    min: 5,
+    max: 6,
+    volatile: true,
+    value: (i) => formatRate(i.tokens_per_s),
+  },
+  { key: 'slots', title: 'SLOTS', priority: 3, min: 5, max: 6, volatile: true, value: (i) => slotsText(i) },
+  { key: 'req', title: 'REQ', priority: 3, min: 3, max: 6, volatile: true, value: (i) => requestsText(i) },
 ];
 
 const GAP = 2;

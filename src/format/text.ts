@@ -42,3 +42,23 @@ export function formatBytes(b: number | null): string {
 }
 
 export const orDash = (v: number | string | null): string => (v === null ? '-' : String(v));
+
+/** Tokens per second as the table shows it: `-` unknown, `0`, `8.4`, `123`. */
+export function formatRate(v: number | null): string {
+  if (v === null) return '-';
+  if (v === 0) return '0';
+  if (v < 10) return v.toFixed(1);
+  return String(Math.round(v));
+}
+
+/** Busy/total slots: `1/4`. */
+export function slotsText(i: InstanceSnapshot): string {
+  return i.slots_total === null ? '-' : `${i.slots_busy ?? '?'}/${i.slots_total}`;
+}
+
+/** Requests processing, and deferred (queued for a slot) after a `+`: `2`, `4+3`. */
+export function requestsText(i: InstanceSnapshot): string {
+  if (i.requests_processing === null) return '-';
+  const deferred = i.requests_deferred ?? 0;
+  return deferred > 0 ? `${i.requests_processing}+${deferred}` : String(i.requests_processing);
+}

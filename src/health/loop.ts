@@ -27,7 +27,8 @@ export interface HealthCell {
 /**
  * Probes one run of the server until `signal` aborts (then it never resolves: the run ended some
  * other way) or the health machine asks for a restart (resolves with the reason). Probes quickly
- * while the server starts or loads, then at the configured interval.
+ * while the server starts or loads, then at the configured interval. `afterOk` is called after each
+ * healthy probe and not awaited.
  */
 export async function healthLoop(
   name: string,
@@ -35,6 +36,7 @@ export async function healthLoop(
   deps: HealthLoopDeps,
   cell: HealthCell,
   signal: AbortSignal,
+  afterOk?: () => void,
 ): Promise<{ kind: 'health'; reason: string }> {
   const hc = config.healthcheck;
   const apiKey = config.server.api_key_env ? deps.env[config.server.api_key_env] : undefined;
@@ -49,6 +51,8 @@ export async function healthLoop(
     cell.set(step.state);
     recordProbe(deps.state, name, config, prev, step.state, outcome, t);
     if (step.restart) return { kind: 'health', reason: step.restart };
+    // Whatever follows the health cadence (the metrics scrape) runs beside the loop, never in it.
+    if (step.state.health === 'ok') afterOk?.();
     const fast = step.state.health === 'starting' || step.state.health === 'loading';
     await deps.sleep(fast ? Math.min(hc.interval * 1000, 250) : hc.interval * 1000, signal);
   }

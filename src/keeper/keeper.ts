@@ -11,6 +11,7 @@ import type { RuntimeRow, Store } from '../store/store.js';
 import { describeExit, nonRetryableReason } from './classify.js';
 import { KeeperOutput } from './output.js';
 import { recordExit, type ExitRecord } from './records.js';
+import { metricsTask, type MakeScraper } from './metrics.js';
 import type { StateWriter } from './state-writer.js';
 import type { KeeperFile } from '../engine/keeper-file.js';
 import { attachRun, spawnRun, type RunContext, type RunEnd, type ServerRun } from './server-run.js';
@@ -28,6 +29,10 @@ export interface KeeperDeps extends HealthLoopDeps {
   onServerChange?: () => void;
   /** Abortable sleep: resolves early (without throwing) when the signal aborts. */
   sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /** Reads a run's serving metrics (metrics/scrape.ts); none: no scraping. */
+  scraper?: MakeScraper;
+  /** A line in keeper.log. */
+  log?: (msg: string) => void;
 }
 
 interface RunResult {
@@ -228,7 +233,8 @@ export class Keeper {
     const healthCtl = new AbortController();
     let health = initialHealth(startedAt);
     const cell = { get: () => health, set: (h: HealthState) => (health = h) };
-    const healthEnd = healthLoop(this.name, config, this.deps, cell, healthCtl.signal);
+    const metrics = this.metricsOf(config, pid);
+    const healthEnd = healthLoop(this.name, config, this.deps, cell, healthCtl.signal, metrics?.afterOk);
     const stopped = new Promise<RunEnd>((resolve) => {
       if (this.stop.aborted) resolve({ kind: 'stop' });
       else this.stop.addEventListener('abort', () => resolve({ kind: 'stop' }), { once: true });
@@ -236,6 +242,7 @@ export class Keeper {
 
     let end = await Promise.race([exited, stopped, healthEnd]);
     healthCtl.abort();
+    metrics?.stop();
     let code: number | null = null;
     let signal: NodeJS.Signals | null = null;
     if (end.kind === 'exit') {
@@ -285,6 +292,19 @@ export class Keeper {
       becameHealthy: health.lastOkAt !== null,
       tail: this.output.tail(),
     };
+  }
+
+  /** The metrics scrape of a run, when the config asks for it (`metrics`, default true). */
+  private metricsOf(config: LoadedInstance['config'], pid: number) {
+    const make = this.deps.scraper;
+    if (!config.metrics || !make) return undefined;
+    const apiKey = config.server.api_key_env ? this.deps.env[config.server.api_key_env] : undefined;
+    const target = { host: config.server.host, port: config.server.port, apiKey };
+    return metricsTask(this.name, pid, config, make(target, config.healthcheck.timeout * 1000), {
+      state: this.deps.state,
+      now: this.deps.now,
+      log: this.deps.log ?? (() => undefined),
+    });
   }
 
   private recordExit(r: Omit<ExitRecord, 'at' | 'stderrTail'>): void {

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import { homeAt } from '../domain/home.js';
 import { removeKeeperFile } from '../engine/keeper-file.js';
 import { runProbe } from '../health/probes.js';
+import { ServingScraper } from '../metrics/scrape.js';
 import { realProcesses } from '../platform/processes.js';
 import { abortableSleep } from '../platform/sleep.js';
 import { databaseWritable, openDatabase } from '../store/db.js';
@@ -89,6 +90,8 @@ export async function keeperMain(argv: string[]): Promise<number> {
       random: Math.random,
       sleep: abortableSleep,
       probe: (hc, target) => runProbe(hc, target, process.env),
+      scraper: (target, timeoutMs) => new ServingScraper(target, timeoutMs),
+      log: (m) => log(name, m),
     },
     stop.signal,
   );

@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { GpuSample } from '../domain/gpu.js';
+import type { BenchResult, MetricsPoint, ServingMetrics } from '../domain/metrics.js';
 import type { DesiredState, EventLevel } from '../domain/status.js';
 import { unwritableFileFault, type Db } from './db.js';
 import type { EventRow, HealthRow, InstanceRow, RuntimePatch, RuntimeRow } from './rows.js';
@@ -9,9 +10,18 @@ export interface Retention {
   healthPerInstance: number;
   /** GPU samples kept (the sampler writes one every 2 s: 1800 is an hour). */
   gpuSamples: number;
+  /** Serving-metrics history rows kept per instance (720: an hour at the default 5 s interval). */
+  metricsPerInstance: number;
+  benchPerInstance: number;
 }
 
-export const DEFAULT_RETENTION: Retention = { eventsPerInstance: 2000, healthPerInstance: 500, gpuSamples: 1800 };
+export const DEFAULT_RETENTION: Retention = {
+  eventsPerInstance: 2000,
+  healthPerInstance: 500,
+  gpuSamples: 1800,
+  metricsPerInstance: 720,
+  benchPerInstance: 20,
+};
 
 /**
  * Reads, the append-only records (events, health history) and the instances table. The runtime
@@ -24,14 +34,16 @@ export class StoreBase {
   private readonly writeListeners = new Set<() => void>();
 
   private fixedTime: number | undefined;
+  readonly retention: Retention;
   /** The database file, when this connection maps its WAL index writable (see guard()). */
   private readonly guarded: string | undefined;
 
   constructor(
     readonly db: Db,
     private readonly clock: () => number = Date.now,
-    readonly retention: Retention = DEFAULT_RETENTION,
+    retention: Partial<Retention> = DEFAULT_RETENTION,
   ) {
+    this.retention = { ...DEFAULT_RETENTION, ...retention };
     // Opened while its WAL index could not be written, SQLite maps it read-only: nothing to guard.
     // An in-memory database has no files.
     const file = db.memory ? undefined : db.name;
@@ -286,6 +298,8 @@ export class StoreBase {
     for (const [table, keep] of [
       ['events', eventsPerInstance],
       ['health_history', healthPerInstance],
+      ['metrics_history', this.retention.metricsPerInstance],
+      ['bench_runs', this.retention.benchPerInstance],
     ] as const) {
       this.sql(
         `DELETE FROM ${table} WHERE id IN (
@@ -297,6 +311,53 @@ export class StoreBase {
     this.sql(`DELETE FROM gpu_samples WHERE id <= (SELECT max(id) FROM gpu_samples) - ?`).run(
       this.retention.gpuSamples,
     );
+  }
+
+  protected addMetricsPoint(instance: string, m: ServingMetrics): void {
+    if (m.tokens_per_s === null && m.requests_processing === null && m.slots_busy === null) return;
+    this.sql(
+      `INSERT INTO metrics_history (ts, instance_name, tokens_per_s, prompt_tokens_per_s, requests_processing, requests_deferred, slots_busy)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      m.at,
+      instance,
+      m.tokens_per_s,
+      m.prompt_tokens_per_s,
+      m.requests_processing,
+      m.requests_deferred,
+      m.slots_busy,
+    );
+    this.maybePrune();
+  }
+
+  /** One instance's serving history since `since` (ms), oldest first: the sparklines. */
+  metricsSince(instance: string, since: number): MetricsPoint[] {
+    return this.sql(
+      `SELECT ts, tokens_per_s, prompt_tokens_per_s, requests_processing, requests_deferred, slots_busy
+         FROM metrics_history WHERE instance_name = ? AND ts >= ? ORDER BY id`,
+    ).all(instance, since) as MetricsPoint[];
+  }
+
+  protected addBench(instance: string, result: BenchResult): void {
+    this.sql(`INSERT INTO bench_runs (ts, instance_name, result_json) VALUES (?, ?, ?)`).run(
+      this.now(),
+      instance,
+      JSON.stringify(result),
+    );
+    this.maybePrune();
+  }
+
+  /** The newest bench result of an instance, or undefined. */
+  lastBench(instance: string): BenchResult | undefined {
+    const row = this.sql(`SELECT result_json FROM bench_runs WHERE instance_name = ? ORDER BY id DESC LIMIT 1`).get(
+      instance,
+    ) as { result_json: string } | undefined;
+    if (!row) return undefined;
+    try {
+      return JSON.parse(row.result_json) as BenchResult;
+    } catch {
+      return undefined;
+    }
   }
 
   /** The newest GPU sample (domain/gpu.ts), or undefined when none was recorded. */

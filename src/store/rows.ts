@@ -34,6 +34,8 @@ export interface RuntimeRow {
   log_dropped_lines: number;
   /** What the current run's server loaded where (domain/gpu.ts LoadFacts, JSON); null: not known. */
   load_facts: string | null;
+  /** What the current run serves (domain/metrics.ts ServingMetrics, JSON); null: not known. */
+  metrics: string | null;
   updated_at: number;
 }
 
@@ -100,6 +102,7 @@ export function emptyRuntimeRow(name: string): RuntimeRow {
     log_error: null,
     log_dropped_lines: 0,
     load_facts: null,
+    metrics: null,
     updated_at: 0,
   };
 }

@@ -75,6 +75,22 @@ export const MIGRATIONS: readonly string[] = [
   // sampler's readings (bounded history: store/base.ts, prune).
   `ALTER TABLE runtime ADD COLUMN load_facts TEXT;
    CREATE TABLE gpu_samples (id INTEGER PRIMARY KEY AUTOINCREMENT, ts INTEGER NOT NULL, sample_json TEXT NOT NULL);`,
+  // v7: what the current run serves (domain/metrics.ts ServingMetrics, JSON), its history for the
+  // sparklines (one row per instance per scrape, bounded per instance), and bench results.
+  `ALTER TABLE runtime ADD COLUMN metrics TEXT;
+   CREATE TABLE metrics_history (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     ts INTEGER NOT NULL,
+     instance_name TEXT NOT NULL,
+     tokens_per_s REAL,
+     prompt_tokens_per_s REAL,
+     requests_processing INTEGER,
+     requests_deferred INTEGER,
+     slots_busy INTEGER
+   );
+   CREATE INDEX metrics_by_instance ON metrics_history (instance_name, id);
+   CREATE TABLE bench_runs (id INTEGER PRIMARY KEY AUTOINCREMENT, ts INTEGER NOT NULL, instance_name TEXT NOT NULL, result_json TEXT NOT NULL);
+   CREATE INDEX bench_by_instance ON bench_runs (instance_name, id);`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -1,5 +1,6 @@
 import type { GpuSample, LoadFacts } from '../domain/gpu.js';
 import { InvalidTransitionError, canTransition } from '../domain/lifecycle.js';
+import type { BenchResult, ServingMetrics } from '../domain/metrics.js';
 import type { EventLevel, Health, Status } from '../domain/status.js';
 import { StoreBase } from './base.js';
 import type { RuntimePatch, RuntimeRow } from './rows.js';
@@ -8,7 +9,7 @@ export { DEFAULT_RETENTION, type Retention } from './base.js';
 export type { EventRow, HealthRow, InstanceRow, RuntimePatch, RuntimeRow } from './rows.js';
 
 // Fragments that several intents write together.
-const NO_SERVER = { pid: null, pgid: null, starttime: null } as const;
+const NO_SERVER = { pid: null, pgid: null, starttime: null, metrics: null } as const;
 const NO_HEALTH = { health: null, health_detail: null } as const;
 
 /** How a row differs from /proc (engine/reconcile.ts, observeRow). */
@@ -186,6 +187,7 @@ export class Store extends StoreBase {
         started_at: s.startedAt,
         last_error: null,
         load_facts: null,
+        metrics: null,
       });
       this.addEvent(name, 'info', 'spawn', `server started, pid ${s.pid}`, { pid: s.pid, restart: s.attempt });
     });
@@ -253,6 +255,23 @@ export class Store extends StoreBase {
       if (this.getRuntime(name)?.pid !== pid) return;
       this.patchRuntime(name, { load_facts: JSON.stringify(facts) });
     });
+  }
+
+  /**
+   * What the run of server `pid` serves (keeper/metrics.ts): the current figures and, when the scrape
+   * gave rates, a history row (one per scrape; the keeper scrapes at most once per interval).
+   */
+  recordMetrics(name: string, pid: number, m: ServingMetrics): void {
+    this.immediate(() => {
+      if (this.getRuntime(name)?.pid !== pid) return;
+      this.patchRuntime(name, { metrics: JSON.stringify(m) });
+      this.addMetricsPoint(name, m);
+    });
+  }
+
+  /** A finished `llama-orch bench` run (the newest few per instance are kept). */
+  recordBench(name: string, result: BenchResult): void {
+    this.immediate(() => this.addBench(name, result));
   }
 
   // ---- the daemon's GPU sampler (daemon/gpu-service.ts)

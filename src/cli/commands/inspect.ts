@@ -10,9 +10,11 @@ import { lastLines, logFile, type LogStream } from '../../logs/tail.js';
 import type { EventRow } from '../../store/store.js';
 import type { Context } from '../context.js';
 import { renderTextTable } from '../format.js';
-import { formatBytes, healthText, stateText } from '../../format/text.js';
+import { formatBytes, formatRate, healthText, slotsText, stateText } from '../../format/text.js';
+import { benchSummary, sparkline } from '../../format/metrics.js';
 import type { GpuSample, LoadFacts } from '../../domain/gpu.js';
-import { currentGpuSample } from '../../engine/gpus.js';
+import { attributeGpus, currentGpuSample, instanceGpuPids, vramHistory } from '../../engine/gpus.js';
+import { readNsPids } from '../../platform/proc.js';
 import type { Out } from '../output.js';
 
 function requireKnown(ctx: Context, name: string, gpu?: GpuSample): InstanceSnapshot {
@@ -36,8 +38,28 @@ function formatEvent(e: EventRow): string {
 }
 
 /** `gpu`: the rig's GPUs at this moment, for the instance's VRAM and GPU warnings. */
+/** How far back describe's sparklines go. */
+export const SERVING_WINDOW_MS = 10 * 60_000;
+
+/** What the server served over the window (the keeper's scrapes) and its GPU memory (the daemon's samples). */
+function servingHistory(ctx: Context, name: string, pid: number | null, gpu: GpuSample | undefined, now: number) {
+  const since = now - SERVING_WINDOW_MS;
+  const metrics = ctx.store.metricsSince(name, since);
+  let vram: Array<{ ts: number; v: number | null }> = [];
+  if (gpu && pid !== null) {
+    const servers = ctx.store
+      .listRuntime()
+      .filter((r) => r.pid !== null)
+      .map((r) => ({ name: r.name, pid: r.pid as number }));
+    const pids = instanceGpuPids(attributeGpus(gpu, servers, { procs: ctx.deps.procs, nsPids: readNsPids }), name);
+    vram = vramHistory(ctx.store.gpuSamplesSince(since), pids);
+  }
+  return { since, metrics, vram };
+}
+
 export function describeData(ctx: Context, name: string, gpu?: GpuSample) {
   const snap = requireKnown(ctx, name, gpu);
+  const now = Date.now();
   const row = ctx.store.getRuntime(name);
   let command: { argv: string[]; env: Record<string, string> } | null = null;
   let commandError: string | null = null;
@@ -75,6 +97,10 @@ export function describeData(ctx: Context, name: string, gpu?: GpuSample) {
     stderr_tail: stderrTail,
     /** What the current run's server loaded where (keeper/load-facts.ts); null when none runs. */
     load: snap.pid !== null ? loadFactsOf(row?.load_facts) : null,
+    /** The keeper's scrapes and the GPU memory over the last 10 minutes (the sparklines). */
+    serving_history: servingHistory(ctx, name, snap.pid, gpu, now),
+    /** The newest `bench` result (domain/metrics.ts BenchResult), or null. */
+    last_bench: ctx.store.lastBench(name) ?? null,
     recent_events: ctx.store.listEvents(name, 15).map((e) => ({
       ts: new Date(e.ts).toISOString(),
       level: e.level,
@@ -126,6 +152,50 @@ export function loadLines(f: LoadFacts): string[] {
   return out;
 }
 
+/** What the server serves now, and sparklines of the last 10 minutes. */
+function servingLines(d: ReturnType<typeof describeData>): string[] {
+  const h = d.serving_history;
+  if (d.metrics_at === null && h.metrics.length === 0 && h.vram.length === 0) return [];
+  const out = ['', 'Serving (last 10 min):'];
+  if (d.metrics_at !== null) {
+    const parts = [
+      `${formatRate(d.tokens_per_s)} tok/s generated, ${formatRate(d.prompt_tokens_per_s)} prompt`,
+      d.slots_total !== null ? `slots ${slotsText(d)} busy` : null,
+      d.requests_processing !== null
+        ? `requests ${d.requests_processing} processing, ${d.requests_deferred ?? 0} deferred`
+        : null,
+      d.ctx_size !== null ? `context ${d.ctx_size} per slot` : null,
+    ].filter(Boolean);
+    out.push(`  now          ${parts.join('; ')}`);
+  }
+  const to = h.since + SERVING_WINDOW_MS;
+  const width = 40;
+  if (h.metrics.length) {
+    const gen = sparkline(
+      h.metrics.map((p) => ({ ts: p.ts, v: p.tokens_per_s })),
+      h.since,
+      to,
+      width,
+    );
+    out.push(`  tokens/s     ${gen.line}  max ${formatRate(gen.max)}`);
+    const req = sparkline(
+      h.metrics.map((p) => ({
+        ts: p.ts,
+        v: p.requests_processing === null ? null : p.requests_processing + (p.requests_deferred ?? 0),
+      })),
+      h.since,
+      to,
+      width,
+    );
+    out.push(`  requests     ${req.line}  max ${Math.round(req.max * 10) / 10}`);
+  }
+  if (h.vram.length) {
+    const vram = sparkline(h.vram, h.since, to, width);
+    out.push(`  GPU memory   ${vram.line}  max ${formatBytes(vram.max)}`);
+  }
+  return out;
+}
+
 export function describeLines(d: ReturnType<typeof describeData>): string[] {
   const lines: string[] = [];
   const kv = (k: string, v: string | number | null | undefined) => lines.push(`${(k + ':').padEnd(16)} ${v ?? '-'}`);
@@ -158,6 +228,8 @@ export function describeLines(d: ReturnType<typeof describeData>): string[] {
     kv('GPU memory', `${formatBytes(d.vram_bytes)}${d.on_gpus.length ? ` on GPU ${d.on_gpus.join(', ')}` : ''}`);
   for (const w of d.warnings) kv('Warning', w);
   kv('Logs', d.log_dir);
+  lines.push(...servingLines(d));
+  if (d.last_bench) kv('Last bench', benchSummary(d.last_bench));
   if (d.load && (d.load.buffers.length || d.load.offload || d.load.n_ctx !== null || d.load.warnings.length)) {
     lines.push('', "Loaded (from the server's log):", ...loadLines(d.load));
   }

@@ -1,0 +1,338 @@
+import { Agent, request, type Dispatcher } from 'undici';
+import type { BenchResult } from '../domain/metrics.js';
+import { connectHost, type HttpTarget } from '../platform/http.js';
+import { propsCtx } from './scrape.js';
+
+export interface BenchOptions {
+  instance: string;
+  target: HttpTarget;
+  /** The model id the server serves (its alias). */
+  model: string;
+  requests: number;
+  concurrency: number;
+  promptTokens: number;
+  maxTokens: number;
+  /** Aborts the run: requests in flight are cancelled, the result covers what completed. */
+  signal?: AbortSignal;
+  /** After each request (done counts failed ones too). */
+  onProgress?: (p: { done: number; errors: number; tokens: number; elapsedS: number }) => void;
+  /** Seconds one request may take (the whole stream). */
+  requestTimeoutS?: number;
+  now?: () => number;
+}
+
+/** One request as the stream showed it. */
+export interface RequestSample {
+  ok: boolean;
+  error?: string;
+  /** Send -> first content chunk, ms. */
+  ttftMs: number | null;
+  /** Content chunks received (llama-server sends one per token). */
+  tokens: number;
+  /** First -> last content chunk, ms. */
+  genMs: number;
+  /** The server's `timings` from the stream's last chunk. */
+  timings: ServerTimings | null;
+}
+
+export interface ServerTimings {
+  prompt_n: number;
+  prompt_ms: number;
+  predicted_n: number;
+  predicted_ms: number;
+  predicted_per_second: number;
+}
+
+/**
+ * `llama-orch bench` (docs/ARCHITECTURE.md, "Serving metrics"): streams chat completions through the
+ * instance's OpenAI-compatible endpoint with `concurrency` requests in flight and measures what a
+ * client sees: time to the first token, tokens per second, errors. Each request carries a different
+ * prompt with the prompt cache off, so each is processed whole; `ignore_eos` makes each generate
+ * `maxTokens` tokens. The server's own `timings` come back with each stream and are reported beside.
+ */
+export async function runBench(opts: BenchOptions): Promise<BenchResult> {
+  const now = opts.now ?? (() => performance.now());
+  const startedAt = new Date().toISOString();
+  const dispatcher = new Agent({ connections: opts.concurrency, keepAliveTimeout: 10_000 });
+  const base = `http://${hostForUrl(opts.target.host)}:${opts.target.port}`;
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (opts.target.apiKey) headers.authorization = `Bearer ${opts.target.apiKey}`;
+  const samples: RequestSample[] = [];
+  let next = 0;
+  let tokens = 0;
+  const t0 = now();
+  try {
+    const filler = await promptFiller(base, headers, dispatcher, opts.promptTokens, opts.signal);
+    const worker = async () => {
+      while (next < opts.requests && !opts.signal?.aborted) {
+        const i = next++;
+        const s = await oneRequest(base, headers, dispatcher, opts, `${i} ${filler}`, now);
+        if (opts.signal?.aborted && !s.ok) break; // cancelled by Ctrl-C: not a server error
+        samples.push(s);
+        tokens += s.tokens;
+        opts.onProgress?.({
+          done: samples.length,
+          errors: samples.filter((x) => !x.ok).length,
+          tokens,
+          elapsedS: (now() - t0) / 1000,
+        });
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(opts.concurrency, opts.requests) }, worker));
+  } finally {
+    await dispatcher.close().catch(() => undefined);
+  }
+  return summarize(opts, startedAt, samples, (now() - t0) / 1000, opts.signal?.aborted === true);
+}
+
+/** The context of one slot (/props), or null when the server does not say. */
+export async function slotContext(target: HttpTarget, timeoutMs = 5000): Promise<number | null> {
+  const headers: Record<string, string> = {};
+  if (target.apiKey) headers.authorization = `Bearer ${target.apiKey}`;
+  try {
+    const res = await request(`http://${hostForUrl(target.host)}:${target.port}/props`, {
+      headers,
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+    });
+    const text = await res.body.text();
+    return res.statusCode === 200 ? propsCtx(text) : null;
+  } catch {
+    return null;
+  }
+}
+
+function hostForUrl(host: string): string {
+  const h = connectHost(host);
+  return h.includes(':') ? `[${h}]` : h;
+}
+
+/**
+ * Text of about `tokens` tokens for this model: one sample is counted by the server's /tokenize,
+ * and repeated to size (a word is one token in some vocabularies and three in others). Without
+ * /tokenize, a word is taken for a token.
+ */
+async function promptFiller(
+  base: string,
+  headers: Record<string, string>,
+  dispatcher: Dispatcher,
+  tokens: number,
+  signal?: AbortSignal,
+): Promise<string> {
+  const words = 'the quick brown fox jumps over the lazy dog while a slow river runs past old stone walls'.split(' ');
+  let perWord = 1;
+  try {
+    const sample = words.join(' ');
+    const res = await request(`${base}/tokenize`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ content: sample }),
+      dispatcher,
+      signal,
+      headersTimeout: 10_000,
+      bodyTimeout: 10_000,
+    });
+    const body = (await res.body.json()) as { tokens?: unknown[] };
+    if (res.statusCode === 200 && Array.isArray(body.tokens) && body.tokens.length > 0) {
+      perWord = body.tokens.length / words.length;
+    }
+  } catch {
+    // a word per token
+  }
+  const n = Math.max(1, Math.round(tokens / perWord));
+  return Array.from({ length: n }, (_, i) => words[i % words.length]).join(' ');
+}
+
+async function oneRequest(
+  base: string,
+  headers: Record<string, string>,
+  dispatcher: Dispatcher,
+  opts: BenchOptions,
+  prompt: string,
+  now: () => number,
+): Promise<RequestSample> {
+  const sent = now();
+  let first: number | null = null;
+  let last: number | null = null;
+  let count = 0;
+  let timings: ServerTimings | null = null;
+  let done = false;
+  const fail = (error: string): RequestSample => ({
+    ok: false,
+    error,
+    ttftMs: first === null ? null : first - sent,
+    tokens: count,
+    genMs: first !== null && last !== null ? last - first : 0,
+    timings,
+  });
+  try {
+    const timeoutMs = (opts.requestTimeoutS ?? 300) * 1000;
+    const res = await request(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers,
+      dispatcher,
+      signal: opts.signal,
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+      // A connection per request: llama-server may close one after a streamed answer, and a reused
+      // one then fails with "other side closed" (seen on every second request).
+      reset: true,
+      body: JSON.stringify({
+        model: opts.model,
+        messages: [{ role: 'user', content: prompt }],
+        max_tokens: opts.maxTokens,
+        stream: true,
+        stream_options: { include_usage: true },
+        // llama.cpp: generate max_tokens whatever the model says, and process every prompt whole.
+        ignore_eos: true,
+        cache_prompt: false,
+      }),
+    });
+    if (res.statusCode !== 200) {
+      const text = (await res.body.text()).slice(0, 300);
+      return fail(`HTTP ${res.statusCode}${errorMessage(text)}`);
+    }
+    let buf = '';
+    for await (const chunk of res.body) {
+      buf += (chunk as Buffer).toString('utf8');
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl).trim();
+        buf = buf.slice(nl + 1);
+        if (!line.startsWith('data:')) continue;
+        const data = line.slice(5).trim();
+        if (data === '[DONE]') {
+          done = true;
+          continue;
+        }
+        const event = parseEvent(data);
+        if (!event) continue;
+        if (event.error) return fail(`stream error: ${event.error}`);
+        if (event.content) {
+          const t = now();
+          if (first === null) first = t;
+          last = t;
+          count++;
+        }
+        if (event.timings) timings = event.timings;
+      }
+    }
+    if (!done) return fail('the stream ended without [DONE]');
+    return {
+      ok: true,
+      ttftMs: first === null ? null : first - sent,
+      tokens: count,
+      genMs: first !== null && last !== null ? last - first : 0,
+      timings,
+    };
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    return fail(err.code ? `${err.code}: ${err.message}` : err.message);
+  }
+}
+
+function errorMessage(body: string): string {
+  try {
+    const j = JSON.parse(body) as { error?: { message?: string } | string };
+    const m = typeof j.error === 'string' ? j.error : j.error?.message;
+    return m ? `: ${m}` : '';
+  } catch {
+    return body ? `: ${body}` : '';
+  }
+}
+
+interface StreamEvent {
+  content: boolean;
+  timings: ServerTimings | null;
+  error: string | null;
+}
+
+/** One `data:` event of an OpenAI chat stream, as llama-server sends it. */
+export function parseEvent(data: string): StreamEvent | undefined {
+  let j: {
+    choices?: Array<{ delta?: { content?: string | null; reasoning_content?: string | null } }>;
+    timings?: Partial<ServerTimings>;
+    error?: { message?: string } | string;
+  };
+  try {
+    j = JSON.parse(data) as typeof j;
+  } catch {
+    return undefined;
+  }
+  const delta = j.choices?.[0]?.delta;
+  const content = Boolean(delta?.content) || Boolean(delta?.reasoning_content);
+  const t = j.timings;
+  const timings =
+    t && typeof t.predicted_n === 'number' && typeof t.predicted_ms === 'number'
+      ? {
+          prompt_n: t.prompt_n ?? 0,
+          prompt_ms: t.prompt_ms ?? 0,
+          predicted_n: t.predicted_n,
+          predicted_ms: t.predicted_ms,
+          predicted_per_second: t.predicted_per_second ?? (t.predicted_n * 1000) / t.predicted_ms,
+        }
+      : null;
+  const error = j.error ? (typeof j.error === 'string' ? j.error : (j.error.message ?? 'error')) : null;
+  return { content, timings, error };
+}
+
+export function percentile(values: number[], p: number): number | null {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[idx] as number;
+}
+
+const r1 = (v: number | null) => (v === null ? null : Math.round(v * 10) / 10);
+
+/** The figures of a run from its requests (pure; tested on its own). */
+export function summarize(
+  opts: Pick<BenchOptions, 'instance' | 'requests' | 'concurrency' | 'promptTokens' | 'maxTokens'>,
+  startedAt: string,
+  samples: RequestSample[],
+  wallS: number,
+  interrupted: boolean,
+): BenchResult {
+  const ok = samples.filter((s) => s.ok);
+  const ttfts = ok.map((s) => s.ttftMs).filter((v): v is number => v !== null);
+  // A request's generation speed: the tokens after the first over the time after the first.
+  const perRequest = ok.filter((s) => s.tokens >= 2 && s.genMs > 0).map((s) => ((s.tokens - 1) * 1000) / s.genMs);
+  const timed = ok.map((s) => s.timings).filter((t): t is ServerTimings => t !== null);
+  const promptRates = timed.filter((t) => t.prompt_ms > 0).map((t) => (t.prompt_n * 1000) / t.prompt_ms);
+  const generated = samples.reduce((a, s) => a + s.tokens, 0);
+  const predictedN = timed.reduce((a, t) => a + t.predicted_n, 0);
+  const predictedMs = timed.reduce((a, t) => a + t.predicted_ms, 0);
+  const errors = samples.filter((s) => !s.ok);
+  return {
+    instance: opts.instance,
+    started_at: startedAt,
+    requests: opts.requests,
+    completed: ok.length,
+    errors: errors.length,
+    error_samples: [...new Set(errors.map((s) => s.error ?? 'error'))].slice(0, 5),
+    concurrency: opts.concurrency,
+    prompt_tokens: opts.promptTokens,
+    max_tokens: opts.maxTokens,
+    interrupted,
+    ttft_ms: { p50: r1(percentile(ttfts, 50)), p95: r1(percentile(ttfts, 95)), max: r1(percentile(ttfts, 100)) },
+    tokens_per_s: {
+      p50: r1(percentile(perRequest, 50)),
+      aggregate: wallS > 0 && samples.length > 0 ? r1(generated / wallS) : null,
+    },
+    prompt_tokens_per_s: r1(percentile(promptRates, 50)),
+    generated_tokens: generated,
+    wall_s: Math.round(wallS * 1000) / 1000,
+    server: {
+      predicted_n: predictedN,
+      prompt_n: timed.reduce((a, t) => a + t.prompt_n, 0),
+      tokens_per_s: predictedMs > 0 ? r1((predictedN * 1000) / predictedMs) : null,
+      tokens_per_s_p50: r1(
+        percentile(
+          timed.map((t) => t.predicted_per_second),
+          50,
+        ),
+      ),
+    },
+    token_count_mismatches: ok.filter((s) => s.timings !== null && s.timings.predicted_n !== s.tokens).length,
+  };
+}
