@@ -57,6 +57,26 @@ describe('API key handling with the real llama-server', () => {
       'probes',
     );
 
+    // The metrics scrape sends the key as the probes do: a refused one would leave slots unknown.
+    await waitFor(
+      async () => (await psJson(home.root)).find((r) => r.name === 'secure')?.slots_total === 2 || undefined,
+      15_000,
+      'the metrics read with the key',
+    );
+    // bench sends it too; without it in the shell, bench says which variable to set.
+    const bench = await cli(
+      home.root,
+      ['bench', 'secure', '--requests', '2', '--prompt-tokens', '8', '--max-tokens', '8', '--json'],
+      {
+        SECURE_TEST_KEY: canary,
+      },
+    );
+    expect(bench.code, bench.stderr).toBe(0);
+    expect(JSON.parse(bench.stdout)).toMatchObject({ completed: 2, errors: 0 });
+    const noKey = await cli(home.root, ['bench', 'secure'], { SECURE_TEST_KEY: '' });
+    expect(noKey.code).toBe(1);
+    expect(noKey.stderr).toContain('SECURE_TEST_KEY is not set');
+
     expect(allCmdlines()).not.toContain(canary);
     const outputs = [
       (await cli(home.root, ['ps', '--json'])).stdout,
