@@ -1,7 +1,7 @@
 import React from 'react';
 import { Box, Text } from 'ink';
 import type { InstanceSnapshot } from '../src/domain/snapshot.js';
-import { fit, layoutColumns } from '../src/format/columns.js';
+import { fit, layoutColumns, type Column } from '../src/format/columns.js';
 import type { Sort } from './view.js';
 
 const SGR: Record<string, [number, number]> = { red: [31, 39], green: [32, 39], yellow: [33, 39] };
@@ -37,6 +37,28 @@ interface Props {
   filter?: string;
 }
 
+/**
+ * One row as a line with its colour codes inline: a node per cell made every frame ~10x the layout
+ * and output work (bench/BENCHMARKS.md, dashboard idle CPU). No trailing padding: it is characters
+ * Ink processes on every frame for nothing.
+ */
+export function rowLine(
+  r: InstanceSnapshot,
+  cols: Array<Column & { width: number }>,
+  color: string | undefined,
+): string {
+  return cols
+    .map((c) => {
+      const cell = fit(c.value(r, 'live'), c.width);
+      if (color && (c.key === 'state' || c.key === 'health')) return paint(cell, color);
+      // Requests waiting for a slot: the instance is saturated.
+      if (c.key === 'req' && (r.requests_deferred ?? 0) > 0) return paint(cell, 'yellow');
+      return cell;
+    })
+    .join('  ')
+    .trimEnd();
+}
+
 /** Our own table on Box/Text: the live table needs row selection and per-cell colour (see README). */
 export const InstanceTable = React.memo(function InstanceTable({
   rows,
@@ -68,19 +90,7 @@ export const InstanceTable = React.memo(function InstanceTable({
       {visible.map((r, idx) => {
         const isSel = idx + Math.max(0, start) === selected;
         const color = stateColor(r);
-        // One Text per row with the colour codes inline: a node per cell made every frame ~10x
-        // the layout and output work (bench/BENCHMARKS.md, dashboard idle CPU).
-        const line = cols
-          .map((c) => {
-            const cell = fit(c.value(r, 'live'), c.width);
-            if (color && (c.key === 'state' || c.key === 'health')) return paint(cell, color);
-            // Requests waiting for a slot: the instance is saturated.
-            if (c.key === 'req' && (r.requests_deferred ?? 0) > 0) return paint(cell, 'yellow');
-            return cell;
-          })
-          .join('  ')
-          // Trailing padding is characters Ink processes on every frame for nothing.
-          .trimEnd();
+        const line = rowLine(r, cols, color);
         return (
           <Text key={r.name} inverse={isSel} wrap="truncate">
             {(isSel ? '› ' : '  ') + line}

@@ -71,14 +71,14 @@ export const COLUMNS: readonly Column[] = [
   {
     key: 'tokens',
     title: 'TOK/S',
-    priority: 2,
+    priority: 3,
     min: 5,
     max: 6,
     volatile: true,
     value: (i) => formatRate(i.tokens_per_s),
   },
-  { key: 'slots', title: 'SLOTS', priority: 3, min: 5, max: 6, volatile: true, value: (i) => slotsText(i) },
-  { key: 'req', title: 'REQ', priority: 3, min: 3, max: 6, volatile: true, value: (i) => requestsText(i) },
+  { key: 'slots', title: 'SLOTS', priority: 4, min: 5, max: 6, volatile: true, value: (i) => slotsText(i) },
+  { key: 'req', title: 'REQ', priority: 4, min: 3, max: 6, volatile: true, value: (i) => requestsText(i) },
 ];
 
 const GAP = 2;

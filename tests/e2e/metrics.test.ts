@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { CLI, cli, freePort, homePerTest, psJson, waitFor } from '../helpers/home.js';
 import { realConfig } from '../helpers/real-server.js';
+import type { BenchResult } from '../../src/domain/metrics.js';
 
 // Serving metrics and `bench` against the real llama-server (the tiny model generates tokens).
 
@@ -125,7 +126,7 @@ describe('llama-orch bench with the real llama-server', () => {
       '--json',
     ]);
     expect(r.code, r.stderr).toBe(0);
-    const res = JSON.parse(r.stdout) as Record<string, any>;
+    const res = JSON.parse(r.stdout) as BenchResult;
     expect(res).toMatchObject({ requests: 6, completed: 6, errors: 0, concurrency: 2, interrupted: false });
     // The tokens counted from the streams are the server's own predicted_n, request by request.
     expect(res.token_count_mismatches).toBe(0);
@@ -135,7 +136,7 @@ describe('llama-orch bench with the real llama-server', () => {
     expect(res.server.prompt_n / 6).toBeGreaterThanOrEqual(24);
     expect(res.server.prompt_n / 6).toBeLessThan(24 + 32);
     expect(res.ttft_ms.p50).toBeGreaterThan(0);
-    expect(res.ttft_ms.max).toBeGreaterThanOrEqual(res.ttft_ms.p95);
+    expect(res.ttft_ms.max).toBeGreaterThanOrEqual(res.ttft_ms.p95 as number);
     expect(res.tokens_per_s.p50).toBeGreaterThan(0);
     expect(res.tokens_per_s.aggregate).toBeGreaterThan(0);
     expect(res.prompt_tokens_per_s).toBeGreaterThan(0);
@@ -161,7 +162,7 @@ describe('llama-orch bench with the real llama-server', () => {
     child.kill('SIGINT');
     const int = await child;
     expect(int.exitCode).toBe(130);
-    const partial = JSON.parse(String(int.stdout)) as Record<string, any>;
+    const partial = JSON.parse(String(int.stdout)) as BenchResult;
     expect(partial.interrupted).toBe(true);
     expect(partial.completed).toBeGreaterThan(0);
     expect(partial.completed).toBeLessThan(100000);

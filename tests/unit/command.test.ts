@@ -42,6 +42,7 @@ describe('command builder', () => {
       '4',
       '-ngl',
       '99',
+      '--metrics',
       '--flash-attn',
       'on',
     ]);
@@ -50,6 +51,15 @@ describe('command builder', () => {
       CUDA_DEVICE_ORDER: 'PCI_BUS_ID',
       LLAMA_ARG_LOG_VERBOSITY: '4',
     });
+  });
+
+  it('--metrics once: not with "metrics": false, not twice when extra_args has it (older configs)', () => {
+    const args = (c: object) =>
+      buildServerCommand({ name: 'x', config: cfg(c), binary: 'b', modelPath: 'm', env: {} }).args;
+    expect(args({ model: { path: 'm' }, server: { port: 1 }, metrics: false })).not.toContain('--metrics');
+    expect(
+      args({ model: { path: 'm' }, server: { port: 1, extra_args: ['--metrics'] } }).filter((a) => a === '--metrics'),
+    ).toHaveLength(1);
   });
 
   it('uses the per-backend device variable', () => {

@@ -42,6 +42,14 @@ function inst(name: string, over: Partial<InstanceSnapshot> = {}): InstanceSnaps
     vram_bytes: null,
     offload: null,
     on_gpus: [],
+    tokens_per_s: 12.5,
+    prompt_tokens_per_s: 80,
+    slots_busy: 1,
+    slots_total: 4,
+    requests_processing: 1,
+    requests_deferred: 0,
+    ctx_size: 4096,
+    metrics_at: null,
     ...over,
   };
 }
@@ -93,15 +101,23 @@ describe('sorting', () => {
     inst('c', { health: 'unhealthy', uptime_s: 500, port: 1 }),
   ];
   it('by name, state (problems first), port, uptime (longest first), restarts; reversible; ties by name', () => {
-    const names = (key: 'name' | 'state' | 'port' | 'uptime' | 'restarts', reverse = false) =>
+    const names = (key: 'name' | 'state' | 'port' | 'uptime' | 'restarts' | 'tokens', reverse = false) =>
       sortRows(rows, { key, reverse }).map((r) => r.name);
     expect(names('name')).toEqual(['a', 'b', 'c']);
     expect(names('state')).toEqual(['a', 'c', 'b']);
     expect(names('port')).toEqual(['c', 'a', 'b']);
     expect(names('uptime')).toEqual(['c', 'b', 'a']);
     expect(names('restarts')).toEqual(['a', 'b', 'c']);
+    // Busiest first; unknown last.
+    expect(
+      sortRows([inst('x', { tokens_per_s: null }), inst('y', { tokens_per_s: 3 }), inst('z', { tokens_per_s: 40 })], {
+        key: 'tokens',
+        reverse: false,
+      }).map((r) => r.name),
+    ).toEqual(['z', 'y', 'x']);
     expect(names('name', true)).toEqual(['c', 'b', 'a']);
-    expect(nextSort({ key: 'restarts', reverse: true })).toEqual({ key: 'name', reverse: false });
+    expect(nextSort({ key: 'restarts', reverse: true })).toEqual({ key: 'tokens', reverse: false });
+    expect(nextSort({ key: 'tokens', reverse: true })).toEqual({ key: 'name', reverse: false });
   });
 });
 

@@ -2,7 +2,7 @@ import React from 'react';
 import { render } from 'ink-testing-library';
 import { afterEach, describe, expect, it } from 'vitest';
 import { App, type DashboardActions } from '../../components/App.js';
-import { InstanceTable } from '../../components/InstanceTable.js';
+import { InstanceTable, rowLine } from '../../components/InstanceTable.js';
 import { layoutColumns } from '../../src/format/columns.js';
 import { matchKey } from '../../components/keymap.js';
 import type { DashboardState } from '../../components/model.js';
@@ -39,6 +39,14 @@ function inst(name: string, over: Partial<InstanceSnapshot> = {}): InstanceSnaps
     vram_bytes: null,
     offload: null,
     on_gpus: [],
+    tokens_per_s: 12.5,
+    prompt_tokens_per_s: 80,
+    slots_busy: 1,
+    slots_total: 4,
+    requests_processing: 1,
+    requests_deferred: 0,
+    ctx_size: 4096,
+    metrics_at: null,
     ...over,
   };
 }
@@ -144,9 +152,21 @@ describe('InstanceTable', () => {
     expect(raw).toContain('\u001b[32mrunning');
     const f = norm(raw);
     expect(f).toContain('NAME');
-    expect(f).toMatch(/› alpha\s+running\s+ok 3ms\s+4242\s+18181\s+cuda\s+1\s+qwen-7b\s+2m05s\s+2/);
+    // 100 columns: BACKEND, SLOTS and REQ give way; GPU (device and VRAM) and TOK/S stay.
+    expect(f).toMatch(/› alpha\s+running\s+ok 3ms\s+4242\s+18181\s+1\s+qwen-7b\s+2m05s\s+2\s+13$/m);
     expect(f.split('\n')[0]).toMatch(/NAME▼/);
     expect(f).toMatch(/ {2}beta\s+backoff 4s\s+-\s+-/);
+  });
+
+  it('140 columns: every column; requests waiting for a slot in yellow', () => {
+    const rows = [inst('alpha', { requests_processing: 4, requests_deferred: 3, slots_busy: 4 }), inst('beta')];
+    const cols = layoutColumns(rows, 140, 'stable');
+    expect(cols.map((c) => c.title).slice(-6)).toEqual(['MODEL', 'UPTIME', 'RESTARTS', 'TOK/S', 'SLOTS', 'REQ']);
+    expect(cols.map((c) => c.title)).toContain('BACKEND');
+    const saturated = rowLine(rows[0] as InstanceSnapshot, cols, undefined);
+    expect(saturated).toMatch(/alpha\s+running.*\s13\s+4\/4\s+/);
+    expect(saturated).toContain('\u001b[33m4+3');
+    expect(rowLine(rows[1] as InstanceSnapshot, cols, undefined)).toMatch(/beta\s+running.*\s13\s+1\/4\s+1$/);
   });
 
   it('drops low-priority columns on a narrow terminal instead of wrapping', () => {

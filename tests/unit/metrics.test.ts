@@ -248,7 +248,7 @@ describe("the keeper's metrics task", () => {
   });
 
   it('a 0.1 s health interval still scrapes at most about once a second', () => {
-    let t = 0;
+    const t = 0;
     let scrapes = 0;
     const task = metricsTask(
       'a',
