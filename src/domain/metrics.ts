@@ -69,6 +69,9 @@ export interface BenchResult {
     tokens_per_s: number | null;
     /** p50 over requests of the server's predicted_per_second. */
     tokens_per_s_p50: number | null;
+    /** Sums of the requests' prompt_ms and predicted_ms: the time the server spent on them. */
+    prompt_ms: number;
+    predicted_ms: number;
   };
   /** Requests whose streamed token count differed from the server's predicted_n. */
   token_count_mismatches: number;

@@ -326,6 +326,8 @@ export function summarize(
       predicted_n: predictedN,
       prompt_n: timed.reduce((a, t) => a + t.prompt_n, 0),
       tokens_per_s: predictedMs > 0 ? r1((predictedN * 1000) / predictedMs) : null,
+      prompt_ms: r1(timed.reduce((a, t) => a + t.prompt_ms, 0)) as number,
+      predicted_ms: r1(predictedMs) as number,
       tokens_per_s_p50: r1(
         percentile(
           timed.map((t) => t.predicted_per_second),
