@@ -11,6 +11,7 @@ const suites = [
   ['daemon-stop', './daemon-stop.mjs'],
   ['adopt', './adopt.mjs'],
   ['faults', './faults.mjs'],
+  ['metrics', './metrics.mjs'],
   // The 15-minute soak runs on its own: node bench/soak.mjs
 ];
 console.log(`## Run of ${new Date().toISOString()}\n\nMachine: ${machine()}\n`);
