@@ -128,6 +128,11 @@ async function dashboardBench() {
     });
   cli(root, ['up', '--all', '--wait', '30']);
   const env = gpuScenario(root, pids(root));
+  // DASH_DAEMON=1: the daemon samples (into SQLite) and the dashboard reads its samples, spawning nothing.
+  const daemon = process.env.DASH_DAEMON === '1';
+  if (daemon) cli(root, ['daemon', 'start', '--interval', '5'], { env });
+  // DASH_PROF=DIR: a V8 CPU profile of each dashboard run lands there.
+  const prof = process.env.DASH_PROF ? `--cpu-prof --cpu-prof-dir=${process.env.DASH_PROF} ` : '';
   const envArgs = Object.entries({
     PATH: env.PATH,
     FAKE_SMI_SCENARIO: env.FAKE_SMI_SCENARIO,
@@ -149,7 +154,7 @@ async function dashboardBench() {
       '140',
       '-y',
       '40',
-      `env -u NODE_EXTRA_CA_CERTS ${envArgs} node ${CLI} --home ${root}`,
+      `env -u NODE_EXTRA_CA_CERTS ${envArgs} node ${prof}${CLI} --home ${root}`,
     ]);
     await sleep(Number(process.env.WARMUP_S ?? 15) * 1000);
     const shell = Number(
@@ -175,13 +180,14 @@ async function dashboardBench() {
       // exited on q
     }
   }
+  if (daemon) cli(root, ['daemon', 'stop'], { env });
   cli(root, ['down', '--all']);
   fs.rmSync(root, { recursive: true, force: true });
   const c = stats(own);
   const k = stats(sampler);
   const m = stats(rss);
   return [
-    `dashboard idle, ${N} running instances, 2-GPU panel fed by its own looping sampler (fake nvidia-smi), ${DRUNS} runs of ${WINDOW_S} s after ${process.env.WARMUP_S ?? 15} s warm-up: dashboard CPU p50 ${fmt(c.p50, 2)}% of one core (max ${fmt(c.max, 2)}%, target <= 2%); the sampler's children (the fake) p50 ${fmt(k.p50, 2)}%; RSS p50 ${fmt(m.p50, 1)} MiB.`,
+    `dashboard idle, ${N} running instances, 2-GPU panel fed by ${daemon ? "the daemon's samples (read from SQLite)" : 'its own looping sampler (fake nvidia-smi)'}, ${DRUNS} runs of ${WINDOW_S} s after ${process.env.WARMUP_S ?? 15} s warm-up: dashboard CPU p50 ${fmt(c.p50, 2)}% of one core (max ${fmt(c.max, 2)}%, target <= 2%); the sampler's children (the fake) p50 ${fmt(k.p50, 2)}%; RSS p50 ${fmt(m.p50, 1)} MiB.`,
   ];
 }
 
