@@ -52,6 +52,8 @@ export interface InstanceSnapshot {
   requests_processing: number | null;
   requests_deferred: number | null;
   ctx_size: number | null;
+  /** KV cache usage, 0 to 1, where the server's build exports `llamacpp:kv_cache_usage_ratio`. */
+  kv_cache_usage: number | null;
   metrics_at: string | null;
 }
 

@@ -112,6 +112,7 @@ type ServingFields = Pick<
   | 'requests_processing'
   | 'requests_deferred'
   | 'ctx_size'
+  | 'kv_cache_usage'
   | 'metrics_at'
 >;
 
@@ -123,6 +124,7 @@ const NO_SERVING: ServingFields = {
   requests_processing: null,
   requests_deferred: null,
   ctx_size: null,
+  kv_cache_usage: null,
   metrics_at: null,
 };
 
@@ -149,6 +151,7 @@ function servingOf(json: string | null, cfg: InstanceConfig | undefined, now: nu
     requests_processing: m.requests_processing,
     requests_deferred: m.requests_deferred,
     ctx_size: m.ctx_size,
+    kv_cache_usage: m.kv_cache_usage,
     metrics_at: iso(m.at),
   };
 }

@@ -43,9 +43,9 @@ export function metricsTask(
       if (stopped || inFlight || t - last < gapMs) return;
       inFlight = true;
       last = t;
-      scraper.scrape().then(
-        (r) => {
-          inFlight = false;
+      scraper
+        .scrape()
+        .then((r) => {
           if (stopped) return;
           if (r.ok) {
             if (lastError !== null) deps.log(`metrics of server ${pid} read again`);
@@ -55,11 +55,12 @@ export function metricsTask(
             lastError = r.error;
             deps.log(`cannot read the metrics of server ${pid}: ${r.error}`);
           }
-        },
-        () => {
+        })
+        // Whatever went wrong here is this scrape's, never the keeper's end.
+        .catch((e: unknown) => deps.log(`metrics scrape failed: ${e instanceof Error ? e.message : String(e)}`))
+        .finally(() => {
           inFlight = false;
-        },
-      );
+        });
     },
     stop() {
       stopped = true;

@@ -28,7 +28,7 @@ const FIRST_RETRY_MS = 10;
 const MAX_RETRY_MS = 1000;
 /** A refusal shorter than this is in keeper.log only, not an event. */
 const NOTEWORTHY_MS = 1000;
-/** Memory bound of the backlog; past it the oldest probe results go first (their history only). */
+/** Memory bound of the backlog; past it the oldest metrics readings, then probe results, go first (their history only). */
 const MAX_PENDING = 5000;
 
 /**
@@ -154,7 +154,7 @@ export class StateWriter {
 
   private recovered(): void {
     const downS = ((this.deps.now() - (this.troubleSince as number)) / 1000).toFixed(1);
-    const shed = this.dropped ? `; ${this.dropped} probe result(s) dropped to bound memory` : '';
+    const shed = this.dropped ? `; ${this.dropped} probe result(s) or metrics reading(s) dropped to bound memory` : '';
     const msg = `state database took writes again after ${downS} s (${this.trouble}); the writes kept meanwhile are recorded with their times${shed}`;
     this.deps.log(msg);
     const brief = this.deps.now() - (this.troubleSince as number) < NOTEWORTHY_MS && this.dropped === 0;
@@ -170,8 +170,10 @@ export class StateWriter {
     }
   }
 
+  /** Serving metrics go first (a newer reading replaces them anyway), then probe results. */
   private shed(): void {
-    const i = this.pending.findIndex((w, idx) => idx > 0 && w.what === 'probe');
+    let i = this.pending.findIndex((w, idx) => idx > 0 && w.what === 'metrics');
+    if (i < 0) i = this.pending.findIndex((w, idx) => idx > 0 && w.what === 'probe');
     this.pending.splice(i > 0 ? i : 1, 1);
     this.dropped++;
   }

@@ -60,9 +60,13 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
   const samples: RequestSample[] = [];
   let next = 0;
   let tokens = 0;
-  const t0 = now();
+  let t0 = now();
+  /** When the last request that counts ended: the run's wall time ends there (not at teardown). */
+  let lastDone = t0;
   try {
     const filler = await promptFiller(base, headers, dispatcher, opts.promptTokens, opts.signal);
+    t0 = now();
+    lastDone = t0;
     const worker = async () => {
       while (next < opts.requests && !opts.signal?.aborted) {
         const i = next++;
@@ -70,6 +74,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
         if (opts.signal?.aborted && !s.ok) break; // cancelled by Ctrl-C: not a server error
         samples.push(s);
         tokens += s.tokens;
+        lastDone = now();
         opts.onProgress?.({
           done: samples.length,
           errors: samples.filter((x) => !x.ok).length,
@@ -82,7 +87,8 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
   } finally {
     await dispatcher.close().catch(() => undefined);
   }
-  return summarize(opts, startedAt, samples, (now() - t0) / 1000, opts.signal?.aborted === true);
+  // Interrupted: the requests cancelled in flight are not counted, nor is the time they took.
+  return summarize(opts, startedAt, samples, (lastDone - t0) / 1000, opts.signal?.aborted === true);
 }
 
 /** The context of one slot (/props), or null when the server does not say. */

@@ -1,10 +1,16 @@
-/** The counters rates are computed from (llama-server's /metrics). */
+/** What rates are computed from (llama-server's /metrics and /slots). */
 export interface CounterReading {
-  /** When they were read, ms. */
+  /** When /metrics answered, ms on a monotonic clock. */
   at: number;
-  /** `llamacpp:tokens_predicted_total`. */
+  /**
+   * Generated tokens so far: `llamacpp:tokens_predicted_total` (which llama-server adds to only
+   * when a request ends) plus the tokens the busy slots have decoded so far (/slots `n_decoded`),
+   * so a long generation shows while it runs rather than as one spike at its end.
+   */
   predicted: number;
-  /** `llamacpp:prompt_tokens_total`. */
+  /** `llamacpp:tokens_predicted_total` alone: only this going down means a reset. */
+  counter: number;
+  /** `llamacpp:prompt_tokens_total` (added to after each batch). */
   prompt: number;
 }
 
@@ -17,17 +23,26 @@ export interface Rates {
 export const MIN_RATE_INTERVAL_MS = 250;
 
 /**
- * Rates over the interval between two readings of the counters, or null when there is none to give:
- * no earlier reading, readings too close together, or a counter that went down (the server
- * restarted, so its counters started again from zero: the new reading is the next baseline). Never
- * negative, never a figure over a reset.
+ * Rates over the interval between the baseline and a new reading, and the next baseline.
+ *
+ * - No baseline, or the counters went down (the server restarted: they began again at zero): no
+ *   rate; the reading is the new baseline. A rate never spans a reset and is never negative.
+ * - Readings closer than MIN_RATE_INTERVAL_MS: no rate; the older baseline stays.
+ * - /metrics and /slots are two requests: a request that ends between them is counted twice or not
+ *   at all in one reading. The baseline keeps the highest total seen, so such a reading costs one
+ *   interval its share and the sum of all deltas stays the true total (no dip, no double count).
  */
-export function counterRates(prev: CounterReading | undefined, cur: CounterReading): Rates | null {
-  if (!prev) return null;
-  const dtS = (cur.at - prev.at) / 1000;
-  if (dtS * 1000 < MIN_RATE_INTERVAL_MS) return null;
-  const dPredicted = cur.predicted - prev.predicted;
-  const dPrompt = cur.prompt - prev.prompt;
-  if (dPredicted < 0 || dPrompt < 0 || !Number.isFinite(dPredicted) || !Number.isFinite(dPrompt)) return null;
-  return { tokens_per_s: dPredicted / dtS, prompt_tokens_per_s: dPrompt / dtS };
+export function counterRates(
+  prev: CounterReading | undefined,
+  cur: CounterReading,
+): { rates: Rates | null; baseline: CounterReading } {
+  if (!prev || cur.counter < prev.counter || cur.prompt < prev.prompt) return { rates: null, baseline: cur };
+  const dtMs = cur.at - prev.at;
+  if (dtMs < MIN_RATE_INTERVAL_MS) return { rates: null, baseline: prev };
+  const predicted = Math.max(prev.predicted, cur.predicted);
+  const rates = {
+    tokens_per_s: ((predicted - prev.predicted) * 1000) / dtMs,
+    prompt_tokens_per_s: ((cur.prompt - prev.prompt) * 1000) / dtMs,
+  };
+  return { rates, baseline: { ...cur, predicted } };
 }

@@ -1,7 +1,7 @@
 import type { ServingMetrics } from '../domain/metrics.js';
 import { httpRequest, type HttpResult, type HttpTarget } from '../platform/http.js';
 import { parsePrometheus } from './prometheus.js';
-import { counterRates, MIN_RATE_INTERVAL_MS, type CounterReading } from './rates.js';
+import { counterRates, type CounterReading } from './rates.js';
 
 export type HttpGet = (target: HttpTarget, path: string, timeoutMs: number) => Promise<HttpResult>;
 
@@ -24,33 +24,39 @@ export class ServingScraper {
   constructor(
     private readonly target: HttpTarget,
     private readonly timeoutMs: number,
-    private readonly now: () => number = Date.now,
+    /** Wall clock: when a reading was taken, as shown. */
+    private readonly wall: () => number = Date.now,
     private readonly get: HttpGet = realGet,
+    /** Monotonic clock: the intervals rates are computed over. */
+    private readonly clock: () => number = () => performance.now(),
   ) {}
 
   async scrape(): Promise<ScrapeResult> {
+    let answeredAt = 0;
     const [metrics, slots, props] = await Promise.all([
-      this.fetch('/metrics'),
+      this.fetch('/metrics').then((r) => {
+        answeredAt = this.clock();
+        return r;
+      }),
       this.fetch('/slots'),
       this.ctxSize === undefined ? this.fetch('/props') : Promise.resolve(undefined),
     ]);
-    const at = this.now();
+    const at = this.wall();
     if (props && 'res' in props && props.res.status === 200) this.ctxSize = propsCtx(props.res.body);
 
     if ('error' in metrics) return { ok: false, error: `/metrics: ${metrics.error}` };
     if (metrics.res.status !== 200) return { ok: false, error: `/metrics answered ${describeStatus(metrics.res)}` };
     const series = parsePrometheus(metrics.res.body);
-    const predicted = series.get(`${P}tokens_predicted_total`);
+    const slotCounts = slots && 'res' in slots && slots.res.status === 200 ? countSlots(slots.res.body) : null;
+    const counter = series.get(`${P}tokens_predicted_total`);
     const prompt = series.get(`${P}prompt_tokens_total`);
     let rates = null;
-    if (predicted !== undefined && prompt !== undefined) {
-      const cur = { at, predicted, prompt };
-      rates = counterRates(this.baseline, cur);
-      const reset = this.baseline && (predicted < this.baseline.predicted || prompt < this.baseline.prompt);
-      // Too close to the baseline: keep the older one, so the next rate spans a real interval.
-      if (!this.baseline || reset || at - this.baseline.at >= MIN_RATE_INTERVAL_MS) this.baseline = cur;
+    if (counter !== undefined && prompt !== undefined) {
+      const cur = { at: answeredAt, counter, predicted: counter + (slotCounts?.decoding ?? 0), prompt };
+      const r = counterRates(this.baseline, cur);
+      rates = r.rates;
+      this.baseline = r.baseline;
     }
-    const slotCounts = slots && 'res' in slots && slots.res.status === 200 ? countSlots(slots.res.body) : null;
     const gauge = (name: string) => finiteOrNull(series.get(`${P}${name}`));
     return {
       ok: true,
@@ -85,13 +91,28 @@ function describeStatus(res: HttpResult): string {
   return String(res.status);
 }
 
-/** Busy and total slots from /slots (an array of `{id, is_processing, ...}`). */
-export function countSlots(body: string): { busy: number; total: number } | null {
+interface SlotJson {
+  is_processing?: unknown;
+  next_token?: Array<{ n_decoded?: unknown }>;
+}
+
+/**
+ * Busy and total slots from /slots (an array of `{id, is_processing, next_token: [{n_decoded}]}`),
+ * and the tokens the busy slots have generated so far.
+ */
+export function countSlots(body: string): { busy: number; total: number; decoding: number } | null {
   try {
     const slots = JSON.parse(body) as unknown;
     if (!Array.isArray(slots)) return null;
-    const busy = slots.filter((s) => (s as { is_processing?: unknown })?.is_processing === true).length;
-    return { busy, total: slots.length };
+    let busy = 0;
+    let decoding = 0;
+    for (const s of slots as SlotJson[]) {
+      if (s?.is_processing !== true) continue;
+      busy++;
+      const n = s.next_token?.[0]?.n_decoded;
+      if (typeof n === 'number' && Number.isFinite(n) && n > 0) decoding += n;
+    }
+    return { busy, total: slots.length, decoding };
   } catch {
     return null;
   }

@@ -53,20 +53,43 @@ describe('Prometheus text', () => {
 });
 
 describe('rates from the counters', () => {
+  const r = (at: number, predicted: number, prompt: number, counter = predicted) => ({
+    at,
+    predicted,
+    prompt,
+    counter,
+  });
+
   it('delta over time; none without a baseline, over a reset, or over too short an interval', () => {
-    expect(counterRates(undefined, { at: 1000, predicted: 10, prompt: 5 })).toBeNull();
-    expect(counterRates({ at: 0, predicted: 100, prompt: 50 }, { at: 2000, predicted: 300, prompt: 150 })).toEqual({
+    expect(counterRates(undefined, r(1000, 10, 5)).rates).toBeNull();
+    expect(counterRates(r(0, 100, 50), r(2000, 300, 150)).rates).toEqual({
       tokens_per_s: 100,
       prompt_tokens_per_s: 50,
     });
-    // The server restarted: its counters began again at zero.
-    expect(counterRates({ at: 0, predicted: 5000, prompt: 900 }, { at: 2000, predicted: 40, prompt: 10 })).toBeNull();
-    expect(counterRates({ at: 0, predicted: 10, prompt: 900 }, { at: 2000, predicted: 40, prompt: 10 })).toBeNull();
-    expect(counterRates({ at: 0, predicted: 0, prompt: 0 }, { at: 100, predicted: 40, prompt: 10 })).toBeNull();
-    expect(counterRates({ at: 0, predicted: 7, prompt: 7 }, { at: 5000, predicted: 7, prompt: 7 })).toEqual({
-      tokens_per_s: 0,
-      prompt_tokens_per_s: 0,
-    });
+    // The server restarted: its counters began again at zero. The new reading is the baseline.
+    const reset = counterRates(r(0, 5000, 900), r(2000, 40, 10));
+    expect(reset).toEqual({ rates: null, baseline: r(2000, 40, 10) });
+    expect(counterRates(r(0, 10, 900), r(2000, 40, 10)).rates).toBeNull();
+    // Too close: no rate, and the older baseline stays so the next rate spans a real interval.
+    const close = counterRates(r(0, 0, 0), r(100, 40, 10));
+    expect(close).toEqual({ rates: null, baseline: r(0, 0, 0) });
+    expect(counterRates(r(0, 7, 7), r(5000, 7, 7)).rates).toEqual({ tokens_per_s: 0, prompt_tokens_per_s: 0 });
+  });
+
+  it('tokens still being decoded count; a request ending between /metrics and /slots never gives a dip or a double count', () => {
+    // 100 in the counter, a busy slot at 50 so far.
+    const a = r(0, 150, 0, 100);
+    // The request ended (its 80 moved into the counter) after /slots was read with it still at 80: counted twice.
+    const twice = counterRates(a, r(1000, 180 + 80, 0, 180));
+    expect(twice.rates?.tokens_per_s).toBe(110);
+    // The next reading is right (180, idle): no negative rate, and the baseline keeps the highest total.
+    const next = counterRates(twice.baseline, r(2000, 180, 0, 180));
+    expect(next.rates?.tokens_per_s).toBe(0);
+    const then = counterRates(next.baseline, r(3000, 300, 0, 300));
+    // Over the three intervals: 150 -> 300 generated, every token counted once.
+    expect((twice.rates?.tokens_per_s ?? 0) + (next.rates?.tokens_per_s ?? 0) + (then.rates?.tokens_per_s ?? 0)).toBe(
+      150,
+    );
   });
 });
 
@@ -102,7 +125,13 @@ describe('ServingScraper', () => {
       '/slots': () => ({ status: 200, body: read('slots.json') }),
       '/props': () => ({ status: 200, body: read('props.json') }),
     });
-    const s = new ServingScraper({ host: '127.0.0.1', port: 1 }, 1000, () => t, get);
+    const s = new ServingScraper(
+      { host: '127.0.0.1', port: 1 },
+      1000,
+      () => t,
+      get,
+      () => t,
+    );
     const first = await s.scrape();
     expect(first).toEqual({
       ok: true,
@@ -134,7 +163,13 @@ describe('ServingScraper', () => {
     let t = 0;
     let page = metricsPage(10_000, 5000);
     const { get } = scripted({ '/metrics': () => page });
-    const s = new ServingScraper({ host: '127.0.0.1', port: 1 }, 1000, () => t, get);
+    const s = new ServingScraper(
+      { host: '127.0.0.1', port: 1 },
+      1000,
+      () => t,
+      get,
+      () => t,
+    );
     await s.scrape();
     t = 5000;
     page = metricsPage(50, 20);
@@ -151,7 +186,13 @@ describe('ServingScraper', () => {
     let t = 0;
     let page: { status: number; body: string } | Error = metricsPage(0, 0);
     const { get } = scripted({ '/metrics': () => page });
-    const s = new ServingScraper({ host: '127.0.0.1', port: 1 }, 1000, () => t, get);
+    const s = new ServingScraper(
+      { host: '127.0.0.1', port: 1 },
+      1000,
+      () => t,
+      get,
+      () => t,
+    );
     await s.scrape();
     t = 2000;
     page = Object.assign(new Error('timed out after 1000 ms'), { name: 'TimeoutError' });
@@ -160,6 +201,39 @@ describe('ServingScraper', () => {
     page = metricsPage(400, 0);
     const r = await s.scrape();
     expect(r.ok && r.metrics.tokens_per_s).toBe(100);
+  });
+
+  it("a long generation shows while it runs: the busy slots' n_decoded is added to the counter", async () => {
+    let t = 0;
+    let decoded = 0;
+    let counter = 0;
+    const slots = () => ({
+      status: 200,
+      body: JSON.stringify([
+        { id: 0, is_processing: decoded > 0, next_token: [{ n_decoded: decoded }] },
+        { id: 1, is_processing: false, next_token: [{ n_decoded: 0 }] },
+      ]),
+    });
+    const { get } = scripted({ '/metrics': () => metricsPage(counter, 10), '/slots': slots });
+    const s = new ServingScraper(
+      { host: '127.0.0.1', port: 1 },
+      1000,
+      () => t,
+      get,
+      () => t,
+    );
+    const rates: Array<number | null> = [];
+    // 20 tok/s for 60 s, read every 5 s; the counter moves only when the request ends.
+    for (t = 0; t <= 65_000; t += 5000) {
+      decoded = t <= 60_000 ? (t / 1000) * 20 : 0;
+      counter = t <= 60_000 ? 0 : 1200;
+      const r = await s.scrape();
+      rates.push(r.ok ? r.metrics.tokens_per_s : null);
+    }
+    expect(rates[0]).toBeNull();
+    expect(rates.slice(1, 13)).toEqual(new Array(12).fill(100 / 5));
+    // The end moves 1200 from the slot into the counter: nothing new, no spike.
+    expect(rates[13]).toBe(0);
   });
 
   it('says why: metrics off in the server, a refused key, a closed port', async () => {
@@ -181,13 +255,12 @@ describe('ServingScraper', () => {
   });
 
   it('slots and props bodies', () => {
-    expect(countSlots(read('slots.json'))).toEqual({ busy: 0, total: 2 });
+    expect(countSlots(read('slots.json'))).toEqual({ busy: 0, total: 2, decoding: 0 });
     expect(
-      countSlots('[{"id":0,"is_processing":true},{"id":1,"is_processing":false},{"id":2,"is_processing":true}]'),
-    ).toEqual({
-      busy: 2,
-      total: 3,
-    });
+      countSlots(
+        '[{"id":0,"is_processing":true,"next_token":[{"n_decoded":7}]},{"id":1,"is_processing":false,"next_token":[{"n_decoded":3}]},{"id":2,"is_processing":true}]',
+      ),
+    ).toEqual({ busy: 2, total: 3, decoding: 7 });
     expect(countSlots('{"error":"x"}')).toBeNull();
     expect(countSlots('garbage')).toBeNull();
     expect(propsCtx(read('props.json'))).toBe(256);
@@ -226,7 +299,7 @@ describe("the keeper's metrics task", () => {
     expect(scrapes).toBe(1);
     const m = { at: 0 } as ServingMetrics;
     pending?.({ ok: true, metrics: m });
-    await Promise.resolve();
+    await new Promise((r) => setImmediate(r));
     t = 1000;
     task.afterOk(); // within the 5 s interval
     expect(scrapes).toBe(1);
@@ -234,11 +307,11 @@ describe("the keeper's metrics task", () => {
     task.afterOk();
     expect(scrapes).toBe(2);
     pending?.({ ok: false, error: '/metrics: ECONNRESET' });
-    await Promise.resolve();
+    await new Promise((r) => setImmediate(r));
     t = 10_000;
     task.afterOk();
     pending?.({ ok: false, error: '/metrics: ECONNRESET' });
-    await Promise.resolve();
+    await new Promise((r) => setImmediate(r));
     expect(written).toEqual([m]);
     expect(logs).toEqual(['cannot read the metrics of server 42: /metrics: ECONNRESET']);
     task.stop();
@@ -247,22 +320,22 @@ describe("the keeper's metrics task", () => {
     expect(scrapes).toBe(3);
   });
 
-  it('a 0.1 s health interval still scrapes at most about once a second', () => {
-    const t = 0;
+  it('a 0.1 s health interval still scrapes at most about once a second', async () => {
+    let t = 0;
     let scrapes = 0;
     const task = metricsTask(
       'a',
       1,
       config(0.1),
-      { scrape: () => (scrapes++, new Promise(() => undefined)) },
-      {
-        now: () => t,
-        log: () => undefined,
-        state: { write: () => undefined },
-      },
+      { scrape: () => (scrapes++, Promise.resolve({ ok: false, error: 'x' })) },
+      { now: () => t, log: () => undefined, state: { write: () => undefined } },
     );
-    task.afterOk();
-    expect(scrapes).toBe(1);
+    for (t = 0; t < 3000; t += 100) {
+      task.afterOk();
+      await new Promise((r) => setImmediate(r));
+    }
+    // At 0, ~900 and ~1800 ms (a tenth early for timer jitter), then 2700.
+    expect(scrapes).toBe(4);
   });
 });
 

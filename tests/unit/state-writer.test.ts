@@ -31,6 +31,30 @@ function setup() {
 }
 
 describe("the keeper's state writer", () => {
+  it('a backlog at its bound sheds metrics readings first, then probe results, never state moves', () => {
+    const { other, writer } = setup();
+    other.exec('BEGIN EXCLUSIVE');
+    const done: string[] = [];
+    // Each one writes (so the lock refuses it) and says that it ran.
+    const w = (what: string) =>
+      writer.write(what, (s) => {
+        s.recordLogDropped('a', 1);
+        done.push(what);
+      });
+    w('starting');
+    for (let i = 0; i < 2500; i++) w('probe');
+    for (let i = 0; i < 2499; i++) w('metrics');
+    expect(writer.backlog).toBe(5000);
+    for (let i = 0; i < 2600; i++) w('exit');
+    expect(writer.backlog).toBe(5000);
+    other.exec('COMMIT');
+    expect(writer.drain()).toBe(true);
+    const count = (k: string) => done.filter((d) => d === k).length;
+    // 2600 shed: every metrics reading, then the oldest 101 probe results.
+    expect([count('starting'), count('metrics'), count('probe'), count('exit')]).toEqual([1, 0, 2399, 2600]);
+    expect(done[0]).toBe('starting');
+  });
+
   it('applies a write at once when the database takes it', () => {
     const { store, writer } = setup();
     writer.write('starting', (s) => s.recordStarting('a', 0));

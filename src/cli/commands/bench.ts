@@ -63,7 +63,11 @@ export async function benchCommand(ctx: Context, name: string, args: BenchArgs, 
   }
 
   const stop = new AbortController();
-  const onSigint = () => stop.abort();
+  // The first Ctrl-C ends the run and prints what completed; a second one leaves at once.
+  const onSigint = () => {
+    if (stop.signal.aborted) process.exit(130);
+    stop.abort();
+  };
   process.on('SIGINT', onSigint);
   const bar = !args.json && process.stderr.isTTY ? progressBar(args.requests) : undefined;
   let result: BenchResult;

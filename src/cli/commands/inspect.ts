@@ -37,7 +37,6 @@ function formatEvent(e: EventRow): string {
   return `${t}  ${e.level.padEnd(5)}  ${(e.instance_name ?? '-').padEnd(12)}  ${e.event_type.padEnd(13)}  ${e.message}`;
 }
 
-/** `gpu`: the rig's GPUs at this moment, for the instance's VRAM and GPU warnings. */
 /** How far back describe's sparklines go. */
 export const SERVING_WINDOW_MS = 10 * 60_000;
 
@@ -57,6 +56,7 @@ function servingHistory(ctx: Context, name: string, pid: number | null, gpu: Gpu
   return { since, metrics, vram };
 }
 
+/** `gpu`: the rig's GPUs at this moment, for the instance's VRAM and GPU warnings. */
 export function describeData(ctx: Context, name: string, gpu?: GpuSample) {
   const snap = requireKnown(ctx, name, gpu);
   const now = Date.now();
@@ -165,6 +165,7 @@ function servingLines(d: ReturnType<typeof describeData>): string[] {
         ? `requests ${d.requests_processing} processing, ${d.requests_deferred ?? 0} deferred`
         : null,
       d.ctx_size !== null ? `context ${d.ctx_size} per slot` : null,
+      d.kv_cache_usage !== null ? `KV cache ${Math.round(d.kv_cache_usage * 100)}% used` : null,
     ].filter(Boolean);
     out.push(`  now          ${parts.join('; ')}`);
   }
