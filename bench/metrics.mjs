@@ -5,10 +5,11 @@
 //    llama-server SCRAPES times (after 50 for warm-up) and reads process.cpuUsage() around them.
 // 2. Keepers with scraping on and off: 4 real servers each, health every 1 s (so a scrape a second),
 //    keeper CPU over WINDOW_S from /proc and RSS at the end.
-// 3. bench: BENCH_RUNS runs of `bench --requests 20 --concurrency 1 --max-tokens 128`; the client's
+// 3. bench: BENCH_RUNS runs of `bench --requests 100 --concurrency 1 --max-tokens 128`; the client's
 //    aggregate (tokens / wall time) against the server's (predicted_n / (prompt_ms + predicted_ms)):
 //    the difference is what bench and HTTP add.
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { execFileSync } from 'node:child_process';
@@ -17,13 +18,15 @@ import { CLI, addInstance, cli, cpuTicks, fmt, makeRealHome, rssMiB, sleep, stat
 const WINDOW_S = Number(process.env.WINDOW_S ?? 60);
 const SCRAPES = Number(process.env.SCRAPES ?? 500);
 const BENCH_RUNS = Number(process.env.BENCH_RUNS ?? 5);
+// Enough requests that the CLI's cold start (JIT) is a small part of a run.
+const BENCH_REQUESTS = Number(process.env.BENCH_REQUESTS ?? 100);
 const N = 4;
 
-async function homeWith(metrics, basePort) {
+async function homeWith(metrics, basePort, threads = undefined) {
   const { root, bin } = await makeRealHome(`bench-metrics-${metrics ? 'on' : 'off'}-`);
   for (let i = 0; i < N; i++) {
     addInstance(root, `m${i}`, {
-      model: { path: 'models/tiny.gguf', context_size: 256 },
+      model: { path: 'models/tiny.gguf', context_size: 256, threads },
       server: { binary: bin, port: basePort + i, parallel: 2 },
       healthcheck: { interval: 1, start_period: 10 },
       metrics,
@@ -70,13 +73,68 @@ async function scrapeCpu(basePort) {
   return JSON.parse(out.trim());
 }
 
+/**
+ * The floor for a client: the same requests (same prompt size, stream, ignore_eos) sent one after
+ * another with bare node:http, the body drained without parsing. Generated tokens / wall time.
+ */
+async function rawClient(port) {
+  const words = 'the quick brown fox jumps over the lazy dog while a slow river runs past old stone walls'.split(' ');
+  const filler = Array.from({ length: 64 }, (_, i) => words[i % words.length]).join(' ');
+  const one = (i) =>
+    new Promise((resolve, reject) => {
+      const body = JSON.stringify({
+        model: 'm0',
+        messages: [{ role: 'user', content: `${i} ${filler}` }],
+        max_tokens: 128,
+        stream: true,
+        ignore_eos: true,
+        cache_prompt: false,
+      });
+      const req = http.request(
+        {
+          host: '127.0.0.1',
+          port,
+          method: 'POST',
+          path: '/v1/chat/completions',
+          agent: false,
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        },
+        (res) => {
+          res.on('data', () => undefined);
+          res.on('end', resolve);
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  const t0 = performance.now();
+  for (let i = 0; i < BENCH_REQUESTS; i++) await one(i);
+  return (BENCH_REQUESTS * 128 * 1000) / (performance.now() - t0);
+}
+
 async function benchVsServer(basePort) {
-  const { root } = await homeWith(true, basePort);
+  // THREADS=1: the server generates on one core and the client has the other (on a 2-core machine
+  // the client's CPU otherwise slows the server's generation threads; on a GPU rig it does not).
+  const { root } = await homeWith(true, basePort, process.env.THREADS ? Number(process.env.THREADS) : undefined);
   const runs = [];
   for (let i = 0; i < BENCH_RUNS; i++) {
+    const raw = await rawClient(basePort);
     const out = execFileSync(
       'node',
-      [CLI, 'bench', 'm0', '--requests', '20', '--concurrency', '1', '--max-tokens', '128', '--json', '--home', root],
+      [
+        CLI,
+        'bench',
+        'm0',
+        '--requests',
+        String(BENCH_REQUESTS),
+        '--concurrency',
+        '1',
+        '--max-tokens',
+        '128',
+        '--json',
+        '--home',
+        root,
+      ],
       { encoding: 'utf8' },
     );
     const r = JSON.parse(out);
@@ -89,6 +147,7 @@ async function benchVsServer(basePort) {
       serverP50: r.server.tokens_per_s_p50,
       ttft: r.ttft_ms.p50,
       mismatches: r.token_count_mismatches,
+      raw,
     });
   }
   cli(root, ['down', '--all']);
@@ -97,18 +156,23 @@ async function benchVsServer(basePort) {
 }
 
 export async function run() {
-  const scrape = await scrapeCpu(23800);
-  const off = await keeperCost(false, 23810);
-  const on = await keeperCost(true, 23820);
+  // ONLY=bench: the bench comparison alone.
+  const only = process.env.ONLY === 'bench';
+  const none = { cpu: {}, rss: {}, ticks: [] };
+  const scrape = only ? {} : await scrapeCpu(23800);
+  const off = only ? none : await keeperCost(false, 23810);
+  const on = only ? none : await keeperCost(true, 23820);
   const b = await benchVsServer(23830);
   const ratio = stats(b.map((r) => r.ratio));
+  const vsRaw = stats(b.map((r) => r.client / r.raw));
+  const perReq = stats(b.map((r) => r.p50 / r.serverP50));
   const lines = [
     `one scrape (/metrics + /slots of a real llama-server, in-process, ${SCRAPES} after warm-up): CPU ${fmt(scrape.cpuMs, 2)} ms, wall ${fmt(scrape.wallMs, 2)} ms`,
     `${N} keepers, health every 1 s, ${WINDOW_S} s: metrics off CPU p50 ${fmt(off.cpu.p50, 2)}% (ticks ${off.ticks.join(',')}), RSS p50 ${fmt(off.rss.p50, 1)} MiB; metrics on CPU p50 ${fmt(on.cpu.p50, 2)}% (ticks ${on.ticks.join(',')}), RSS p50 ${fmt(on.rss.p50, 1)} MiB (max ${fmt(on.rss.max, 1)}). Target RSS <= 60 MB.`,
-    `bench vs the server's timings (20 requests, concurrency 1, 64 prompt + 128 generated tokens, ${BENCH_RUNS} runs): client aggregate / server aggregate p50 ${fmt(ratio.p50, 3)} (min ${fmt(ratio.min, 3)}, max ${fmt(ratio.max, 3)})`,
+    `bench vs the server's timings (${BENCH_REQUESTS} requests, concurrency 1, 64 prompt + 128 generated tokens, ${BENCH_RUNS} runs): per-request generation p50 / the server's p50 ${fmt(perReq.p50, 3)} (min ${fmt(perReq.min, 3)}, max ${fmt(perReq.max, 3)}); client aggregate / server aggregate (predicted_n over prompt_ms + predicted_ms) p50 ${fmt(ratio.p50, 3)} (min ${fmt(ratio.min, 3)}, max ${fmt(ratio.max, 3)}); client aggregate / a bare node:http client's on the same requests p50 ${fmt(vsRaw.p50, 3)} (min ${fmt(vsRaw.min, 3)}, max ${fmt(vsRaw.max, 3)})`,
     ...b.map(
       (r, i) =>
-        `  run ${i + 1}: client ${fmt(r.client, 1)} tok/s, server ${fmt(r.server, 1)} tok/s (per request p50 ${fmt(r.p50, 1)} vs server p50 ${fmt(r.serverP50, 1)}), TTFT p50 ${fmt(r.ttft, 1)} ms, token count mismatches ${r.mismatches}`,
+        `  run ${i + 1}: client ${fmt(r.client, 1)} tok/s, bare client ${fmt(r.raw, 1)} tok/s, server ${fmt(r.server, 1)} tok/s (per request p50 ${fmt(r.p50, 1)} vs server p50 ${fmt(r.serverP50, 1)}), TTFT p50 ${fmt(r.ttft, 1)} ms, token count mismatches ${r.mismatches}`,
     ),
   ];
   return { name: 'serving metrics', lines, raw: { scrape, off, on, bench: b } };
