@@ -180,8 +180,9 @@ async function oneRequest(
       signal: opts.signal,
       headersTimeout: timeoutMs,
       bodyTimeout: timeoutMs,
-      // A connection per request: llama-server may close one after a streamed answer, and a reused
-      // one then fails with "other side closed" (seen on every second request).
+      // A connection per request: reusing a kept-alive one after a streamed answer failed with
+      // "other side closed" on every second request (undici 7, this llama-server); it costs nothing
+      // measurable (bench/BENCHMARKS.md).
       reset: true,
       body: JSON.stringify({
         model: opts.model,
