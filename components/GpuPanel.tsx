@@ -3,6 +3,7 @@ import { Box, Text } from 'ink';
 import type { GpuInfo } from '../src/domain/gpu.js';
 import { bar, gpuLineParts, gpuUsers, memoryRatio } from '../src/format/gpu.js';
 import { formatBytes } from '../src/format/text.js';
+import { paint } from './InstanceTable.js';
 
 export interface GpuPanelProps {
   gpus: GpuInfo[];
@@ -59,7 +60,11 @@ export function GpuPanel({ gpus, error, cpuOnly, width, height }: GpuPanelProps)
   );
 }
 
-function GpuLine({ g, barWidth, width }: { g: GpuInfo; barWidth: number; width: number }) {
+/**
+ * One GPU's line as one Text with its colour codes inline, cut to the width here: nested Text
+ * nodes (one per part) cost Ink layout and styling work on every frame (bench/BENCHMARKS.md).
+ */
+export function gpuLine(g: GpuInfo, barWidth: number, width: number): string {
   const util = g.utilization_pct === null ? null : g.utilization_pct / 100;
   const mem = memoryRatio(g);
   const { optional } = gpuLineParts(g, barWidth);
@@ -72,34 +77,23 @@ function GpuLine({ g, barWidth, width }: { g: GpuInfo; barWidth: number; width: 
   for (const part of optional) {
     const whole = part.length + 2 <= room;
     if (!whole && !(part === users && room > 10)) continue;
-    tail.push(part);
+    tail.push(whole ? part : part.slice(0, Math.max(0, room - 3)) + '…');
     room -= part.length + 2;
   }
   const temp = g.temperature_c !== null ? `${Math.round(g.temperature_c)}C` : null;
-  const rest = tail.filter((t) => t !== temp);
-  return (
-    <Text wrap="truncate">
-      <Text bold>GPU {g.index}</Text>
-      {'  '}
-      {barWidth ? <Text color={level(util)}>{bar(util, barWidth)} </Text> : null}
-      {(g.utilization_pct === null ? '-' : `${Math.round(g.utilization_pct)}%`).padStart(4)}
-      {'  '}
-      {barWidth ? <Text color={level(mem)}>{bar(mem, barWidth)} </Text> : null}
-      <Text color={mem !== null && mem > 0.95 ? 'red' : undefined}>
-        {formatBytes(g.memory_used_bytes)}/{formatBytes(g.memory_total_bytes)}
-      </Text>
-      {temp && tail.includes(temp) ? (
-        <>
-          {'  '}
-          <Text color={hot ? 'red' : undefined}>{temp}</Text>
-        </>
-      ) : null}
-      {rest.length ? (
-        <Text>
-          {'  '}
-          {rest.join('  ')}
-        </Text>
-      ) : null}
-    </Text>
+  const color = (text: string, c: string | undefined) => (c ? paint(text, c) : text);
+  let line = paint(`GPU ${g.index}`, 'bold') + '  ';
+  if (barWidth) line += color(bar(util, barWidth), level(util)) + ' ';
+  line += (g.utilization_pct === null ? '-' : `${Math.round(g.utilization_pct)}%`).padStart(4) + '  ';
+  if (barWidth) line += color(bar(mem, barWidth), level(mem)) + ' ';
+  line += color(
+    `${formatBytes(g.memory_used_bytes)}/${formatBytes(g.memory_total_bytes)}`,
+    mem !== null && mem > 0.95 ? 'red' : undefined,
   );
+  for (const t of tail) line += '  ' + (t === temp ? color(t, hot ? 'red' : undefined) : t);
+  return line;
+}
+
+function GpuLine({ g, barWidth, width }: { g: GpuInfo; barWidth: number; width: number }) {
+  return <Text wrap="truncate">{gpuLine(g, barWidth, width)}</Text>;
 }

@@ -4,7 +4,7 @@ import type { InstanceSnapshot } from '../src/domain/snapshot.js';
 import { fit, layoutColumns, type Column } from '../src/format/columns.js';
 import type { Sort } from './view.js';
 
-const SGR: Record<string, [number, number]> = { red: [31, 39], green: [32, 39], yellow: [33, 39] };
+const SGR: Record<string, [number, number]> = { red: [31, 39], green: [32, 39], yellow: [33, 39], bold: [1, 22] };
 
 export function paint(text: string, color: string): string {
   const code = process.env.NO_COLOR ? undefined : SGR[color];

@@ -1,7 +1,7 @@
 import React from 'react';
 import { render } from 'ink-testing-library';
 import { describe, expect, it } from 'vitest';
-import { GpuPanel, gpuPanelHeight } from '../../components/GpuPanel.js';
+import { GpuPanel, gpuLine, gpuPanelHeight } from '../../components/GpuPanel.js';
 import type { GpuInfo, GpuSample } from '../../src/domain/gpu.js';
 import { attributeGpus, instanceGpuFacts, isFresh } from '../../src/engine/gpus.js';
 import type { ProcStat } from '../../src/platform/proc.js';
@@ -146,6 +146,15 @@ describe('GpuPanel', () => {
     const lines = plain(lastFrame()).split('\n');
     expect(lines[0]).toMatch(/^GPU 0 {2}██░░░░ {2}40% {2}██░░░░ 8\.0G\/24\.0G {2}67C {2}285\/450W {2}alpha 7\.9G/);
     expect(lines[1]).toMatch(/^GPU 1 {2}██████ 100% .* 23\.5G\/24\.0G {2}88C .*bravo 2\.0G, boxed 1\.0G, other: pyth/);
+  });
+
+  it('one line is one string with its colours inline, the memory holders cut at the width', () => {
+    const line = gpuLine(gpus[1] as GpuInfo, 10, 90);
+    expect(line.startsWith('\u001b[1mGPU 1\u001b[22m')).toBe(true);
+    expect(line).toContain('\u001b[31m23.5G/24.0G\u001b[39m'); // above 95% memory
+    expect(line).toContain('\u001b[31m88C\u001b[39m'); // hot
+    expect(plain(line).length).toBeLessThanOrEqual(90);
+    expect(plain(line)).toMatch(/bravo 2\.0G, boxed .*…$/);
   });
 
   it('drops the bars, then the tail, on a narrow terminal; one line each at most a quarter of the screen', () => {
