@@ -9,7 +9,6 @@
 //    aggregate (tokens / wall time) against the server's (predicted_n / (prompt_ms + predicted_ms)):
 //    the difference is what bench and HTTP add.
 import fs from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { execFileSync } from 'node:child_process';
@@ -75,41 +74,31 @@ async function scrapeCpu(basePort) {
 
 /**
  * The floor for a client: the same requests (same prompt size, stream, ignore_eos) sent one after
- * another with bare node:http, the body drained without parsing. Generated tokens / wall time.
+ * another with bare node:http from a fresh node process, as bench is one, the body read as text and
+ * not parsed. Generated tokens / wall time.
  */
-async function rawClient(port) {
-  const words = 'the quick brown fox jumps over the lazy dog while a slow river runs past old stone walls'.split(' ');
-  const filler = Array.from({ length: 64 }, (_, i) => words[i % words.length]).join(' ');
-  const one = (i) =>
-    new Promise((resolve, reject) => {
-      const body = JSON.stringify({
-        model: 'm0',
-        messages: [{ role: 'user', content: `${i} ${filler}` }],
-        max_tokens: 128,
-        stream: true,
-        ignore_eos: true,
-        cache_prompt: false,
+function rawClient(port) {
+  const script = `
+    const http = require('node:http');
+    const words = 'the quick brown fox jumps over the lazy dog while a slow river runs past old stone walls'.split(' ');
+    const filler = Array.from({ length: 64 }, (_, i) => words[i % words.length]).join(' ');
+    const one = (i) => new Promise((resolve, reject) => {
+      const body = JSON.stringify({ model: 'm0', messages: [{ role: 'user', content: i + ' ' + filler }], max_tokens: 128, stream: true, ignore_eos: true, cache_prompt: false });
+      const req = http.request({ host: '127.0.0.1', port: ${port}, method: 'POST', path: '/v1/chat/completions', agent: false,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+        res.on('data', (c) => c.toString());
+        res.on('end', resolve);
       });
-      const req = http.request(
-        {
-          host: '127.0.0.1',
-          port,
-          method: 'POST',
-          path: '/v1/chat/completions',
-          agent: false,
-          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-        },
-        (res) => {
-          res.on('data', () => undefined);
-          res.on('end', resolve);
-        },
-      );
       req.on('error', reject);
       req.end(body);
     });
-  const t0 = performance.now();
-  for (let i = 0; i < BENCH_REQUESTS; i++) await one(i);
-  return (BENCH_REQUESTS * 128 * 1000) / (performance.now() - t0);
+    (async () => {
+      const t0 = performance.now();
+      for (let i = 0; i < ${BENCH_REQUESTS}; i++) await one(i);
+      console.log((${BENCH_REQUESTS} * 128 * 1000) / (performance.now() - t0));
+    })();
+  `;
+  return Number(execFileSync('node', ['-e', script], { encoding: 'utf8' }).trim());
 }
 
 async function benchVsServer(basePort) {
@@ -118,7 +107,7 @@ async function benchVsServer(basePort) {
   const { root } = await homeWith(true, basePort, process.env.THREADS ? Number(process.env.THREADS) : undefined);
   const runs = [];
   for (let i = 0; i < BENCH_RUNS; i++) {
-    const raw = await rawClient(basePort);
+    const raw = rawClient(basePort);
     const out = execFileSync(
       'node',
       [
