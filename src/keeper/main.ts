@@ -31,11 +31,16 @@ function log(name: string, msg: string): void {
 /**
  * The keeper's connection never waits for a lock (busy_timeout 0): a write the database does not
  * take at once is kept by the StateWriter and retried from a timer, so the server's pipes keep
- * draining (docs/ARCHITECTURE.md, "Faults").
+ * draining (docs/ARCHITECTURE.md, "Faults"). Its page cache is small (see below).
  */
 function openKeeperStore(dbPath: string): Store {
   const { db } = openDatabase(dbPath);
   db.pragma('busy_timeout = 0');
+  // SQLite's page cache is 2 MB per connection by default and fills as the history tables grow:
+  // in a 30-minute soak the keeper's private memory climbed for the whole run while its JS heap
+  // stayed flat (bench/BENCHMARKS.md). A keeper writes a few rows a second and reads almost
+  // nothing: 256 KiB of cache is plenty, and bounds it.
+  db.pragma('cache_size = -256');
   return new Store(db);
 }
 
