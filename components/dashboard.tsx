@@ -42,6 +42,9 @@ function useAlternateScreen(out: NodeJS.WriteStream): () => void {
  * otherwise the dashboard runs the same sampler itself (one looping nvidia-smi; nothing on a rig
  * without vendor tools) until it exits.
  */
+/** The dashboard's own sampler lists GPU processes this often (README, "Who samples when"). */
+export const DASHBOARD_PROCESSES_MS = 30_000;
+
 class DashboardGpu {
   private local: GpuSample | undefined;
   private running: { abort: AbortController; done: Promise<void> } | undefined;
@@ -64,6 +67,9 @@ class DashboardGpu {
       const sampler = new GpuSampler({
         env: this.env,
         ...DEFAULT_GPU_CADENCE,
+        // Each listing is a process forked from this ~130 MB one (~16 ms of CPU in a profile, plus
+        // the garbage it leaves): every 30 s here; the daemon lists every 10 s.
+        processesMs: DASHBOARD_PROCESSES_MS,
         wait: (ms, signal) => abortableSleep(ms, signal),
         onSample: (s) => {
           // The model's own tick (2 s when idle) picks new readings up; only a change of kind (the
