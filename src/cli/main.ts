@@ -39,11 +39,14 @@ function parseCount(v: string): number {
   return n;
 }
 
-function parsePositive(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1 || n > 1_000_000)
-    throw new UserError(`expected a whole number from 1 to 1000000, got "${v}"`);
-  return n;
+/** A whole number from 1 to 1,000,000 for the named option (digits only: no 0x10, 1e3 or -1). */
+function positive(option: string): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (!/^\d+$/.test(v.trim()) || n < 1 || n > 1_000_000)
+      throw new UserError(`${option} expects a whole number from 1 to 1000000, got "${v}"`);
+    return n;
+  };
 }
 
 export function buildProgram(): Command {
@@ -183,10 +186,15 @@ export function buildProgram(): Command {
   program
     .command('bench <name>')
     .description("load test through the instance's OpenAI endpoint: time to first token, tokens/s, errors")
-    .option('--requests <n>', 'requests to send', parsePositive, 20)
-    .option('--concurrency <c>', 'requests in flight at once', parsePositive, 1)
-    .option('--prompt-tokens <p>', "prompt length in tokens (sized with the server's tokenizer)", parsePositive, 64)
-    .option('--max-tokens <g>', 'tokens to generate per request', parsePositive, 128)
+    .option('--requests <n>', 'requests to send', positive('--requests'), 20)
+    .option('--concurrency <c>', 'requests in flight at once', positive('--concurrency'), 1)
+    .option(
+      '--prompt-tokens <p>',
+      "prompt length in tokens (sized with the server's tokenizer)",
+      positive('--prompt-tokens'),
+      64,
+    )
+    .option('--max-tokens <g>', 'tokens to generate per request', positive('--max-tokens'), 128)
     .option('--json', 'one object (README, "bench")')
     .action(
       async (

@@ -43,12 +43,13 @@ export function formatBytes(b: number | null): string {
 
 export const orDash = (v: number | string | null): string => (v === null ? '-' : String(v));
 
-/** Tokens per second as the table shows it: `-` unknown, `0`, `8.4`, `123`. */
+/** Tokens per second as the table shows it: `-` unknown, `0`, `8.4`, `123`, `12k`. */
 export function formatRate(v: number | null): string {
   if (v === null) return '-';
   if (v === 0) return '0';
   if (v < 10) return v.toFixed(1);
-  return String(Math.round(v));
+  if (v < 10_000) return String(Math.round(v));
+  return v < 1e6 ? `${Math.round(v / 1000)}k` : `${(v / 1e6).toFixed(1)}M`;
 }
 
 /** Busy/total slots: `1/4`. */

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { BenchResult } from '../domain/metrics.js';
 import { connectHost, type HttpTarget } from '../platform/http.js';
@@ -16,8 +17,10 @@ export interface BenchOptions {
   signal?: AbortSignal;
   /** After each request (done counts failed ones too). */
   onProgress?: (p: { done: number; errors: number; tokens: number; elapsedS: number }) => void;
-  /** Seconds one request may take (the whole stream). */
+  /** Seconds to the answer's headers (queueing and the prompt included); default 300. */
   requestTimeoutS?: number;
+  /** Seconds a stream may stay silent before the request counts as failed; default 60. */
+  idleTimeoutS?: number;
   now?: () => number;
 }
 
@@ -25,6 +28,8 @@ export interface BenchOptions {
 export interface RequestSample {
   ok: boolean;
   error?: string;
+  /** The request never reached a server (refused, reset before an answer). */
+  unreachable?: boolean;
   /** Send -> first content chunk, ms. */
   ttftMs: number | null;
   /** Content chunks received (llama-server sends one per token). */
@@ -54,6 +59,8 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
   const now = opts.now ?? (() => performance.now());
   const startedAt = new Date().toISOString();
   const dispatcher = new Agent({ connections: opts.concurrency, keepAliveTimeout: 10_000 });
+  // Every request in flight listens on the one Ctrl-C signal.
+  if (opts.signal) setMaxListeners(opts.concurrency + 16, opts.signal);
   const base = `http://${hostForUrl(opts.target.host)}:${opts.target.port}`;
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (opts.target.apiKey) headers.authorization = `Bearer ${opts.target.apiKey}`;
@@ -63,15 +70,22 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
   let t0 = now();
   /** When the last request that counts ended: the run's wall time ends there (not at teardown). */
   let lastDone = t0;
+  /** Requests in a row that could not reach the server: enough of them end the run (it is gone). */
+  let unreachable = 0;
+  let gone: string | null = null;
   try {
     const filler = await promptFiller(base, headers, dispatcher, opts.promptTokens, opts.signal);
     t0 = now();
     lastDone = t0;
     const worker = async () => {
-      while (next < opts.requests && !opts.signal?.aborted) {
+      while (next < opts.requests && !opts.signal?.aborted && gone === null) {
         const i = next++;
         const s = await oneRequest(base, headers, dispatcher, opts, `${i} ${filler}`, now);
         if (opts.signal?.aborted && !s.ok) break; // cancelled by Ctrl-C: not a server error
+        unreachable = !s.ok && s.unreachable ? unreachable + 1 : 0;
+        if (unreachable >= Math.max(3, 2 * opts.concurrency)) {
+          gone = `stopped after ${unreachable} requests in a row could not reach the server (${s.error})`;
+        }
         samples.push(s);
         tokens += s.tokens;
         lastDone = now();
@@ -88,7 +102,9 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     await dispatcher.close().catch(() => undefined);
   }
   // Interrupted: the requests cancelled in flight are not counted, nor is the time they took.
-  return summarize(opts, startedAt, samples, (lastDone - t0) / 1000, opts.signal?.aborted === true);
+  const result = summarize(opts, startedAt, samples, (lastDone - t0) / 1000, opts.signal?.aborted === true);
+  if (gone) result.error_samples.unshift(gone);
+  return result;
 }
 
 /** The context of one slot (/props), or null when the server does not say. */
@@ -172,14 +188,14 @@ async function oneRequest(
     timings,
   });
   try {
-    const timeoutMs = (opts.requestTimeoutS ?? 300) * 1000;
     const res = await request(`${base}/v1/chat/completions`, {
       method: 'POST',
       headers,
       dispatcher,
       signal: opts.signal,
-      headersTimeout: timeoutMs,
-      bodyTimeout: timeoutMs,
+      headersTimeout: (opts.requestTimeoutS ?? 300) * 1000,
+      // Between two chunks of the stream: a server that stops sending fails the request.
+      bodyTimeout: (opts.idleTimeoutS ?? 60) * 1000,
       // A connection per request: reusing a kept-alive one after a streamed answer failed with
       // "other side closed" on every second request (undici 7, this llama-server); it costs nothing
       // measurable (bench/BENCHMARKS.md).
@@ -225,6 +241,8 @@ async function oneRequest(
       }
     }
     if (!done) return fail('the stream ended without [DONE]');
+    // llama-server ends every stream with its timings: without them the stream was not whole.
+    if (timings === null) return fail("the stream ended without the server's timings");
     return {
       ok: true,
       ttftMs: first === null ? null : first - sent,
@@ -234,7 +252,29 @@ async function oneRequest(
     };
   } catch (e) {
     const err = e as Error & { code?: string };
-    return fail(err.code ? `${err.code}: ${err.message}` : err.message);
+    const r = fail(describeRequestError(err, opts));
+    r.unreachable = first === null && UNREACHABLE.has(err.code ?? '');
+    return r;
+  }
+}
+
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'UND_ERR_SOCKET', 'EHOSTUNREACH', 'ENOTFOUND']);
+
+/** undici's errors in words an operator reads (the code kept in brackets). */
+function describeRequestError(err: Error & { code?: string }, opts: BenchOptions): string {
+  switch (err.code) {
+    case 'ECONNREFUSED':
+      return 'connection refused (ECONNREFUSED): the server is not listening';
+    case 'UND_ERR_SOCKET':
+    case 'ECONNRESET':
+    case 'HPE_INVALID_EOF_STATE':
+      return `the server closed the connection mid-answer (${err.code})`;
+    case 'UND_ERR_HEADERS_TIMEOUT':
+      return `no answer within ${opts.requestTimeoutS ?? 300} s (${err.code})`;
+    case 'UND_ERR_BODY_TIMEOUT':
+      return `the stream stayed silent for ${opts.idleTimeoutS ?? 60} s (${err.code})`;
+    default:
+      return err.code ? `${err.message} (${err.code})` : err.message;
   }
 }
 
@@ -244,7 +284,13 @@ function errorMessage(body: string): string {
     const m = typeof j.error === 'string' ? j.error : j.error?.message;
     return m ? `: ${m}` : '';
   } catch {
-    return body ? `: ${body}` : '';
+    // Not JSON (an HTML error page from something in front of the server): one short line.
+    const line = body
+      .replace(/<[^>]*>/g, ' ')
+      .replace(/\s+/g, ' ')
+      .trim()
+      .slice(0, 120);
+    return line ? `: ${line}` : '';
   }
 }
 
@@ -282,16 +328,21 @@ export function parseEvent(data: string): StreamEvent | undefined {
   const delta = j.choices?.[0]?.delta;
   const content = Boolean(delta?.content) || Boolean(delta?.reasoning_content);
   const t = j.timings;
-  const timings =
-    t && typeof t.predicted_n === 'number' && typeof t.predicted_ms === 'number'
-      ? {
-          prompt_n: t.prompt_n ?? 0,
-          prompt_ms: t.prompt_ms ?? 0,
-          predicted_n: t.predicted_n,
-          predicted_ms: t.predicted_ms,
-          predicted_per_second: t.predicted_per_second ?? (t.predicted_n * 1000) / t.predicted_ms,
-        }
-      : null;
+  // Figures a server could not have measured (negative, not finite) make the timings unknown.
+  const ok = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+  const opt = (v: unknown) => (v === undefined ? 0 : ok(v) ? v : NaN);
+  let timings: ServerTimings | null = null;
+  if (t && ok(t.predicted_n) && ok(t.predicted_ms)) {
+    const rate = t.predicted_per_second ?? (t.predicted_ms > 0 ? (t.predicted_n * 1000) / t.predicted_ms : 0);
+    const candidate = {
+      prompt_n: opt(t.prompt_n),
+      prompt_ms: opt(t.prompt_ms),
+      predicted_n: t.predicted_n,
+      predicted_ms: t.predicted_ms,
+      predicted_per_second: opt(rate),
+    };
+    if (Object.values(candidate).every((v) => Number.isFinite(v))) timings = candidate;
+  }
   const error = j.error ? (typeof j.error === 'string' ? j.error : (j.error.message ?? 'error')) : null;
   return { content, timings, error };
 }
@@ -303,7 +354,11 @@ export function percentile(values: number[], p: number): number | null {
   return sorted[idx] as number;
 }
 
-const r1 = (v: number | null) => (v === null ? null : Math.round(v * 10) / 10);
+const r1 = (v: number | null) => (v === null || !Number.isFinite(v) ? null : Math.round(v * 10) / 10);
+
+/** A generation rate needs at least this many tokens over at least this long. */
+const MIN_RATE_TOKENS = 4;
+const MIN_RATE_MS = 1;
 
 /** The figures of a run from its requests (pure; tested on its own). */
 export function summarize(
@@ -316,12 +371,18 @@ export function summarize(
   const ok = samples.filter((s) => s.ok);
   const ttfts = ok.map((s) => s.ttftMs).filter((v): v is number => v !== null);
   // A request's generation speed: the tokens after the first over the time after the first.
-  const perRequest = ok.filter((s) => s.tokens >= 2 && s.genMs > 0).map((s) => ((s.tokens - 1) * 1000) / s.genMs);
+  // Too few tokens or too short a time give no rate (2 tokens 10 µs apart is not 200,000 tok/s).
+  const perRequest = ok
+    .filter((s) => s.tokens >= MIN_RATE_TOKENS && s.genMs >= MIN_RATE_MS)
+    .map((s) => ((s.tokens - 1) * 1000) / s.genMs);
   const timed = ok.map((s) => s.timings).filter((t): t is ServerTimings => t !== null);
+  const generating = timed.filter((t) => t.predicted_n >= MIN_RATE_TOKENS && t.predicted_ms >= MIN_RATE_MS);
   const promptRates = timed.filter((t) => t.prompt_ms > 0).map((t) => (t.prompt_n * 1000) / t.prompt_ms);
   const generated = samples.reduce((a, s) => a + s.tokens, 0);
   const predictedN = timed.reduce((a, t) => a + t.predicted_n, 0);
   const predictedMs = timed.reduce((a, t) => a + t.predicted_ms, 0);
+  const genN = generating.reduce((a, t) => a + t.predicted_n, 0);
+  const genMs = generating.reduce((a, t) => a + t.predicted_ms, 0);
   const errors = samples.filter((s) => !s.ok);
   return {
     instance: opts.instance,
@@ -330,7 +391,8 @@ export function summarize(
     completed: ok.length,
     errors: errors.length,
     error_samples: [...new Set(errors.map((s) => s.error ?? 'error'))].slice(0, 5),
-    concurrency: opts.concurrency,
+    // What was in flight at most.
+    concurrency: Math.min(opts.concurrency, opts.requests),
     prompt_tokens: opts.promptTokens,
     max_tokens: opts.maxTokens,
     interrupted,
@@ -345,12 +407,12 @@ export function summarize(
     server: {
       predicted_n: predictedN,
       prompt_n: timed.reduce((a, t) => a + t.prompt_n, 0),
-      tokens_per_s: predictedMs > 0 ? r1((predictedN * 1000) / predictedMs) : null,
+      tokens_per_s: genMs > 0 ? r1((genN * 1000) / genMs) : null,
       prompt_ms: r1(timed.reduce((a, t) => a + t.prompt_ms, 0)) as number,
       predicted_ms: r1(predictedMs) as number,
       tokens_per_s_p50: r1(
         percentile(
-          timed.map((t) => t.predicted_per_second),
+          generating.map((t) => t.predicted_per_second),
           50,
         ),
       ),

@@ -51,25 +51,32 @@ export class ServingScraper {
     const counter = series.get(`${P}tokens_predicted_total`);
     const prompt = series.get(`${P}prompt_tokens_total`);
     let rates = null;
-    if (counter !== undefined && prompt !== undefined) {
+    if (isCount(counter) && isCount(prompt)) {
       const cur = { at: answeredAt, counter, predicted: counter + (slotCounts?.decoding ?? 0), prompt };
       const r = counterRates(this.baseline, cur);
       rates = r.rates;
       this.baseline = r.baseline;
     }
-    const gauge = (name: string) => finiteOrNull(series.get(`${P}${name}`));
+    // What a server says is checked before anyone sees it: counts are whole and not negative, a
+    // ratio is between 0 and 1, a rate past any real hardware is a broken counter.
+    const count = (name: string) => {
+      const v = series.get(`${P}${name}`);
+      return isCount(v) ? Math.round(v) : null;
+    };
+    const ratio = series.get(`${P}kv_cache_usage_ratio`);
+    const rate = (v: number | undefined) => (v !== undefined && v >= 0 && v <= MAX_RATE ? round(v) : null);
     return {
       ok: true,
       metrics: {
         at,
-        tokens_per_s: rates ? round(rates.tokens_per_s) : null,
-        prompt_tokens_per_s: rates ? round(rates.prompt_tokens_per_s) : null,
-        requests_processing: gauge('requests_processing'),
-        requests_deferred: gauge('requests_deferred'),
+        tokens_per_s: rate(rates?.tokens_per_s),
+        prompt_tokens_per_s: rate(rates?.prompt_tokens_per_s),
+        requests_processing: count('requests_processing'),
+        requests_deferred: count('requests_deferred'),
         slots_busy: slotCounts?.busy ?? null,
         slots_total: slotCounts?.total ?? null,
         ctx_size: this.ctxSize ?? null,
-        kv_cache_usage: gauge('kv_cache_usage_ratio'),
+        kv_cache_usage: ratio !== undefined && ratio >= 0 && ratio <= 1 ? ratio : null,
       },
     };
   }
@@ -106,13 +113,16 @@ export function countSlots(body: string): { busy: number; total: number; decodin
     if (!Array.isArray(slots)) return null;
     let busy = 0;
     let decoding = 0;
+    let total = 0;
     for (const s of slots as SlotJson[]) {
-      if (s?.is_processing !== true) continue;
+      if (typeof s !== 'object' || s === null || Array.isArray(s)) continue;
+      total++;
+      if (s.is_processing !== true) continue;
       busy++;
       const n = s.next_token?.[0]?.n_decoded;
-      if (typeof n === 'number' && Number.isFinite(n) && n > 0) decoding += n;
+      if (typeof n === 'number' && isCount(n)) decoding += n;
     }
-    return { busy, total: slots.length, decoding };
+    return { busy, total, decoding };
   } catch {
     return null;
   }
@@ -123,14 +133,17 @@ export function propsCtx(body: string): number | null {
   try {
     const props = JSON.parse(body) as { default_generation_settings?: { n_ctx?: unknown } };
     const n = props.default_generation_settings?.n_ctx;
-    return typeof n === 'number' && Number.isFinite(n) && n > 0 ? n : null;
+    return typeof n === 'number' && Number.isInteger(n) && n > 0 && n < 2 ** 31 ? n : null;
   } catch {
     return null;
   }
 }
 
-function finiteOrNull(v: number | undefined): number | null {
-  return v !== undefined && Number.isFinite(v) ? v : null;
+/** Tokens per second no server reaches (a broken or hostile counter): shown as unknown. */
+const MAX_RATE = 10_000_000;
+
+function isCount(v: number | undefined): v is number {
+  return v !== undefined && Number.isFinite(v) && v >= 0 && v < Number.MAX_SAFE_INTEGER;
 }
 
 function round(v: number): number {

@@ -175,7 +175,11 @@ describe('llama-orch bench with the real llama-server', () => {
     const stopped = await cli(home.root, ['bench', 'idle']);
     expect(stopped.code).toBe(7);
     expect(stopped.stderr).toContain('idle is not running (state: stopped)');
-    expect(stopped.stderr).toContain('llama-orch up idle --wait');
+    // The hint can be pasted as it is: this shell's home is another one.
+    expect(stopped.stderr).toContain(`llama-orch up idle --wait --home ${home.root}`);
+    const bad = await cli(home.root, ['bench', 'idle', '--requests', '0x10']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('--requests expects a whole number from 1 to 1000000, got "0x10"');
     const unknown = await cli(home.root, ['bench', 'nope']);
     expect(unknown.code).toBe(2);
   }, 30_000);

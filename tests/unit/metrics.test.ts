@@ -236,6 +236,45 @@ describe('ServingScraper', () => {
     expect(rates[13]).toBe(0);
   });
 
+  it('a hostile or broken server: impossible figures are shown as unknown, never as given', async () => {
+    let t = 0;
+    let page = {
+      status: 200,
+      body: [
+        'llamacpp:tokens_predicted_total 0',
+        'llamacpp:prompt_tokens_total 0',
+        'llamacpp:requests_processing 1e300',
+        'llamacpp:requests_deferred -5',
+        'llamacpp:kv_cache_usage_ratio 7.5',
+      ].join('\n'),
+    };
+    const { get } = scripted({
+      '/metrics': () => page,
+      '/slots': () => ({ status: 200, body: '[{"id":0,"is_processing":true},5,null,"x"]' }),
+      '/props': () => ({ status: 200, body: '{"default_generation_settings":{"n_ctx":-4}}' }),
+    });
+    const s = new ServingScraper(
+      { host: '127.0.0.1', port: 1 },
+      1000,
+      () => t,
+      get,
+      () => t,
+    );
+    const first = await s.scrape();
+    expect(first.ok && first.metrics).toMatchObject({
+      requests_processing: null,
+      requests_deferred: null,
+      kv_cache_usage: null,
+      slots_busy: 1,
+      slots_total: 1,
+      ctx_size: null,
+    });
+    t = 1000;
+    page = { status: 200, body: 'llamacpp:tokens_predicted_total 1e300\nllamacpp:prompt_tokens_total 2.5' };
+    const second = await s.scrape();
+    expect(second.ok && second.metrics.tokens_per_s).toBeNull();
+  });
+
   it('says why: metrics off in the server, a refused key, a closed port', async () => {
     const cases: Array<[{ status: number; body: string } | Error, string]> = [
       [
@@ -354,6 +393,39 @@ describe('bench figures', () => {
     expect(parseEvent('not json')).toBeUndefined();
   });
 
+  it('timings a server could not have measured are unknown; too few tokens give no rate', () => {
+    const bad = parseEvent('{"choices":[],"timings":{"predicted_n":-3000000000,"predicted_ms":5,"prompt_n":1}}');
+    expect(bad?.timings).toBeNull();
+    const inf = parseEvent(
+      '{"choices":[],"timings":{"predicted_n":1,"predicted_ms":0.001,"predicted_per_second":1e400}}',
+    );
+    expect(inf?.timings).toBeNull();
+    const tiny = (tokens: number, genMs: number, predicted_ms: number): RequestSample => ({
+      ok: true,
+      ttftMs: 5,
+      tokens,
+      genMs,
+      timings: {
+        prompt_n: 5,
+        prompt_ms: 1,
+        predicted_n: tokens,
+        predicted_ms,
+        predicted_per_second: (tokens * 1000) / predicted_ms,
+      },
+    });
+    const r = summarize(
+      { instance: 'a', requests: 2, concurrency: 8, promptTokens: 8, maxTokens: 2 },
+      '2026-11-24T00:00:00.000Z',
+      [tiny(2, 0.01, 0.001), tiny(1, 0, 0.001)],
+      0.1,
+      false,
+    );
+    expect(r.tokens_per_s.p50).toBeNull();
+    expect(r.server.tokens_per_s).toBeNull();
+    expect(r.server.tokens_per_s_p50).toBeNull();
+    expect(r.concurrency).toBe(2); // what was in flight at most
+  });
+
   it('percentiles and the summary of a run', () => {
     expect(percentile([], 50)).toBeNull();
     expect(percentile([5, 1, 3], 50)).toBe(3);
@@ -397,7 +469,7 @@ describe('serving columns and sparklines', () => {
   const snap = (p: Partial<InstanceSnapshot>) => p as InstanceSnapshot;
 
   it('TOK/S, SLOTS and REQ text', () => {
-    expect([null, 0, 8.44, 123.6].map(formatRate)).toEqual(['-', '0', '8.4', '124']);
+    expect([null, 0, 8.44, 123.6, 12_345, 2_500_000].map(formatRate)).toEqual(['-', '0', '8.4', '124', '12k', '2.5M']);
     expect(slotsText(snap({ slots_busy: 1, slots_total: 4 }))).toBe('1/4');
     expect(slotsText(snap({ slots_busy: null, slots_total: null }))).toBe('-');
     expect(requestsText(snap({ requests_processing: 2, requests_deferred: 0 }))).toBe('2');

@@ -1,6 +1,7 @@
 import { cachedLoader } from '../../config/cached.js';
 import { loadConfigFile, loadInstance } from '../../config/load.js';
 import { ExitCode, UserError } from '../../domain/errors.js';
+import { orchCommand } from '../../domain/home.js';
 import type { BenchResult } from '../../domain/metrics.js';
 import { snapshotInstance } from '../../engine/snapshot.js';
 import { benchLines } from '../../format/metrics.js';
@@ -28,17 +29,31 @@ export async function benchCommand(ctx: Context, name: string, args: BenchArgs, 
   const inst = loadInstance(ctx.home, name); // exit 2 for an unknown instance, 1 for a bad config
   const { config } = inst;
   const snap = snapshotInstance(ctx.sources(cachedLoader(ctx.store, loadConfigFile)), name, Date.now());
-  const start = `start it with "llama-orch up ${name} --wait"`;
+  const cmd = (args: string) => `"${orchCommand(ctx.home, args)}"`;
+  if (snap.state === 'orphaned') {
+    throw new UserError(
+      `${name} is not supervised: its server runs but its keeper died (state: orphaned)`,
+      ExitCode.notRunning,
+      `${cmd(`up ${name} --wait`)} re-attaches a keeper without restarting the server`,
+    );
+  }
+  if (snap.state === 'starting' || (snap.state === 'running' && snap.health === 'loading')) {
+    throw new UserError(
+      `${name} is still starting (${snap.health_detail ?? snap.health ?? snap.state})`,
+      ExitCode.notRunning,
+      `${cmd(`up ${name} --wait`)} returns once it is healthy`,
+    );
+  }
   if (snap.state !== 'running' || snap.pid === null) {
-    throw new UserError(`${name} is not running (state: ${snap.state})`, ExitCode.notRunning, start);
+    throw new UserError(
+      `${name} is not running (state: ${snap.state})`,
+      ExitCode.notRunning,
+      `start it with ${cmd(`up ${name} --wait`)}`,
+    );
   }
   if (snap.health !== 'ok') {
     const why = snap.health_detail ? `${snap.health}: ${snap.health_detail}` : (snap.health ?? 'not probed yet');
-    throw new UserError(
-      `${name} is not healthy (${why})`,
-      ExitCode.notRunning,
-      `wait for health ok ("llama-orch health ${name}") or see "llama-orch describe ${name}"`,
-    );
+    throw new UserError(`${name} is not healthy (${why})`, ExitCode.notRunning, `see ${cmd(`describe ${name}`)}`);
   }
   let apiKey: string | undefined;
   if (config.server.api_key_env) {

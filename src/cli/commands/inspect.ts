@@ -40,6 +40,14 @@ function formatEvent(e: EventRow): string {
 /** How far back describe's sparklines go. */
 export const SERVING_WINDOW_MS = 10 * 60_000;
 
+function configOf(ctx: Context, name: string) {
+  try {
+    return loadInstance(ctx.home, name).config;
+  } catch {
+    return undefined;
+  }
+}
+
 /** What the server served over the window (the keeper's scrapes) and its GPU memory (the daemon's samples). */
 function servingHistory(ctx: Context, name: string, pid: number | null, gpu: GpuSample | undefined, now: number) {
   const since = now - SERVING_WINDOW_MS;
@@ -97,6 +105,8 @@ export function describeData(ctx: Context, name: string, gpu?: GpuSample) {
     stderr_tail: stderrTail,
     /** What the current run's server loaded where (keeper/load-facts.ts); null when none runs. */
     load: snap.pid !== null ? loadFactsOf(row?.load_facts) : null,
+    /** The config turns the scrape off. */
+    metrics_off: configOf(ctx, name)?.metrics === false,
     /** The keeper's scrapes and the GPU memory over the last 10 minutes (the sparklines). */
     serving_history: servingHistory(ctx, name, snap.pid, gpu, now),
     /** The newest `bench` result (domain/metrics.ts BenchResult), or null. */
@@ -118,8 +128,22 @@ export function describeData(ctx: Context, name: string, gpu?: GpuSample) {
 
 export async function describeCommand(ctx: Context, name: string, json: boolean, out: Out): Promise<number> {
   const d = describeData(ctx, name, await currentGpuSample(ctx.store, process.env, Date.now()));
-  out.log(json ? JSON.stringify(d, null, 2) : describeLines(d).join('\n'));
+  out.log(json ? JSON.stringify(jsonOf(d), null, 2) : describeLines(d).join('\n'));
   return 0;
+}
+
+/** `describe --json`: times as ISO 8601 like every other field. */
+function jsonOf(d: ReturnType<typeof describeData>) {
+  const iso = (ms: number) => new Date(ms).toISOString();
+  const h = d.serving_history;
+  return {
+    ...d,
+    serving_history: {
+      since: iso(h.since),
+      metrics: h.metrics.map((p) => ({ ...p, ts: iso(p.ts) })),
+      vram: h.vram.map((p) => ({ ts: iso(p.ts), bytes: p.v })),
+    },
+  };
 }
 
 /** What the server said it loaded where: offload, context, buffers per device, devices seen. */
@@ -155,6 +179,7 @@ export function loadLines(f: LoadFacts): string[] {
 /** What the server serves now, and sparklines of the last 10 minutes. */
 function servingLines(d: ReturnType<typeof describeData>): string[] {
   const h = d.serving_history;
+  if (d.metrics_off) return ['', 'Serving: not read ("metrics": false in the config)'];
   if (d.metrics_at === null && h.metrics.length === 0 && h.vram.length === 0) return [];
   const out = ['', 'Serving (last 10 min):'];
   if (d.metrics_at !== null) {
