@@ -262,7 +262,7 @@ const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'UND_ERR_SOCKET', 'EH
 
 /** undici's errors in words an operator reads (the code kept in brackets). */
 function describeRequestError(err: Error & { code?: string }, opts: BenchOptions): string {
-  switch (err.code) {
+  switch (err.code ?? '') {
     case 'ECONNREFUSED':
       return 'connection refused (ECONNREFUSED): the server is not listening';
     case 'UND_ERR_SOCKET':
