@@ -41,7 +41,8 @@ export async function run() {
       // The defaults of the restart policy: max_retries 5, min_uptime 30 s, reset_after 300 s.
     }),
   );
-  cli(root, ['up', '--all', '--wait', '60']);
+  // The keepers log their own view of their memory (V8 heap, external) every 5 minutes.
+  cli(root, ['up', '--all', '--wait', '60'], { env: { ...process.env, LLAMA_ORCH_MEMORY_LOG_S: '300' } });
   const db = new Database(path.join(root, 'state', 'llama-orch.db'), { readonly: true });
   const rows = () =>
     db.prepare(`SELECT name, status, keeper_pid, pid, restarts_total FROM runtime ORDER BY name`).all();
@@ -103,6 +104,17 @@ export async function run() {
   sample(Math.round((Date.now() - started) / 1000));
   const end = rows();
   db.close();
+  const memoryLines = end.map((r) => {
+    try {
+      const lines = fs
+        .readFileSync(path.join(root, 'logs', r.name, 'keeper.log'), 'utf8')
+        .split('\n')
+        .filter((l) => l.includes(' memory: '));
+      return `${r.name}: ${lines.map((l) => l.replace(/^(\S+) .* memory: /, '$1 ')).join(' | ')}`;
+    } catch {
+      return `${r.name}: no keeper.log`;
+    }
+  });
   cli(root, ['down', '--all']);
   fs.rmSync(root, { recursive: true, force: true });
 
@@ -119,6 +131,8 @@ export async function run() {
       `Requests answered: ${answered} of ${requests} (${fmt((100 * answered) / Math.max(1, requests), 1)}%).`,
       `Keeper memory (mean of ${N}) at 30 s: RSS ${fmt(avg(first.rss))} MiB, private ${fmt(avg(first.priv))} MiB; at the end: RSS ${fmt(avg(last.rss))} MiB, private ${fmt(avg(last.priv))} MiB. Open files per keeper at 30 s ${first.fds.join('/')}, at the end ${last.fds.join('/')}.`,
       `Samples (s: mean RSS MiB / mean private MiB, fds): ${samples.map((s) => `${s.t}: ${fmt(avg(s.rss))}/${fmt(avg(s.priv))}, ${s.fds.join('/')}`).join('; ')}.`,
+      `What each keeper logged of its memory every 5 minutes (keeper.log):`,
+      ...memoryLines,
     ],
     raw: { abandoned, kills, requests, answered, samples },
   };

@@ -16,6 +16,15 @@ export interface LivenessDeps {
   writable?: () => boolean;
   log: (msg: string) => void;
   intervalMs?: number;
+  /** How often the keeper's memory goes to keeper.log, ms (0: never); default 10 minutes. */
+  memoryLogMs?: number;
+}
+
+const MiB = (b: number) => (b / 1024 / 1024).toFixed(1);
+
+/** The keeper's memory as one keeper.log line: what a soak (bench/soak.mjs) attributes growth with. */
+export function memoryLine(m: NodeJS.MemoryUsage = process.memoryUsage()): string {
+  return `memory: rss ${MiB(m.rss)} MiB, heap ${MiB(m.heapUsed)}/${MiB(m.heapTotal)} MiB, external ${MiB(m.external)} MiB, array buffers ${MiB(m.arrayBuffers)} MiB`;
 }
 
 /**
@@ -77,6 +86,15 @@ export function startLiveness(deps: LivenessDeps): { stop: () => void; refresh: 
   };
   tick();
   const timer = setInterval(tick, deps.intervalMs ?? HEARTBEAT_MS);
+  const memoryMs = deps.memoryLogMs ?? 600_000;
+  const memory = memoryMs > 0 ? setInterval(() => deps.log(memoryLine()), memoryMs) : undefined;
+  memory?.unref();
   // refresh: the server changed (spawned, exited); the file says so at once.
-  return { stop: () => clearInterval(timer), refresh: heartbeat };
+  return {
+    stop: () => {
+      clearInterval(timer);
+      if (memory) clearInterval(memory);
+    },
+    refresh: heartbeat,
+  };
 }

@@ -24,6 +24,11 @@ export function writeKeeperLog(line: string): void {
   }
 }
 
+function memoryLogMs(v: string | undefined): number | undefined {
+  const s = Number(v);
+  return v !== undefined && Number.isFinite(s) && s >= 0 && s <= 86_400 ? s * 1000 : undefined;
+}
+
 function log(name: string, msg: string): void {
   writeKeeperLog(`${new Date().toISOString()} keeper ${name}: ${msg}`);
 }
@@ -113,6 +118,8 @@ export async function keeperMain(argv: string[]): Promise<number> {
     reopen: () => openKeeperStore(home.dbPath),
     writable: () => databaseWritable(home.dbPath),
     log: (m) => log(name, m),
+    // LLAMA_ORCH_MEMORY_LOG_S: how often the keeper's memory goes to keeper.log (0: never).
+    memoryLogMs: memoryLogMs(process.env.LLAMA_ORCH_MEMORY_LOG_S),
   });
   live.liveness = liveness;
   try {
