@@ -44,13 +44,15 @@ describe('the dashboard in a real terminal (tmux 140x35) with two real llama-ser
     expect(first).toMatch(
       new RegExp(`alpha\\s+running\\s+ok \\d+ms\\s+${String(alpha.pid)}\\s+${pa}\\s+cpu\\s+-\\s+tiny\\s+\\d+s`),
     );
-    expect(screen()).toMatch(/NAME▼?\s+STATE\s+HEALTH\s+PID\s+PORT\s+BACKEND\s+GPU\s+MODEL\s+UPTIME\s+RESTARTS/);
+    expect(screen()).toMatch(
+      /NAME▼?\s+STATE\s+HEALTH\s+PID\s+PORT\s+BACKEND\s+GPU\s+MODEL\s+UPTIME\s+RESTARTS\s+TOK\/S\s+SLOTS\s+REQ/,
+    );
 
     // Uptime ticks without a key press.
-    const up1 = /(\d+)s\s+\d+\s*$/.exec(rowOf('alpha'))?.[1];
+    const up1 = /(\d+)s\s+\d+\s+\S+\s+\S+\s+\S+\s*$/.exec(rowOf('alpha'))?.[1];
     await waitFor(
       () => {
-        const up2 = /(\d+)s\s+\d+\s*$/.exec(rowOf('alpha'))?.[1];
+        const up2 = /(\d+)s\s+\d+\s+\S+\s+\S+\s+\S+\s*$/.exec(rowOf('alpha'))?.[1];
         return up2 !== undefined && up2 !== up1 ? true : undefined;
       },
       5000,

@@ -33,8 +33,9 @@ describe('the snapshot fast path', () => {
   it('answers ps and --once (text and JSON) exactly as the full CLI does, once configs are validated', async () => {
     const home = homes.make();
     const port = freePort();
-    home.addInstance('one', fakeConfig(port));
-    home.addInstance('two', fakeConfig(freePort()));
+    // Serving metrics off: a scrape between two reads would change TOK/S and metrics_at.
+    home.addInstance('one', fakeConfig(port, {}, { metrics: false }));
+    home.addInstance('two', fakeConfig(freePort(), {}, { metrics: false }));
     expect((await cli(home.root, ['up', 'one', '--wait', '10'])).code).toBe(0);
     expect((await full(home.root, ['ps'])).exitCode).toBe(0); // validates and caches both configs
 
