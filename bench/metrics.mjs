@@ -19,6 +19,8 @@ const SCRAPES = Number(process.env.SCRAPES ?? 500);
 const BENCH_RUNS = Number(process.env.BENCH_RUNS ?? 5);
 // Enough requests that the CLI's cold start (JIT) is a small part of a run.
 const BENCH_REQUESTS = Number(process.env.BENCH_REQUESTS ?? 100);
+const PROMPT_TOKENS = Number(process.env.PROMPT_TOKENS ?? 64);
+const MAX_TOKENS = Number(process.env.MAX_TOKENS ?? 128);
 const N = 4;
 
 async function homeWith(metrics, basePort, threads = undefined) {
@@ -81,9 +83,9 @@ function rawClient(port) {
   const script = `
     const http = require('node:http');
     const words = 'the quick brown fox jumps over the lazy dog while a slow river runs past old stone walls'.split(' ');
-    const filler = Array.from({ length: 64 }, (_, i) => words[i % words.length]).join(' ');
+    const filler = Array.from({ length: ${PROMPT_TOKENS} }, (_, i) => words[i % words.length]).join(' ');
     const one = (i) => new Promise((resolve, reject) => {
-      const body = JSON.stringify({ model: 'm0', messages: [{ role: 'user', content: i + ' ' + filler }], max_tokens: 128, stream: true, ignore_eos: true, cache_prompt: false });
+      const body = JSON.stringify({ model: 'm0', messages: [{ role: 'user', content: i + ' ' + filler }], max_tokens: ${MAX_TOKENS}, stream: true, ignore_eos: true, cache_prompt: false });
       const req = http.request({ host: '127.0.0.1', port: ${port}, method: 'POST', path: '/v1/chat/completions', agent: false,
         headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
         res.on('data', (c) => c.toString());
@@ -95,7 +97,7 @@ function rawClient(port) {
     (async () => {
       const t0 = performance.now();
       for (let i = 0; i < ${BENCH_REQUESTS}; i++) await one(i);
-      console.log((${BENCH_REQUESTS} * 128 * 1000) / (performance.now() - t0));
+      console.log((${BENCH_REQUESTS} * ${MAX_TOKENS} * 1000) / (performance.now() - t0));
     })();
   `;
   return Number(execFileSync('node', ['-e', script], { encoding: 'utf8' }).trim());
@@ -118,8 +120,10 @@ async function benchVsServer(basePort) {
         String(BENCH_REQUESTS),
         '--concurrency',
         '1',
+        '--prompt-tokens',
+        String(PROMPT_TOKENS),
         '--max-tokens',
-        '128',
+        String(MAX_TOKENS),
         '--json',
         '--home',
         root,
@@ -158,7 +162,7 @@ export async function run() {
   const lines = [
     `one scrape (/metrics + /slots of a real llama-server, in-process, ${SCRAPES} after warm-up): CPU ${fmt(scrape.cpuMs, 2)} ms, wall ${fmt(scrape.wallMs, 2)} ms`,
     `${N} keepers, health every 1 s, ${WINDOW_S} s: metrics off CPU p50 ${fmt(off.cpu.p50, 2)}% (ticks ${off.ticks.join(',')}), RSS p50 ${fmt(off.rss.p50, 1)} MiB; metrics on CPU p50 ${fmt(on.cpu.p50, 2)}% (ticks ${on.ticks.join(',')}), RSS p50 ${fmt(on.rss.p50, 1)} MiB (max ${fmt(on.rss.max, 1)}). Target RSS <= 60 MB.`,
-    `bench vs the server's timings (${BENCH_REQUESTS} requests, concurrency 1, 64 prompt + 128 generated tokens, ${BENCH_RUNS} runs): per-request generation p50 / the server's p50 ${fmt(perReq.p50, 3)} (min ${fmt(perReq.min, 3)}, max ${fmt(perReq.max, 3)}); client aggregate / server aggregate (predicted_n over prompt_ms + predicted_ms) p50 ${fmt(ratio.p50, 3)} (min ${fmt(ratio.min, 3)}, max ${fmt(ratio.max, 3)}); client aggregate / a bare node:http client's on the same requests p50 ${fmt(vsRaw.p50, 3)} (min ${fmt(vsRaw.min, 3)}, max ${fmt(vsRaw.max, 3)})`,
+    `bench vs the server's timings (${BENCH_REQUESTS} requests, concurrency 1, ${PROMPT_TOKENS} prompt + ${MAX_TOKENS} generated tokens${process.env.THREADS ? `, server on ${process.env.THREADS} thread(s)` : ''}, ${BENCH_RUNS} runs): per-request generation p50 / the server's p50 ${fmt(perReq.p50, 3)} (min ${fmt(perReq.min, 3)}, max ${fmt(perReq.max, 3)}); client aggregate / server aggregate (predicted_n over prompt_ms + predicted_ms) p50 ${fmt(ratio.p50, 3)} (min ${fmt(ratio.min, 3)}, max ${fmt(ratio.max, 3)}); client aggregate / a bare node:http client's on the same requests p50 ${fmt(vsRaw.p50, 3)} (min ${fmt(vsRaw.min, 3)}, max ${fmt(vsRaw.max, 3)})`,
     ...b.map(
       (r, i) =>
         `  run ${i + 1}: client ${fmt(r.client, 1)} tok/s, bare client ${fmt(r.raw, 1)} tok/s, server ${fmt(r.server, 1)} tok/s (per request p50 ${fmt(r.p50, 1)} vs server p50 ${fmt(r.serverP50, 1)}), TTFT p50 ${fmt(r.ttft, 1)} ms, token count mismatches ${r.mismatches}`,
