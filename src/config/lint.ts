@@ -73,6 +73,14 @@ export function checkInstanceEnvironment(home: Home, inst: LoadedInstance, deps:
   }
   const backend = backendWarning(inst, deps.platform ?? process.platform);
   if (backend) warnings.push(backend);
+  const metricsIndex = config.server.extra_args.indexOf('--metrics');
+  if (!config.metrics && metricsIndex >= 0) {
+    warnings.push({
+      file,
+      jsonPath: `$.server.extra_args[${metricsIndex}]`,
+      message: '"--metrics" turns the endpoint on, but "metrics": false means llama-orch never reads it: drop one',
+    });
+  }
   const gpu = checkDevices(inst, deps.gpuInventory(config.gpu.backend));
   problems.push(...gpu.problems);
   warnings.push(...gpu.warnings);

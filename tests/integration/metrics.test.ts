@@ -71,4 +71,22 @@ describe('the metrics scrape with a fake server', () => {
       'tokens_per_s back to 0',
     );
   }, 30_000);
+
+  it('config lint warns when "metrics": false meets --metrics in extra_args', async () => {
+    const home = homes.make();
+    const file = home.addInstance(
+      'both',
+      fakeConfig(freePort(), {}, { metrics: false, server: { extra_args: ['--metrics'] } }),
+    );
+    const lint = await cli(home.root, ['config', 'lint', '--json']);
+    expect(lint.code, lint.stderr).toBe(0);
+    const report = JSON.parse(lint.stdout) as { warnings: Array<{ file: string; jsonPath: string; message: string }> };
+    expect(report.warnings).toEqual([
+      expect.objectContaining({
+        file,
+        jsonPath: '$.server.extra_args[0]',
+        message: expect.stringContaining('"metrics": false means llama-orch never reads it'),
+      }),
+    ]);
+  });
 });
