@@ -153,11 +153,18 @@ describe('dashboard walkthrough in a real terminal', () => {
     expect(s).toMatch(/charlie-broken-model\s+failed/);
     expect(s).toMatch(/delta-slow-loader\s+running\s+loading/);
     keys('L');
+    // The view opens at once; its lines follow when the log file is read (later on a loaded machine).
     const full = await waitFor(
-      () =>
-        /logs · alpha · stderr \(Esc: back\)/.test(screen()) && !/NAME\s+STATE/.test(screen()) ? screen() : undefined,
-      5000,
-      'the full-screen log',
+      () => {
+        const now = screen();
+        return /logs · alpha · stderr \(Esc: back\)/.test(now) &&
+          !/NAME\s+STATE/.test(now) &&
+          /listening on http:\/\/127\.0\.0\.1:\d+/.test(now)
+          ? now
+          : undefined;
+      },
+      10_000,
+      "the full-screen log with the server's lines",
     );
     expect(full).toMatch(/listening on http:\/\/127\.0\.0\.1:\d+/);
     save('200x50-full-log', full);
