@@ -19,7 +19,8 @@ const LAYERS = {
   logs: ['domain', 'platform', 'config', 'store'],
   engine: ['domain', 'platform', 'config', 'store', 'health', 'logs', 'metrics', 'models'],
   keeper: ['domain', 'platform', 'config', 'store', 'health', 'logs', 'metrics', 'models', 'engine'],
-  daemon: ['domain', 'platform', 'config', 'store', 'health', 'logs', 'metrics', 'models', 'engine'],
+  http: ['domain', 'platform', 'config', 'store', 'health', 'logs', 'metrics', 'models', 'engine'],
+  daemon: ['domain', 'platform', 'config', 'store', 'health', 'logs', 'metrics', 'models', 'engine', 'http'],
   cli: [
     'domain',
     'platform',
@@ -33,6 +34,7 @@ const LAYERS = {
     'format',
     'keeper',
     'daemon',
+    'http',
   ],
 };
 

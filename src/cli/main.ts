@@ -305,19 +305,26 @@ export function buildProgram(): Command {
     });
   config
     .command('schema')
-    .description('write instances/config.schema.json (JSON Schema for editors)')
+    .description('write instances/config.schema.json and instances/llama-orch.schema.json (JSON Schema for editors)')
     .action(async (_opts: unknown, cmd: Command) => {
       const { configSchema } = await import('./commands/config.js');
       exitCode = configSchema(homeOf(cmd), stdOut);
     });
 
-  const daemon = program.command('daemon').description('boot-time autostart and desired-state reconciliation');
+  const daemon = program
+    .command('daemon')
+    .description('boot-time autostart, desired-state reconciliation, and the proxy (/v1, /api, /metrics)');
   const runOpts = (c: Command) =>
     c
       .option('--interval <seconds>', 'reconcile loop interval', parseFloat, 5)
       .option('--stagger <seconds>', 'delay between autostarts', parseFloat, 2)
-      .option('--no-autostart', 'do not start instances marked autostart');
-  type RunOpts = { interval: number; stagger: number; autostart: boolean };
+      .option('--no-autostart', 'do not start instances marked autostart')
+      .option(
+        '--listen <host:port>',
+        "the proxy's address (default: proxy.listen in llama-orch.json, else 127.0.0.1:8080)",
+      )
+      .option('--no-proxy', 'serve no proxy, REST API or /metrics');
+  type RunOpts = { interval: number; stagger: number; autostart: boolean; listen?: string; proxy: boolean };
   const daemonCommands = [
     ['run', 'run the daemon in the foreground'],
     ['start', 'start the daemon in the background'],
@@ -327,7 +334,7 @@ export function buildProgram(): Command {
   for (const [sub, desc] of daemonCommands) {
     const c = daemon.command(sub).description(desc);
     if (sub === 'run' || sub === 'start') runOpts(c);
-    if (sub === 'status') c.option('--json', '{"running", "pid", "home", "pid_file", "log"}');
+    if (sub === 'status') c.option('--json', '{"running", "pid", "home", "pid_file", "log", "proxy"}');
     c.action(async (opts: RunOpts & { json?: boolean }, cmd: Command) => {
       const m = await import('./commands/daemon.js');
       exitCode = await withContext(homeOf(cmd), (ctx) => {

@@ -45,8 +45,8 @@ function typeName(v: unknown): string {
 }
 
 /** The keys the schema knows at a JSON path, for "did you mean" on a misspelt one. */
-function knownKeys(path: readonly PropertyKey[]): string[] {
-  let schema: unknown = InstanceConfigSchema;
+function knownKeys(root: z.ZodType, path: readonly PropertyKey[]): string[] {
+  let schema: unknown = root;
   for (const seg of path) {
     const shape = (schema as { shape?: Record<string, unknown> }).shape;
     schema = shape?.[String(seg)];
@@ -83,9 +83,9 @@ export function closestKey(key: string, known: readonly string[]): string | unde
   return best && best.d <= Math.max(2, Math.floor(key.length / 3)) ? best.k : undefined;
 }
 
-function describeIssue(issue: z.core.$ZodIssue): string {
+function describeIssue(root: z.ZodType, issue: z.core.$ZodIssue): string {
   if (issue.code === 'unrecognized_keys') {
-    const known = knownKeys(issue.path);
+    const known = knownKeys(root, issue.path);
     return issue.keys
       .map((k) => {
         const near = closestKey(k, known);
@@ -116,6 +116,16 @@ function positionToLineCol(text: string, message: string): string {
 
 /** Parses and validates one config file; never throws for bad content, only collects problems. */
 export function parseConfigText(text: string, file: string): { config?: InstanceConfig; problems: ConfigProblem[] } {
+  const r = parseWithSchema(InstanceConfigSchema, text, file);
+  return { ...(r.value ? { config: r.value } : {}), problems: r.problems };
+}
+
+/** JSON text against a zod schema: the value, or each problem with its JSON path ("did you mean" on misspelt keys). */
+export function parseWithSchema<S extends z.ZodType>(
+  schema: S,
+  text: string,
+  file: string,
+): { value?: z.output<S>; problems: ConfigProblem[] } {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -124,13 +134,13 @@ export function parseConfigText(text: string, file: string): { config?: Instance
     return { problems: [{ file, jsonPath: '$', message: `invalid JSON${positionToLineCol(text, msg)}: ${msg}` }] };
   }
   // reportInput: a wrong type is told apart from a missing value ("expected number, got string").
-  const parsed = InstanceConfigSchema.safeParse(raw, { reportInput: true });
-  if (parsed.success) return { config: parsed.data, problems: [] };
+  const parsed = schema.safeParse(raw, { reportInput: true });
+  if (parsed.success) return { value: parsed.data, problems: [] };
   return {
     problems: parsed.error.issues.map((issue) => ({
       file,
-      jsonPath: jsonPathOf(issue.code === 'unrecognized_keys' ? issue.path : issue.path),
-      message: describeIssue(issue),
+      jsonPath: jsonPathOf(issue.path),
+      message: describeIssue(schema, issue),
     })),
   };
 }

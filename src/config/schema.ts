@@ -3,7 +3,7 @@ import { z } from 'zod';
 /** The single source of truth for instance configuration (README, "Configuration reference"). Durations in seconds, sizes in bytes. */
 
 export const INSTANCE_NAME_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
-const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+export const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** CUDA/HIP/Vulkan accept indices; CUDA also accepts GPU-/MIG- UUIDs. */
 const GPU_DEVICE_RE = /^(?:\d+|GPU-[0-9a-fA-F-]{8,}|MIG-[0-9a-zA-Z/-]{8,})$/;
 
@@ -12,12 +12,16 @@ const GPU_DEVICE_RE = /^(?:\d+|GPU-[0-9a-fA-F-]{8,}|MIG-[0-9a-zA-Z/-]{8,})$/;
  * overflow past 2^31 ms (about 24.8 days) and fire at once, so no duration may come near that.
  */
 export const DAY_S = 86_400;
-const seconds = (min: number, max: number) => z.number().min(min).max(max).finite();
+export const seconds = (min: number, max: number) => z.number().min(min).max(max).finite();
 const positiveInt = (max = 1_000_000) => z.number().int().min(1).max(max);
 
 export const ModelSchema = z.strictObject({
   path: z.string().min(1).describe('GGUF model file, relative to the home or absolute'),
-  alias: z.string().min(1).optional().describe('Model id served by /v1/models [instance name]'),
+  alias: z.string().min(1).optional().describe('Model id served by /v1/models and routed by the proxy [instance name]'),
+  aliases: z
+    .array(z.string().min(1))
+    .optional()
+    .describe('More model ids the proxy routes to this instance (each unique across the home)'),
   context_size: positiveInt(16_777_216).optional().describe('-c: context size in tokens'),
   batch_size: positiveInt().optional().describe('-b: logical batch size'),
   threads: positiveInt().optional().describe('-t: CPU threads for generation'),
@@ -161,6 +165,20 @@ export const InstanceConfigSchema = z
       .boolean()
       .default(true)
       .describe('Pass --metrics and read tokens/s, slots and queue from the server on the health cadence'),
+    on_demand: z
+      .boolean()
+      .optional()
+      .describe('The proxy starts it when a request names it [llama-orch.json proxy.on_demand, true]'),
+    idle_ttl: seconds(1, 30 * DAY_S)
+      .optional()
+      .describe(
+        'Seconds without proxied requests after which the daemon stops it [llama-orch.json proxy.idle_ttl, none]',
+      ),
+    group: z
+      .string()
+      .regex(INSTANCE_NAME_RE, 'must be a name such as "big-models" (a-z, 0-9, "_", "-")')
+      .optional()
+      .describe('Instances of one group never run together: an on-demand start stops the others first'),
   })
   .superRefine((cfg, ctx) => {
     if (cfg.restart.max_delay < cfg.restart.initial_delay) {

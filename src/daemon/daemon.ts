@@ -11,6 +11,8 @@ export interface DaemonOptions extends SupervisionOptions {
   retentionMs?: number;
   /** The GPU sampler's cadence (DEFAULT_GPU_OPTIONS), or false: no GPU sampling. */
   gpu?: GpuServiceOptions | false;
+  /** Services built by the composition root (the proxy, bound already). */
+  extra?: Service[];
 }
 
 /** The daemon's services, in start order. New long-lived services are added here. */
@@ -25,6 +27,7 @@ export function daemonServices(deps: DaemonDeps, opts: DaemonOptions): Service[]
       new GpuService({ store, procs, env, wait, log, nsPids: readNsPids }, opts.gpu ?? DEFAULT_GPU_OPTIONS),
     );
   }
+  services.push(...(opts.extra ?? []));
   return services;
 }
 

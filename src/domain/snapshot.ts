@@ -55,11 +55,19 @@ export interface InstanceSnapshot {
   /** KV cache usage, 0 to 1, where the server's build exports `llamacpp:kv_cache_usage_ratio`. */
   kv_cache_usage: number | null;
   metrics_at: string | null;
+  /**
+   * Requests the daemon's proxy is passing to it now, and those waiting for it to start (on
+   * demand); null when no daemon serves the proxy.
+   */
+  proxy_in_flight: number | null;
+  proxy_queued: number | null;
 }
 
 export interface DaemonStatus {
   running: boolean;
   pid: number | null;
+  /** The address its proxy serves /v1, /api and /metrics on (HOST:PORT); null: no proxy. */
+  proxy: string | null;
 }
 
 /** `--once --json`: the whole rig at one moment. */

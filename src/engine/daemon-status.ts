@@ -1,9 +1,21 @@
 import { daemonPidFile, type Home } from '../domain/home.js';
 import type { DaemonStatus } from '../domain/snapshot.js';
 import { liveDaemon } from '../platform/pidfile.js';
+import type { StoreBase } from '../store/base.js';
 
 /** Reads the daemon's pid file; a stale file (dead or reused pid) means not running. */
-export function daemonStatus(home: Home): DaemonStatus {
+export function daemonStatus(home: Home, store?: StoreBase): DaemonStatus {
   const owner = liveDaemon(daemonPidFile(home));
-  return owner ? { running: true, pid: owner.pid } : { running: false, pid: null };
+  if (!owner) return { running: false, pid: null, proxy: null };
+  return { running: true, pid: owner.pid, proxy: proxyAddress(store, owner.pid) };
+}
+
+/** Where the live daemon's proxy listens (it records the address once bound); null: no proxy. */
+export function proxyAddress(store: StoreBase | undefined, daemonPid: number): string | null {
+  try {
+    const row = store?.proxyListen();
+    return row && row.daemon_pid === daemonPid ? row.address : null;
+  } catch {
+    return null; // an old or busy database: no address to show
+  }
 }

@@ -41,6 +41,7 @@ export function snapshotInstance(
   name: string,
   now: number,
   gpuView: GpuView | undefined = viewOf(src),
+  proxy: ProxyCounts | null = proxyCountsOf(src),
 ): InstanceSnapshot {
   const { home, store, procs, load } = src;
   const loaded = load(instanceConfigPath(home, name), name);
@@ -100,6 +101,8 @@ export function snapshotInstance(
     offload: facts?.offload ?? null,
     on_gpus: gpu.on_gpus,
     ...servingOf(probed ? (row?.metrics ?? null) : null, cfg, now),
+    proxy_in_flight: proxy ? (proxy.get(name)?.in_flight ?? 0) : null,
+    proxy_queued: proxy ? (proxy.get(name)?.queued ?? 0) : null,
   };
 }
 
@@ -205,7 +208,21 @@ export function snapshotAll(src: SnapshotSources, now: number): InstanceSnapshot
   const names = new Set(discoverInstanceNames(src.home));
   for (const r of src.store.listRuntime()) if (r.pid !== null || r.keeper_pid !== null) names.add(r.name);
   const view = viewOf(src);
-  return [...names].sort().map((n) => snapshotInstance(src, n, now, view));
+  const proxy = proxyCountsOf(src);
+  return [...names].sort().map((n) => snapshotInstance(src, n, now, view, proxy));
+}
+
+/** Requests in flight and queued per instance, as the live daemon's proxy wrote them; null: no proxy. */
+type ProxyCounts = Map<string, { in_flight: number; queued: number }>;
+
+function proxyCountsOf(src: SnapshotSources): ProxyCounts | null {
+  const daemon = daemonStatus(src.home, src.store);
+  if (!daemon.proxy) return null;
+  try {
+    return new Map(src.store.proxyStats().map((r) => [r.name, { in_flight: r.in_flight, queued: r.queued }]));
+  } catch {
+    return null;
+  }
 }
 
 /** `--once --json`: the instances and the daemon at one moment. */
@@ -213,11 +230,12 @@ export function rigSnapshot(src: SnapshotSources, now: number): RigSnapshot {
   const view = viewOf(src);
   const names = new Set(discoverInstanceNames(src.home));
   for (const r of src.store.listRuntime()) if (r.pid !== null || r.keeper_pid !== null) names.add(r.name);
+  const proxy = proxyCountsOf(src);
   return {
     generated_at: new Date(now).toISOString(),
     home: src.home.root,
-    daemon: daemonStatus(src.home),
-    instances: [...names].sort().map((n) => snapshotInstance(src, n, now, view)),
+    daemon: daemonStatus(src.home, src.store),
+    instances: [...names].sort().map((n) => snapshotInstance(src, n, now, view, proxy)),
     gpus: view?.gpus ?? [],
     gpu_error: view?.error ?? null,
   };

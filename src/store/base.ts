@@ -5,6 +5,22 @@ import type { DesiredState, EventLevel } from '../domain/status.js';
 import { unwritableFileFault, type Db } from './db.js';
 import type { EventRow, HealthRow, InstanceRow, RuntimePatch, RuntimeRow } from './rows.js';
 
+export interface ProxyListenRow {
+  daemon_pid: number;
+  address: string;
+  started_at: number;
+}
+
+export interface ProxyStatsRow {
+  name: string;
+  in_flight: number;
+  queued: number;
+  requests_total: number;
+  errors_total: number;
+  last_request_at: number | null;
+  updated_at: number;
+}
+
 export interface Retention {
   eventsPerInstance: number;
   healthPerInstance: number;
@@ -226,10 +242,23 @@ export class StoreBase {
   /** A cheap fingerprint of what the status table shows (not the per-probe timestamps). */
   runtimeDigest(): string {
     const row = this.sql(
-      `SELECT group_concat(name || ':' || status || ':' || coalesce(pid, '') || ':' || coalesce(keeper_pid, '') || ':' ||
-              coalesce(health, '') || ':' || coalesce(health_detail, '') || ':' || restarts_total, '|') AS d FROM runtime`,
+      `SELECT (SELECT group_concat(name || ':' || status || ':' || coalesce(pid, '') || ':' || coalesce(keeper_pid, '') || ':' ||
+              coalesce(health, '') || ':' || coalesce(health_detail, '') || ':' || restarts_total, '|') FROM runtime)
+              || '#' || coalesce((SELECT group_concat(name || ':' || in_flight || ':' || queued, '|') FROM proxy_stats), '')
+              || '#' || coalesce((SELECT address FROM proxy_listen), '') AS d`,
     ).get() as { d: string | null };
     return row.d ?? '';
+  }
+
+  /** The daemon's proxy address, when a daemon recorded one (callers check that daemon_pid lives). */
+  proxyListen(): ProxyListenRow | undefined {
+    return this.sql(`SELECT daemon_pid, address, started_at FROM proxy_listen WHERE id = 1`).get() as
+      ProxyListenRow | undefined;
+  }
+
+  /** Requests in flight and queued per instance, as the daemon's proxy last wrote them. */
+  proxyStats(): ProxyStatsRow[] {
+    return this.sql(`SELECT * FROM proxy_stats ORDER BY name`).all() as ProxyStatsRow[];
   }
 
   addEvent(
@@ -258,6 +287,19 @@ export class StoreBase {
     return this.sql(`SELECT * FROM events WHERE instance_name = ? AND id > ? ORDER BY id`).all(
       instance,
       after,
+    ) as EventRow[];
+  }
+
+  /** Events after id `after` (all instances, or one), oldest first, at most `limit`. */
+  eventsAfter(after: number, limit: number, instance?: string): EventRow[] {
+    return (
+      instance
+        ? this.sql(`SELECT * FROM events WHERE id > ? AND instance_name = ? ORDER BY id LIMIT ?`).all(
+            after,
+            instance,
+            limit,
+          )
+        : this.sql(`SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?`).all(after, limit)
     ) as EventRow[];
   }
 

@@ -91,6 +91,23 @@ export const MIGRATIONS: readonly string[] = [
    CREATE INDEX metrics_by_instance ON metrics_history (instance_name, id);
    CREATE TABLE bench_runs (id INTEGER PRIMARY KEY AUTOINCREMENT, ts INTEGER NOT NULL, instance_name TEXT NOT NULL, result_json TEXT NOT NULL);
    CREATE INDEX bench_by_instance ON bench_runs (instance_name, id);`,
+  // v8: the daemon's proxy (src/http): where it listens, and each instance's requests in flight and
+  // queued (written by the daemon at most a few times a second; the dashboard and ps read them).
+  `CREATE TABLE proxy_listen (
+     id INTEGER PRIMARY KEY CHECK (id = 1),
+     daemon_pid INTEGER NOT NULL,
+     address TEXT NOT NULL,
+     started_at INTEGER NOT NULL
+   );
+   CREATE TABLE proxy_stats (
+     name TEXT PRIMARY KEY,
+     in_flight INTEGER NOT NULL,
+     queued INTEGER NOT NULL,
+     requests_total INTEGER NOT NULL,
+     errors_total INTEGER NOT NULL,
+     last_request_at INTEGER,
+     updated_at INTEGER NOT NULL
+   );`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -2,10 +2,10 @@ import type { GpuSample, LoadFacts } from '../domain/gpu.js';
 import { InvalidTransitionError, canTransition } from '../domain/lifecycle.js';
 import type { BenchResult, ServingMetrics } from '../domain/metrics.js';
 import type { EventLevel, Health, Status } from '../domain/status.js';
-import { StoreBase } from './base.js';
+import { StoreBase, type ProxyStatsRow } from './base.js';
 import type { RuntimePatch, RuntimeRow } from './rows.js';
 
-export { DEFAULT_RETENTION, type Retention } from './base.js';
+export { DEFAULT_RETENTION, type ProxyListenRow, type ProxyStatsRow, type Retention } from './base.js';
 export type { EventRow, HealthRow, InstanceRow, RuntimePatch, RuntimeRow } from './rows.js';
 
 // Fragments that several intents write together.
@@ -280,6 +280,35 @@ export class Store extends StoreBase {
   recordGpuSample(sample: GpuSample): void {
     this.immediate(() => {
       this.sql(`INSERT INTO gpu_samples (ts, sample_json) VALUES (?, ?)`).run(sample.at, JSON.stringify(sample));
+    });
+  }
+
+  // ---- the daemon's proxy (src/http)
+
+  /** The proxy listens (daemonPid's); `null` clears it when that daemon's proxy stops. */
+  recordProxyListen(daemonPid: number, address: string | null): void {
+    this.immediate(() => {
+      if (address === null) this.sql(`DELETE FROM proxy_listen WHERE daemon_pid = ?`).run(daemonPid);
+      else
+        this.sql(`INSERT OR REPLACE INTO proxy_listen (id, daemon_pid, address, started_at) VALUES (1, ?, ?, ?)`).run(
+          daemonPid,
+          address,
+          this.now(),
+        );
+      if (address === null) this.sql(`DELETE FROM proxy_stats`).run();
+    });
+  }
+
+  /** Replaces the per-instance request counts (only instances the proxy has seen). */
+  recordProxyStats(rows: Array<Omit<ProxyStatsRow, 'updated_at'>>): void {
+    this.immediate(() => {
+      this.sql(`DELETE FROM proxy_stats`).run();
+      const ins = this.sql(
+        `INSERT INTO proxy_stats (name, in_flight, queued, requests_total, errors_total, last_request_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      );
+      const now = this.now();
+      for (const r of rows)
+        ins.run(r.name, r.in_flight, r.queued, r.requests_total, r.errors_total, r.last_request_at, now);
     });
   }
 

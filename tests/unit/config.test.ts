@@ -6,7 +6,7 @@ import { discoverInstanceNames, parseConfigText, validateName, formatProblem } f
 import { lintHome } from '../../src/config/lint.js';
 import { homeAt } from '../../src/domain/home.js';
 import { writeFakeModel } from '../helpers/home.js';
-import { instanceJsonSchema } from '../../src/config/write-schema.js';
+import { instanceJsonSchema, settingsJsonSchema } from '../../src/config/write-schema.js';
 
 const base = { model: { path: 'm.gguf' }, server: { port: 8080 } };
 const parse = (obj: unknown) => parseConfigText(JSON.stringify(obj), '/h/instances/x/config.json');
@@ -137,6 +137,10 @@ describe('the committed JSON schema', () => {
       fs.readFileSync(path.resolve(import.meta.dirname, '../../instances/config.schema.json'), 'utf8'),
     ) as unknown;
     expect(committed).toEqual(instanceJsonSchema());
+    const settings = JSON.parse(
+      fs.readFileSync(path.resolve(import.meta.dirname, '../../instances/llama-orch.schema.json'), 'utf8'),
+    ) as unknown;
+    expect(settings).toEqual(settingsJsonSchema());
   });
 });
 

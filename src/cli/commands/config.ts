@@ -12,7 +12,7 @@ import {
 } from '../../engine/memory-fit.js';
 import { realProcesses } from '../../platform/processes.js';
 import { openContext, type Context } from '../context.js';
-import { writeInstanceJsonSchema } from '../../config/write-schema.js';
+import { writeInstanceJsonSchema, writeSettingsJsonSchema } from '../../config/write-schema.js';
 import { resolveHome } from '../../domain/home.js';
 import { readGpuInventory } from '../../platform/gpu/inventory.js';
 import type { Out } from '../output.js';
@@ -139,6 +139,8 @@ export function configSchema(homeOpt: string | undefined, out: Out): number {
   const home = resolveHome(homeOpt);
   const file = path.join(home.instancesDir, 'config.schema.json');
   writeInstanceJsonSchema(file);
-  out.log(`wrote ${file}`);
+  const settings = path.join(home.instancesDir, 'llama-orch.schema.json');
+  writeSettingsJsonSchema(settings);
+  out.log(`wrote ${file} and ${settings}`);
   return 0;
 }

@@ -128,12 +128,12 @@ export function describeData(ctx: Context, name: string, gpu?: GpuSample) {
 
 export async function describeCommand(ctx: Context, name: string, json: boolean, out: Out): Promise<number> {
   const d = describeData(ctx, name, await currentGpuSample(ctx.store, process.env, Date.now()));
-  out.log(json ? JSON.stringify(jsonOf(d), null, 2) : describeLines(d).join('\n'));
+  out.log(json ? JSON.stringify(describeJson(d), null, 2) : describeLines(d).join('\n'));
   return 0;
 }
 
 /** `describe --json`: times as ISO 8601 like every other field. */
-function jsonOf(d: ReturnType<typeof describeData>) {
+export function describeJson(d: ReturnType<typeof describeData>) {
   const iso = (ms: number) => new Date(ms).toISOString();
   const h = d.serving_history;
   return {

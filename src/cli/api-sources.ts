@@ -1,0 +1,69 @@
+import { cachedLoader } from '../config/cached.js';
+import { loadConfigFile } from '../config/load.js';
+import { currentGpuSample } from '../engine/gpus.js';
+import { rigSnapshot, snapshotAll } from '../engine/snapshot.js';
+import { down, restart, up, waitHealthy, type SupervisorDeps, type UpResult } from '../engine/supervisor.js';
+import type { ApiSources } from '../http/api.js';
+import { describeData, describeJson } from './commands/inspect.js';
+import type { Context } from './context.js';
+
+/**
+ * The REST API's reads and actions (src/http/api.ts): the functions behind `ps --json`, `describe
+ * --json`, `gpus --json`, `events --json`, `up`, `down` and `restart`, run in the daemon.
+ */
+export function apiSources(ctx: Context): ApiSources {
+  const loader = cachedLoader(ctx.store, loadConfigFile);
+  const gpu = () => currentGpuSample(ctx.store, ctx.deps.env, Date.now());
+  /** The engine's deps with the warnings collected for the answer instead of printed. */
+  const collecting = (): { deps: SupervisorDeps; warnings: string[] } => {
+    const warnings: string[] = [];
+    return { deps: { ...ctx.deps, warn: (m) => warnings.push(m) }, warnings };
+  };
+  const started = async (r: UpResult, deps: SupervisorDeps, waitS: number | undefined, warnings: string[]) => {
+    let health = r.health;
+    let status = r.status;
+    if (waitS !== undefined && waitS > 0 && r.status !== 'failed') {
+      const row = await waitHealthy(deps, r.name, waitS * 1000);
+      health = row.health;
+      status = row.status;
+    }
+    return { ...r, status, health, warnings };
+  };
+  return {
+    async instances() {
+      return snapshotAll(ctx.sources(loader, await gpu()), Date.now());
+    },
+    async describe(name) {
+      return describeJson(describeData(ctx, name, await gpu()));
+    },
+    async gpus() {
+      const sample = await gpu();
+      if (sample.error) return { gpus: [], error: sample.error };
+      return { gpus: rigSnapshot(ctx.sources(loader, sample), Date.now()).gpus, error: null };
+    },
+    events(since, limit, instance) {
+      return ctx.store.eventsAfter(since, limit, instance).map((e) => ({
+        id: e.id,
+        ts: new Date(e.ts).toISOString(),
+        instance: e.instance_name,
+        level: e.level,
+        type: e.event_type,
+        message: e.message,
+        meta: e.meta_json ? (JSON.parse(e.meta_json) as unknown) : null,
+      }));
+    },
+    async start(name, waitS) {
+      const { deps, warnings } = collecting();
+      return started(await up(deps, name, { reason: 'api' }), deps, waitS, warnings);
+    },
+    async stop(name) {
+      const { deps, warnings } = collecting();
+      const r = await down(deps, name);
+      return { ...r, warnings };
+    },
+    async restart(name, waitS) {
+      const { deps, warnings } = collecting();
+      return started(await restart(deps, name), deps, waitS, warnings);
+    },
+  };
+}

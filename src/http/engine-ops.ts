@@ -1,0 +1,80 @@
+import { loadInstance, resolveModelPath } from '../config/load.js';
+import { ExitCode, UserError } from '../domain/errors.js';
+import { ggufCacheFile } from '../domain/home.js';
+import { keeperAlive, serverAlive } from '../engine/identity.js';
+import { fitReportFor, runningFitInstances } from '../engine/memory-fit.js';
+import { startedConfig } from '../engine/started-config.js';
+import { down, up, waitHealthy, type SupervisorDeps } from '../engine/supervisor.js';
+import { readGgufCached } from '../models/gguf.js';
+import { connectHost } from '../platform/http.js';
+import type { FitCheck, InstanceView, SchedulerOps } from './scheduler.js';
+
+/** The scheduler's side effects through the same engine calls as the CLI's up, down and the fit preflight. */
+export function engineOps(deps: SupervisorDeps): SchedulerOps {
+  const { store, procs, home } = deps;
+  return {
+    now: deps.now,
+    view(name): InstanceView {
+      const row = store.getRuntime(name);
+      if (!row) {
+        return {
+          running: false,
+          healthy: false,
+          status: 'stopped',
+          health: null,
+          lastError: null,
+          host: null,
+          port: null,
+          startedAt: null,
+        };
+      }
+      const running = keeperAlive(row, procs) || serverAlive(row, procs);
+      const cfg = running ? startedConfig(store, name) : undefined;
+      return {
+        running,
+        healthy: running && row.status === 'running' && row.health === 'ok',
+        status: running ? row.status : row.status === 'failed' ? 'failed' : 'stopped',
+        health: running ? row.health : null,
+        lastError: row.last_error,
+        host: cfg ? connectHost(cfg.server.host) : null,
+        port: running ? row.port : null,
+        startedAt: row.started_at,
+      };
+    },
+    async start(name, reason) {
+      const r = await up(deps, name, { reason, waitForPid: true });
+      if (r.status === 'failed') {
+        throw new UserError(`${name} failed to start${r.error ? `: ${r.error}` : ''}`, ExitCode.general);
+      }
+    },
+    async waitHealthy(name, timeoutMs) {
+      await waitHealthy(deps, name, timeoutMs);
+    },
+    async stop(name) {
+      await down(deps, name);
+    },
+    async fit(name): Promise<FitCheck> {
+      const inst = loadInstance(home, name);
+      const model = await readGgufCached(resolveModelPath(home, inst.config), ggufCacheFile(home));
+      const running = await runningFitInstances(deps, new Set([name]));
+      const report = await fitReportFor(deps, [...running, { inst, model, running: false }]);
+      const short = report.devices.filter((d) => !d.fits && d.message);
+      if (short.length === 0) return { fits: true };
+      const runningNames = running.map((r) => r.inst.name);
+      const holders = new Set<string>();
+      for (const d of short) {
+        // A pooled check (GPU and host together) lists no shares: anything running may hold it.
+        const names = d.shares.length > 0 ? d.shares.filter((s) => s.running).map((s) => s.name) : runningNames;
+        for (const n of names) holders.add(n);
+      }
+      return { fits: false, message: short.map((d) => d.message).join('; '), holders: [...holders] };
+    },
+    event(name, level, type, message) {
+      try {
+        store.addEvent(name, level, type, message);
+      } catch {
+        // a busy database loses the event, not the request
+      }
+    },
+  };
+}

@@ -1,0 +1,294 @@
+import crypto from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { ProxySettings } from '../config/settings.js';
+import type { InstanceSnapshot } from '../domain/snapshot.js';
+import { answerApi, type ApiSources } from './api.js';
+import { asProxyError, ProxyError } from './errors.js';
+import { exposition, ProxyCounters } from './exposition.js';
+import type { Route, RouteTable } from './routes.js';
+import type { Scheduler } from './scheduler.js';
+import { forward, Upstreams } from './upstream.js';
+
+export interface ProxyDeps {
+  settings: ProxySettings;
+  /** The key every request must send (proxy.api_key_env's value); null: none. */
+  apiKey: string | null;
+  /** Where the instances' own keys are read (server.api_key_env). */
+  env: NodeJS.ProcessEnv;
+  /** The routable instances now (cheap: the caller caches it). */
+  routes(): RouteTable;
+  scheduler: Scheduler;
+  api: ApiSources;
+  log(msg: string): void;
+}
+
+/** llama.cpp's own endpoints that take a JSON body naming the model; every POST under /v1/ does too. */
+const LLAMA_PATHS = new Set([
+  '/completion',
+  '/completions',
+  '/embedding',
+  '/embeddings',
+  '/tokenize',
+  '/detokenize',
+  '/rerank',
+  '/reranking',
+  '/infill',
+  '/apply-template',
+]);
+
+function send(res: http.ServerResponse, status: number, body: unknown, type = 'application/json'): void {
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function sendError(res: http.ServerResponse, e: ProxyError): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  send(res, e.status, e.body());
+}
+
+/** The request body, up to `max` bytes (413 beyond, nothing forwarded). */
+async function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length'] ?? NaN);
+  if (declared > max)
+    throw new ProxyError(413, `request body of ${declared} bytes is over proxy.max_body_bytes (${max})`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > max) throw new ProxyError(413, `request body is over proxy.max_body_bytes (${max} bytes)`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+function knownModels(table: RouteTable): string {
+  const ids = table.routes.map((r) => r.id);
+  return ids.length ? ids.join(', ') : 'none (no instance config under instances/)';
+}
+
+/**
+ * The daemon's HTTP server (docs/ARCHITECTURE.md, "Proxy and REST API"): OpenAI-compatible routing
+ * by the body's `model` (on-demand start through the scheduler), /upstream/MODEL/PATH for anything
+ * else an instance serves, the management API under /api, and /metrics.
+ */
+export class ProxyServer {
+  readonly server: http.Server;
+  readonly counters = new ProxyCounters();
+  private readonly upstreams: Upstreams;
+  private readonly keyHash: Buffer | null;
+
+  constructor(private readonly deps: ProxyDeps) {
+    this.upstreams = new Upstreams(deps.settings.upstream_timeout * 1000);
+    this.keyHash = deps.apiKey ? crypto.createHash('sha256').update(deps.apiKey).digest() : null;
+    this.server = http.createServer({ noDelay: true, keepAliveTimeout: 30_000, requestTimeout: 0 }, (req, res) => {
+      this.handle(req, res).catch((e: unknown) => {
+        const err = asProxyError(e);
+        if (err.status >= 500) deps.log(`proxy: ${req.method} ${req.url}: ${err.message}`);
+        sendError(res, err);
+      });
+    });
+  }
+
+  /** Binds; rejects with the socket error (EADDRINUSE: the caller names the holder). */
+  listen(host: string, port: number): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      const onError = (e: Error) => reject(e);
+      this.server.once('error', onError);
+      this.server.listen(port, host, () => {
+        this.server.off('error', onError);
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  /** Stops accepting; requests in flight get `graceMs` to finish, then their connections are cut. */
+  async close(graceMs = 2000): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    const timer = setTimeout(() => this.server.closeAllConnections(), graceMs);
+    await closed;
+    clearTimeout(timer);
+    await this.upstreams.close();
+  }
+
+  /** Lets go of the connections to addresses no instance serves on now. */
+  retainUpstreams(live: ReadonlySet<string>): void {
+    this.upstreams.retain(live);
+  }
+
+  private authorized(req: http.IncomingMessage): boolean {
+    if (!this.keyHash) return true;
+    const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
+    if (!m) return false;
+    const given = crypto
+      .createHash('sha256')
+      .update((m[1] as string).trim())
+      .digest();
+    return crypto.timingSafeEqual(given, this.keyHash);
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://proxy');
+    const method = req.method ?? 'GET';
+    if (!this.authorized(req)) {
+      req.resume();
+      res.setHeader('www-authenticate', 'Bearer');
+      throw new ProxyError(
+        401,
+        'missing or wrong API key: send Authorization: Bearer KEY',
+        'authentication_error',
+        'invalid_api_key',
+      );
+    }
+    const path = url.pathname;
+    if (path === '/health' && method === 'GET') return send(res, 200, { status: 'ok' });
+    if ((path === '/v1/models' || path === '/models') && method === 'GET') return send(res, 200, this.models());
+    if (path === '/metrics' && method === 'GET') {
+      return send(res, 200, await this.metricsText(), 'text/plain; version=0.0.4; charset=utf-8');
+    }
+    if (path === '/api' || path.startsWith('/api/')) {
+      if (method === 'POST') await readBody(req, 64 * 1024);
+      const a = await answerApi(method, url, this.deps.api, (rows) => this.withCounts(rows));
+      return send(res, a.status, a.body);
+    }
+    const up = /^\/upstream\/([^/]+)(\/.*)?$/.exec(path);
+    if (up) {
+      const route = this.route(decodeURIComponent(up[1] as string));
+      const body =
+        method === 'GET' || method === 'HEAD' ? null : await readBody(req, this.deps.settings.max_body_bytes);
+      return this.proxy(route, req, res, `${up[2] ?? '/'}${url.search}`, body);
+    }
+    if (method === 'POST' && (path.startsWith('/v1/') || LLAMA_PATHS.has(path))) {
+      const body = await readBody(req, this.deps.settings.max_body_bytes);
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(body.toString('utf8'));
+      } catch (e) {
+        throw new ProxyError(400, `request body is not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      const model = (parsed as { model?: unknown } | null)?.model;
+      if (typeof model !== 'string' || model === '') {
+        throw new ProxyError(
+          400,
+          `the request names no model: set "model" to one of ${knownModels(this.deps.routes())}`,
+          'invalid_request_error',
+          'model_required',
+        );
+      }
+      return this.proxy(this.route(model), req, res, `${path}${url.search}`, body);
+    }
+    req.resume();
+    throw new ProxyError(
+      404,
+      `no route for ${method} ${path}: POST /v1/... and llama.cpp's endpoints route by "model"; GET /v1/models, /api/..., /metrics, /upstream/MODEL/PATH`,
+      'invalid_request_error',
+      'not_found',
+    );
+  }
+
+  private route(model: string): Route {
+    const table = this.deps.routes();
+    const conflict = table.conflicts.get(model);
+    if (conflict) throw new ProxyError(409, conflict, 'invalid_request_error', 'model_ambiguous');
+    const name = table.byId.get(model);
+    const route = name === undefined ? undefined : table.routes.find((r) => r.name === name);
+    if (!route) {
+      const broken = table.broken.get(model);
+      throw new ProxyError(
+        404,
+        broken
+          ? `model "${model}": the config of instance ${model} is invalid (${broken})`
+          : `model "${model}" is not served here; known models: ${knownModels(table)}`,
+        'invalid_request_error',
+        'model_not_found',
+      );
+    }
+    return route;
+  }
+
+  private async proxy(
+    route: Route,
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    path: string,
+    body: Buffer | null,
+  ): Promise<void> {
+    const started = performance.now();
+    const abort = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) abort.abort();
+    });
+    let status = 500;
+    let ok = false;
+    try {
+      const lease = await this.deps.scheduler.acquire(route, this.deps.routes().routes, abort.signal);
+      try {
+        const apiKey = route.apiKeyEnv ? (this.deps.env[route.apiKeyEnv] ?? null) : null;
+        const pool = this.upstreams.pool(lease.host, lease.port);
+        const timeout = this.deps.settings.upstream_timeout * 1000;
+        const r = await forward(
+          pool,
+          { method: req.method ?? 'GET', path, headers: req.headers, body, apiKey, signal: abort.signal },
+          res,
+          route.name,
+          timeout,
+        );
+        status = r.broken && abort.signal.aborted ? 499 : r.status;
+        ok = !r.broken && r.status < 500;
+      } finally {
+        lease.release(ok);
+      }
+    } catch (e) {
+      const err = asProxyError(e);
+      status = err.status;
+      throw err;
+    } finally {
+      this.counters.record(route.name, status, (performance.now() - started) / 1000);
+    }
+  }
+
+  /** GET /v1/models: every routable instance, running or not, with its state. */
+  private models(): unknown {
+    const table = this.deps.routes();
+    return {
+      object: 'list',
+      data: table.routes.map((r) => {
+        const v = this.deps.scheduler.view(r.name);
+        return {
+          id: r.id,
+          object: 'model',
+          created: Math.floor((v.startedAt ?? 0) / 1000),
+          owned_by: 'llama-orch',
+          instance: r.name,
+          aliases: r.ids.filter((i) => i !== r.id),
+          state: v.status,
+          health: v.health,
+          on_demand: r.onDemand,
+        };
+      }),
+    };
+  }
+
+  private withCounts(rows: InstanceSnapshot[]): InstanceSnapshot[] {
+    const counts = this.deps.scheduler.snapshot();
+    return rows.map((r) => {
+      const c = counts.get(r.name);
+      return { ...r, proxy_in_flight: c?.inFlight ?? 0, proxy_queued: c?.queued ?? 0 };
+    });
+  }
+
+  private async metricsText(): Promise<string> {
+    const [instances, gpus] = await Promise.all([this.deps.api.instances(), this.deps.api.gpus()]);
+    return exposition({
+      instances,
+      gpus: gpus.gpus,
+      counts: this.deps.scheduler.snapshot(),
+      counters: this.counters,
+    });
+  }
+}
