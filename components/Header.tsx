@@ -21,8 +21,8 @@ export function Header({ state }: { state: DashboardState }) {
       </Text>
       <Text wrap="truncate"> {summary} </Text>
       <Text>
-        daemon: {state.daemon.running ? <Text color="green">running</Text> : <Text dimColor>off</Text>}{' '}
-        <Text dimColor>{time}</Text>
+        daemon: {state.daemon.running ? <Text color="green">running</Text> : <Text dimColor>off</Text>}
+        {state.daemon.proxy ? <Text dimColor> proxy {state.daemon.proxy}</Text> : null} <Text dimColor>{time}</Text>
       </Text>
     </Box>
   );

@@ -180,7 +180,7 @@ export class DashboardModel {
         ...(this.state ?? {
           host: os.hostname(),
           home: home.root,
-          daemon: { running: false, pid: null },
+          daemon: { running: false, pid: null, proxy: null },
           instances: [],
           events: [],
           gpus: [],
@@ -224,6 +224,8 @@ function visibleKey(s: DashboardState, tickMs: number, idle: boolean): string {
     i.slots_total,
     i.requests_processing,
     i.requests_deferred,
+    i.proxy_in_flight,
+    i.proxy_queued,
   ]);
   // GPU readings to the percent and 64 MiB: noise below that would re-render every sample.
   const gpus = s.gpus.map((g) => [
@@ -238,5 +240,15 @@ function visibleKey(s: DashboardState, tickMs: number, idle: boolean): string {
   const clock = idle
     ? [clockText(s.now), Math.floor(s.now / 60_000), s.instances.map((i) => formatUptime(i.uptime_s))]
     : Math.floor(s.now / tickMs);
-  return JSON.stringify([clock, s.daemon.running, s.error, lastEvent, inst, gpus, s.gpuError, s.cpuOnly]);
+  return JSON.stringify([
+    clock,
+    s.daemon.running,
+    s.daemon.proxy,
+    s.error,
+    lastEvent,
+    inst,
+    gpus,
+    s.gpuError,
+    s.cpuOnly,
+  ]);
 }

@@ -1,5 +1,15 @@
 import type { InstanceSnapshot } from '../domain/snapshot.js';
-import { formatRate, formatUptime, gpuText, healthText, orDash, requestsText, slotsText, stateText } from './text.js';
+import {
+  formatRate,
+  formatUptime,
+  gpuText,
+  healthText,
+  orDash,
+  proxyText,
+  requestsText,
+  slotsText,
+  stateText,
+} from './text.js';
 
 /**
  * `text`: `ps` and `--once` (scripts and logs: the backoff countdown to a tenth of a second).
@@ -20,6 +30,8 @@ export interface Column {
    * The others come from the configs (name, port, model) and change only when a config does.
    */
   volatile?: boolean;
+  /** Shown only when some row has it (the proxy's column: only while a daemon serves the proxy). */
+  present?: (i: InstanceSnapshot) => boolean;
   value: (i: InstanceSnapshot, style: ColumnStyle) => string;
 }
 
@@ -79,6 +91,16 @@ export const COLUMNS: readonly Column[] = [
   },
   { key: 'slots', title: 'SLOTS', priority: 4, min: 5, max: 6, volatile: true, value: (i) => slotsText(i) },
   { key: 'req', title: 'REQ', priority: 4, min: 3, max: 6, volatile: true, value: (i) => requestsText(i) },
+  {
+    key: 'proxy',
+    title: 'PROXY',
+    priority: 4,
+    min: 5,
+    max: 7,
+    volatile: true,
+    present: (i) => i.proxy_in_flight !== null,
+    value: (i) => proxyText(i),
+  },
 ];
 
 const GAP = 2;
@@ -101,7 +123,7 @@ export function layoutColumns(
   layout: Layout = 'fit',
 ): Array<Column & { width: number }> {
   const longest = (c: Column) => Math.max(c.title.length, ...rows.map((r) => c.value(r, 'live').length));
-  const sized = COLUMNS.map((c) => {
+  const sized = COLUMNS.filter((c) => !c.present || rows.some(c.present)).map((c) => {
     if (layout === 'fit') return { ...c, width: Math.max(c.min, Math.min(c.max, longest(c))) };
     // Room for a sort marker after the title.
     const floor = Math.max(c.min, c.title.length + 1);

@@ -67,6 +67,13 @@ export function slotsText(i: InstanceSnapshot): string {
   return i.slots_total === null ? '-' : `${i.slots_busy ?? '?'}/${i.slots_total}`;
 }
 
+/** The daemon's proxy: requests in flight to the instance, and those waiting for it to start after a `+`. */
+export function proxyText(i: InstanceSnapshot): string {
+  if (i.proxy_in_flight === null) return '-';
+  const queued = i.proxy_queued ?? 0;
+  return queued > 0 ? `${i.proxy_in_flight}+${queued}` : String(i.proxy_in_flight);
+}
+
 /** Requests processing, and deferred (queued for a slot) after a `+`: `2`, `4+3`. */
 export function requestsText(i: InstanceSnapshot): string {
   if (i.requests_processing === null) return '-';

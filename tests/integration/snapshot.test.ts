@@ -22,7 +22,7 @@ describe('--once and non-TTY output', () => {
       daemon: { running: boolean };
       instances: Array<Record<string, unknown>>;
     };
-    expect(json.daemon).toEqual({ running: false, pid: null });
+    expect(json.daemon).toEqual({ running: false, pid: null, proxy: null });
     const one = json.instances.find((i) => i.name === 'one') as Record<string, unknown>;
     for (const k of [
       'name',
