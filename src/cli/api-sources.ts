@@ -2,7 +2,16 @@ import { cachedLoader } from '../config/cached.js';
 import { loadConfigFile } from '../config/load.js';
 import { currentGpuSample } from '../engine/gpus.js';
 import { rigSnapshot, snapshotAll } from '../engine/snapshot.js';
-import { down, restart, up, waitHealthy, type SupervisorDeps, type UpResult } from '../engine/supervisor.js';
+import {
+  down,
+  recordedLiveNames,
+  restart,
+  selectNames,
+  up,
+  waitHealthy,
+  type SupervisorDeps,
+  type UpResult,
+} from '../engine/supervisor.js';
 import type { ApiSources } from '../http/api.js';
 import { describeData, describeJson } from './commands/inspect.js';
 import type { Context } from './context.js';
@@ -57,6 +66,8 @@ export function apiSources(ctx: Context): ApiSources {
       return started(await up(deps, name, { reason: 'api' }), deps, waitS, warnings);
     },
     async stop(name) {
+      // As `down NAME`: an unknown name is 404, one whose config was removed while it runs is stopped.
+      selectNames(ctx.home, [name], false, recordedLiveNames(ctx.store));
       const { deps, warnings } = collecting();
       const r = await down(deps, name);
       return { ...r, warnings };

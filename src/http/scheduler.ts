@@ -195,6 +195,7 @@ export class Scheduler {
   private async bringUp(route: Route, all: readonly Route[]): Promise<void> {
     const name = route.name;
     const view = this.ops.view(name);
+    let started = false;
     if (!view.running) {
       if (!route.onDemand) {
         throw new ProxyError(
@@ -214,19 +215,19 @@ export class Scheduler {
         this.failures.set(name, { at: this.ops.now(), error: err });
         throw err;
       }
+      started = true;
       this.failures.delete(name);
     }
     try {
       await this.ops.waitHealthy(name, this.opts.startTimeoutMs);
     } catch (e) {
-      const err = asProxyError(e, 503);
-      throw new ProxyError(
-        err.message.includes('not healthy after') ? 504 : 503,
-        err.message,
-        'server_error',
-        'start_failed',
-        err.hint,
-      );
+      const cause = asProxyError(e, 503);
+      const timedOut = cause.message.includes('not healthy after');
+      const err = new ProxyError(timedOut ? 504 : 503, cause.message, 'server_error', 'start_failed', cause.hint);
+      // A start of ours that ended (a model that does not load): answered from memory for a while.
+      // One still loading after the timeout is not: the next request waits for it again.
+      if (started && !timedOut) this.failures.set(name, { at: this.ops.now(), error: err });
+      throw err;
     }
   }
 
