@@ -141,6 +141,35 @@ export function checkDevices(inst: LoadedInstance, inv: GpuInventory | undefined
   return { problems, warnings };
 }
 
+/** Model ids (alias, aliases, name) the proxy routes: each must name one instance. */
+export function modelIdConflicts(instances: LoadedInstance[]): ConfigProblem[] {
+  const owners = new Map<string, string[]>();
+  for (const inst of instances) {
+    const m = inst.config.model;
+    for (const id of new Set([m.alias ?? inst.name, ...(m.aliases ?? []), inst.name])) {
+      owners.set(id, [...(owners.get(id) ?? []), inst.name]);
+    }
+  }
+  const problems: ConfigProblem[] = [];
+  for (const inst of instances) {
+    const m = inst.config.model;
+    const own: Array<[string, string]> = [
+      [m.alias ?? inst.name, m.alias !== undefined ? '$.model.alias' : '(directory name)'],
+      ...(m.aliases ?? []).map((a, i): [string, string] => [a, `$.model.aliases[${i}]`]),
+    ];
+    for (const [id, where] of own) {
+      const others = (owners.get(id) ?? []).filter((n) => n !== inst.name);
+      if (others.length === 0) continue;
+      problems.push({
+        file: inst.file,
+        jsonPath: where,
+        message: `model id "${id}" is also routed to ${others.join(', ')}: the proxy needs each id to name one instance`,
+      });
+    }
+  }
+  return problems;
+}
+
 export async function lintHome(home: Home, deps: LintDeps): Promise<LintReport> {
   const results = loadAllConfigs(home);
   const problems: ConfigProblem[] = [];
@@ -166,6 +195,7 @@ export async function lintHome(home: Home, deps: LintDeps): Promise<LintReport> 
       });
     }
   }
+  problems.push(...modelIdConflicts(instances));
   const warnings: ConfigProblem[] = [];
   const models = new Map<string, GgufInfo>();
   for (const inst of instances) {

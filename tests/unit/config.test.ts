@@ -106,6 +106,9 @@ describe('config lint', () => {
       server: { port: 9006, binary: bin },
       gpu: { backend: 'cuda', devices: [0, 3] },
     });
+    // The proxy routes by model id: "a" is instance a's name and h's alias; "shared" is claimed twice.
+    add('h', { model: { path: 'm.gguf', alias: 'a', aliases: ['shared'] }, server: { port: 9007, binary: bin } });
+    add('i', { model: { path: 'm.gguf', aliases: ['shared'] }, server: { port: 9008, binary: bin } });
     const report = await lintHome(homeAt(root), {
       env: {},
       gpuInventory: (b) =>
@@ -124,9 +127,13 @@ describe('config lint', () => {
         ),
         expect.stringMatching(/^instances\/f\/config.json: \$\.server\.binary: llama-server not found/),
         expect.stringMatching(/^instances\/g\/config.json: \$\.gpu\.devices\[1\]: GPU 3 does not exist/),
+        'instances/a/config.json: (directory name): model id "a" is also routed to h: the proxy needs each id to name one instance',
+        'instances/h/config.json: $.model.alias: model id "a" is also routed to a: the proxy needs each id to name one instance',
+        'instances/h/config.json: $.model.aliases[0]: model id "shared" is also routed to i: the proxy needs each id to name one instance',
+        'instances/i/config.json: $.model.aliases[0]: model id "shared" is also routed to h: the proxy needs each id to name one instance',
       ]),
     );
-    expect(report.problems).toHaveLength(8);
+    expect(report.problems).toHaveLength(12);
     fs.rmSync(root, { recursive: true });
   });
 });
