@@ -50,6 +50,8 @@ function inst(name: string, over: Partial<InstanceSnapshot> = {}): InstanceSnaps
     requests_deferred: 0,
     ctx_size: 4096,
     metrics_at: null,
+    proxy_in_flight: null,
+    proxy_queued: null,
     ...over,
   };
 }

@@ -3,6 +3,7 @@ import { render } from 'ink-testing-library';
 import { afterEach, describe, expect, it } from 'vitest';
 import { App, type DashboardActions } from '../../components/App.js';
 import { InstanceTable, rowLine } from '../../components/InstanceTable.js';
+import { Header } from '../../components/Header.js';
 import { layoutColumns } from '../../src/format/columns.js';
 import { matchKey } from '../../components/keymap.js';
 import type { DashboardState } from '../../components/model.js';
@@ -47,6 +48,8 @@ function inst(name: string, over: Partial<InstanceSnapshot> = {}): InstanceSnaps
     requests_deferred: 0,
     ctx_size: 4096,
     metrics_at: null,
+    proxy_in_flight: null,
+    proxy_queued: null,
     ...over,
   };
 }
@@ -61,7 +64,7 @@ function fakeModel(instances: InstanceSnapshot[]) {
     now: NOW,
     host: 'rig',
     home: '/h',
-    daemon: { running: false, pid: null },
+    daemon: { running: false, pid: null, proxy: null },
     instances,
     events: [
       {
@@ -167,6 +170,24 @@ describe('InstanceTable', () => {
     expect(saturated).toMatch(/alpha\s+running.*\s13\s+4\/4\s+/);
     expect(saturated).toContain('\u001b[33m4+3');
     expect(rowLine(rows[1] as InstanceSnapshot, cols, undefined)).toMatch(/beta\s+running.*\s13\s+1\/4\s+1$/);
+  });
+
+  it('with the daemon proxy: its address in the header and a PROXY column (in flight + waiting for a start)', () => {
+    const rows = [
+      inst('alpha', { proxy_in_flight: 1, proxy_queued: 2 }),
+      inst('beta', { proxy_in_flight: 0, proxy_queued: 0 }),
+    ];
+    const cols = layoutColumns(rows, 160, 'stable');
+    expect(cols.map((c) => c.title).slice(-2)).toEqual(['REQ', 'PROXY']);
+    expect(rowLine(rows[0] as InstanceSnapshot, cols, undefined)).toMatch(/\s1\+2$/);
+    expect(rowLine(rows[1] as InstanceSnapshot, cols, undefined)).toMatch(/\s0$/);
+    // Without a proxy (null counts) the column is not there at all.
+    expect(layoutColumns([inst('alpha')], 160, 'stable').map((c) => c.title)).not.toContain('PROXY');
+    const model = fakeModel(rows);
+    model.set({ daemon: { running: true, pid: 7, proxy: '127.0.0.1:18180' } });
+    const { lastFrame, unmount } = render(<Header state={model.getSnapshot()} />);
+    cleanup = unmount;
+    expect(norm(lastFrame())).toMatch(/daemon: running proxy 127\.0\.0\.1:18180/);
   });
 
   it('drops low-priority columns on a narrow terminal instead of wrapping', () => {
