@@ -12,36 +12,54 @@ import type { FitCheck, InstanceView, SchedulerOps } from './scheduler.js';
 /** The scheduler's side effects through the same engine calls as the CLI's up, down and the fit preflight. */
 export function engineOps(deps: SupervisorDeps): SchedulerOps {
   const { store, procs, home } = deps;
+  // A healthy instance's view is read once a second at most, not per request (a row, its started
+  // config and two /proc identity checks): any change the store records (the change feed) drops
+  // them all, and an upstream that refuses its connection drops its own (forget).
+  const healthy = new Map<string, { view: InstanceView; at: number }>();
+  deps.feed.subscribe(() => healthy.clear());
+  const read = (name: string): InstanceView => {
+    const row = store.getRuntime(name);
+    if (!row) {
+      return {
+        running: false,
+        healthy: false,
+        status: 'stopped',
+        health: null,
+        lastError: null,
+        host: null,
+        port: null,
+        startedAt: null,
+      };
+    }
+    const running = keeperAlive(row, procs) || serverAlive(row, procs);
+    const cfg = running ? startedConfig(store, name) : undefined;
+    return {
+      running,
+      healthy: running && row.status === 'running' && row.health === 'ok',
+      status: running ? row.status : row.status === 'failed' ? 'failed' : 'stopped',
+      health: running ? row.health : null,
+      lastError: row.last_error,
+      host: cfg ? connectHost(cfg.server.host) : null,
+      port: running ? row.port : null,
+      startedAt: row.started_at,
+    };
+  };
   return {
     now: deps.now,
     view(name): InstanceView {
-      const row = store.getRuntime(name);
-      if (!row) {
-        return {
-          running: false,
-          healthy: false,
-          status: 'stopped',
-          health: null,
-          lastError: null,
-          host: null,
-          port: null,
-          startedAt: null,
-        };
-      }
-      const running = keeperAlive(row, procs) || serverAlive(row, procs);
-      const cfg = running ? startedConfig(store, name) : undefined;
-      return {
-        running,
-        healthy: running && row.status === 'running' && row.health === 'ok',
-        status: running ? row.status : row.status === 'failed' ? 'failed' : 'stopped',
-        health: running ? row.health : null,
-        lastError: row.last_error,
-        host: cfg ? connectHost(cfg.server.host) : null,
-        port: running ? row.port : null,
-        startedAt: row.started_at,
-      };
+      const hit = healthy.get(name);
+      const now = deps.now();
+      if (hit && now - hit.at < 1000) return hit.view;
+      const v = read(name);
+      if (v.healthy) healthy.set(name, { view: v, at: now });
+      else healthy.delete(name);
+      return v;
+    },
+    forget(name) {
+      healthy.delete(name);
     },
     async start(name, reason) {
+      healthy.delete(name);
       const r = await up(deps, name, { reason, waitForPid: true });
       if (r.status === 'failed') {
         throw new UserError(`${name} failed to start${r.error ? `: ${r.error}` : ''}`, ExitCode.general);
@@ -51,6 +69,7 @@ export function engineOps(deps: SupervisorDeps): SchedulerOps {
       await waitHealthy(deps, name, timeoutMs);
     },
     async stop(name) {
+      healthy.delete(name);
       await down(deps, name);
     },
     async fit(name): Promise<FitCheck> {

@@ -37,6 +37,8 @@ export interface SchedulerOps {
   /** `down NAME`, recording why. */
   stop(name: string, reason: string): Promise<void>;
   fit(name: string): Promise<FitCheck>;
+  /** Drops what is remembered of the instance (its upstream refused a connection). */
+  forget?(name: string): void;
   event(name: string, level: 'info' | 'warn' | 'error', type: string, message: string): void;
   now(): number;
 }
@@ -102,6 +104,11 @@ export class Scheduler {
 
   view(name: string): InstanceView {
     return this.ops.view(name);
+  }
+
+  /** The instance's upstream failed: read its state afresh next time. */
+  forget(name: string): void {
+    this.ops.forget?.(name);
   }
 
   snapshot(): Map<string, InstanceCounts> {

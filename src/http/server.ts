@@ -246,6 +246,7 @@ export class ProxyServer {
     } catch (e) {
       const err = asProxyError(e);
       status = err.status;
+      if (err.code === 'upstream_error') this.deps.scheduler.forget(route.name);
       throw err;
     } finally {
       this.counters.record(route.name, status, (performance.now() - started) / 1000);

@@ -1,5 +1,4 @@
 import type http from 'node:http';
-import { once } from 'node:events';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import { ProxyError } from './errors.js';
 
@@ -111,12 +110,14 @@ function upstreamMessage(e: unknown, what: string, timeoutMs: number): ProxyErro
 }
 
 /**
- * Sends the request to the pool and streams the answer to `res` chunk by chunk, waiting for the
- * client to drain (backpressure). A connection the server closed before answering is retried once.
+ * Sends the request to the pool and streams the answer to `res` chunk by chunk as undici parses it
+ * (a dispatch handler: no stream objects between the two sockets), pausing the upstream while the
+ * client is slow (backpressure). A connection the server closed before answering is retried once.
  * An upstream that fails after the headers went out ends a server-sent-event stream with an error
  * event (OpenAI's shape) and any other body by cutting the connection: the client sees it broken.
+ * Rejects (with a ProxyError) only when no answer started.
  */
-export async function forward(
+export function forward(
   pool: Dispatcher,
   req: ForwardRequest,
   res: http.ServerResponse,
@@ -130,56 +131,79 @@ export async function forward(
   }
   if (req.apiKey) headers.authorization = `Bearer ${req.apiKey}`;
   if (req.body) headers['content-length'] = String(req.body.length);
-  let answer: Dispatcher.ResponseData | undefined;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      answer = await pool.request({
-        method: req.method,
-        path: req.path,
-        headers,
-        body: req.body,
-        signal: req.signal,
-      });
-      break;
-    } catch (e) {
-      if (req.signal.aborted) return { status: 499, bytes: 0, broken: true };
-      if (attempt === 0 && isConnectReset(e)) continue;
-      throw upstreamMessage(e, what, timeoutMs);
-    }
-  }
-  const out: Record<string, string | string[]> = {};
-  for (const [k, v] of Object.entries(answer.headers)) {
-    if (v === undefined || HOP.has(k)) continue;
-    out[k] = v;
-  }
-  if (answer.headers['content-length'] !== undefined) out['content-length'] = answer.headers['content-length'];
-  const sse = String(answer.headers['content-type'] ?? '').includes('text/event-stream');
-  res.writeHead(answer.statusCode, out);
-  // Headers at once: a streamed answer's first bytes must not wait for its first token.
-  res.flushHeaders();
-  let bytes = 0;
-  try {
-    for await (const chunk of answer.body as AsyncIterable<Buffer>) {
-      bytes += chunk.length;
-      if (!res.write(chunk)) {
-        await Promise.race([once(res, 'drain'), once(res, 'close')]);
-        if (res.destroyed) break;
-      }
-    }
-  } catch (e) {
-    if (req.signal.aborted || res.destroyed) return { status: answer.statusCode, bytes, broken: true };
-    const err = upstreamMessage(e, what, timeoutMs);
-    if (sse) {
-      res.end(`data: ${err.body()}\n\n`);
-    } else {
-      res.destroy();
-    }
-    return { status: answer.statusCode, bytes, broken: true };
-  }
-  if (res.destroyed) {
-    answer.body.destroy();
-    return { status: answer.statusCode, bytes, broken: true };
-  }
-  res.end();
-  return { status: answer.statusCode, bytes, broken: false };
+  return new Promise<ForwardResult>((resolve, reject) => {
+    let controller: Dispatcher.DispatchController | undefined;
+    let attempt = 0;
+    let status = 0;
+    let bytes = 0;
+    let sse = false;
+    let settled = false;
+    const leave = new Error('the client closed the request');
+    const onAbort = () => controller?.abort(leave);
+    const onDrain = () => controller?.resume();
+    const settle = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      req.signal.removeEventListener('abort', onAbort);
+      res.off('drain', onDrain);
+      fn();
+    };
+    req.signal.addEventListener('abort', onAbort, { once: true });
+    res.on('drain', onDrain);
+    const handler: Dispatcher.DispatchHandler = {
+      onRequestStart(c) {
+        controller = c;
+        if (req.signal.aborted) c.abort(leave);
+      },
+      onResponseStart(_c, statusCode, h) {
+        if (statusCode < 200) return; // 1xx: the real answer follows
+        status = statusCode;
+        const out: Record<string, string | string[]> = {};
+        for (const [k, v] of Object.entries(h)) {
+          if (v === undefined || (HOP.has(k) && k !== 'content-length')) continue;
+          out[k] = v;
+        }
+        sse = String(h['content-type'] ?? '').includes('text/event-stream');
+        res.writeHead(statusCode, out);
+        // A stream's headers at once (its first token may be a while); others go out with the body.
+        if (sse) res.flushHeaders();
+      },
+      onResponseData(c, chunk) {
+        bytes += chunk.length;
+        if (!res.write(chunk)) c.pause();
+      },
+      onResponseEnd() {
+        settle(() => {
+          res.end();
+          resolve({ status, bytes, broken: false });
+        });
+      },
+      onResponseError(_c, err) {
+        if (req.signal.aborted || res.destroyed) {
+          settle(() => resolve({ status: status || 499, bytes, broken: true }));
+          return;
+        }
+        if (status === 0) {
+          if (attempt === 0 && isConnectReset(err)) {
+            attempt++;
+            dispatch();
+            return;
+          }
+          settle(() => reject(upstreamMessage(err, what, timeoutMs)));
+          return;
+        }
+        const e = upstreamMessage(err, what, timeoutMs);
+        settle(() => {
+          if (sse) res.end(`data: ${e.body()}\n\n`);
+          else res.destroy();
+          resolve({ status, bytes, broken: true });
+        });
+      },
+    };
+    const dispatch = () => {
+      controller = undefined;
+      pool.dispatch({ method: req.method as Dispatcher.HttpMethod, path: req.path, headers, body: req.body }, handler);
+    };
+    dispatch();
+  });
 }
