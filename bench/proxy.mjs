@@ -8,9 +8,10 @@
 //     ignore_eos), RUNS direct and RUNS proxied alternating, a fresh connection each; tokens
 //     received (SSE events carrying text) per second of wall time, the median of each, and the
 //     ratio proxied / direct (target >= 0.98).
-//  3. The daemon's RSS (VmRSS) idle after the instance is up (median over 2 s), and its peak while CONC streams go
-//     through it at once (CONC_ROUNDS rounds, sampled every 50 ms), then again 3 s after (median over 2 s); its
-//     open files before and after (a leak check). The same rounds direct, for the aggregate tok/s.
+//  3. The daemon's RSS (VmRSS) idle after the instance is up (median over 2 s), and its peak while
+//     CONC streams go through it at once (CONC_ROUNDS rounds, sampled every 50 ms), then again 3 s
+//     after (median over 2 s); its open files before and after (a leak check). The same rounds
+//     direct, for the aggregate tok/s. Also the daemon's CPU per relayed token.
 // Env: N (500), WARMUP (50), RUNS (15), MAX_TOKENS (200), CONC (16), CONC_ROUNDS (3),
 //      PARALLEL (server.parallel, default CONC), THREADS (model.threads; default llama-server's),
 //      DAEMON_PROF=DIR (a CPU profile of the daemon), KEEP_HOME=1.
@@ -174,6 +175,32 @@ export async function run() {
   const clients = [];
   let daemonStarted = false;
   const notes = [];
+  let cleaned = false;
+  // Synchronous, so that it also runs from a signal handler: the daemon, the instance, the home.
+  const cleanup = () => {
+    if (cleaned) return;
+    cleaned = true;
+    if (daemonStarted) {
+      try {
+        cli(root, ['daemon', 'stop'], { stdio: 'ignore' });
+      } catch (e) {
+        console.error(`daemon stop failed: ${e.message}`);
+      }
+    }
+    try {
+      cli(root, ['down', '--all'], { stdio: 'ignore' });
+    } catch (e) {
+      console.error(`down --all failed: ${e.message}`);
+    }
+    if (process.env.KEEP_HOME) console.error(`home kept at ${root}`);
+    else fs.rmSync(root, { recursive: true, force: true });
+  };
+  const onSignal = (sig) => {
+    cleanup();
+    process.exit(sig === 'SIGINT' ? 130 : 143);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   try {
     if (process.env.DAEMON_PROF) {
       // DAEMON_PROF=DIR: the daemon in the foreground under --cpu-prof (not allowed in NODE_OPTIONS),
@@ -236,6 +263,7 @@ export async function run() {
     const st = { direct: [], proxied: [] };
     const texts = { direct: new Set(), proxied: new Set() };
     let shortStreams = 0;
+    const streamCpu0 = cpuTicks(pid);
     for (let i = 0; i < RUNS; i++) {
       for (const [side, origin] of i % 2
         ? [
@@ -252,6 +280,8 @@ export async function run() {
         texts[side].add(r.text);
       }
     }
+    // The daemon's CPU (user + system, 10 ms ticks) over the phase, per token it relayed.
+    const streamCpuUsPerToken = ((cpuTicks(pid) - streamCpu0) * 10_000) / st.proxied.reduce((n, r) => n + r.tokens, 0);
     const rate = (r) => (r.tokens * 1000) / r.ms;
     const sd = median(st.direct.map(rate));
     const sp = median(st.proxied.map(rate));
@@ -320,7 +350,7 @@ export async function run() {
       llama_server: bin,
       instance: { parallel: PARALLEL, context_size: PARALLEL * 256, threads: THREADS ?? 'default' },
       latency_ms: {
-        request: 'POST /tokenize, 10 tokens, sequential, interleaved, kept-alive',
+        request: 'POST /tokenize of a 44-character sentence, sequential, interleaved, kept-alive',
         n: N,
         warmup: WARMUP,
         direct: ld,
@@ -341,6 +371,7 @@ export async function run() {
         tokens_counted: tokensSeen,
         server_predicted_n: predictedSeen,
         short_streams: shortStreams,
+        daemon_cpu_us_per_proxied_token: streamCpuUsPerToken,
         per_run: {
           direct_tok_s: st.direct.map((r) => Math.round(rate(r))),
           proxied_tok_s: st.proxied.map((r) => Math.round(rate(r))),
@@ -383,28 +414,17 @@ export async function run() {
       row(`${CONC} streams at once, agg. tok/s`, fmt(median(conc.direct)), fmt(median(conc.proxied))),
       '',
       `Added p50: ${fmt((lp.p50 - ld.p50) * 1000, 0)} us (target <= 1 ms: ${lp.p50 - ld.p50 <= 1 ? 'met' : 'NOT met'}); added p90 ${fmt((lp.p90 - ld.p90) * 1000, 0)} us, p99 ${fmt((lp.p99 - ld.p99) * 1000, 0)} us; daemon CPU ${f2(daemonCpuMsPerReq)} ms per proxied request.`,
-      `Streamed ratio proxied/direct: ${fmt(sp / sd, 3)} (target >= 0.98: ${sp / sd >= 0.98 ? 'met' : 'NOT met'}); tokens counted per stream ${tokensSeen.join(',')}, server predicted_n ${predictedSeen.join(',')}, short streams ${shortStreams}.`,
+      `Streamed ratio proxied/direct: ${fmt(sp / sd, 3)} (target >= 0.98: ${sp / sd >= 0.98 ? 'met' : 'NOT met'}); tokens counted per stream ${tokensSeen.join(',')}, server predicted_n ${predictedSeen.join(',')}, short streams ${shortStreams}; daemon CPU ${fmt(streamCpuUsPerToken, 0)} us per relayed token.`,
       `Daemon RSS: idle ${fmt(idleRss)} MiB, peak under ${CONC} streams ${fmt(peak)} MiB (${samples.length} samples at 50 ms), 3 s after ${fmt(afterRss)} MiB; open files ${idleFds} -> ${afterFds}; concurrent failures ${concFailed}, short ${concShort}; answer mismatches ${mismatches}.`,
       ...(inFlight ? [`Proxy counts after: ${inFlight}`] : []),
       ...notes.map((n) => `Note: ${n}`),
     ];
     return { name: 'proxy', lines, raw: summary };
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     await Promise.all(clients.map((c) => c.destroy().catch(() => undefined)));
-    if (daemonStarted) {
-      try {
-        cli(root, ['daemon', 'stop'], { stdio: 'ignore' });
-      } catch (e) {
-        console.error(`daemon stop failed: ${e.message}`);
-      }
-    }
-    try {
-      cli(root, ['down', '--all'], { stdio: 'ignore' });
-    } catch (e) {
-      console.error(`down --all failed: ${e.message}`);
-    }
-    if (process.env.KEEP_HOME) console.error(`home kept at ${root}`);
-    else fs.rmSync(root, { recursive: true, force: true });
+    cleanup();
   }
 }
 

@@ -12,6 +12,7 @@ const suites = [
   ['adopt', './adopt.mjs'],
   ['faults', './faults.mjs'],
   ['metrics', './metrics.mjs'],
+  ['proxy', './proxy.mjs'],
   // The 15-minute soak runs on its own: node bench/soak.mjs
 ];
 console.log(`## Run of ${new Date().toISOString()}\n\nMachine: ${machine()}\n`);

@@ -19,7 +19,7 @@ export interface ListenAddress {
 }
 
 export function parseListen(text: string): ListenAddress | undefined {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(text.trim());
+  const m = /^(?:\[([0-9a-fA-F.]*:[0-9a-fA-F:.]*)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(text.trim());
   if (!m) return undefined;
   const port = Number(m[3]);
   if (port < 1 || port > 65535) return undefined;

@@ -162,7 +162,7 @@ export class Scheduler {
         view = this.ops.view(route.name);
       }
     } catch (e) {
-      c.errors++;
+      if (!(e instanceof ProxyError && e.status === 499)) c.errors++;
       throw e;
     } finally {
       c.queued--;
@@ -195,6 +195,8 @@ export class Scheduler {
     const running = this.starting.get(route.name);
     if (running) return running;
     const p = this.bringUp(route, all).finally(() => this.starting.delete(route.name));
+    // Every waiter may have left (aborted) before it fails: the failure is theirs, never unhandled.
+    p.catch(() => undefined);
     this.starting.set(route.name, p);
     return p;
   }
@@ -218,8 +220,12 @@ export class Scheduler {
       try {
         await this.place(route, all);
       } catch (e) {
-        const err = asProxyError(e, 503);
-        this.failures.set(name, { at: this.ops.now(), error: err });
+        const err = asProxyError(e instanceof StartFailure ? e.cause : e, 503);
+        // Only a start that failed is remembered; a refusal for now (a busy group member, memory
+        // held by instances that serve) is not: the next request tries again.
+        if (e instanceof StartFailure && err.code !== 'does_not_fit') {
+          this.failures.set(name, { at: this.ops.now(), error: err });
+        }
         throw err;
       }
       started = true;
@@ -254,6 +260,15 @@ export class Scheduler {
     if (route.group) {
       for (const other of all) {
         if (other.name === name || other.group !== route.group || !this.ops.view(other.name).running) continue;
+        if (!other.onDemand) {
+          throw new ProxyError(
+            503,
+            `${name} shares group "${route.group}" with ${other.name}, which runs with on_demand false: the proxy does not stop it`,
+            'server_error',
+            'group_busy',
+            `stop it by hand ("llama-orch down ${other.name}") to let ${name} start`,
+          );
+        }
         if (!this.idle(other.name)) {
           const c = this.countsOf(other.name);
           throw new ProxyError(
@@ -278,7 +293,7 @@ export class Scheduler {
       if (fit.fits) break;
       const byName = new Map(all.map((r) => [r.name, r]));
       const candidates = fit.holders
-        .filter((h) => h !== name && byName.get(h)?.onDemand && this.idle(h))
+        .filter((h) => h !== name && !evicted.includes(h) && byName.get(h)?.onDemand && this.idle(h))
         .sort((a, b) => this.lastUsed(a) - this.lastUsed(b));
       const victim = candidates[0];
       if (victim === undefined) {
@@ -303,7 +318,11 @@ export class Scheduler {
       evicted.push(victim);
     }
     this.ops.event(name, 'info', 'on-demand', `started on demand: a request names ${route.id}`);
-    await this.ops.start(name, 'on-demand');
+    try {
+      await this.ops.start(name, 'on-demand');
+    } catch (e) {
+      throw new StartFailure(e);
+    }
     this.countsOf(name).starts++;
   }
 
@@ -337,6 +356,13 @@ export class Scheduler {
       }
     }
     return stopped;
+  }
+}
+
+/** A failure of `up` itself (not a refusal before it): remembered for the failure memo. */
+class StartFailure extends Error {
+  constructor(override readonly cause: unknown) {
+    super(cause instanceof Error ? cause.message : String(cause));
   }
 }
 

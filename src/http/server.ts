@@ -158,7 +158,13 @@ export class ProxyServer {
     }
     const up = /^\/upstream\/([^/]+)(\/.*)?$/.exec(path);
     if (up) {
-      const route = this.route(decodeURIComponent(up[1] as string));
+      let model: string;
+      try {
+        model = decodeURIComponent(up[1] as string);
+      } catch {
+        throw new ProxyError(400, `malformed model name in ${path}: not valid percent-encoding`);
+      }
+      const route = this.route(model);
       const body =
         method === 'GET' || method === 'HEAD' ? null : await readBody(req, this.deps.settings.max_body_bytes);
       return this.proxy(route, req, res, `${up[2] ?? '/'}${url.search}`, body);

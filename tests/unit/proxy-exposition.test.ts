@@ -157,9 +157,7 @@ function samplesOf(families: Map<string, Family>, name: string): Sample[] {
 function valueOf(families: Map<string, Family>, name: string, labels: Record<string, string>): number | undefined {
   const family = name.replace(/_(bucket|sum|count)$/, '');
   const f = families.get(name) ?? families.get(family);
-  return f?.samples.find(
-    (s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v),
-  )?.value;
+  return f?.samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -341,9 +339,9 @@ describe('GET /metrics exposition', () => {
     expect(valueOf(f, `${H}_sum`, { instance: 'alpha' })).toBeCloseTo(1007.043, 6);
     expect(valueOf(f, `${H}_bucket`, { instance: 'beta', le: '0.25' })).toBe(0);
     expect(valueOf(f, `${H}_bucket`, { instance: 'beta', le: '0.5' })).toBe(1);
-    expect(
-      samplesOf(f, H).filter((s) => s.name === `${H}_bucket` && s.labels.instance === 'alpha'),
-    ).toHaveLength(DURATION_BUCKETS.length + 1);
+    expect(samplesOf(f, H).filter((s) => s.name === `${H}_bucket` && s.labels.instance === 'alpha')).toHaveLength(
+      DURATION_BUCKETS.length + 1,
+    );
 
     // GPUs: a ratio, and an unknown reading left out.
     expect(valueOf(f, 'llama_orch_gpu_utilization_ratio', { gpu: '0', name: 'NVIDIA H100' })).toBe(0.5);
@@ -388,9 +386,7 @@ describe('GET /metrics exposition', () => {
 
   it('special values are written as the format spells them', () => {
     const page = exposition({
-      instances: [
-        snap('a', { tokens_per_s: NaN, vram_bytes: Infinity, prompt_tokens_per_s: 1e21, restarts: 0 }),
-      ],
+      instances: [snap('a', { tokens_per_s: NaN, vram_bytes: Infinity, prompt_tokens_per_s: 1e21, restarts: 0 })],
       gpus: [],
       counts: new Map(),
       counters: new ProxyCounters(),
@@ -583,7 +579,11 @@ describe('routeSource', () => {
   });
 
   it('uses the settings it was given', () => {
-    const src = routeSource(() => [ok('a')], settings({ idle_ttl: 5 }), () => 0);
+    const src = routeSource(
+      () => [ok('a')],
+      settings({ idle_ttl: 5 }),
+      () => 0,
+    );
     expect(src.table().routes[0]?.idleTtlMs).toBe(5000);
   });
 });

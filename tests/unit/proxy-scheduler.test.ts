@@ -2,13 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ExitCode, UserError } from '../../src/domain/errors.js';
 import { ProxyError } from '../../src/http/errors.js';
 import type { Route } from '../../src/http/routes.js';
-import {
-  Scheduler,
-  type FitCheck,
-  type InstanceView,
-  type Lease,
-  type SchedulerOps,
-} from '../../src/http/scheduler.js';
+import { Scheduler, type FitCheck, type InstanceView, type SchedulerOps } from '../../src/http/scheduler.js';
 
 // The scheduler against a scripted engine: instance views the test flips, a clock it moves, and
 // every start, stop and fit check recorded in order.
@@ -73,6 +67,8 @@ class Rig {
   readonly events: string[] = [];
   /** A started instance is healthy at once (else it stays `starting` until healthy() or failHealth()). */
   autoHealthy = false;
+  /** waitHealthy calls: one per start however many requests wait for it. */
+  waits = 0;
   /** What start does beyond recording the call; a rejection is the failed `up`. */
   startHook: (name: string) => Promise<void> = () => Promise.resolve();
   stopHook: (name: string) => Promise<void> = () => Promise.resolve();
@@ -90,6 +86,7 @@ class Rig {
       else this.starting(name);
     },
     waitHealthy: (name) => {
+      this.waits++;
       const v = this.views.get(name) ?? STOPPED;
       if (v.healthy) return Promise.resolve();
       if (!v.running) return Promise.reject(new UserError(`${name} did not become healthy: ${v.status}`));
@@ -166,7 +163,7 @@ class Rig {
     return this.waiters.get(name)?.length ?? 0;
   }
 
-  running_(): string[] {
+  runningNow(): string[] {
     return [...this.views].filter(([, v]) => v.running).map(([n]) => n);
   }
 }
@@ -276,6 +273,7 @@ describe('on-demand start', () => {
     const tracked = pending.map(track);
     await settle();
     expect(rig.calls).toEqual(['fit a', 'start a (on-demand)']);
+    expect(rig.waits).toBe(1);
     expect(scheduler.countsOf('a')).toMatchObject({ queued: 8, inFlight: 0, requests: 8, starts: 1 });
     expect(scheduler.idle('a')).toBe(false);
     expect(tracked.some((t) => t.done())).toBe(false);
@@ -363,11 +361,8 @@ describe('on-demand start', () => {
     expect(rig.calls.filter((c) => c.startsWith('start'))).toHaveLength(2);
   });
 
-  // BUG (src/http/scheduler.ts, bringUp): only a rejected `start` is remembered. A start that
-  // succeeds but whose server then fails to load (waitHealthy rejects: the engine's "did not become
-  // healthy: failed") is not, so every request reloads a model that cannot load - the very case the
-  // failureMemoMs option's comment names. Expected: one start within the memo.
-  it.skip('a start whose server fails while loading is remembered too (no reload per request)', async () => {
+  // The case the memo is for: `up` succeeds, then the model does not load (fixed in 2bcd172).
+  it('a start whose server fails while loading is remembered too (no reload per request)', async () => {
     const { rig, scheduler } = setup();
     const r = route('a');
     rig.ops.waitHealthy = (name) => {
@@ -377,7 +372,31 @@ describe('on-demand start', () => {
     const first = await rejection(scheduler.acquire(r, [r]));
     expect(first.code).toBe('start_failed');
     rig.now += 1_000;
+    const second = await rejection(scheduler.acquire(r, [r]));
+    expect(second.message).toContain('out of memory');
+    expect(rig.calls.filter((c) => c.startsWith('start'))).toHaveLength(1);
+    rig.now += 10_000;
     await rejection(scheduler.acquire(r, [r]));
+    expect(rig.calls.filter((c) => c.startsWith('start'))).toHaveLength(2);
+  });
+
+  it('a start still loading at start_timeout is not remembered: the next request waits for it again', async () => {
+    const { rig, scheduler } = setup();
+    const r = route('a');
+    rig.ops.waitHealthy = (name) =>
+      Promise.reject(new UserError(`${name} not healthy after 5 s (status starting, health loading)`));
+    expect((await rejection(scheduler.acquire(r, [r]))).status).toBe(504);
+    rig.now += 1_000;
+    let waited = false;
+    rig.ops.waitHealthy = () => {
+      waited = true;
+      rig.running('a');
+      return Promise.resolve();
+    };
+    const lease = await scheduler.acquire(r, [r]);
+    expect(waited).toBe(true);
+    expect(lease.port).toBe(rig.portOf('a'));
+    // Still starting (running): no second start, just the wait.
     expect(rig.calls.filter((c) => c.startsWith('start'))).toHaveLength(1);
   });
 
@@ -529,13 +548,8 @@ describe('the client leaving', () => {
     lease.release(true);
   });
 
-  // BUG (src/http/scheduler.ts, acquire/abortable): with a signal that is already aborted,
-  // abortable() returns its own rejection without attaching to the start promise, and nothing else
-  // handles that promise (the `starting` map only holds it). When that start then fails, its
-  // rejection is unhandled: Node's default (--unhandled-rejections=throw) ends the daemon. The
-  // server path is safe today only because its signal cannot be aborted before acquire() runs.
-  // Expected: the start's failure is handled (remembered in the failure memo), no unhandled rejection.
-  it.skip('an already aborted request for a start that then fails leaves no unhandled rejection', async () => {
+  // An already aborted waiter leaves the start's failure handled: never an unhandled rejection.
+  it('an already aborted request for a start that then fails leaves no unhandled rejection', async () => {
     const { rig, scheduler } = setup();
     const r = route('a');
     const unhandled: unknown[] = [];
@@ -575,7 +589,7 @@ describe('eviction by memory', () => {
     const lease = await scheduler.acquire(z, all);
     expect(lease.port).toBe(rig.portOf('z'));
     expect(rig.calls).toEqual(['fit z', 'stop y (evicted for z)', 'fit z', 'start z (on-demand)']);
-    expect(rig.running_().sort()).toEqual(['x', 'z']);
+    expect(rig.runningNow().sort()).toEqual(['x', 'z']);
     expect(scheduler.countsOf('y').evictions).toBe(1);
     expect(scheduler.countsOf('x').evictions).toBe(0);
     expect(scheduler.countsOf('z')).toMatchObject({ starts: 1, evictions: 0 });
@@ -664,7 +678,7 @@ describe('eviction by memory', () => {
     expect(e.message).toContain('z does not fit: GPU 0: needs 6.0 GiB, 1.5 GiB free');
     expect(e.message).toMatch(/not stopped \(serving, or on_demand false\): (x, y|y, x)/);
     expect(rig.calls).toEqual(['fit z']);
-    expect(rig.running_().sort()).toEqual(['x', 'y']);
+    expect(rig.runningNow().sort()).toEqual(['x', 'y']);
     expect(scheduler.countsOf('z')).toMatchObject({ starts: 0, errors: 1, queued: 0 });
     busy.release(true);
     rig.healthy('y');
@@ -721,12 +735,8 @@ describe('eviction by memory', () => {
     busy.release(true);
   });
 
-  // BUG (src/http/scheduler.ts, placeNow's eviction loop): nothing keeps an instance it already
-  // stopped from being chosen again. When a stop resolves but the fit check still lists the same
-  // holder (the stop did not free the memory, or the instance was started again meanwhile), the
-  // loop stops it again and again without end. Expected: each holder at most once, then 503
-  // does_not_fit "stopped x and it still does not fit". The fake's fit gives up after 25 calls.
-  it.skip('an instance already stopped for this start is not chosen again (no endless eviction loop)', async () => {
+  // Each holder is stopped at most once per placement, then does_not_fit (the fake's fit gives up after 25 calls).
+  it('an instance already stopped for this start is not chosen again (no endless eviction loop)', async () => {
     const { rig, scheduler } = setup();
     const [x, z] = [route('x'), route('z')];
     rig.running('x', 1_000);
@@ -774,7 +784,7 @@ describe('groups', () => {
     const lease = await scheduler.acquire(b, all);
     expect(lease.port).toBe(rig.portOf('b'));
     expect(rig.calls).toEqual(['stop a (group big: b starts)', 'fit b', 'start b (on-demand)']);
-    expect(rig.running_().sort()).toEqual(['b', 'c', 'd']);
+    expect(rig.runningNow().sort()).toEqual(['b', 'c', 'd']);
     expect(rig.events.some((e) => e.startsWith('info a group:') && e.includes('stopped for b'))).toBe(true);
     // A group stop is not a memory eviction.
     expect(scheduler.countsOf('a').evictions).toBe(0);
@@ -806,11 +816,21 @@ describe('groups', () => {
     expect(rig.calls).toEqual(['fit b', 'start b (on-demand)']);
   });
 
-  // QUESTIONABLE (src/http/scheduler.ts, bringUp): group_busy (and does_not_fit because a holder is
-  // serving) is stored in the failure memo like a failed start. The answer says "try again when it
-  // is idle", but a retry in the next 10 s gets the remembered 503 although the member is idle now.
-  // Expected: only a real start failure is remembered.
-  it.skip('after group_busy, a retry once the member is idle starts the instance', async () => {
+  it('a member running with on_demand false is never stopped for another: 503 group_busy naming it', async () => {
+    const { rig, scheduler } = setup();
+    rig.autoHealthy = true;
+    const a = route('a', { group: 'big', onDemand: false });
+    const b = route('b', { group: 'big' });
+    rig.running('a');
+    const e = await rejection(scheduler.acquire(b, [a, b]));
+    expect(e.status).toBe(503);
+    expect(e.code).toBe('group_busy');
+    expect(e.message).toBe('b shares group "big" with a, which runs with on_demand false: the proxy does not stop it');
+    expect(rig.calls).toEqual([]);
+  });
+
+  // Only a start that failed is remembered (the failure memo): group_busy is a refusal for now.
+  it('after group_busy, a retry once the member is idle starts the instance', async () => {
     const { rig, scheduler } = setup();
     rig.autoHealthy = true;
     const a = route('a', { group: 'big' });

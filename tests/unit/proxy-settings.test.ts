@@ -2,13 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  formatListen,
-  loadSettings,
-  parseListen,
-  settingsPath,
-  SettingsSchema,
-} from '../../src/config/settings.js';
+import { formatListen, loadSettings, parseListen, settingsPath, SettingsSchema } from '../../src/config/settings.js';
 import { ExitCode, UserError } from '../../src/domain/errors.js';
 import { homeAt, type Home } from '../../src/domain/home.js';
 
@@ -22,10 +16,7 @@ function home(settings?: string | Record<string, unknown>): Home {
   made.push(root);
   const h = homeAt(root);
   if (settings !== undefined) {
-    fs.writeFileSync(
-      settingsPath(h),
-      typeof settings === 'string' ? settings : JSON.stringify(settings, null, 2),
-    );
+    fs.writeFileSync(settingsPath(h), typeof settings === 'string' ? settings : JSON.stringify(settings, null, 2));
   }
   return h;
 }
