@@ -202,7 +202,7 @@ export function forward(
     };
     const dispatch = () => {
       controller = undefined;
-      pool.dispatch({ method: req.method as Dispatcher.HttpMethod, path: req.path, headers, body: req.body }, handler);
+      pool.dispatch({ method: req.method, path: req.path, headers, body: req.body }, handler);
     };
     dispatch();
   });
