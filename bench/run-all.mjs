@@ -13,6 +13,7 @@ const suites = [
   ['faults', './faults.mjs'],
   ['metrics', './metrics.mjs'],
   ['proxy', './proxy.mjs'],
+  ['proxy-paced', './proxy-paced.mjs'],
   // The 15-minute soak runs on its own: node bench/soak.mjs
 ];
 console.log(`## Run of ${new Date().toISOString()}\n\nMachine: ${machine()}\n`);
