@@ -11,6 +11,8 @@ export interface ProxyServiceDeps {
   store: Store;
   /** The address the server is bound to (HOST:PORT), recorded for `daemon status`, ps and the dashboard. */
   address: string;
+  /** The daemon's pid, recorded with the address (readers check that it lives). */
+  pid: number;
   wait: (ms: number, signal: AbortSignal) => Promise<void>;
   log: (msg: string) => void;
   /** How often idle instances are looked for (ms). */
@@ -34,13 +36,18 @@ export class ProxyService implements Service {
 
   async run(signal: AbortSignal): Promise<void> {
     const { store, scheduler, server, log } = this.deps;
-    store.recordProxyListen(process.pid, this.deps.address);
+    store.recordProxyListen(this.deps.pid, this.deps.address);
     log(`proxy: listening on http://${this.deps.address}`);
     const unhook = scheduler.onChange(() => this.schedule());
+    // On stop, no new request is taken at once (a sweep's `down` may still be running below).
+    const onAbort = () => void server.close();
+    signal.addEventListener('abort', onAbort, { once: true });
     try {
       while (!signal.aborted) {
         try {
           const routes = this.deps.routes();
+          scheduler.retain(new Set(routes.map((r) => r.name)));
+          server.counters.retain(new Set(routes.map((r) => r.name)));
           await scheduler.sweepIdle(routes);
           const live = new Set<string>();
           for (const r of routes) {
@@ -55,11 +62,12 @@ export class ProxyService implements Service {
         await this.deps.wait(this.deps.sweepMs ?? 1000, signal);
       }
     } finally {
+      signal.removeEventListener('abort', onAbort);
       unhook();
       if (this.timer) clearTimeout(this.timer);
       await server.close();
       try {
-        store.recordProxyListen(process.pid, null);
+        store.recordProxyListen(this.deps.pid, null);
       } catch {
         // the next daemon replaces the row; readers check the pid
       }

@@ -372,12 +372,14 @@ export async function waitHealthy(
   const settled = () => {
     const row = store.getRuntime(name) as RuntimeRow;
     onProgress?.(row);
-    if (row.health === 'ok' || row.status === 'failed' || row.status === 'stopped') return row;
+    // Health stays ok while a server is being stopped: only a running one counts.
+    if ((row.status === 'running' && row.health === 'ok') || row.status === 'failed' || row.status === 'stopped')
+      return row;
     return keeperAlive(row, procs) ? undefined : row;
   };
   const row = (await deps.feed.until(settled, timeoutMs, { recheckMs: 500 })) ?? store.getRuntime(name);
   if (!row) throw new UserError(`${name} is not recorded in the state database`);
-  if (row.health === 'ok') return row;
+  if (row.status === 'running' && row.health === 'ok') return row;
   if (row.status === 'failed' || row.status === 'stopped') {
     throw new UserError(`${name} did not become healthy: ${row.status}${row.last_error ? ` (${row.last_error})` : ''}`);
   }

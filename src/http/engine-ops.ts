@@ -1,5 +1,6 @@
 import { loadInstance, resolveModelPath } from '../config/load.js';
 import { ExitCode, UserError } from '../domain/errors.js';
+import type { ServingMetrics } from '../domain/metrics.js';
 import { ggufCacheFile } from '../domain/home.js';
 import { keeperAlive, serverAlive } from '../engine/identity.js';
 import { fitReportFor, runningFitInstances } from '../engine/memory-fit.js';
@@ -8,6 +9,17 @@ import { down, up, waitHealthy, type SupervisorDeps } from '../engine/supervisor
 import { readGgufCached } from '../models/gguf.js';
 import { connectHost } from '../platform/http.js';
 import type { FitCheck, InstanceView, SchedulerOps } from './scheduler.js';
+
+/** When the keeper's last scrape (fresh: under 15 s old) saw the server processing requests; else null. */
+function servingAt(json: string | null, now: number): number | null {
+  if (!json) return null;
+  try {
+    const m = JSON.parse(json) as Partial<ServingMetrics>;
+    return (m.requests_processing ?? 0) > 0 && typeof m.at === 'number' && now - m.at < 15_000 ? m.at : null;
+  } catch {
+    return null;
+  }
+}
 
 /** The scheduler's side effects through the same engine calls as the CLI's up, down and the fit preflight. */
 export function engineOps(deps: SupervisorDeps): SchedulerOps {
@@ -42,6 +54,7 @@ export function engineOps(deps: SupervisorDeps): SchedulerOps {
       host: cfg ? connectHost(cfg.server.host) : null,
       port: running ? row.port : null,
       startedAt: row.started_at,
+      servingAt: running ? servingAt(row.metrics, deps.now()) : null,
     };
   };
   return {

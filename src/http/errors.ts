@@ -1,4 +1,5 @@
 import { ExitCode, UserError } from '../domain/errors.js';
+import { isStoreFault, storeFaultError } from '../store/faults.js';
 
 /** An answer in OpenAI's error shape: {"error": {"message", "type", "code"}} with an HTTP status. */
 export class ProxyError extends Error {
@@ -39,9 +40,13 @@ const STATUS_OF_EXIT: Record<number, { status: number; code: string }> = {
   [ExitCode.daemon]: { status: 503, code: 'daemon' },
 };
 
-/** A UserError as the HTTP answer the CLI's exit code stands for; anything else is a 500. */
-export function asProxyError(e: unknown, status?: number): ProxyError {
+/**
+ * A UserError as the HTTP answer the CLI's exit code stands for; a fault of the state database as
+ * 503 with the operator's explanation; anything else is a 500.
+ */
+export function asProxyError(e: unknown, status?: number, dbFile = 'the state database'): ProxyError {
   if (e instanceof ProxyError) return e;
+  if (isStoreFault(e)) return asProxyError(storeFaultError(e, dbFile), status);
   if (e instanceof UserError) {
     const m = STATUS_OF_EXIT[e.exitCode] ?? { status: 500, code: 'error' };
     return new ProxyError(status ?? m.status, e.message, undefined, m.code, e.hint);

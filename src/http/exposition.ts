@@ -25,6 +25,13 @@ export class ProxyCounters {
   readonly responses = new Map<string, Map<number, number>>();
   readonly durations = new Map<string, Histogram>();
 
+  /** Forgets instances that are no longer configured. */
+  retain(names: ReadonlySet<string>): void {
+    for (const map of [this.responses, this.durations]) {
+      for (const n of [...map.keys()]) if (!names.has(n)) map.delete(n);
+    }
+  }
+
   record(instance: string, status: number, seconds: number): void {
     const byCode = this.responses.get(instance) ?? new Map<number, number>();
     byCode.set(status, (byCode.get(status) ?? 0) + 1);
@@ -81,13 +88,13 @@ export function exposition({ instances, gpus, counts, counters }: ExpositionInpu
     w.family(name, type, help);
     for (const i of instances) {
       const v = value(i);
-      if (v !== null && v !== undefined) w.sample(name, { instance: i.name }, v);
+      if (v !== null && v !== undefined) w.sample(name, { name: i.name }, v);
     }
   };
   w.family('llama_orch_instance_state', 'gauge', 'The instance state: 1 for the current one (stateset).');
   for (const i of instances) {
     for (const s of [...STATUSES, 'orphaned', 'invalid']) {
-      w.sample('llama_orch_instance_state', { instance: i.name, state: s }, i.state === s ? 1 : 0);
+      w.sample('llama_orch_instance_state', { name: i.name, state: s }, i.state === s ? 1 : 0);
     }
   }
   each('llama_orch_instance_healthy', 'gauge', 'Health ok (1) or not (0).', (i) => (i.health === 'ok' ? 1 : 0));
@@ -118,7 +125,7 @@ export function exposition({ instances, gpus, counts, counters }: ExpositionInpu
   );
   const count = (name: string, type: 'gauge' | 'counter', help: string, value: (c: InstanceCounts) => number) => {
     w.family(name, type, help);
-    for (const [n, c] of [...counts].sort(([a], [b]) => a.localeCompare(b))) w.sample(name, { instance: n }, value(c));
+    for (const [n, c] of [...counts].sort(([a], [b]) => a.localeCompare(b))) w.sample(name, { name: n }, value(c));
   };
   count(
     'llama_orch_proxy_requests_in_flight',
@@ -135,7 +142,7 @@ export function exposition({ instances, gpus, counts, counters }: ExpositionInpu
   w.family('llama_orch_proxy_requests_total', 'counter', 'Proxied requests answered, by HTTP status.');
   for (const [n, byCode] of [...counters.responses].sort(([a], [b]) => a.localeCompare(b))) {
     for (const [code, v] of [...byCode].sort(([a], [b]) => a - b)) {
-      w.sample('llama_orch_proxy_requests_total', { instance: n, code: String(code) }, v);
+      w.sample('llama_orch_proxy_requests_total', { name: n, code: String(code) }, v);
     }
   }
   w.family(
@@ -147,11 +154,11 @@ export function exposition({ instances, gpus, counts, counters }: ExpositionInpu
     let acc = 0;
     DURATION_BUCKETS.forEach((b, idx) => {
       acc += h.counts[idx] as number;
-      w.sample('llama_orch_proxy_request_duration_seconds_bucket', { instance: n, le: String(b) }, acc);
+      w.sample('llama_orch_proxy_request_duration_seconds_bucket', { name: n, le: String(b) }, acc);
     });
-    w.sample('llama_orch_proxy_request_duration_seconds_bucket', { instance: n, le: '+Inf' }, h.count);
-    w.sample('llama_orch_proxy_request_duration_seconds_sum', { instance: n }, h.sum);
-    w.sample('llama_orch_proxy_request_duration_seconds_count', { instance: n }, h.count);
+    w.sample('llama_orch_proxy_request_duration_seconds_bucket', { name: n, le: '+Inf' }, h.count);
+    w.sample('llama_orch_proxy_request_duration_seconds_sum', { name: n }, h.sum);
+    w.sample('llama_orch_proxy_request_duration_seconds_count', { name: n }, h.count);
   }
   count(
     'llama_orch_proxy_on_demand_starts_total',
@@ -170,7 +177,7 @@ export function exposition({ instances, gpus, counts, counters }: ExpositionInpu
     w.family(name, 'gauge', help);
     for (const g of gpus) {
       const v = value(g);
-      if (v !== null) w.sample(name, { gpu: String(g.index), name: g.name ?? '' }, v);
+      if (v !== null) w.sample(name, { gpu: String(g.index), gpu_name: g.name ?? '' }, v);
     }
   };
   gpu('llama_orch_gpu_utilization_ratio', 'GPU load, 0 to 1.', (g) =>

@@ -15,6 +15,12 @@ export interface InstanceView {
   port: number | null;
   /** When the current run started (ms), for the idle clock of an instance no request reached yet. */
   startedAt: number | null;
+  /**
+   * When the keeper's last metrics scrape saw the server processing requests (null: not busy, or
+   * not known). After the proxy's last request ended, that is clients calling its port directly,
+   * which the proxy does not count: such an instance is neither idle nor evicted.
+   */
+  servingAt?: number | null;
 }
 
 /** The memory-fit check of one instance against what runs now. */
@@ -84,6 +90,8 @@ export class Scheduler {
   /** Starts in progress, shared by every request that waits for the same instance. */
   private readonly starting = new Map<string, Promise<void>>();
   private readonly failures = new Map<string, { at: number; error: ProxyError }>();
+  /** Stops the scheduler made (idle, eviction, group) and not finished: requests wait, then start it again. */
+  private readonly stopping = new Map<string, Promise<void>>();
   /** Eviction and start decisions one at a time: two cold starts must not count the same free memory. */
   private placing: Promise<unknown> = Promise.resolve();
   private readonly listeners = new Set<() => void>();
@@ -141,14 +149,42 @@ export class Scheduler {
   /** True when nothing is in flight or waiting for the instance. */
   idle(name: string): boolean {
     const c = this.counts.get(name);
-    return !c || (c.inFlight === 0 && c.queued === 0 && !this.starting.has(name));
+    return (
+      !this.stopping.has(name) && !this.starting.has(name) && (!c || (c.inFlight === 0 && c.queued === 0))
+    );
+  }
+
+  /** Stops the instance, recording it as stopping meanwhile (a request for it waits, then starts it). */
+  private async stopOwn(name: string, reason: string): Promise<void> {
+    const p = this.ops.stop(name, reason).finally(() => this.stopping.delete(name));
+    this.stopping.set(name, p);
+    await p;
+  }
+
+  /** Busy with requests that did not come through the proxy (seen by a scrape after its last proxied one). */
+  private servedDirectly(name: string, view = this.ops.view(name)): boolean {
+    const at = view.servingAt ?? null;
+    return at !== null && at > (this.counts.get(name)?.lastEnd ?? 0);
+  }
+
+  /** Forgets instances that are no longer configured (their counts, remembered failures). */
+  retain(names: ReadonlySet<string>): void {
+    for (const map of [this.counts, this.failures]) {
+      for (const n of [...map.keys()]) if (!names.has(n) && !this.starting.has(n)) map.delete(n);
+    }
   }
 
   /**
    * Waits until the instance can take the request (starting it when `on_demand`) and counts it in
    * flight. `signal`: the client left; the start goes on for the others (and for the next request).
    */
-  async acquire(route: Route, all: readonly Route[], signal?: AbortSignal): Promise<Lease> {
+  async acquire(
+    route: Route,
+    all: readonly Route[],
+    signal?: AbortSignal,
+    /** `start` false: a stopped instance is 503, not started; `touch` false: the idle clock does not move (a monitoring GET). */
+    opts: { start?: boolean; touch?: boolean } = {},
+  ): Promise<Lease> {
     const c = this.countsOf(route.name);
     c.requests++;
     c.lastRequestAt = this.ops.now();
@@ -156,8 +192,19 @@ export class Scheduler {
     this.changed();
     let view: InstanceView;
     try {
+      // A stop of ours in progress (idle, eviction, group): wait for it, then start the instance again.
+      const stopping = this.stopping.get(route.name);
+      if (stopping) await abortable(stopping.catch(() => undefined), signal);
       view = this.ops.view(route.name);
       if (!view.healthy) {
+        if (opts.start === false && !view.running) {
+          throw new ProxyError(
+            503,
+            `${route.name} is ${view.status}: a GET or HEAD through /upstream does not start it`,
+            'server_error',
+            'not_running',
+          );
+        }
         await abortable(this.ready(route, all), signal);
         view = this.ops.view(route.name);
       }
@@ -184,7 +231,7 @@ export class Scheduler {
         released = true;
         c.inFlight--;
         if (!ok) c.errors++;
-        c.lastEnd = this.ops.now();
+        if (opts.touch !== false) c.lastEnd = this.ops.now();
         this.changed();
       },
     };
@@ -203,6 +250,7 @@ export class Scheduler {
 
   private async bringUp(route: Route, all: readonly Route[]): Promise<void> {
     const name = route.name;
+    const began = this.ops.now();
     const view = this.ops.view(name);
     let started = false;
     if (!view.running) {
@@ -232,7 +280,8 @@ export class Scheduler {
       this.failures.delete(name);
     }
     try {
-      await this.ops.waitHealthy(name, this.opts.startTimeoutMs);
+      // start_timeout bounds the whole start: placement (evictions, `up`) and the load.
+      await this.ops.waitHealthy(name, Math.max(1000, this.opts.startTimeoutMs - (this.ops.now() - began)));
     } catch (e) {
       const cause = asProxyError(e, 503);
       const timedOut = cause.message.includes('not healthy after');
@@ -284,7 +333,7 @@ export class Scheduler {
           'group',
           `stopped for ${name} (group "${route.group}": they never run together)`,
         );
-        await this.ops.stop(other.name, `group ${route.group}: ${name} starts`);
+        await this.stopOwn(other.name, `group ${route.group}: ${name} starts`);
       }
     }
     const evicted: string[] = [];
@@ -293,7 +342,14 @@ export class Scheduler {
       if (fit.fits) break;
       const byName = new Map(all.map((r) => [r.name, r]));
       const candidates = fit.holders
-        .filter((h) => h !== name && !evicted.includes(h) && byName.get(h)?.onDemand && this.idle(h))
+        .filter(
+          (h) =>
+            h !== name &&
+            !evicted.includes(h) &&
+            byName.get(h)?.onDemand &&
+            this.idle(h) &&
+            !this.servedDirectly(h),
+        )
         .sort((a, b) => this.lastUsed(a) - this.lastUsed(b));
       const victim = candidates[0];
       if (victim === undefined) {
@@ -313,7 +369,7 @@ export class Scheduler {
         'evict',
         `stopped to free memory for ${name} (idle, least recently used): ${fit.message}`,
       );
-      await this.ops.stop(victim, `evicted for ${name}`);
+      await this.stopOwn(victim, `evicted for ${name}`);
       this.countsOf(victim).evictions++;
       evicted.push(victim);
     }
@@ -343,12 +399,17 @@ export class Scheduler {
       if (r.idleTtlMs === null || !this.idle(r.name)) continue;
       const view = this.ops.view(r.name);
       if (!view.running || view.status !== 'running') continue;
+      if (this.servedDirectly(r.name, view)) {
+        // Busy with clients that call its port directly: that is use too.
+        this.countsOf(r.name).lastEnd = now;
+        continue;
+      }
       const since = Math.max(this.counts.get(r.name)?.lastEnd ?? 0, view.startedAt ?? 0, this.bootedAt);
       if (now - since < r.idleTtlMs) continue;
       const secs = Math.round((now - since) / 1000);
       this.ops.event(r.name, 'info', 'idle', `no request for ${secs} s (idle_ttl ${r.idleTtlMs / 1000} s): stopped`);
       try {
-        await this.ops.stop(r.name, 'idle_ttl');
+        await this.stopOwn(r.name, 'idle_ttl');
         this.countsOf(r.name).idleStops++;
         stopped.push(r.name);
       } catch (e) {

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { isLoopbackHost } from '../config/schema.js';
 import type { ProxySettings } from '../config/settings.js';
 import type { InstanceSnapshot } from '../domain/snapshot.js';
 import { answerApi, type ApiSources } from './api.js';
@@ -21,6 +22,8 @@ export interface ProxyDeps {
   scheduler: Scheduler;
   api: ApiSources;
   log(msg: string): void;
+  /** The host the server is bound to (a name clients may use besides loopback ones). */
+  listenHost?: string;
 }
 
 /** llama.cpp's own endpoints that take a JSON body naming the model; every POST under /v1/ does too. */
@@ -81,6 +84,7 @@ export class ProxyServer {
   readonly counters = new ProxyCounters();
   private readonly upstreams: Upstreams;
   private readonly keyHash: Buffer | null;
+  private closing: Promise<void> | undefined;
 
   constructor(private readonly deps: ProxyDeps) {
     this.upstreams = new Upstreams(deps.settings.upstream_timeout * 1000);
@@ -107,13 +111,16 @@ export class ProxyServer {
   }
 
   /** Stops accepting; requests in flight get `graceMs` to finish, then their connections are cut. */
-  async close(graceMs = 2000): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeIdleConnections();
-    const timer = setTimeout(() => this.server.closeAllConnections(), graceMs);
-    await closed;
-    clearTimeout(timer);
-    await this.upstreams.close();
+  close(graceMs = 2000): Promise<void> {
+    this.closing ??= (async () => {
+      const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+      this.server.closeIdleConnections();
+      const timer = setTimeout(() => this.server.closeAllConnections(), graceMs);
+      await closed;
+      clearTimeout(timer);
+      await this.upstreams.close();
+    })();
+    return this.closing;
   }
 
   /** Lets go of the connections to addresses no instance serves on now. */
@@ -132,9 +139,44 @@ export class ProxyServer {
     return crypto.timingSafeEqual(given, this.keyHash);
   }
 
+  /**
+   * Without a key, only local clients by name: a Host that is not loopback (or the listen address)
+   * is DNS rebinding, an Origin that is not local is a web page; either could start and stop
+   * instances from a browser. With a key the key decides.
+   */
+  private foreign(req: http.IncomingMessage): string | undefined {
+    if (this.keyHash) return undefined;
+    const local = (host: string) => {
+      const h = host.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1').toLowerCase();
+      return isLoopbackHost(h) || h === 'localhost' || h === '::1' || h === this.deps.listenHost;
+    };
+    const host = req.headers.host;
+    if (host && !local(host)) return `Host "${host}"`;
+    const origin = req.headers.origin;
+    if (origin && origin !== 'null') {
+      try {
+        if (!local(new URL(origin).host)) return `Origin "${origin}"`;
+      } catch {
+        return `Origin "${origin}"`;
+      }
+    } else if (origin === 'null') return 'Origin "null"';
+    return undefined;
+  }
+
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://proxy');
     const method = req.method ?? 'GET';
+    const foreign = this.foreign(req);
+    if (foreign) {
+      req.resume();
+      throw new ProxyError(
+        403,
+        `refused: ${foreign} is not this machine, and the proxy has no key`,
+        'permission_error',
+        'forbidden',
+        'set proxy.api_key_env in llama-orch.json to serve other hosts or web pages',
+      );
+    }
     if (!this.authorized(req)) {
       req.resume();
       res.setHeader('www-authenticate', 'Bearer');
@@ -223,6 +265,7 @@ export class ProxyServer {
     res: http.ServerResponse,
     path: string,
     body: Buffer | null,
+    opts: { start?: boolean; touch?: boolean } = {},
   ): Promise<void> {
     const started = performance.now();
     const abort = new AbortController();
@@ -232,7 +275,7 @@ export class ProxyServer {
     let status = 500;
     let ok = false;
     try {
-      const lease = await this.deps.scheduler.acquire(route, this.deps.routes().routes, abort.signal);
+      const lease = await this.deps.scheduler.acquire(route, this.deps.routes().routes, abort.signal, opts);
       try {
         const apiKey = route.apiKeyEnv ? (this.deps.env[route.apiKeyEnv] ?? null) : null;
         const pool = this.upstreams.pool(lease.host, lease.port);

@@ -136,8 +136,8 @@ describe('the proxy with the real llama-server', () => {
     const api = (await (await fetch(`${base}/api/instances`)).json()) as Row[];
     expect(api.find((r) => r.name === 'cold')).toMatchObject({ state: 'running', proxy_in_flight: 0 });
     const metrics = await (await fetch(`${base}/metrics`)).text();
-    expect(metrics).toContain('llama_orch_proxy_requests_total{instance="cold",code="200"} 8');
-    expect(metrics).toContain('llama_orch_proxy_on_demand_starts_total{instance="cold"} 1');
+    expect(metrics).toContain('llama_orch_proxy_requests_total{name="cold",code="200"} 8');
+    expect(metrics).toContain('llama_orch_proxy_on_demand_starts_total{name="cold"} 1');
     const status = await cli(home.root, ['daemon', 'status', '--json']);
     expect(JSON.parse(status.stdout)).toMatchObject({ running: true, proxy: base });
   }, 90_000);
@@ -300,8 +300,8 @@ describe('proxy faults with the real llama-server', () => {
     expect(isAlive((await row(home.root, 'hang')).pid as number)).toBe(true);
     // Only the timed-out request reached the instance; the malformed one was answered by the proxy.
     const metrics = await (await fetch(`${base}/metrics`)).text();
-    expect(metrics.split('\n').filter((l) => l.startsWith('llama_orch_proxy_requests_total{instance="hang"'))).toEqual([
-      'llama_orch_proxy_requests_total{instance="hang",code="504"} 1',
+    expect(metrics.split('\n').filter((l) => l.startsWith('llama_orch_proxy_requests_total{name="hang"'))).toEqual([
+      'llama_orch_proxy_requests_total{name="hang",code="504"} 1',
     ]);
   }, 60_000);
 });

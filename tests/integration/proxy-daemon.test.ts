@@ -42,6 +42,22 @@ describe('daemon with its proxy', () => {
     const settings = await cli(home.root, ['daemon', 'start']);
     expect(settings.code).toBe(1);
     expect(settings.stderr).toContain('llama-orch.json: $.proxy: unknown key "listn" (did you mean "listen"?)');
+    // --no-proxy gets past a broken settings file: supervision and autostart need none of it.
+    const noProxy = await cli(home.root, ['daemon', 'start', '--no-proxy']);
+    expect(noProxy.code, noProxy.stderr).toBe(0);
+    await cli(home.root, ['daemon', 'stop']);
+  });
+
+  it('an address the daemon cannot bind (not on this machine) is a failed start with the reason, not a success', async () => {
+    const home = homes.make();
+    fs.writeFileSync(path.join(home.root, 'llama-orch.json'), JSON.stringify({ proxy: { api_key_env: 'ORCH_KEY' } }));
+    const env = { ORCH_KEY: 'k' };
+    const r = await cli(home.root, ['daemon', 'start', '--listen', `10.254.254.254:${freePort()}`], env);
+    expect(r.code).toBe(10);
+    expect(r.stderr).toMatch(
+      /the daemon did not start: the proxy cannot listen on 10\.254\.254\.254:\d+: .*EADDRNOTAVAIL/,
+    );
+    expect((await cli(home.root, ['daemon', 'status'], env)).code).toBe(1);
   });
 
   it('not loopback needs a key; with a key every route wants it; the key is never logged', async () => {

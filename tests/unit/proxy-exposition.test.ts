@@ -284,50 +284,50 @@ describe('GET /metrics exposition', () => {
       ['alpha', 'running'],
       ['beta', 'failed'],
     ]) {
-      const rows = samplesOf(f, 'llama_orch_instance_state').filter((s) => s.labels.instance === inst);
+      const rows = samplesOf(f, 'llama_orch_instance_state').filter((s) => s.labels.name === inst);
       expect(rows.map((r) => r.labels.state).sort()).toEqual([...ALL_STATES].sort());
       expect(rows.filter((r) => r.value === 1).map((r) => r.labels.state)).toEqual([state]);
       expect(rows.filter((r) => r.value !== 0 && r.value !== 1)).toEqual([]);
     }
     expect(f.get('llama_orch_instance_state')?.type).toBe('gauge');
-    expect(valueOf(f, 'llama_orch_instance_healthy', { instance: 'alpha' })).toBe(1);
-    expect(valueOf(f, 'llama_orch_instance_healthy', { instance: 'beta' })).toBe(0);
-    expect(valueOf(f, 'llama_orch_instance_restarts_total', { instance: 'alpha' })).toBe(2);
+    expect(valueOf(f, 'llama_orch_instance_healthy', { name: 'alpha' })).toBe(1);
+    expect(valueOf(f, 'llama_orch_instance_healthy', { name: 'beta' })).toBe(0);
+    expect(valueOf(f, 'llama_orch_instance_restarts_total', { name: 'alpha' })).toBe(2);
     expect(f.get('llama_orch_instance_restarts_total')?.type).toBe('counter');
-    expect(valueOf(f, 'llama_orch_instance_uptime_seconds', { instance: 'alpha' })).toBe(3600);
+    expect(valueOf(f, 'llama_orch_instance_uptime_seconds', { name: 'alpha' })).toBe(3600);
     // Unknown is absent, not 0.
-    expect(valueOf(f, 'llama_orch_instance_uptime_seconds', { instance: 'beta' })).toBeUndefined();
-    expect(valueOf(f, 'llama_orch_instance_tokens_per_second', { instance: 'alpha' })).toBe(41.5);
-    expect(valueOf(f, 'llama_orch_instance_tokens_per_second', { instance: 'beta' })).toBeUndefined();
-    expect(valueOf(f, 'llama_orch_instance_prompt_tokens_per_second', { instance: 'alpha' })).toBe(812.25);
-    expect(valueOf(f, 'llama_orch_instance_vram_bytes', { instance: 'alpha' })).toBe(6 * 1024 ** 3);
-    expect(valueOf(f, 'llama_orch_instance_slots_busy', { instance: 'alpha' })).toBe(1);
-    expect(valueOf(f, 'llama_orch_instance_slots_total', { instance: 'alpha' })).toBe(4);
-    expect(valueOf(f, 'llama_orch_instance_requests_deferred', { instance: 'alpha' })).toBe(0);
+    expect(valueOf(f, 'llama_orch_instance_uptime_seconds', { name: 'beta' })).toBeUndefined();
+    expect(valueOf(f, 'llama_orch_instance_tokens_per_second', { name: 'alpha' })).toBe(41.5);
+    expect(valueOf(f, 'llama_orch_instance_tokens_per_second', { name: 'beta' })).toBeUndefined();
+    expect(valueOf(f, 'llama_orch_instance_prompt_tokens_per_second', { name: 'alpha' })).toBe(812.25);
+    expect(valueOf(f, 'llama_orch_instance_vram_bytes', { name: 'alpha' })).toBe(6 * 1024 ** 3);
+    expect(valueOf(f, 'llama_orch_instance_slots_busy', { name: 'alpha' })).toBe(1);
+    expect(valueOf(f, 'llama_orch_instance_slots_total', { name: 'alpha' })).toBe(4);
+    expect(valueOf(f, 'llama_orch_instance_requests_deferred', { name: 'alpha' })).toBe(0);
 
     // The scheduler's counts.
-    expect(valueOf(f, 'llama_orch_proxy_requests_in_flight', { instance: 'alpha' })).toBe(3);
-    expect(valueOf(f, 'llama_orch_proxy_requests_queued', { instance: 'alpha' })).toBe(2);
-    expect(valueOf(f, 'llama_orch_proxy_requests_in_flight', { instance: 'beta' })).toBe(0);
-    expect(valueOf(f, 'llama_orch_proxy_on_demand_starts_total', { instance: 'alpha' })).toBe(4);
-    expect(valueOf(f, 'llama_orch_proxy_on_demand_starts_total', { instance: 'beta' })).toBe(1);
-    expect(valueOf(f, 'llama_orch_proxy_evictions_total', { instance: 'alpha' })).toBe(1);
-    expect(valueOf(f, 'llama_orch_proxy_idle_stops_total', { instance: 'beta' })).toBe(2);
+    expect(valueOf(f, 'llama_orch_proxy_requests_in_flight', { name: 'alpha' })).toBe(3);
+    expect(valueOf(f, 'llama_orch_proxy_requests_queued', { name: 'alpha' })).toBe(2);
+    expect(valueOf(f, 'llama_orch_proxy_requests_in_flight', { name: 'beta' })).toBe(0);
+    expect(valueOf(f, 'llama_orch_proxy_on_demand_starts_total', { name: 'alpha' })).toBe(4);
+    expect(valueOf(f, 'llama_orch_proxy_on_demand_starts_total', { name: 'beta' })).toBe(1);
+    expect(valueOf(f, 'llama_orch_proxy_evictions_total', { name: 'alpha' })).toBe(1);
+    expect(valueOf(f, 'llama_orch_proxy_idle_stops_total', { name: 'beta' })).toBe(2);
     for (const n of ['starts', 'evictions', 'idle_stops']) {
       const name = n === 'starts' ? 'llama_orch_proxy_on_demand_starts_total' : `llama_orch_proxy_${n}_total`;
       expect(f.get(name)?.type).toBe('counter');
     }
 
     // Answers by status.
-    expect(valueOf(f, 'llama_orch_proxy_requests_total', { instance: 'alpha', code: '200' })).toBe(4);
-    expect(valueOf(f, 'llama_orch_proxy_requests_total', { instance: 'alpha', code: '503' })).toBe(1);
-    expect(valueOf(f, 'llama_orch_proxy_requests_total', { instance: 'beta', code: '404' })).toBe(1);
+    expect(valueOf(f, 'llama_orch_proxy_requests_total', { name: 'alpha', code: '200' })).toBe(4);
+    expect(valueOf(f, 'llama_orch_proxy_requests_total', { name: 'alpha', code: '503' })).toBe(1);
+    expect(valueOf(f, 'llama_orch_proxy_requests_total', { name: 'beta', code: '404' })).toBe(1);
     expect(samplesOf(f, 'llama_orch_proxy_requests_total')).toHaveLength(3);
 
     // Durations: 0.003 | 0.02 0.02 | 7 | 1000 (beyond the last bound: only in +Inf).
     const H = 'llama_orch_proxy_request_duration_seconds';
     expect(f.get(H)?.type).toBe('histogram');
-    const bucket = (le: string) => valueOf(f, `${H}_bucket`, { instance: 'alpha', le });
+    const bucket = (le: string) => valueOf(f, `${H}_bucket`, { name: 'alpha', le });
     expect(bucket('0.005')).toBe(1);
     expect(bucket('0.01')).toBe(1);
     expect(bucket('0.025')).toBe(3);
@@ -335,18 +335,18 @@ describe('GET /metrics exposition', () => {
     expect(bucket('10')).toBe(4);
     expect(bucket('300')).toBe(4);
     expect(bucket('+Inf')).toBe(5);
-    expect(valueOf(f, `${H}_count`, { instance: 'alpha' })).toBe(5);
-    expect(valueOf(f, `${H}_sum`, { instance: 'alpha' })).toBeCloseTo(1007.043, 6);
-    expect(valueOf(f, `${H}_bucket`, { instance: 'beta', le: '0.25' })).toBe(0);
-    expect(valueOf(f, `${H}_bucket`, { instance: 'beta', le: '0.5' })).toBe(1);
-    expect(samplesOf(f, H).filter((s) => s.name === `${H}_bucket` && s.labels.instance === 'alpha')).toHaveLength(
+    expect(valueOf(f, `${H}_count`, { name: 'alpha' })).toBe(5);
+    expect(valueOf(f, `${H}_sum`, { name: 'alpha' })).toBeCloseTo(1007.043, 6);
+    expect(valueOf(f, `${H}_bucket`, { name: 'beta', le: '0.25' })).toBe(0);
+    expect(valueOf(f, `${H}_bucket`, { name: 'beta', le: '0.5' })).toBe(1);
+    expect(samplesOf(f, H).filter((s) => s.name === `${H}_bucket` && s.labels.name === 'alpha')).toHaveLength(
       DURATION_BUCKETS.length + 1,
     );
 
     // GPUs: a ratio, and an unknown reading left out.
-    expect(valueOf(f, 'llama_orch_gpu_utilization_ratio', { gpu: '0', name: 'NVIDIA H100' })).toBe(0.5);
+    expect(valueOf(f, 'llama_orch_gpu_utilization_ratio', { gpu: '0', gpu_name: 'NVIDIA H100' })).toBe(0.5);
     expect(valueOf(f, 'llama_orch_gpu_utilization_ratio', { gpu: '1' })).toBeUndefined();
-    expect(valueOf(f, 'llama_orch_gpu_memory_used_bytes', { gpu: '1', name: '' })).toBe(1024);
+    expect(valueOf(f, 'llama_orch_gpu_memory_used_bytes', { gpu: '1', gpu_name: '' })).toBe(1024);
     expect(valueOf(f, 'llama_orch_gpu_memory_total_bytes', { gpu: '0' })).toBe(4096);
     expect(valueOf(f, 'llama_orch_gpu_temperature_celsius', { gpu: '0' })).toBe(40);
     expect(valueOf(f, 'llama_orch_gpu_temperature_celsius', { gpu: '1' })).toBeUndefined();
@@ -375,13 +375,13 @@ describe('GET /metrics exposition', () => {
       counters,
     });
     // Raw text: no bare newline inside a label value, the escapes as the format spells them.
-    expect(page).toContain('name="RTX \\"4090\\" C:\\\\gpu\\\\0\\nsecond line"');
+    expect(page).toContain('gpu_name="RTX \\"4090\\" C:\\\\gpu\\\\0\\nsecond line"');
     const f = parseExposition(page);
     checkHistograms(f);
-    expect(valueOf(f, 'llama_orch_gpu_memory_used_bytes', { name: weird })).toBe(1024);
-    expect(valueOf(f, 'llama_orch_instance_healthy', { instance: inst })).toBe(1);
-    expect(valueOf(f, 'llama_orch_proxy_requests_in_flight', { instance: inst })).toBe(1);
-    expect(valueOf(f, 'llama_orch_proxy_request_duration_seconds_count', { instance: inst })).toBe(1);
+    expect(valueOf(f, 'llama_orch_gpu_memory_used_bytes', { gpu_name: weird })).toBe(1024);
+    expect(valueOf(f, 'llama_orch_instance_healthy', { name: inst })).toBe(1);
+    expect(valueOf(f, 'llama_orch_proxy_requests_in_flight', { name: inst })).toBe(1);
+    expect(valueOf(f, 'llama_orch_proxy_request_duration_seconds_count', { name: inst })).toBe(1);
   });
 
   it('special values are written as the format spells them', () => {
@@ -392,11 +392,11 @@ describe('GET /metrics exposition', () => {
       counters: new ProxyCounters(),
     });
     const f = parseExposition(page);
-    expect(valueOf(f, 'llama_orch_instance_tokens_per_second', { instance: 'a' })).toBeNaN();
-    expect(valueOf(f, 'llama_orch_instance_vram_bytes', { instance: 'a' })).toBe(Infinity);
-    expect(valueOf(f, 'llama_orch_instance_prompt_tokens_per_second', { instance: 'a' })).toBe(1e21);
-    expect(page).toContain('llama_orch_instance_tokens_per_second{instance="a"} NaN\n');
-    expect(page).toContain('llama_orch_instance_vram_bytes{instance="a"} +Inf\n');
+    expect(valueOf(f, 'llama_orch_instance_tokens_per_second', { name: 'a' })).toBeNaN();
+    expect(valueOf(f, 'llama_orch_instance_vram_bytes', { name: 'a' })).toBe(Infinity);
+    expect(valueOf(f, 'llama_orch_instance_prompt_tokens_per_second', { name: 'a' })).toBe(1e21);
+    expect(page).toContain('llama_orch_instance_tokens_per_second{name="a"} NaN\n');
+    expect(page).toContain('llama_orch_instance_vram_bytes{name="a"} +Inf\n');
   });
 
   it('the strict reader itself refuses broken pages', () => {

@@ -940,3 +940,66 @@ describe('idle unload', () => {
     expect(rig.events.some((e) => e.startsWith('warn a idle:') && e.includes('database is locked'))).toBe(true);
   });
 });
+
+describe('stops of its own, reads, and clients the proxy does not see', () => {
+  it('a request that arrives while its instance is being stopped (idle) waits for the stop, then starts it again', async () => {
+    const { rig, scheduler } = setup();
+    rig.autoHealthy = true;
+    const a = route('a', { idleTtlMs: 1000 });
+    rig.running('a', rig.now);
+    const stop = deferred();
+    rig.stopHook = () => stop.promise;
+    rig.now += 5000;
+    const sweep = scheduler.sweepIdle([a]);
+    await settle();
+    expect(rig.calls).toEqual(['stop a (idle_ttl)']);
+    // The view still says running and healthy (the keeper has not written `stopping` yet).
+    const req = track(scheduler.acquire(a, [a]));
+    await settle();
+    expect(req.done()).toBe(false);
+    expect(scheduler.idle('a')).toBe(false);
+    stop.resolve();
+    await sweep;
+    const lease = await waitDone(req);
+    expect(rig.calls).toEqual(['stop a (idle_ttl)', 'fit a', 'start a (on-demand)']);
+    expect(lease.port).toBe(rig.portOf('a'));
+  });
+
+  it('a read (start false) of a stopped instance is 503 not_running and starts nothing; touch false keeps the idle clock', async () => {
+    const { rig, scheduler } = setup();
+    const a = route('a', { idleTtlMs: 10_000 });
+    const e = await rejection(scheduler.acquire(a, [a], undefined, { start: false, touch: false }));
+    expect(e.status).toBe(503);
+    expect(e.code).toBe('not_running');
+    expect(rig.calls).toEqual([]);
+    rig.running('a', rig.now);
+    rig.now += 9_000;
+    (await scheduler.acquire(a, [a], undefined, { start: false, touch: false })).release(true);
+    rig.now += 1_000;
+    // Ten seconds since the run started: the monitoring read did not count as use.
+    expect(await scheduler.sweepIdle([a])).toEqual(['a']);
+  });
+
+  it('an instance its server says is busy with requests the proxy did not send is neither evicted nor stopped idle', async () => {
+    const { rig, scheduler } = setup();
+    rig.autoHealthy = true;
+    const a = route('a', { idleTtlMs: 1000 });
+    const b = route('b');
+    rig.running('a', rig.now - 60_000);
+    slots(rig, ['a', 'b'], 0);
+    // The keeper's last scrape (after any proxied request of a) saw it processing.
+    rig.views.set('a', { ...(rig.views.get('a') as InstanceView), servingAt: rig.now });
+    const e = await rejection(scheduler.acquire(b, [a, b]));
+    expect(e.code).toBe('does_not_fit');
+    expect(e.message).toContain('not stopped (serving, or on_demand false): a');
+    rig.now += 5000;
+    expect(await scheduler.sweepIdle([a])).toEqual([]);
+    expect(rig.calls.filter((c) => c.startsWith('stop'))).toEqual([]);
+  });
+});
+
+async function waitDone<T>(t: { done: () => boolean; value: () => T | undefined; error: () => unknown }): Promise<T> {
+  for (let i = 0; i < 100 && !t.done(); i++) await settle();
+  if (t.error()) throw t.error() as Error;
+  return t.value() as T;
+}

@@ -336,6 +336,39 @@ describe('authentication', () => {
     expect((await call(base, '/v1/models')).status).toBe(200);
     expect((await call(base, '/health')).json()).toEqual({ status: 'ok' });
   });
+
+  it('no key set: a foreign Host (DNS rebinding) or a web page Origin is 403; local names pass; a key lifts it', async () => {
+    const get = (port: number, headers: Record<string, string>) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = http.request(
+          { host: '127.0.0.1', port, path: '/api/instances', method: 'POST', headers },
+          (res) => {
+            let body = '';
+            res.on('data', (c: Buffer) => (body += String(c)));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          },
+        );
+        req.on('error', reject);
+        req.end();
+      });
+    const { port } = await startProxy();
+    const rebinding = await get(port, { host: `attacker.example:${port}` });
+    expect(rebinding.status).toBe(403);
+    expect(JSON.parse(rebinding.body)).toMatchObject({
+      error: {
+        code: 'forbidden',
+        message: `refused: Host "attacker.example:${port}" is not this machine, and the proxy has no key`,
+      },
+    });
+    expect((await get(port, { host: `127.0.0.1:${port}`, origin: 'https://evil.example' })).status).toBe(403);
+    expect((await get(port, { host: `localhost:${port}`, origin: 'null' })).status).toBe(403);
+    // Local names and local pages are fine (405: the route wants GET, so the request got through).
+    expect((await get(port, { host: `localhost:${port}` })).status).toBe(405);
+    expect((await get(port, { host: `[::1]:${port}`, origin: `http://localhost:${port}` })).status).toBe(405);
+    expect(apiCalls.filter(([w]) => w !== 'instances')).toEqual([]);
+    const keyed = await startProxy({ apiKey: 'sekret-key' });
+    expect((await get(keyed.port, { host: 'rig.lan', authorization: 'Bearer sekret-key' })).status).toBe(405);
+  });
 });
 
 describe('routing by model', () => {
@@ -864,8 +897,8 @@ describe('/metrics', () => {
     const r = await call(base, '/metrics');
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
-    expect(r.text).toContain('llama_orch_proxy_requests_total{instance="alpha",code="201"} 1\n');
-    expect(r.text).toContain('llama_orch_proxy_request_duration_seconds_count{instance="alpha"} 1\n');
-    expect(r.text).toContain('llama_orch_instance_state{instance="alpha",state="running"} 1\n');
+    expect(r.text).toContain('llama_orch_proxy_requests_total{name="alpha",code="201"} 1\n');
+    expect(r.text).toContain('llama_orch_proxy_request_duration_seconds_count{name="alpha"} 1\n');
+    expect(r.text).toContain('llama_orch_instance_state{name="alpha",state="running"} 1\n');
   });
 });

@@ -44,8 +44,9 @@ export function proxyPlan(
   ctx: Context,
   opts: DaemonRunOptions,
 ): { settings: ProxySettings; listen: ListenAddress; apiKey: string | null } | null {
-  const settings = loadSettings(ctx.home).proxy;
+  // --no-proxy gets a daemon past a broken llama-orch.json (autostart and supervision need none of it).
   if (opts.proxy === false) return null;
+  const settings = loadSettings(ctx.home).proxy;
   const text = opts.listen ?? settings.listen;
   const listen = parseListen(text);
   const where = opts.listen !== undefined ? '--listen' : `proxy.listen in ${settingsPath(ctx.home)}`;
@@ -110,6 +111,7 @@ async function bindProxy(
     scheduler,
     api: apiSources(ctx),
     log,
+    listenHost: plan.listen.host,
   });
   try {
     await server.listen(plan.listen.host, plan.listen.port);
@@ -127,6 +129,7 @@ async function bindProxy(
     routes: () => routes.table().routes,
     store: ctx.store,
     address: formatListen(plan.listen),
+    pid: process.pid,
     wait: abortableSleep,
     log,
   });
@@ -195,7 +198,10 @@ export async function daemonStart(ctx: Context, opts: DaemonRunOptions, out: Out
   const plan = proxyPlan(ctx, opts);
   if (plan) checkProxyPort(plan.listen);
   fs.mkdirSync(ctx.home.logsDir, { recursive: true, mode: 0o700 });
-  const errFd = fs.openSync(path.join(ctx.home.logsDir, 'daemon.stderr.log'), 'a', 0o600);
+  const errLog = path.join(ctx.home.logsDir, 'daemon.stderr.log');
+  const errFd = fs.openSync(errLog, 'a', 0o600);
+  // What this start's child writes: the file is appended to across starts.
+  const errFrom = fs.fstatSync(errFd).size;
   let child;
   try {
     child = ctx.deps.procs.spawnDetached(
@@ -221,8 +227,16 @@ export async function daemonStart(ctx: Context, opts: DaemonRunOptions, out: Out
   }
   child.unref();
   child.once('error', () => undefined);
+  // Started: its pid file, and with a proxy the address it recorded once bound (a bind can fail
+  // after the pid file is taken: an address not on this machine, a port below 1024, a race).
+  const childGone = () => child.pid !== undefined && !ctx.deps.procs.isLive(child.pid);
   const started = await ctx.deps.feed.until(
-    () => liveDaemon(pidFile) ?? (child.pid !== undefined && !ctx.deps.procs.isLive(child.pid) ? null : undefined),
+    () => {
+      if (childGone()) return null;
+      const d = liveDaemon(pidFile);
+      if (!d) return undefined;
+      return !plan || proxyAddress(ctx.store, d.pid) ? d : undefined;
+    },
     5000,
     { recheckMs: 25 },
   );
@@ -231,8 +245,7 @@ export async function daemonStart(ctx: Context, opts: DaemonRunOptions, out: Out
     if (plan) out.log(`proxy: http://${formatListen(plan.listen)} (OpenAI-compatible /v1, REST /api, /metrics)`);
     return 0;
   }
-  const errLog = path.join(ctx.home.logsDir, 'daemon.stderr.log');
-  throw new UserError(`the daemon did not start${lastErrorLine(errLog)}`, ExitCode.daemon, `see ${errLog}`);
+  throw new UserError(`the daemon did not start${lastErrorLine(errLog, errFrom)}`, ExitCode.daemon, `see ${errLog}`);
 }
 
 export async function daemonStop(ctx: Context, out: Out): Promise<number> {
@@ -257,9 +270,9 @@ export async function daemonStop(ctx: Context, out: Out): Promise<number> {
 }
 
 /** ": the last error line" of the daemon's stderr log (what `daemon run` printed before it exited). */
-function lastErrorLine(file: string): string {
+function lastErrorLine(file: string, from: number): string {
   try {
-    const lines = fs.readFileSync(file, 'utf8').trimEnd().split('\n');
+    const lines = fs.readFileSync(file).subarray(from).toString('utf8').trimEnd().split('\n');
     const err = [...lines].reverse().find((l) => l.startsWith('error: '));
     return err ? `: ${err.slice('error: '.length).slice(0, 300)}` : '';
   } catch {
