@@ -149,9 +149,7 @@ export class Scheduler {
   /** True when nothing is in flight or waiting for the instance. */
   idle(name: string): boolean {
     const c = this.counts.get(name);
-    return (
-      !this.stopping.has(name) && !this.starting.has(name) && (!c || (c.inFlight === 0 && c.queued === 0))
-    );
+    return !this.stopping.has(name) && !this.starting.has(name) && (!c || (c.inFlight === 0 && c.queued === 0));
   }
 
   /** Stops the instance, recording it as stopping meanwhile (a request for it waits, then starts it). */
@@ -194,7 +192,11 @@ export class Scheduler {
     try {
       // A stop of ours in progress (idle, eviction, group): wait for it, then start the instance again.
       const stopping = this.stopping.get(route.name);
-      if (stopping) await abortable(stopping.catch(() => undefined), signal);
+      if (stopping)
+        await abortable(
+          stopping.catch(() => undefined),
+          signal,
+        );
       view = this.ops.view(route.name);
       if (!view.healthy) {
         if (opts.start === false && !view.running) {
@@ -344,11 +346,7 @@ export class Scheduler {
       const candidates = fit.holders
         .filter(
           (h) =>
-            h !== name &&
-            !evicted.includes(h) &&
-            byName.get(h)?.onDemand &&
-            this.idle(h) &&
-            !this.servedDirectly(h),
+            h !== name && !evicted.includes(h) && byName.get(h)?.onDemand && this.idle(h) && !this.servedDirectly(h),
         )
         .sort((a, b) => this.lastUsed(a) - this.lastUsed(b));
       const victim = candidates[0];

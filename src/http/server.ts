@@ -147,7 +147,10 @@ export class ProxyServer {
   private foreign(req: http.IncomingMessage): string | undefined {
     if (this.keyHash) return undefined;
     const local = (host: string) => {
-      const h = host.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1').toLowerCase();
+      const h = host
+        .replace(/:\d+$/, '')
+        .replace(/^\[(.*)\]$/, '$1')
+        .toLowerCase();
       return isLoopbackHost(h) || h === 'localhost' || h === '::1' || h === this.deps.listenHost;
     };
     const host = req.headers.host;
