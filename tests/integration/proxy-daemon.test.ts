@@ -147,7 +147,9 @@ describe('daemon with its proxy', () => {
         freePort(),
         {
           FAKE_STDERR: 'llama_model_load: error loading model: tensor data is not within file bounds',
-          FAKE_CRASH_AFTER_MS: '50',
+          FAKE_CRASH_AFTER_MS: '300',
+          // Loading (503) until it dies: it never looks healthy, as a model that does not load.
+          FAKE_LOAD_MS: '10000',
         },
         { restart: { max_retries: 0 } },
       ),
