@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { gpuBufferBytes } from '../../src/domain/gpu.js';
 import { LoadFactsScanner, emptyLoadFacts, scanLoadLine } from '../../src/keeper/load-facts.js';
 import { nvidiaFailure, parseAppLines, parseGpuLines, parseList } from '../../src/platform/gpu/nvidia.js';
-import { parseRocmGpus, parseRocmPids } from '../../src/platform/gpu/rocm.js';
+import { parseRocmGpus, parseRocmPidGpus, parseRocmPids } from '../../src/platform/gpu/rocm.js';
 
 const MIB = 1024 * 1024;
 const fixture = (f: string) => fs.readFileSync(path.join(import.meta.dirname, '../fixtures/gpu', f), 'utf8');
@@ -157,6 +157,27 @@ describe('rocm-smi --json', () => {
     expect(parseRocmPids(out, 2)[0]?.gpu_index).toBeNull();
     expect(parseRocmPids('{}', 1)).toEqual([]);
     expect(() => parseRocmGpus('ERROR: GPU[0] : Unable to get GPU memory use')).toThrow(/no JSON/);
+  });
+
+  it('reads --showpidgpus (text: its --json form carries no mapping): the GPUs each process uses', () => {
+    const out = [
+      '',
+      '============================ ROCm System Management Interface ============================',
+      '================================== GPUs Indexed by PID ===================================',
+      'PID 4242 is using 1 DRM device(s):',
+      '1 ',
+      'PID 17 is using 2 DRM device(s):',
+      '0 1 ',
+      'PID 99 is using 0 DRM device(s)',
+      '==========================================================================================',
+      '================================== End of ROCm SMI Log ===================================',
+    ].join('\n');
+    expect([...parseRocmPidGpus(out)]).toEqual([
+      [4242, [1]],
+      [17, [0, 1]],
+      [99, []],
+    ]);
+    expect(parseRocmPidGpus('No KFD PIDs currently running\n').size).toBe(0);
   });
 });
 

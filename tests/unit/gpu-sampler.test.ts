@@ -86,6 +86,26 @@ describe('sampleOnce', () => {
     expect(s.gpus[0]).toMatchObject({ index: 0, utilization_pct: 12, memory_used_bytes: 96 });
     expect(s.processes).toEqual([expect.objectContaining({ pid: 77, gpu_index: 0, memory_bytes: 50 })]);
   });
+
+  it('on several AMD GPUs, places each process with --showpidgpus (one GPU: that one; several: unknown)', async () => {
+    const card = { 'GPU use (%)': '1', 'VRAM Total Memory (B)': '100', 'VRAM Total Used Memory (B)': '10' };
+    const sc = scenario({
+      gpu_json: { card0: card, card1: card },
+      pids: [
+        ['77', 'llama-server, 1, 50, 0, 0'],
+        ['88', 'python3, 2, 60, 0, 0'],
+      ],
+      pid_gpus: [
+        ['77', [1]],
+        ['88', [0, 1]],
+      ],
+    });
+    const s = await sampleOnce({ env: { ...sc.env, LLAMA_ORCH_NVIDIA_SMI: 'none' }, timeoutMs: 3000 });
+    expect(s.processes).toEqual([
+      expect.objectContaining({ pid: 77, gpu_index: 1, memory_bytes: 50 }),
+      expect.objectContaining({ pid: 88, gpu_index: null, memory_bytes: 60 }),
+    ]);
+  });
 });
 
 describe('GpuSampler (loop mode)', () => {

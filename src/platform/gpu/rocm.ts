@@ -20,6 +20,31 @@ export const rocmGpuArgs = (): string[] => [
 
 export const rocmPidArgs = (): string[] => ['--showpids', '--json'];
 
+/**
+ * Which GPUs each process uses. Text, not --json: rocm_smi.py's showPidGpus prints the mapping with
+ * printListLog, which prints nothing in JSON mode (every ROCm release read, 5.x to 6.x), so the
+ * JSON document has no trace of it. The text is, per process:
+ *   PID 4242 is using 2 DRM device(s):
+ *   0 1
+ * ("is using 0 DRM device(s)" on one line when none), between "=== GPUs Indexed by PID ===" spacers.
+ */
+export const rocmPidGpuArgs = (): string[] => ['--showpidgpus'];
+
+/** pid -> the GPU indices it uses, from `rocm-smi --showpidgpus` (text). */
+export function parseRocmPidGpus(out: string): Map<number, number[]> {
+  const map = new Map<number, number[]>();
+  const re = /PID (\d+) is using (\d+) DRM device\(s\)(?::[ \t]*\r?\n([\d \t]*))?/g;
+  for (const m of out.matchAll(re)) {
+    const count = Number(m[2]);
+    const indices = count > 0 ? (m[3] ?? '').trim().split(/\s+/).filter(Boolean).map(Number) : [];
+    map.set(
+      Number(m[1]),
+      indices.filter((i) => Number.isInteger(i)),
+    );
+  }
+  return map;
+}
+
 function num(v: unknown): number | null {
   if (typeof v !== 'string' && typeof v !== 'number') return null;
   const n = Number.parseFloat(String(v));
@@ -72,7 +97,7 @@ export function parseRocmGpus(out: string): GpuReading[] {
 
 /**
  * --showpids: which GPU a process is on is not in this listing (its second field counts GPUs), so
- * with one GPU it is that one and otherwise unknown.
+ * with one GPU it is that one and otherwise unknown (the sampler asks --showpidgpus then).
  */
 export function parseRocmPids(out: string, gpuCount: number): GpuProcessReading[] {
   const doc = parseJson(out);

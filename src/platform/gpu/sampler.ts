@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { GpuProcessReading, GpuReading, GpuSample, GpuVendor } from '../../domain/gpu.js';
 import { nvidiaAppArgs, nvidiaFailure, nvidiaGpuArgs, parseAppLines, parseGpuLine, parseGpuLines } from './nvidia.js';
-import { parseRocmGpus, parseRocmPids, rocmGpuArgs, rocmPidArgs } from './rocm.js';
+import { parseRocmGpus, parseRocmPidGpus, parseRocmPids, rocmGpuArgs, rocmPidArgs, rocmPidGpuArgs } from './rocm.js';
 import { abandon, findVendor, runTool, TOOL_NAME, type ToolResult } from './tool.js';
 
 export interface SampleOptions {
@@ -45,11 +45,33 @@ async function readProcesses(
 ): Promise<GpuProcessReading[] | null> {
   const r = await runTool(tool, vendor === 'nvidia' ? nvidiaAppArgs() : rocmPidArgs(), timeoutMs);
   if (!r.ok) return null;
+  let procs: GpuProcessReading[];
   try {
-    return vendor === 'nvidia' ? parseAppLines(r.stdout) : parseRocmPids(r.stdout, gpuCount);
+    procs = vendor === 'nvidia' ? parseAppLines(r.stdout) : parseRocmPids(r.stdout, gpuCount);
   } catch {
     return null;
   }
+  if (vendor === 'amd' && procs.some((p) => p.gpu_index === null)) procs = await placeRocmPids(tool, procs, timeoutMs);
+  return procs;
+}
+
+/**
+ * On a rig of several AMD GPUs, which GPU each process is on (--showpidgpus). A process on exactly
+ * one GPU gets it; one on several keeps null (rocm-smi gives its VRAM as one total, not per GPU).
+ * A failed call leaves the listing as it was.
+ */
+async function placeRocmPids(
+  tool: string,
+  procs: GpuProcessReading[],
+  timeoutMs: number,
+): Promise<GpuProcessReading[]> {
+  const r = await runTool(tool, rocmPidGpuArgs(), timeoutMs);
+  if (!r.ok) return procs;
+  const gpus = parseRocmPidGpus(r.stdout);
+  return procs.map((p) => {
+    const on = gpus.get(p.pid);
+    return p.gpu_index === null && on?.length === 1 ? { ...p, gpu_index: on[0] as number } : p;
+  });
 }
 
 /**
