@@ -27,8 +27,26 @@ export function engineOps(deps: SupervisorDeps): SchedulerOps {
   // A healthy instance's view is read once a second at most, not per request (a row, its started
   // config and two /proc identity checks): any change the store records (the change feed) drops
   // them all, and an upstream that refuses its connection drops its own (forget).
+  // The feed is listened to only while something is remembered (its 25 ms look at SQLite would
+  // otherwise be most of an idle daemon's CPU), and everything is dropped a second after.
   const healthy = new Map<string, { view: InstanceView; at: number }>();
-  deps.feed.subscribe(() => healthy.clear());
+  let unsubscribe: (() => void) | undefined;
+  let expiry: NodeJS.Timeout | undefined;
+  const forgetAll = () => {
+    healthy.clear();
+    unsubscribe?.();
+    unsubscribe = undefined;
+    if (expiry) clearTimeout(expiry);
+    expiry = undefined;
+  };
+  const remember = (name: string, view: InstanceView, at: number) => {
+    healthy.set(name, { view, at });
+    unsubscribe ??= deps.feed.subscribe(forgetAll);
+    if (!expiry) {
+      expiry = setTimeout(forgetAll, 1000);
+      expiry.unref();
+    }
+  };
   const read = (name: string): InstanceView => {
     const row = store.getRuntime(name);
     if (!row) {
@@ -64,7 +82,7 @@ export function engineOps(deps: SupervisorDeps): SchedulerOps {
       const now = deps.now();
       if (hit && now - hit.at < 1000) return hit.view;
       const v = read(name);
-      if (v.healthy) healthy.set(name, { view: v, at: now });
+      if (v.healthy) remember(name, v, now);
       else healthy.delete(name);
       return v;
     },
