@@ -210,9 +210,11 @@ export class ProxyServer {
         throw new ProxyError(400, `malformed model name in ${path}: not valid percent-encoding`);
       }
       const route = this.route(model);
-      const body =
-        method === 'GET' || method === 'HEAD' ? null : await readBody(req, this.deps.settings.max_body_bytes);
-      return this.proxy(route, req, res, `${up[2] ?? '/'}${url.search}`, body);
+      // A read (a monitoring GET of /slots, /metrics, /health) neither starts an instance nor moves its idle clock.
+      const read = method === 'GET' || method === 'HEAD';
+      const body = read ? null : await readBody(req, this.deps.settings.max_body_bytes);
+      const opts = read ? { start: false, touch: false } : {};
+      return this.proxy(route, req, res, `${up[2] ?? '/'}${url.search}`, body, opts);
     }
     if (method === 'POST' && (path.startsWith('/v1/') || LLAMA_PATHS.has(path))) {
       const body = await readBody(req, this.deps.settings.max_body_bytes);

@@ -469,6 +469,21 @@ describe('routing by model', () => {
     expect(r.json().error?.message).toContain('one and two');
   });
 
+  it('a GET or HEAD through /upstream is a read: a stopped instance is 503 and not started; a running one keeps its idle clock', async () => {
+    const { base, scheduler } = await startProxy();
+    for (const method of ['GET', 'HEAD']) {
+      const r = await call(base, '/upstream/beta/slots', { method });
+      expect(r.status).toBe(503);
+    }
+    expect((await call(base, '/upstream/beta/slots')).json().error?.code).toBe('not_running');
+    expect(starts).toEqual([]);
+    expect((await call(base, '/upstream/alpha/slots')).status).toBe(201);
+    expect(scheduler.countsOf('alpha').lastEnd).toBe(0);
+    // A POST there is a use like any other: it starts the instance.
+    expect((await call(base, '/upstream/beta/completion', post({ prompt: 'x' }))).status).toBe(201);
+    expect(starts).toEqual(['beta']);
+  });
+
   it('a stopped on-demand instance is started and then served', async () => {
     const { base, scheduler } = await startProxy();
     const r = await call(base, '/v1/completions', post({ model: 'beta', prompt: 'x' }));
