@@ -14,6 +14,7 @@ import {
 } from '../engine/supervisor.js';
 import type { ApiSources } from '../http/api.js';
 import { describeData, describeJson } from './commands/inspect.js';
+import { healthyJson, upJson } from './commands/lifecycle.js';
 import type { Context } from './context.js';
 
 /**
@@ -28,15 +29,13 @@ export function apiSources(ctx: Context): ApiSources {
     const warnings: string[] = [];
     return { deps: { ...ctx.deps, warn: (m) => warnings.push(m) }, warnings };
   };
+  // The fields of `up --json` / `restart --json` / `down --json` (one element of their arrays).
   const started = async (r: UpResult, deps: SupervisorDeps, waitS: number | undefined, warnings: string[]) => {
-    let health = r.health;
-    let status = r.status;
+    const result: Record<string, unknown> = { name: r.name, ...upJson(r), health: r.health };
     if (waitS !== undefined && waitS > 0 && r.status !== 'failed') {
-      const row = await waitHealthy(deps, r.name, waitS * 1000);
-      health = row.health;
-      status = row.status;
+      Object.assign(result, healthyJson(await waitHealthy(deps, r.name, waitS * 1000)));
     }
-    return { ...r, status, health, warnings };
+    return { ...result, warnings };
   };
   return {
     async instances() {
@@ -70,7 +69,7 @@ export function apiSources(ctx: Context): ApiSources {
       selectNames(ctx.home, [name], false, recordedLiveNames(ctx.store));
       const { deps, warnings } = collecting();
       const r = await down(deps, name);
-      return { ...r, warnings };
+      return { name, ok: true, was_running: r.wasRunning, message: r.message, warnings };
     },
     async restart(name, waitS) {
       const { deps, warnings } = collecting();

@@ -103,7 +103,15 @@ describe('daemon with its proxy', () => {
     const before = ((await (await fetch(`${base}/api/events?limit=1`)).json()) as Array<{ id: number }>)[0]?.id ?? 0;
     const started = await fetch(`${base}/api/instances/f1/start?wait=20`, { method: 'POST' });
     expect(started.status).toBe(200);
-    expect(await started.json()).toMatchObject({ name: 'f1', status: 'running', health: 'ok', warnings: [] });
+    expect(await started.json()).toMatchObject({
+      name: 'f1',
+      ok: true,
+      status: 'running',
+      health: 'ok',
+      keeper_pid: expect.any(Number) as unknown,
+      config_changed: false,
+      warnings: [],
+    });
     const again = await fetch(`${base}/api/instances/f1/start`, { method: 'POST' });
     expect(again.status).toBe(409);
     expect(await again.json()).toMatchObject({
@@ -125,7 +133,7 @@ describe('daemon with its proxy', () => {
     expect(evs.every((e) => e.id > before)).toBe(true);
     expect(evs.map((e) => e.type)).toContain('spawn');
     const stopped = await fetch(`${base}/api/instances/f1/stop`, { method: 'POST' });
-    expect(await stopped.json()).toMatchObject({ name: 'f1', wasRunning: true });
+    expect(await stopped.json()).toMatchObject({ name: 'f1', ok: true, was_running: true });
     expect((await fetch(`${base}/api/nothing`)).status).toBe(404);
     expect((await fetch(`${base}/api/instances`, { method: 'POST' })).status).toBe(405);
 

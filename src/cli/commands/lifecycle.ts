@@ -155,6 +155,30 @@ export function waitProgress(name: string, stream: NodeJS.WriteStream, now: () =
   };
 }
 
+/** One start's fields in `up --json` / `restart --json` (README), and in the REST API's answers. */
+export function upJson(r: UpResult): Record<string, unknown> {
+  return {
+    ok: r.status !== 'failed',
+    status: r.status,
+    pid: r.pid,
+    keeper_pid: r.keeperPid,
+    adopted: r.adopted,
+    config_changed: r.configChanged ?? false,
+    error: r.error ?? null,
+  };
+}
+
+/** What `--wait` adds once the instance is healthy. */
+export function healthyJson(row: RuntimeRow): Record<string, unknown> {
+  return {
+    status: row.status,
+    pid: row.pid,
+    keeper_pid: row.keeper_pid,
+    health: row.health,
+    health_latency_ms: row.health_latency_ms === null ? null : Math.round(row.health_latency_ms * 10) / 10,
+  };
+}
+
 /** `up` and `restart`: start each instance, report it, and with --wait wait until it is healthy. */
 async function startCommand(
   start: (deps: Context['deps'], name: string, force: boolean) => Promise<UpResult>,
@@ -193,15 +217,7 @@ async function startCommand(
           ExitCode.general,
         );
       const result: Record<string, unknown> = r
-        ? {
-            ok: r.status !== 'failed',
-            status: r.status,
-            pid: r.pid,
-            keeper_pid: r.keeperPid,
-            adopted: r.adopted,
-            config_changed: r.configChanged ?? false,
-            error: r.error ?? null,
-          }
+        ? upJson(r)
         : { joined: true, adopted: false, config_changed: false, error: null };
       if (wait !== undefined && r?.status !== 'failed') {
         const progress = waitProgress(name, process.stderr);
@@ -212,13 +228,7 @@ async function startCommand(
           progress.done();
         }
         if (!json) out.log(`${name}: healthy (pid ${row.pid})`);
-        Object.assign(result, {
-          status: row.status,
-          pid: row.pid,
-          keeper_pid: row.keeper_pid,
-          health: row.health,
-          health_latency_ms: row.health_latency_ms === null ? null : Math.round(row.health_latency_ms * 10) / 10,
-        });
+        Object.assign(result, healthyJson(row));
       }
       return result;
     },
