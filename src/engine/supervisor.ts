@@ -4,11 +4,12 @@ import { resolveServerBinary } from '../config/binary.js';
 import {
   discoverInstanceNames,
   formatProblem,
+  loadConfigFile,
   loadInstance,
   resolveModelPath,
   type LoadedInstance,
 } from '../config/load.js';
-import { backendWarning, checkDevices } from '../config/lint.js';
+import { backendWarning, checkDevices, modelIdConflicts } from '../config/lint.js';
 import { readGpuInventory, type GpuInventoryReader } from '../platform/gpu/inventory.js';
 import { checkExtraArgs } from '../config/server-flags.js';
 import { ExitCode, UserError } from '../domain/errors.js';
@@ -102,6 +103,14 @@ export async function preflight(deps: SupervisorDeps, inst: LoadedInstance): Pro
     );
   }
   for (const w of devices.warnings) deps.warn?.(`${name}: ${formatProblem(w)}`);
+  // A model id another instance claims too: the proxy would refuse requests for it (409).
+  const others = discoverInstanceNames(deps.home)
+    .filter((n) => n !== name)
+    .map((n) => loadConfigFile(instanceConfigPath(deps.home, n), n))
+    .flatMap((r) => (r.ok ? [r.instance] : []));
+  for (const p of modelIdConflicts([inst, ...others]).filter((x) => x.file === file)) {
+    deps.warn?.(`${name}: ${formatProblem(p)}`);
+  }
   const model = resolveModelPath(deps.home, config);
   let st: fs.Stats | undefined;
   try {

@@ -78,10 +78,13 @@ export function routeSource(
   settings: ProxySettings,
   now: () => number,
   maxAgeMs = 500,
+  /** Told each table built (the daemon logs new conflicts). */
+  onBuild?: (table: RouteTable) => void,
 ): { table: () => RouteTable; refresh: () => RouteTable } {
   let cached: { at: number; table: RouteTable } | undefined;
   const refresh = () => {
     const table = buildRoutes(list(), settings);
+    onBuild?.(table);
     cached = { at: now(), table };
     return table;
   };

@@ -148,6 +148,45 @@ describe('daemon with its proxy', () => {
     expect(ps2[0]).toMatchObject({ proxy_in_flight: null, proxy_queued: null });
   });
 
+  it('a running instance whose file is edited into an invalid state keeps its route; a claimed id is said by up and the log', async () => {
+    const home = homes.make();
+    const file = home.addInstance('f1', {
+      ...fakeConfig(freePort()),
+      model: { path: 'models/fake.gguf', alias: 'one' },
+    });
+    const port = freePort();
+    expect((await cli(home.root, ['daemon', 'start', '--listen', `127.0.0.1:${port}`, '--no-autostart'])).code).toBe(0);
+    daemonStop(home.root);
+    expect((await cli(home.root, ['up', 'f1', '--wait', '20'])).code).toBe(0);
+    fs.writeFileSync(file, fs.readFileSync(file, 'utf8').replace('"alias"', '"alais"'));
+    await new Promise((r) => setTimeout(r, 600)); // the route table is rebuilt every 0.5 s
+    const r = await fetch(`http://127.0.0.1:${port}/completion`, {
+      method: 'POST',
+      body: JSON.stringify({ model: 'one', prompt: 'x' }),
+    });
+    expect(r.status).toBe(200);
+    await r.text();
+    fs.writeFileSync(file, fs.readFileSync(file, 'utf8').replace('"alais"', '"alias"'));
+    // Another instance claiming the same id: `up` says so (and starts it), the daemon's log names it.
+    home.addInstance('f2', { ...fakeConfig(freePort()), model: { path: 'models/fake.gguf', alias: 'f1' } });
+    const up = await cli(home.root, ['up', 'f2']);
+    expect(up.code, up.stderr).toBe(0);
+    expect(up.stderr).toContain('model id "f1" is also routed to f1: the proxy needs each id to name one instance');
+    const clash = await fetch(`http://127.0.0.1:${port}/completion`, {
+      method: 'POST',
+      body: JSON.stringify({ model: 'f1', prompt: 'x' }),
+    });
+    expect(clash.status).toBe(409);
+    await waitFor(
+      () =>
+        fs
+          .readFileSync(path.join(home.root, 'logs', 'daemon.log'), 'utf8')
+          .includes('model "f1" is claimed by instances f1 and f2'),
+      3000,
+      'the conflict in daemon.log',
+    );
+  });
+
   it('a request for an instance whose model cannot load is 503 with the reason, once per failure memo', async () => {
     const home = homes.make();
     home.addInstance('broken', {

@@ -13,6 +13,8 @@ import {
 } from '../../config/settings.js';
 import { ProxyService } from '../../daemon/proxy-service.js';
 import { proxyAddress } from '../../engine/daemon-status.js';
+import { keeperAlive, serverAlive } from '../../engine/identity.js';
+import { startedConfig } from '../../engine/started-config.js';
 import { engineOps } from '../../http/engine-ops.js';
 import { routeSource } from '../../http/routes.js';
 import { Scheduler } from '../../http/scheduler.js';
@@ -95,10 +97,31 @@ async function bindProxy(
   log: (msg: string) => void,
 ): Promise<ProxyService> {
   const loader = cachedLoader(ctx.store, loadConfigFile);
+  // A running instance keeps the config it was started with: a file edited into an invalid state
+  // does not take its route away (as ps shows what runs); the new config applies on restart.
+  const configOf = (name: string) => {
+    const file = instanceConfigPath(ctx.home, name);
+    const r = loader(file, name);
+    if (r.ok) return r;
+    const row = ctx.store.getRuntime(name);
+    const config = startedConfig(ctx.store, name);
+    if (row && config && (keeperAlive(row, ctx.deps.procs) || serverAlive(row, ctx.deps.procs))) {
+      return { ok: true as const, instance: { name, file, config } };
+    }
+    return r;
+  };
+  let conflicts = '';
   const routes = routeSource(
-    () => discoverInstanceNames(ctx.home).map((n) => loader(instanceConfigPath(ctx.home, n), n)),
+    () => discoverInstanceNames(ctx.home).map(configOf),
     plan.settings,
     Date.now,
+    500,
+    (table) => {
+      // Said once per change in the daemon's log: a request for such an id is refused (409).
+      const now = [...table.conflicts.values()].join('; ');
+      if (now && now !== conflicts) log(`proxy: ${now}`);
+      conflicts = now;
+    },
   );
   // Engine warnings (a backend that will fall back to the CPU, say) go to the daemon's log.
   const deps = { ...ctx.deps, warn: (m: string) => log(`warning: ${m}`) };
