@@ -12,18 +12,26 @@ export function Header({ state }: { state: DashboardState }) {
     (warned ? ` · ${warned} with warnings (d: details)` : '');
   const time = clockText(state.now);
   return (
+    // The name and the daemon keep their width; the summary in between is what gives way.
     <Box justifyContent="space-between">
-      <Text>
-        <Text bold color="cyan">
-          llama-orch
-        </Text>{' '}
-        <Text dimColor>{state.host}</Text>
-      </Text>
-      <Text wrap="truncate"> {summary} </Text>
-      <Text>
-        daemon: {state.daemon.running ? <Text color="green">running</Text> : <Text dimColor>off</Text>}
-        {state.daemon.proxy ? <Text dimColor> proxy {state.daemon.proxy}</Text> : null} <Text dimColor>{time}</Text>
-      </Text>
+      <Box flexShrink={0}>
+        <Text>
+          <Text bold color="cyan">
+            llama-orch
+          </Text>{' '}
+          <Text dimColor>{state.host}</Text>
+        </Text>
+      </Box>
+      <Box flexShrink={1} flexGrow={1} justifyContent="center" overflow="hidden">
+        <Text wrap="truncate"> {summary} </Text>
+      </Box>
+      <Box flexShrink={0}>
+        <Text>
+          daemon: {state.daemon.running ? <Text color="green">running</Text> : <Text dimColor>off</Text>}
+          {state.daemon.proxy ? <Text dimColor> proxy {state.daemon.proxy.replace(/^http:\/\//, '')}</Text> : null}{' '}
+          <Text dimColor>{time}</Text>
+        </Text>
+      </Box>
     </Box>
   );
 }

@@ -6,6 +6,7 @@ import type { GpuInventory, GpuInventoryReader } from '../platform/gpu/inventory
 import { checkExtraArgs, type HelpRunner } from './server-flags.js';
 import { GgufError, readGgufCached, type GgufInfo } from '../models/gguf.js';
 import { isErrnoException } from '../domain/errors.js';
+import { settingsProblems } from './settings.js';
 
 export interface LintDeps {
   env: NodeJS.ProcessEnv;
@@ -196,6 +197,8 @@ export async function lintHome(home: Home, deps: LintDeps): Promise<LintReport> 
     }
   }
   problems.push(...modelIdConflicts(instances));
+  // The home's settings (the daemon's proxy) are checked with the instances.
+  problems.push(...settingsProblems(home));
   const warnings: ConfigProblem[] = [];
   const models = new Map<string, GgufInfo>();
   for (const inst of instances) {

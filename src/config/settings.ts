@@ -3,7 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { ExitCode, UserError, errnoCode } from '../domain/errors.js';
 import type { Home } from '../domain/home.js';
-import { formatProblem, parseWithSchema } from './load.js';
+import { formatProblem, parseWithSchema, type ConfigProblem } from './load.js';
 import { DAY_S, ENV_NAME_RE, isLoopbackHost, seconds } from './schema.js';
 
 /**
@@ -84,6 +84,19 @@ export type ProxySettings = Settings['proxy'];
 
 export function settingsPath(home: Home): string {
   return path.join(home.root, 'llama-orch.json');
+}
+
+/** The problems of llama-orch.json (none when it is fine or absent), for `config lint`. */
+export function settingsProblems(home: Home): ConfigProblem[] {
+  const file = settingsPath(home);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    if (errnoCode(e) === 'ENOENT') return [];
+    return [{ file, jsonPath: '$', message: `cannot read: ${e instanceof Error ? e.message : String(e)}` }];
+  }
+  return parseWithSchema(SettingsSchema, text, file).problems;
 }
 
 /** Reads llama-orch.json (every default when there is none); a bad file is a UserError naming each problem. */

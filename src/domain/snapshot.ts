@@ -66,7 +66,7 @@ export interface InstanceSnapshot {
 export interface DaemonStatus {
   running: boolean;
   pid: number | null;
-  /** The address its proxy serves /v1, /api and /metrics on (HOST:PORT); null: no proxy. */
+  /** The URL its proxy serves /v1, /api and /metrics on (`http://HOST:PORT`); null: no proxy. */
   proxy: string | null;
 }
 

@@ -7,7 +7,8 @@ import type { StoreBase } from '../store/base.js';
 export function daemonStatus(home: Home, store?: StoreBase): DaemonStatus {
   const owner = liveDaemon(daemonPidFile(home));
   if (!owner) return { running: false, pid: null, proxy: null };
-  return { running: true, pid: owner.pid, proxy: proxyAddress(store, owner.pid) };
+  const address = proxyAddress(store, owner.pid);
+  return { running: true, pid: owner.pid, proxy: address ? `http://${address}` : null };
 }
 
 /** Where the live daemon's proxy listens (it records the address once bound); null: no proxy. */

@@ -28,6 +28,7 @@ export interface ProxyDeps {
 
 /** llama.cpp's own endpoints that take a JSON body naming the model; every POST under /v1/ does too. */
 const LLAMA_PATHS = new Set([
+  '/chat/completions',
   '/completion',
   '/completions',
   '/embedding',
@@ -180,6 +181,23 @@ export class ProxyServer {
         'set proxy.api_key_env in llama-orch.json to serve other hosts or web pages',
       );
     }
+    // Browsers: the origin passed the check above (any, with a key): it may read the answers, and
+    // its preflight (which carries no key) is answered here, as llama-server answers its own.
+    const origin = req.headers.origin;
+    if (origin) {
+      res.setHeader('access-control-allow-origin', origin);
+      res.setHeader('vary', 'Origin');
+    }
+    if (method === 'OPTIONS') {
+      req.resume();
+      res.writeHead(204, {
+        'access-control-allow-methods': 'GET, POST, OPTIONS',
+        'access-control-allow-headers': req.headers['access-control-request-headers'] ?? 'authorization, content-type',
+        'access-control-max-age': '600',
+      });
+      res.end();
+      return;
+    }
     if (!this.authorized(req)) {
       req.resume();
       res.setHeader('www-authenticate', 'Bearer');
@@ -193,6 +211,15 @@ export class ProxyServer {
     const path = url.pathname;
     if (path === '/health' && method === 'GET') return send(res, 200, { status: 'ok' });
     if ((path === '/v1/models' || path === '/models') && method === 'GET') return send(res, 200, this.models());
+    const one = /^\/v1\/models\/(.+)$/.exec(path);
+    if (one && method === 'GET') {
+      const id = decodeURIComponent(one[1] as string);
+      const entry = (this.models() as { data: Array<{ id: string; aliases: string[] }> }).data.find(
+        (m) => m.id === id || m.aliases.includes(id),
+      );
+      if (!entry) this.route(id); // throws the 404 (or 409) with the known models
+      return send(res, 200, entry);
+    }
     if (path === '/metrics' && method === 'GET') {
       return send(res, 200, await this.metricsText(), 'text/plain; version=0.0.4; charset=utf-8');
     }
@@ -282,7 +309,16 @@ export class ProxyServer {
     try {
       const lease = await this.deps.scheduler.acquire(route, this.deps.routes().routes, abort.signal, opts);
       try {
-        const apiKey = route.apiKeyEnv ? (this.deps.env[route.apiKeyEnv] ?? null) : null;
+        const apiKey = route.apiKeyEnv ? this.deps.env[route.apiKeyEnv] || null : null;
+        if (route.apiKeyEnv && !apiKey) {
+          throw new ProxyError(
+            503,
+            `${route.name} wants the key in ${route.apiKeyEnv} (its server.api_key_env), which is not set in the daemon's environment: the proxy cannot authenticate to it`,
+            'server_error',
+            'upstream_key_missing',
+            `start the daemon with ${route.apiKeyEnv} set (a systemd unit: Environment= or EnvironmentFile=)`,
+          );
+        }
         const pool = this.upstreams.pool(lease.host, lease.port);
         const timeout = this.deps.settings.upstream_timeout * 1000;
         const r = await forward(

@@ -160,7 +160,8 @@ export function forward(
         status = statusCode;
         const out: Record<string, string | string[]> = {};
         for (const [k, v] of Object.entries(h)) {
-          if (v === undefined || (HOP.has(k) && k !== 'content-length')) continue;
+          // The proxy says which origins may read (server.ts): not the upstream's own answer to that.
+          if (v === undefined || (HOP.has(k) && k !== 'content-length') || k.startsWith('access-control-')) continue;
           out[k] = v;
         }
         sse = String(h['content-type'] ?? '').includes('text/event-stream');

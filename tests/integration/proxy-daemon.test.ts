@@ -98,7 +98,7 @@ describe('daemon with its proxy', () => {
     const ps = JSON.parse((await cli(home.root, ['ps', '--json'])).stdout) as Array<Record<string, unknown>>;
     expect(ps[0]).toMatchObject({ name: 'f1', proxy_in_flight: 0, proxy_queued: 0 });
     const once = JSON.parse((await cli(home.root, ['--once', '--json'])).stdout) as { daemon: unknown };
-    expect(once.daemon).toMatchObject({ running: true, proxy: `127.0.0.1:${port}` });
+    expect(once.daemon).toMatchObject({ running: true, proxy: `http://127.0.0.1:${port}` });
 
     const before = ((await (await fetch(`${base}/api/events?limit=1`)).json()) as Array<{ id: number }>)[0]?.id ?? 0;
     const started = await fetch(`${base}/api/instances/f1/start?wait=20`, { method: 'POST' });

@@ -85,6 +85,26 @@ describe('config schema', () => {
 });
 
 describe('config lint', () => {
+  it("checks the home's llama-orch.json (the daemon's proxy settings) with the instances", async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'lint-settings-'));
+    fs.mkdirSync(path.join(root, 'instances'));
+    fs.writeFileSync(
+      path.join(root, 'llama-orch.json'),
+      JSON.stringify({ proxy: { listen: '0.0.0.0:8080', idle_ttl: 0 } }),
+    );
+    const report = await lintHome(homeAt(root), { env: {}, gpuInventory: () => undefined });
+    expect(report.problems.map((p) => formatProblem(p, root))).toEqual([
+      'llama-orch.json: $.proxy.idle_ttl: must be at least 1 (got 0)',
+      'llama-orch.json: $.proxy.api_key_env: listen address "0.0.0.0:8080" is not loopback: set proxy.api_key_env so every request needs a key',
+    ]);
+    fs.writeFileSync(path.join(root, 'llama-orch.json'), JSON.stringify({ proxy: { listen: '0.0.0.0:8080' } }));
+    const open = await lintHome(homeAt(root), { env: {}, gpuInventory: () => undefined });
+    expect(open.problems.map((p) => formatProblem(p, root))).toEqual([
+      'llama-orch.json: $.proxy.api_key_env: listen address "0.0.0.0:8080" is not loopback: set proxy.api_key_env so every request needs a key',
+    ]);
+    fs.rmSync(root, { recursive: true });
+  });
+
   it('reports every problem of a broken home, one line each with file and JSON path', async () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'lint-'));
     const add = (name: string, cfg: unknown) => {

@@ -184,10 +184,21 @@ describe('InstanceTable', () => {
     // Without a proxy (null counts) the column is not there at all.
     expect(layoutColumns([inst('alpha')], 160, 'stable').map((c) => c.title)).not.toContain('PROXY');
     const model = fakeModel(rows);
-    model.set({ daemon: { running: true, pid: 7, proxy: '127.0.0.1:18180' } });
+    model.set({ daemon: { running: true, pid: 7, proxy: 'http://127.0.0.1:18180' } });
     const { lastFrame, unmount } = render(<Header state={model.getSnapshot()} />);
     cleanup = unmount;
     expect(norm(lastFrame())).toMatch(/daemon: running proxy 127\.0\.0\.1:18180/);
+    // A long summary on a 100-column terminal: one line, the name and the daemon whole, the summary cut.
+    const many = Array.from({ length: 12 }, (_, i) =>
+      inst(`i${i}`, { state: (['running', 'stopped', 'failed', 'backoff'] as const)[i % 4], warnings: ['w'] }),
+    );
+    model.set({ instances: many });
+    const narrow = render(<Header state={model.getSnapshot()} />);
+    const frame = norm(narrow.lastFrame());
+    narrow.unmount();
+    expect(frame.split('\n')).toHaveLength(1);
+    expect(frame).toMatch(/^llama-orch rig /);
+    expect(frame).toMatch(/daemon: running proxy 127\.0\.0\.1:18180 \S+$/);
   });
 
   it('drops low-priority columns on a narrow terminal instead of wrapping', () => {

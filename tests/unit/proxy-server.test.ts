@@ -225,13 +225,13 @@ function apiFake(): ApiSources {
 }
 
 async function startProxy(
-  opts: { apiKey?: string | null; proxy?: Record<string, unknown> } = {},
+  opts: { apiKey?: string | null; proxy?: Record<string, unknown>; env?: NodeJS.ProcessEnv } = {},
 ): Promise<{ proxy: ProxyServer; scheduler: Scheduler; base: string; port: number }> {
   const scheduler = new Scheduler(opsFake(), { startTimeoutMs: 2000 });
   const proxy = new ProxyServer({
     settings: SettingsSchema.parse({ proxy: { upstream_timeout: 5, ...opts.proxy } }).proxy,
     apiKey: opts.apiKey ?? null,
-    env: { INST_KEY: 'instance-secret' },
+    env: opts.env ?? { INST_KEY: 'instance-secret' },
     routes: () => table,
     scheduler,
     api: apiFake(),
@@ -482,6 +482,36 @@ describe('routing by model', () => {
     // A POST there is a use like any other: it starts the instance.
     expect((await call(base, '/upstream/beta/completion', post({ prompt: 'x' }))).status).toBe(201);
     expect(starts).toEqual(['beta']);
+  });
+
+  it('browsers: a local page gets its preflight answered and may read answers; GET /v1/models/ID', async () => {
+    const { base } = await startProxy();
+    const origin = 'http://localhost:3000';
+    const pre = await fetch(`${base}/v1/chat/completions`, {
+      method: 'OPTIONS',
+      headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' },
+    });
+    expect(pre.status).toBe(204);
+    expect(pre.headers.get('access-control-allow-origin')).toBe(origin);
+    expect(pre.headers.get('access-control-allow-headers')).toBe('content-type');
+    const r = await call(base, '/v1/chat/completions', post(CHAT, { origin }));
+    expect(r.status).toBe(201);
+    expect(r.headers.get('access-control-allow-origin')).toBe(origin);
+    const m = await call(base, '/v1/models/gpt-4o-mini');
+    expect(m.status).toBe(200);
+    expect(m.json()).toMatchObject({ id: 'alpha-model', instance: 'alpha' });
+    expect((await call(base, '/v1/models/nope')).json().error?.code).toBe('model_not_found');
+  });
+
+  it("an instance's key missing from the daemon's environment is a 503 that says so, not the server's 401", async () => {
+    const { base } = await startProxy({ env: {} });
+    const r = await call(base, '/v1/chat/completions', post(CHAT));
+    expect(r.status).toBe(503);
+    expect(r.json().error).toMatchObject({
+      code: 'upstream_key_missing',
+      message: expect.stringContaining('wants the key in INST_KEY') as unknown,
+    });
+    expect(hits).toEqual([]);
   });
 
   it('a stopped on-demand instance is started and then served', async () => {

@@ -13,12 +13,21 @@ import {
 import { realProcesses } from '../../platform/processes.js';
 import { openContext, type Context } from '../context.js';
 import { writeInstanceJsonSchema, writeSettingsJsonSchema } from '../../config/write-schema.js';
-import { resolveHome } from '../../domain/home.js';
+import { settingsProblems } from '../../config/settings.js';
+import { homeAt, resolveHome } from '../../domain/home.js';
 import { readGpuInventory } from '../../platform/gpu/inventory.js';
 import type { Out } from '../output.js';
 
 export function configValidate(file: string, out: Out): number {
   const abs = path.resolve(file);
+  // The home's settings file is checked against its own schema.
+  if (path.basename(abs) === 'llama-orch.json') {
+    const problems = settingsProblems(homeAt(path.dirname(abs)));
+    for (const p of problems) out.error(formatProblem(p));
+    if (problems.length === 0) out.log(`${file}: ok`);
+    else out.error(`${problems.length} problem${problems.length === 1 ? '' : 's'} in ${file}`);
+    return problems.length ? 1 : 0;
+  }
   const name = path.basename(path.dirname(abs));
   const res = loadConfigFile(abs, name);
   if (res.ok) {
@@ -87,7 +96,7 @@ export async function configLint(homeOpt: string | undefined, out: Out, json: bo
   for (const d of misfits) out.error(`does not fit: ${d.message}`);
   if (report.checked === 0) {
     out.log(`no instances under ${home.instancesDir}`);
-    return 0;
+    return code;
   }
   if (code === 0) {
     const w = report.warnings.length;

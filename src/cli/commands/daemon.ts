@@ -47,7 +47,10 @@ export function proxyPlan(
   opts: DaemonRunOptions,
 ): { settings: ProxySettings; listen: ListenAddress; apiKey: string | null } | null {
   // --no-proxy gets a daemon past a broken llama-orch.json (autostart and supervision need none of it).
-  if (opts.proxy === false) return null;
+  if (opts.proxy === false) {
+    if (opts.listen !== undefined) ctx.deps.warn?.(`--listen ${opts.listen} is ignored: --no-proxy serves nothing`);
+    return null;
+  }
   const settings = loadSettings(ctx.home).proxy;
   const text = opts.listen ?? settings.listen;
   const listen = parseListen(text);

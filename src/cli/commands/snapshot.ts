@@ -30,7 +30,7 @@ export async function onceCommand(ctx: Context, loader: ConfigLoader, json: bool
     const summary = [...counts].map(([s, n]) => `${n} ${s}`).join(', ') || 'no instances';
     const { daemon } = rig;
     out.log(
-      `llama-orch  ${ctx.home.root}  daemon: ${daemon.running ? `running (pid ${daemon.pid}${daemon.proxy ? `, proxy http://${daemon.proxy}` : ''})` : 'not running'}  ${summary}`,
+      `llama-orch  ${ctx.home.root}  daemon: ${daemon.running ? `running (pid ${daemon.pid}${daemon.proxy ? `, proxy ${daemon.proxy}` : ''})` : 'not running'}  ${summary}`,
     );
     for (const line of gpuLines(rig.gpus, process.stdout.columns || 120)) out.log(line);
     if (rig.gpu_error) out.log(`GPUs: not read: ${rig.gpu_error}`);
