@@ -105,7 +105,13 @@ export function engineOps(deps: SupervisorDeps): SchedulerOps {
     },
     async fit(name): Promise<FitCheck> {
       const inst = loadInstance(home, name);
-      const model = await readGgufCached(resolveModelPath(home, inst.config), ggufCacheFile(home));
+      let model;
+      try {
+        model = await readGgufCached(resolveModelPath(home, inst.config), ggufCacheFile(home));
+      } catch {
+        // A model that cannot be read: `up`'s preflight says what and where (model.path, the file).
+        return { fits: true };
+      }
       const running = await runningFitInstances(deps, new Set([name]));
       const report = await fitReportFor(deps, [...running, { inst, model, running: false }]);
       const short = report.devices.filter((d) => !d.fits && d.message);

@@ -51,6 +51,8 @@ export interface SchedulerOps {
 
 export interface SchedulerOptions {
   startTimeoutMs: number;
+  /** `llama-orch ARGS` as the operator should type it (with --home where it matters). */
+  command?: (args: string) => string;
   /** A failed on-demand start is answered from memory for this long (a model that cannot load is not reloaded per request). */
   failureMemoMs?: number;
 }
@@ -102,6 +104,10 @@ export class Scheduler {
     private readonly opts: SchedulerOptions,
   ) {
     this.bootedAt = ops.now();
+  }
+
+  private command(args: string): string {
+    return this.opts.command?.(args) ?? `llama-orch ${args}`;
   }
 
   /** Told when a count changes (the stats writer). */
@@ -262,7 +268,7 @@ export class Scheduler {
           `${name} is ${view.status} and on_demand is false for it: the proxy does not start it`,
           'server_error',
           'not_running',
-          `start it with "llama-orch up ${name}", or set "on_demand": true in its config`,
+          `start it with "${this.command(`up ${name}`)}", or set "on_demand": true in its config`,
         );
       }
       const failed = this.failures.get(name);
@@ -317,7 +323,7 @@ export class Scheduler {
             `${name} shares group "${route.group}" with ${other.name}, which runs with on_demand false: the proxy does not stop it`,
             'server_error',
             'group_busy',
-            `stop it by hand ("llama-orch down ${other.name}") to let ${name} start`,
+            `stop it by hand ("${this.command(`down ${other.name}`)}") to let ${name} start`,
           );
         }
         if (!this.idle(other.name)) {

@@ -187,6 +187,24 @@ describe('daemon with its proxy', () => {
     );
   });
 
+  it('an instance whose model file is missing: 503 naming the file and model.path, nothing started', async () => {
+    const home = homes.make();
+    home.addInstance('nofile', { ...fakeConfig(freePort()), model: { path: 'models/gone.gguf', alias: 'gone' } });
+    const port = freePort();
+    expect((await cli(home.root, ['daemon', 'start', '--listen', `127.0.0.1:${port}`, '--no-autostart'])).code).toBe(0);
+    daemonStop(home.root);
+    const r = await fetch(`http://127.0.0.1:${port}/v1/completions`, {
+      method: 'POST',
+      body: JSON.stringify({ model: 'gone', prompt: 'x' }),
+    });
+    expect(r.status).toBe(503);
+    const body = (await r.json()) as { error: { message: string; code: string } };
+    expect(body.error.message).toMatch(/^nofile: model file .*models\/gone\.gguf does not exist \(\$\.model\.path in /);
+    expect(body.error.code).not.toBe('internal_error');
+    const ps = JSON.parse((await cli(home.root, ['ps', '--json'])).stdout) as Array<Record<string, unknown>>;
+    expect(ps[0]).toMatchObject({ name: 'nofile', state: 'stopped', keeper_pid: null });
+  });
+
   it('a request for an instance whose model cannot load is 503 with the reason, once per failure memo', async () => {
     const home = homes.make();
     home.addInstance('broken', {

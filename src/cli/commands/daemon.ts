@@ -23,7 +23,7 @@ import { findPortHolder } from '../../platform/ports.js';
 import { apiSources } from '../api-sources.js';
 import { runDaemon } from '../../daemon/daemon.js';
 import { ExitCode, UserError, errnoCode } from '../../domain/errors.js';
-import { daemonPidFile, instanceConfigPath } from '../../domain/home.js';
+import { daemonPidFile, instanceConfigPath, orchCommandWithHome } from '../../domain/home.js';
 import { RotatingFile } from '../../logs/rotating-file.js';
 import { packageRoot } from '../../platform/package.js';
 import { acquirePidFile, liveDaemon, releasePidFile } from '../../platform/pidfile.js';
@@ -128,7 +128,10 @@ async function bindProxy(
   );
   // Engine warnings (a backend that will fall back to the CPU, say) go to the daemon's log.
   const deps = { ...ctx.deps, warn: (m: string) => log(`warning: ${m}`) };
-  const scheduler = new Scheduler(engineOps(deps), { startTimeoutMs: plan.settings.start_timeout * 1000 });
+  const scheduler = new Scheduler(engineOps(deps), {
+    startTimeoutMs: plan.settings.start_timeout * 1000,
+    command: (args) => orchCommandWithHome(ctx.home, args),
+  });
   const server = new ProxyServer({
     settings: plan.settings,
     apiKey: plan.apiKey,
