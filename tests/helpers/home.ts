@@ -60,6 +60,12 @@ export function makeHome(prefix = 'llama-orch-test-'): TestHome {
   fs.mkdirSync(path.join(root, 'models'));
   writeFakeModel(path.join(root, 'models', 'fake.gguf'));
   if (fs.existsSync(TINY_MODEL)) fs.symlinkSync(TINY_MODEL, path.join(root, 'models', 'tiny.gguf'));
+  // Each home's daemon serves its proxy on a port of its own: test files run in parallel, and the
+  // default (127.0.0.1:8080) would be taken by whichever daemon started first.
+  fs.writeFileSync(
+    path.join(root, 'llama-orch.json'),
+    JSON.stringify({ proxy: { listen: `127.0.0.1:${freePort()}` } }),
+  );
   return {
     root,
     addInstance(name, config) {
