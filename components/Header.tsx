@@ -14,16 +14,16 @@ export function Header({ state }: { state: DashboardState }) {
   return (
     // The name and the daemon keep their width; the summary in between is what gives way.
     <Box justifyContent="space-between">
-      <Box flexShrink={0}>
-        <Text>
+      <Box flexShrink={0.05} minWidth={10}>
+        <Text wrap="truncate">
           <Text bold color="cyan">
             llama-orch
           </Text>{' '}
           <Text dimColor>{state.host}</Text>
         </Text>
       </Box>
-      <Box flexShrink={1} flexGrow={1} justifyContent="center" overflow="hidden">
-        <Text wrap="truncate"> {summary} </Text>
+      <Box flexShrink={1} flexGrow={1} justifyContent="center" overflow="hidden" marginX={1}>
+        <Text wrap="truncate">{summary}</Text>
       </Box>
       <Box flexShrink={0}>
         <Text>

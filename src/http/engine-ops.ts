@@ -39,8 +39,9 @@ export function engineOps(deps: SupervisorDeps): SchedulerOps {
     if (expiry) clearTimeout(expiry);
     expiry = undefined;
   };
-  const remember = (name: string, view: InstanceView, at: number) => {
-    healthy.set(name, { view, at });
+  // Listening starts before the read it may keep: a commit in between is seen, not folded into the
+  // feed's starting point.
+  const listen = () => {
     unsubscribe ??= deps.feed.subscribe(forgetAll);
     if (!expiry) {
       expiry = setTimeout(forgetAll, 1000);
@@ -81,8 +82,9 @@ export function engineOps(deps: SupervisorDeps): SchedulerOps {
       const hit = healthy.get(name);
       const now = deps.now();
       if (hit && now - hit.at < 1000) return hit.view;
+      listen();
       const v = read(name);
-      if (v.healthy) remember(name, v, now);
+      if (v.healthy) healthy.set(name, { view: v, at: now });
       else healthy.delete(name);
       return v;
     },

@@ -213,7 +213,12 @@ export class ProxyServer {
     if ((path === '/v1/models' || path === '/models') && method === 'GET') return send(res, 200, this.models());
     const one = /^\/v1\/models\/(.+)$/.exec(path);
     if (one && method === 'GET') {
-      const id = decodeURIComponent(one[1] as string);
+      let id: string;
+      try {
+        id = decodeURIComponent(one[1] as string);
+      } catch {
+        throw new ProxyError(400, `malformed model id in ${path}: not valid percent-encoding`);
+      }
       const entry = (this.models() as { data: Array<{ id: string; aliases: string[] }> }).data.find(
         (m) => m.id === id || m.aliases.includes(id),
       );

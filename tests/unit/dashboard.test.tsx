@@ -199,6 +199,15 @@ describe('InstanceTable', () => {
     expect(frame.split('\n')).toHaveLength(1);
     expect(frame).toMatch(/^llama-orch rig /);
     expect(frame).toMatch(/daemon: running proxy 127\.0\.0\.1:18180 \S+$/);
+    // A long host name gives way too: still one line within the terminal, the daemon part whole.
+    model.set({ host: 'ip-10-0-12-34.eu-west-1.compute.internal.example' });
+    const long = render(<Header state={model.getSnapshot()} />);
+    const longFrame = norm(long.lastFrame());
+    long.unmount();
+    expect(longFrame.split('\n')).toHaveLength(1);
+    expect(longFrame.length).toBeLessThanOrEqual(100);
+    expect(longFrame).toMatch(/^llama-orch ip-10/);
+    expect(longFrame).toMatch(/ daemon: running proxy 127\.0\.0\.1:18180 \S+$/);
   });
 
   it('drops low-priority columns on a narrow terminal instead of wrapping', () => {

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { formatProblem, loadConfigFile } from '../../config/load.js';
 import { lintHome, type LintReport } from '../../config/lint.js';
@@ -22,7 +23,9 @@ export function configValidate(file: string, out: Out): number {
   const abs = path.resolve(file);
   // The home's settings file is checked against its own schema.
   if (path.basename(abs) === 'llama-orch.json') {
-    const problems = settingsProblems(homeAt(path.dirname(abs)));
+    const problems = fs.existsSync(abs)
+      ? settingsProblems(homeAt(path.dirname(abs)))
+      : [{ file: abs, jsonPath: '$', message: 'file not found' }];
     for (const p of problems) out.error(formatProblem(p));
     if (problems.length === 0) out.log(`${file}: ok`);
     else out.error(`${problems.length} problem${problems.length === 1 ? '' : 's'} in ${file}`);

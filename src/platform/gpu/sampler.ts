@@ -51,7 +51,10 @@ async function readProcesses(
   } catch {
     return null;
   }
-  if (vendor === 'amd' && procs.some((p) => p.gpu_index === null)) procs = await placeRocmPids(tool, procs, timeoutMs);
+  // Several AMD GPUs (a known count: sampleOnce places after it has read the GPUs).
+  if (vendor === 'amd' && gpuCount > 1 && Number.isFinite(gpuCount) && procs.some((p) => p.gpu_index === null)) {
+    procs = await placeRocmPids(tool, procs, timeoutMs);
+  }
   return procs;
 }
 
@@ -89,8 +92,11 @@ export async function sampleOnce(opts: SampleOptions): Promise<GpuSample> {
     readGpus(vendor, tool, opts.timeoutMs),
     readProcesses(vendor, tool, opts.timeoutMs, Number.POSITIVE_INFINITY),
   ]);
-  const processes =
+  let processes =
     vendor === 'amd' && p && g.gpus.length === 1 ? p.map((x) => ({ ...x, gpu_index: 0 })) : g.error ? null : p;
+  if (vendor === 'amd' && processes && g.gpus.length > 1 && processes.some((x) => x.gpu_index === null)) {
+    processes = await placeRocmPids(tool, processes, opts.timeoutMs);
+  }
   return {
     at: now(),
     vendor,
