@@ -12,7 +12,7 @@ export function Header({ state }: { state: DashboardState }) {
     (warned ? ` · ${warned} with warnings (d: details)` : '');
   const time = clockText(state.now);
   return (
-    // The name and the daemon keep their width; the summary in between is what gives way.
+    // The daemon part keeps its width; the summary gives way first, then the host name.
     <Box justifyContent="space-between">
       <Box flexShrink={0.05} minWidth={10}>
         <Text wrap="truncate">
