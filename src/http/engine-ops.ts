@@ -8,7 +8,7 @@ import { startedConfig } from '../engine/started-config.js';
 import { down, up, waitHealthy, type SupervisorDeps } from '../engine/supervisor.js';
 import { readGgufCached } from '../models/gguf.js';
 import { connectHost } from '../platform/http.js';
-import type { FitCheck, InstanceView, SchedulerOps } from './scheduler.js';
+import { STOPPED_VIEW, type FitCheck, type InstanceView, type SchedulerOps } from './scheduler.js';
 
 /** When the keeper's last scrape (fresh: under 15 s old) saw the server processing requests; else null. */
 function servingAt(json: string | null, now: number): number | null {
@@ -51,16 +51,7 @@ export function engineOps(deps: SupervisorDeps): SchedulerOps {
   const read = (name: string): InstanceView => {
     const row = store.getRuntime(name);
     if (!row) {
-      return {
-        running: false,
-        healthy: false,
-        status: 'stopped',
-        health: null,
-        lastError: null,
-        host: null,
-        port: null,
-        startedAt: null,
-      };
+      return STOPPED_VIEW;
     }
     const running = keeperAlive(row, procs) || serverAlive(row, procs);
     const cfg = running ? startedConfig(store, name) : undefined;

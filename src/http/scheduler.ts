@@ -23,6 +23,18 @@ export interface InstanceView {
   servingAt?: number | null;
 }
 
+/** An instance with nothing running (no runtime row, or its keeper and server gone). */
+export const STOPPED_VIEW: Readonly<InstanceView> = {
+  running: false,
+  healthy: false,
+  status: 'stopped',
+  health: null,
+  lastError: null,
+  host: null,
+  port: null,
+  startedAt: null,
+};
+
 /** The memory-fit check of one instance against what runs now. */
 export type FitCheck =
   | { fits: true }

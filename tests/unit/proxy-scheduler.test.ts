@@ -2,7 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { ExitCode, UserError } from '../../src/domain/errors.js';
 import { ProxyError } from '../../src/http/errors.js';
 import type { Route } from '../../src/http/routes.js';
-import { Scheduler, type FitCheck, type InstanceView, type SchedulerOps } from '../../src/http/scheduler.js';
+import {
+  Scheduler,
+  type FitCheck,
+  type InstanceView,
+  type SchedulerOps,
+  STOPPED_VIEW,
+} from '../../src/http/scheduler.js';
 
 // The scheduler against a scripted engine: instance views the test flips, a clock it moves, and
 // every start, stop and fit check recorded in order.
@@ -30,16 +36,7 @@ function deferred<T = void>(): Deferred<T> {
 /** Lets every pending promise callback and timer-free continuation run. */
 const settle = () => new Promise<void>((r) => setImmediate(r));
 
-const STOPPED: InstanceView = {
-  running: false,
-  healthy: false,
-  status: 'stopped',
-  health: null,
-  lastError: null,
-  host: null,
-  port: null,
-  startedAt: null,
-};
+const STOPPED = STOPPED_VIEW;
 
 /** The outcome of a promise without awaiting it to the end: for asserting what is still pending. */
 function track<T>(p: Promise<T>): { done: () => boolean; value: () => T | undefined; error: () => unknown } {

@@ -8,7 +8,7 @@ import { ExitCode, UserError } from '../../src/domain/errors.js';
 import type { InstanceSnapshot } from '../../src/domain/snapshot.js';
 import type { ApiSources } from '../../src/http/api.js';
 import { buildRoutes, type RouteTable } from '../../src/http/routes.js';
-import { Scheduler, type InstanceView, type SchedulerOps } from '../../src/http/scheduler.js';
+import { Scheduler, type InstanceView, type SchedulerOps, STOPPED_VIEW } from '../../src/http/scheduler.js';
 import { ProxyServer } from '../../src/http/server.js';
 
 // An in-process proxy on 127.0.0.1:0 in front of a small node:http upstream (also on port 0), with
@@ -29,16 +29,7 @@ const echo: UpstreamHandler = (req, res, body) => {
   res.end(text);
 };
 
-const STOPPED: InstanceView = {
-  running: false,
-  healthy: false,
-  status: 'stopped',
-  health: null,
-  lastError: null,
-  host: null,
-  port: null,
-  startedAt: null,
-};
+const STOPPED = STOPPED_VIEW;
 
 function ok(name: string, model: Record<string, unknown> = {}, rest: Record<string, unknown> = {}): LoadResult {
   const { server, ...top } = rest as { server?: Record<string, unknown> };
