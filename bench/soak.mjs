@@ -109,7 +109,7 @@ export async function run() {
       const lines = fs
         .readFileSync(path.join(root, 'logs', r.name, 'keeper.log'), 'utf8')
         .split('\n')
-        .filter((l) => l.includes(' memory: '));
+        .filter((l) => / memory( \(after gc\))?: /.test(l));
       return `${r.name}: ${lines.map((l) => l.replace(/^(\S+) .* memory: /, '$1 ')).join(' | ')}`;
     } catch {
       return `${r.name}: no keeper.log`;

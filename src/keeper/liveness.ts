@@ -22,9 +22,16 @@ export interface LivenessDeps {
 
 const MiB = (b: number) => (b / 1024 / 1024).toFixed(1);
 
-/** The keeper's memory as one keeper.log line: what a soak (bench/soak.mjs) attributes growth with. */
-export function memoryLine(m: NodeJS.MemoryUsage = process.memoryUsage()): string {
-  return `memory: rss ${MiB(m.rss)} MiB, heap ${MiB(m.heapUsed)}/${MiB(m.heapTotal)} MiB, external ${MiB(m.external)} MiB, array buffers ${MiB(m.arrayBuffers)} MiB`;
+/**
+ * The keeper's memory as one keeper.log line: what a soak (bench/soak.mjs) attributes growth with.
+ * Under `node --expose-gc` (NODE_OPTIONS, benchmarks only) a full collection runs first, so the heap
+ * figure is live objects rather than wherever the collector's sawtooth happens to be.
+ */
+export function memoryLine(m?: NodeJS.MemoryUsage): string {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!m && typeof gc === 'function') gc();
+  m ??= process.memoryUsage();
+  return `memory${typeof gc === 'function' ? ' (after gc)' : ''}: rss ${MiB(m.rss)} MiB, heap ${MiB(m.heapUsed)}/${MiB(m.heapTotal)} MiB, external ${MiB(m.external)} MiB, array buffers ${MiB(m.arrayBuffers)} MiB`;
 }
 
 /**
