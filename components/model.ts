@@ -1,5 +1,5 @@
 import os from 'node:os';
-import { clockText, formatUptime } from '../src/format/text.js';
+import { clockText, formatUptime, latencyText } from '../src/format/text.js';
 import type { DaemonStatus, InstanceSnapshot } from '../src/domain/snapshot.js';
 import type { GpuInfo, GpuSample } from '../src/domain/gpu.js';
 import { rigSnapshot, type SnapshotSources } from '../src/engine/snapshot.js';
@@ -215,8 +215,9 @@ function visibleKey(s: DashboardState, tickMs: number, idle: boolean): string {
     i.next_restart_in_s === null ? null : Math.round(i.next_restart_in_s),
     i.last_error,
     i.config_error,
-    // A probe's latency jitters by a millisecond or two: redraw when it doubles or halves, not on every probe.
-    i.health_latency_ms === null ? null : Math.round(Math.log2(Math.max(1, i.health_latency_ms))),
+    // A probe's latency as printed (below 10 ms not at all, else to one significant digit): its
+    // jitter would otherwise redraw the whole frame on nearly every probe of 16 instances.
+    latencyText(i.health_latency_ms),
     i.vram_bytes === null ? null : Math.round(i.vram_bytes / 2 ** 26),
     i.warnings.join('|'),
     i.tokens_per_s,

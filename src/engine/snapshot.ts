@@ -3,7 +3,7 @@ import type { ConfigLoader } from '../config/cached.js';
 import { discoverInstanceNames, resolveModelPath } from '../config/paths.js';
 import { instanceConfigPath, type Home } from '../domain/home.js';
 import type { DisplayState } from '../domain/status.js';
-import type { InstanceSnapshot, RigSnapshot } from '../domain/snapshot.js';
+import type { DaemonStatus, InstanceSnapshot, RigSnapshot } from '../domain/snapshot.js';
 import type { Processes } from '../platform/processes.js';
 import type { StoreBase } from '../store/base.js';
 import type { RuntimeRow } from '../store/rows.js';
@@ -40,12 +40,12 @@ export function snapshotInstance(
   src: SnapshotSources,
   name: string,
   now: number,
-  gpuView: GpuView | undefined = viewOf(src),
-  proxy: ProxyCounts | null = proxyCountsOf(src),
+  reads: RigReads = readRig(src),
 ): InstanceSnapshot {
   const { home, store, procs, load } = src;
+  const { view: gpuView, proxy } = reads;
   const loaded = load(instanceConfigPath(home, name), name);
-  const recorded = store.getRuntime(name);
+  const recorded = reads.rows.get(name);
   const seen = recorded ? observeRow(recorded, procs) : undefined;
   const row = seen?.row;
   const running = row?.pid !== null && row?.pid !== undefined && seen?.server === true;
@@ -168,13 +168,28 @@ function parseFacts(json: string | null): LoadFacts | null {
   }
 }
 
+/**
+ * What every instance of one snapshot shares, read once: the runtime rows (one query, not one per
+ * instance), the daemon, the GPU sample mapped to the running servers and the proxy's counts. The
+ * dashboard builds a snapshot every second or two, so these reads are its idle cost.
+ */
+interface RigReads {
+  rows: Map<string, RuntimeRow>;
+  daemon: DaemonStatus;
+  view: GpuView | undefined;
+  proxy: ProxyCounts | null;
+}
+
+function readRig(src: SnapshotSources): RigReads {
+  const rows = new Map(src.store.listRuntime().map((r) => [r.name, r]));
+  const daemon = daemonStatus(src.home, src.store);
+  return { rows, daemon, view: viewOf(src, [...rows.values()]), proxy: proxyCountsOf(src, daemon) };
+}
+
 /** The GPU sample mapped to the running servers (engine/gpus.ts), once per snapshot. */
-function viewOf(src: SnapshotSources): GpuView | undefined {
+function viewOf(src: SnapshotSources, rows: RuntimeRow[]): GpuView | undefined {
   if (!src.gpu) return undefined;
-  const servers = src.store
-    .listRuntime()
-    .filter((r) => r.pid !== null)
-    .map((r) => ({ name: r.name, pid: r.pid as number }));
+  const servers = rows.filter((r) => r.pid !== null).map((r) => ({ name: r.name, pid: r.pid as number }));
   return attributeGpus(src.gpu, servers, { procs: src.procs, nsPids: src.nsPids ?? (() => []) });
 }
 
@@ -205,18 +220,19 @@ function warningsOf(
 
 /** Every configured instance, plus any recorded as running whose config was removed (it may need stopping). */
 export function snapshotAll(src: SnapshotSources, now: number): InstanceSnapshot[] {
+  return snapshotWith(src, now, readRig(src));
+}
+
+function snapshotWith(src: SnapshotSources, now: number, reads: RigReads): InstanceSnapshot[] {
   const names = new Set(discoverInstanceNames(src.home));
-  for (const r of src.store.listRuntime()) if (r.pid !== null || r.keeper_pid !== null) names.add(r.name);
-  const view = viewOf(src);
-  const proxy = proxyCountsOf(src);
-  return [...names].sort().map((n) => snapshotInstance(src, n, now, view, proxy));
+  for (const r of reads.rows.values()) if (r.pid !== null || r.keeper_pid !== null) names.add(r.name);
+  return [...names].sort().map((n) => snapshotInstance(src, n, now, reads));
 }
 
 /** Requests in flight and queued per instance, as the live daemon's proxy wrote them; null: no proxy. */
 type ProxyCounts = Map<string, { in_flight: number; queued: number }>;
 
-function proxyCountsOf(src: SnapshotSources): ProxyCounts | null {
-  const daemon = daemonStatus(src.home, src.store);
+function proxyCountsOf(src: SnapshotSources, daemon: DaemonStatus): ProxyCounts | null {
   if (!daemon.proxy) return null;
   try {
     return new Map(src.store.proxyStats().map((r) => [r.name, { in_flight: r.in_flight, queued: r.queued }]));
@@ -227,16 +243,13 @@ function proxyCountsOf(src: SnapshotSources): ProxyCounts | null {
 
 /** `--once --json`: the instances and the daemon at one moment. */
 export function rigSnapshot(src: SnapshotSources, now: number): RigSnapshot {
-  const view = viewOf(src);
-  const names = new Set(discoverInstanceNames(src.home));
-  for (const r of src.store.listRuntime()) if (r.pid !== null || r.keeper_pid !== null) names.add(r.name);
-  const proxy = proxyCountsOf(src);
+  const reads = readRig(src);
   return {
     generated_at: new Date(now).toISOString(),
     home: src.home.root,
-    daemon: daemonStatus(src.home, src.store),
-    instances: [...names].sort().map((n) => snapshotInstance(src, n, now, view, proxy)),
-    gpus: view?.gpus ?? [],
-    gpu_error: view?.error ?? null,
+    daemon: reads.daemon,
+    instances: snapshotWith(src, now, reads),
+    gpus: reads.view?.gpus ?? [],
+    gpu_error: reads.view?.error ?? null,
   };
 }

@@ -13,48 +13,9 @@ import {
 } from '../../components/view.js';
 import { layoutColumns } from '../../src/format/columns.js';
 import type { InstanceSnapshot } from '../../src/domain/snapshot.js';
+import { snapshotFixture } from '../helpers/snapshot.js';
 
-function inst(name: string, over: Partial<InstanceSnapshot> = {}): InstanceSnapshot {
-  return {
-    name,
-    state: 'running',
-    health: 'ok',
-    health_detail: null,
-    health_latency_ms: 3,
-    pid: 4242,
-    keeper_pid: 4241,
-    port: 18181,
-    host: '127.0.0.1',
-    backend: 'cpu',
-    gpus: [],
-    model: 'tiny',
-    model_path: '/m/t.gguf',
-    started_at: null,
-    uptime_s: 5,
-    restarts: 0,
-    restart_attempts: 0,
-    next_restart_in_s: null,
-    last_exit: null,
-    last_error: null,
-    config_error: null,
-    autostart: false,
-    warnings: [],
-    vram_bytes: null,
-    offload: null,
-    on_gpus: [],
-    tokens_per_s: 12.5,
-    prompt_tokens_per_s: 80,
-    slots_busy: 1,
-    slots_total: 4,
-    requests_processing: 1,
-    requests_deferred: 0,
-    ctx_size: 4096,
-    metrics_at: null,
-    proxy_in_flight: null,
-    proxy_queued: null,
-    ...over,
-  };
-}
+const inst = snapshotFixture;
 
 describe('pane scrolling', () => {
   it('a tailing pane follows the end; paging up stops following, paging back to the end follows again', () => {
@@ -175,5 +136,28 @@ describe('uptimes and the clock as the dashboard prints them', () => {
       '1d01h',
     ]);
     expect(clockText(Date.UTC(2026, 10, 24, 5, 7, 59))).toMatch(/^\d{2}:\d{2}$/);
+    const d = new Date(2026, 10, 24, 5, 7, 59); // local time, as the header shows it
+    expect(clockText(d.getTime())).toBe('05:07');
+  });
+
+  it('a probe latency: nothing below 10 ms, else one significant digit (jitter moves nothing)', async () => {
+    const { latencyText } = await import('../../src/format/text.js');
+    expect([null, 0.4, 3, 9.9, 10, 14, 15, 23.4, 96, 149, 150, 999, 1499, 1500, 12_345].map(latencyText)).toEqual([
+      '',
+      '',
+      '',
+      '',
+      '10ms',
+      '10ms',
+      '20ms',
+      '20ms',
+      '100ms',
+      '100ms',
+      '200ms',
+      '1s',
+      '1s',
+      '2s',
+      '10s',
+    ]);
   });
 });

@@ -9,20 +9,14 @@ import { matchKey } from '../../components/keymap.js';
 import type { DashboardState } from '../../components/model.js';
 import type { LogSource } from '../../src/logs/follow.js';
 import type { InstanceSnapshot } from '../../src/engine/snapshot.js';
+import { snapshotFixture } from '../helpers/snapshot.js';
 
 const NOW = Date.parse('2026-11-22T12:00:00Z');
 
-function inst(name: string, over: Partial<InstanceSnapshot> = {}): InstanceSnapshot {
-  return {
-    name,
-    state: 'running',
-    health: 'ok',
-    health_detail: null,
-    health_latency_ms: 3.2,
-    pid: 4242,
-    keeper_pid: 4241,
-    port: 18181,
-    host: '127.0.0.1',
+/** The rows here: a CUDA instance on GPU 1, up two minutes, restarted twice. */
+const inst = (name: string, over: Partial<InstanceSnapshot> = {}): InstanceSnapshot =>
+  snapshotFixture(name, {
+    health_latency_ms: 23.4,
     backend: 'cuda',
     gpus: [1],
     model: 'qwen-7b',
@@ -30,29 +24,8 @@ function inst(name: string, over: Partial<InstanceSnapshot> = {}): InstanceSnaps
     started_at: '2026-11-22T11:58:00Z',
     uptime_s: 125,
     restarts: 2,
-    restart_attempts: 0,
-    next_restart_in_s: null,
-    last_exit: null,
-    last_error: null,
-    config_error: null,
-    autostart: false,
-    warnings: [],
-    vram_bytes: null,
-    offload: null,
-    on_gpus: [],
-    tokens_per_s: 12.5,
-    prompt_tokens_per_s: 80,
-    slots_busy: 1,
-    slots_total: 4,
-    requests_processing: 1,
-    requests_deferred: 0,
-    ctx_size: 4096,
-    metrics_at: null,
-    proxy_in_flight: null,
-    proxy_queued: null,
     ...over,
-  };
-}
+  });
 
 /** Frames contain times and pids: normalise them before asserting. */
 // eslint-disable-next-line no-control-regex
@@ -156,7 +129,7 @@ describe('InstanceTable', () => {
     const f = norm(raw);
     expect(f).toContain('NAME');
     // 100 columns: BACKEND, SLOTS and REQ give way; GPU (device and VRAM) and TOK/S stay.
-    expect(f).toMatch(/› alpha\s+running\s+ok 3ms\s+4242\s+18181\s+1\s+qwen-7b\s+2m05s\s+2\s+13$/m);
+    expect(f).toMatch(/› alpha\s+running\s+ok 20ms\s+4242\s+18181\s+1\s+qwen-7b\s+2m05s\s+2\s+13$/m);
     expect(f.split('\n')[0]).toMatch(/NAME▼/);
     expect(f).toMatch(/ {2}beta\s+backoff 4s\s+-\s+-/);
   });

@@ -9,6 +9,7 @@ import { asProxyError, ProxyError } from '../../src/http/errors.js';
 import { DURATION_BUCKETS, exposition, Histogram, ProxyCounters } from '../../src/http/exposition.js';
 import { buildRoutes, routeSource } from '../../src/http/routes.js';
 import type { InstanceCounts } from '../../src/http/scheduler.js';
+import { snapshotFixture } from '../helpers/snapshot.js';
 
 // ---------------------------------------------------------------------------------------------
 // A strict reader of the Prometheus text format 0.0.4: anything it does not know is an error.
@@ -162,34 +163,18 @@ function valueOf(families: Map<string, Family>, name: string, labels: Record<str
 
 // ---------------------------------------------------------------------------------------------
 
-function snap(name: string, over: Partial<InstanceSnapshot> = {}): InstanceSnapshot {
-  return {
-    name,
+/** A stopped instance: nothing running, nothing read. */
+const snap = (name: string, over: Partial<InstanceSnapshot> = {}): InstanceSnapshot =>
+  snapshotFixture(name, {
     state: 'stopped',
     health: null,
-    health_detail: null,
     health_latency_ms: null,
     pid: null,
     keeper_pid: null,
     port: 8081,
-    host: '127.0.0.1',
-    backend: 'cpu',
-    gpus: [],
     model: 'm',
     model_path: '/m.gguf',
-    started_at: null,
     uptime_s: null,
-    restarts: 0,
-    restart_attempts: 0,
-    next_restart_in_s: null,
-    last_exit: null,
-    last_error: null,
-    config_error: null,
-    autostart: false,
-    warnings: [],
-    vram_bytes: null,
-    offload: null,
-    on_gpus: [],
     tokens_per_s: null,
     prompt_tokens_per_s: null,
     slots_busy: null,
@@ -197,13 +182,8 @@ function snap(name: string, over: Partial<InstanceSnapshot> = {}): InstanceSnaps
     requests_processing: null,
     requests_deferred: null,
     ctx_size: null,
-    kv_cache_usage: null,
-    metrics_at: null,
-    proxy_in_flight: null,
-    proxy_queued: null,
     ...over,
-  };
-}
+  });
 
 function gpu(index: number, over: Partial<GpuInfo> = {}): GpuInfo {
   return {
