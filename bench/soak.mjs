@@ -41,8 +41,11 @@ export async function run() {
       // The defaults of the restart policy: max_retries 5, min_uptime 30 s, reset_after 300 s.
     }),
   );
-  // The keepers log their own view of their memory (V8 heap, external) every 5 minutes.
-  cli(root, ['up', '--all', '--wait', '60'], { env: { ...process.env, LLAMA_ORCH_MEMORY_LOG_S: '300' } });
+  // The keepers log their own view of their memory (V8 heap, external) every 5 minutes (MEMLOG_S).
+  // GC=1: keepers run under --expose-gc, and their lines give the live heap (after a full collection).
+  const env = { ...process.env, LLAMA_ORCH_MEMORY_LOG_S: process.env.MEMLOG_S ?? '300' };
+  if (process.env.GC === '1') env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} --expose-gc`.trim();
+  cli(root, ['up', '--all', '--wait', '60'], { env });
   const db = new Database(path.join(root, 'state', 'llama-orch.db'), { readonly: true });
   const rows = () =>
     db.prepare(`SELECT name, status, keeper_pid, pid, restarts_total FROM runtime ORDER BY name`).all();
@@ -131,7 +134,7 @@ export async function run() {
       `Requests answered: ${answered} of ${requests} (${fmt((100 * answered) / Math.max(1, requests), 1)}%).`,
       `Keeper memory (mean of ${N}) at 30 s: RSS ${fmt(avg(first.rss))} MiB, private ${fmt(avg(first.priv))} MiB; at the end: RSS ${fmt(avg(last.rss))} MiB, private ${fmt(avg(last.priv))} MiB. Open files per keeper at 30 s ${first.fds.join('/')}, at the end ${last.fds.join('/')}.`,
       `Samples (s: mean RSS MiB / mean private MiB, fds): ${samples.map((s) => `${s.t}: ${fmt(avg(s.rss))}/${fmt(avg(s.priv))}, ${s.fds.join('/')}`).join('; ')}.`,
-      `What each keeper logged of its memory every 5 minutes (keeper.log):`,
+      `What each keeper logged of its memory every ${process.env.MEMLOG_S ?? 300} s${process.env.GC === '1' ? ' after a full gc' : ''} (keeper.log):`,
       ...memoryLines,
     ],
     raw: { abandoned, kills, requests, answered, samples },

@@ -41,6 +41,11 @@ export interface ModelOptions {
   idleAfterMs?: number;
   /** Changes from the feed are shown at most this often (a crash loop writes many events). */
   minGapMs?: number;
+  /**
+   * Idle and settled (every instance running healthy, or stopped, failed, invalid), the snapshot is
+   * read anew at most this often; the ticks between only move the clock and the uptimes.
+   */
+  settledReadMs?: number;
   eventLimit?: number;
   now?: () => number;
 }
@@ -63,6 +68,8 @@ export class DashboardModel {
   private lastInput = 0;
   private cachedEvents: { lastId: number; rows: EventRow[] } = { lastId: -1, rows: [] };
   private lastReconcile = 0;
+  private lastRead = 0;
+  private lastGpuKey = '';
 
   constructor(
     private readonly deps: DashboardSources,
@@ -122,9 +129,41 @@ export class DashboardModel {
     // Reconcile (it writes) after an action of ours, else every 10 s: the snapshot shows what /proc
     // says in any case, and a write by a keeper (a probe, every few seconds each) is no reason to.
     const reconcile = this.dirty || now - this.lastReconcile >= 10_000;
+    const read = this.dirty || changed || reconcile || !this.settled(now);
     this.dirty = false;
     this.changed = false;
-    this.refresh(reconcile);
+    if (read) this.refresh(reconcile);
+    else this.retime(now);
+  }
+
+  /**
+   * Nothing to read on this tick: idle, the last read is recent, the GPU readings are as they were and
+   * every instance is in a state that only time moves (running healthy, stopped, failed, invalid).
+   * Status changes still come at once through the feed; figures that keepers write without a status
+   * change (tokens/s, probe latency, a heartbeat going stale) show on the next read.
+   */
+  private settled(now: number): boolean {
+    if (!this.idle(now) || now - this.lastRead >= (this.opts.settledReadMs ?? 6000)) return false;
+    if (this.state.error !== null || this.gpuKey() !== this.lastGpuKey) return false;
+    return this.state.instances.every((i) =>
+      i.state === 'running' ? i.health === 'ok' : ['stopped', 'failed', 'invalid'].includes(i.state),
+    );
+  }
+
+  /** What the GPU panel shows of the latest sample (not its time): a new reading of the same figures is no change. */
+  private gpuKey(): string {
+    const g = this.deps.gpu?.();
+    return g ? JSON.stringify([g.vendor, g.gpus, g.processes, g.error]) : '';
+  }
+
+  /** The clock and uptimes of the last snapshot moved to now, without reading anything. */
+  private retime(now: number): void {
+    const instances = this.state.instances.map((i) =>
+      i.started_at === null || i.uptime_s === null
+        ? i
+        : { ...i, uptime_s: Math.max(0, Math.floor((now - Date.parse(i.started_at)) / 1000)) },
+    );
+    this.publish({ ...this.state, now, instances });
   }
 
   refresh(reconcile = true): void {
@@ -137,6 +176,12 @@ export class DashboardModel {
       }
     }
     const next = this.build();
+    this.lastRead = next.now;
+    this.lastGpuKey = this.gpuKey();
+    this.publish(next);
+  }
+
+  private publish(next: DashboardState): void {
     this.lastRefresh = next.now;
     // Keep the same object (so React does not re-render) when nothing visible changed: health
     // probes rewrite timestamps and latencies several times a second.

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { DashboardModel } from '../../components/model.js';
 import { cachedLoader } from '../../src/config/cached.js';
 import { loadConfigFile } from '../../src/config/load.js';
@@ -39,7 +39,7 @@ function setup() {
   };
   // Keepers write through their own connections: data_version only moves for those.
   const other = new Store(openDatabase(home.dbPath).db);
-  return { model, store: other, advance, renders: () => renders };
+  return { model, store: other, own: store, advance, renders: () => renders };
 }
 
 describe('DashboardModel', () => {
@@ -59,6 +59,23 @@ describe('DashboardModel', () => {
     const k = renders();
     advance(250);
     expect(renders()).toBe(k + 1);
+  });
+
+  it('idle and settled, reads the snapshot every 6 s and only moves the clock between; a change is read at once', () => {
+    const { model, store, own, advance } = setup();
+    advance(20_000); // idle
+    const reads = vi.spyOn(own, 'listRuntime');
+    advance(60_000);
+    // Ticks every 2 s (30 in a minute), reads about every 6 s (the reconciliation every 10 s included).
+    expect(reads.mock.calls.length).toBeGreaterThanOrEqual(8);
+    expect(reads.mock.calls.length).toBeLessThanOrEqual(14);
+    const before = reads.mock.calls.length;
+    store.ensureInstance('a', 'x');
+    store.recordStarting('a', 0);
+    store.recordFailed('a', 'boom');
+    advance(1000);
+    expect(reads.mock.calls.length).toBeGreaterThan(before);
+    expect(model.getSnapshot().instances[0]).toMatchObject({ name: 'a', state: 'failed', last_error: 'boom' });
   });
 
   it('shows a state written by another connection within a second, without a key press', () => {
