@@ -10,27 +10,21 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { addInstance, cli, fmt, makeRealHome, rssMiB, sleep } from './lib.mjs';
+import {
+  addInstance,
+  cli,
+  fmt,
+  makeRealHome,
+  keeperMemoryLines,
+  openFiles,
+  privateMiB,
+  rssMiB,
+  sleep,
+} from './lib.mjs';
 
 const CHURN_S = Number(process.env.CHURN_S ?? 1200);
 const MEMLOG_S = Number(process.env.MEMLOG_S ?? 120);
 const GC = process.env.GC === '1';
-
-const privateMiB = (pid) => {
-  try {
-    const m = /^Private_Dirty:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : NaN;
-  } catch {
-    return NaN;
-  }
-};
-const openFiles = (pid) => {
-  try {
-    return fs.readdirSync(`/proc/${pid}/fd`).length;
-  } catch {
-    return NaN;
-  }
-};
 
 export async function run() {
   const { root, bin } = await makeRealHome('bench-churn-');
@@ -128,17 +122,10 @@ export async function run() {
   sample(Math.round((Date.now() - started) / 1000));
   const end = rows();
   db.close();
-  const memoryLines = end.map((r) => {
-    try {
-      const lines = fs
-        .readFileSync(path.join(root, 'logs', r.name, 'keeper.log'), 'utf8')
-        .split('\n')
-        .filter((l) => / memory( \(after gc\))?: /.test(l));
-      return `${r.name}: ${lines.map((l) => l.replace(/^\S+T(\d\d:\d\d):\S+ .* memory[^:]*: rss /, '$1 rss ')).join(' | ')}`;
-    } catch {
-      return `${r.name}: no keeper.log`;
-    }
-  });
+  const memoryLines = keeperMemoryLines(
+    root,
+    end.map((r) => r.name),
+  );
   cli(root, ['down', '--all']);
   fs.rmSync(root, { recursive: true, force: true });
   return {

@@ -76,6 +76,43 @@ export function rssMiB(pid) {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
+/** Memory a process itself owns (its RSS also counts the node binary's shared code pages); NaN once gone. */
+export function privateMiB(pid) {
+  try {
+    const m = /^Private_Dirty:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Open file descriptors of a process; NaN once gone. */
+export function openFiles(pid) {
+  try {
+    return fs.readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * What each keeper logged of its own memory (keeper.log lines `memory: ...`, or `memory (after gc): ...`
+ * under --expose-gc), one line per instance: `NAME: HH:MM rss ... | HH:MM rss ...`.
+ */
+export function keeperMemoryLines(root, names) {
+  return names.map((name) => {
+    try {
+      const lines = fs
+        .readFileSync(path.join(root, 'logs', name, 'keeper.log'), 'utf8')
+        .split('\n')
+        .filter((l) => / memory( \(after gc\))?: /.test(l));
+      return `${name}: ${lines.map((l) => l.replace(/^\S+T(\d\d:\d\d):\S+ .* memory[^:]*: rss /, '$1 rss ')).join(' | ')}`;
+    } catch {
+      return `${name}: no keeper.log`;
+    }
+  });
+}
+
 export function fakeInstance(port, env = {}) {
   return {
     model: { path: 'models/fake.gguf' },

@@ -6,29 +6,21 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { addInstance, cli, fmt, makeRealHome, rssMiB, sleep } from './lib.mjs';
+import {
+  addInstance,
+  cli,
+  fmt,
+  makeRealHome,
+  keeperMemoryLines,
+  openFiles,
+  privateMiB,
+  rssMiB,
+  sleep,
+} from './lib.mjs';
 
 const SOAK_S = Number(process.env.SOAK_S ?? 900);
 const KILL_EVERY_S = Number(process.env.KILL_EVERY_S ?? 45);
 const N = 4;
-
-/** Memory the keeper itself owns (its RSS also counts the node binary's shared code pages). */
-const privateMiB = (pid) => {
-  try {
-    const m = /^Private_Dirty:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : NaN;
-  } catch {
-    return NaN;
-  }
-};
-
-const openFiles = (pid) => {
-  try {
-    return fs.readdirSync(`/proc/${pid}/fd`).length;
-  } catch {
-    return NaN;
-  }
-};
 
 export async function run() {
   const { root, bin } = await makeRealHome('bench-soak-');
@@ -107,17 +99,10 @@ export async function run() {
   sample(Math.round((Date.now() - started) / 1000));
   const end = rows();
   db.close();
-  const memoryLines = end.map((r) => {
-    try {
-      const lines = fs
-        .readFileSync(path.join(root, 'logs', r.name, 'keeper.log'), 'utf8')
-        .split('\n')
-        .filter((l) => / memory( \(after gc\))?: /.test(l));
-      return `${r.name}: ${lines.map((l) => l.replace(/^(\S+) .* memory: /, '$1 ')).join(' | ')}`;
-    } catch {
-      return `${r.name}: no keeper.log`;
-    }
-  });
+  const memoryLines = keeperMemoryLines(
+    root,
+    end.map((r) => r.name),
+  );
   cli(root, ['down', '--all']);
   fs.rmSync(root, { recursive: true, force: true });
 

@@ -42,7 +42,7 @@ describe('the dashboard in a real terminal (tmux 140x35) with two real llama-ser
     const ps = await psJson(home.root);
     const alpha = ps.find((r) => r.name === 'alpha') as Record<string, unknown>;
     expect(first).toMatch(
-      new RegExp(`alpha\\s+running\\s+ok \\d+ms\\s+${String(alpha.pid)}\\s+${pa}\\s+cpu\\s+-\\s+tiny\\s+\\d+s`),
+      new RegExp(`alpha\\s+running\\s+ok(?: \\d+m?s)?\\s+${String(alpha.pid)}\\s+${pa}\\s+cpu\\s+-\\s+tiny\\s+\\d+s`),
     );
     expect(screen()).toMatch(
       /NAME▼?\s+STATE\s+HEALTH\s+PID\s+PORT\s+BACKEND\s+GPU\s+MODEL\s+UPTIME\s+RESTARTS\s+TOK\/S\s+SLOTS\s+REQ/,
