@@ -2,7 +2,7 @@ import os from 'node:os';
 import { clockText, formatUptime, latencyText } from '../src/format/text.js';
 import type { DaemonStatus, InstanceSnapshot } from '../src/domain/snapshot.js';
 import type { GpuInfo, GpuSample } from '../src/domain/gpu.js';
-import { rigSnapshot, type SnapshotSources } from '../src/engine/snapshot.js';
+import { rigSnapshot, uptimeSeconds, type SnapshotSources } from '../src/engine/snapshot.js';
 import type { EventRow } from '../src/store/store.js';
 import type { ChangeFeed } from '../src/store/watch.js';
 
@@ -161,7 +161,7 @@ export class DashboardModel {
     const instances = this.state.instances.map((i) =>
       i.started_at === null || i.uptime_s === null
         ? i
-        : { ...i, uptime_s: Math.max(0, Math.floor((now - Date.parse(i.started_at)) / 1000)) },
+        : { ...i, uptime_s: uptimeSeconds(Date.parse(i.started_at), now) },
     );
     this.publish({ ...this.state, now, instances });
   }

@@ -21,6 +21,9 @@ export type { InstanceSnapshot, RigSnapshot };
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
+/** Whole seconds since a run started (ms since the epoch), never negative. */
+export const uptimeSeconds = (startedAtMs: number, now: number) => Math.max(0, Math.floor((now - startedAtMs) / 1000));
+
 export interface SnapshotSources {
   home: Home;
   store: StoreBase;
@@ -81,7 +84,7 @@ export function snapshotInstance(
     model: cfg ? (cfg.model.alias ?? path.basename(cfg.model.path)) : null,
     model_path: modelPath,
     started_at: running ? iso(row?.started_at ?? null) : null,
-    uptime_s: running && row?.started_at ? Math.max(0, Math.floor((now - row.started_at) / 1000)) : null,
+    uptime_s: running && row?.started_at ? uptimeSeconds(row.started_at, now) : null,
     restarts: row?.restarts_total ?? 0,
     restart_attempts: row?.restart_attempts ?? 0,
     next_restart_in_s:

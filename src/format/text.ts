@@ -2,8 +2,10 @@
 
 import type { InstanceSnapshot } from '../domain/snapshot.js';
 
-/** The dashboard's clock, HH:MM: with seconds it would redraw an idle dashboard every tick. */
-/** HH:MM local time (Intl's toLocaleTimeString costs about 0.1 ms a call, and the dashboard asks every tick). */
+/**
+ * The dashboard's clock, HH:MM local time: with seconds it would redraw an idle dashboard every tick.
+ * Not Intl's toLocaleTimeString: ~0.1 ms a call, and its first call adds ~8 MiB of RSS.
+ */
 export function clockText(now: number): string {
   const d = new Date(now);
   return `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;

@@ -29,6 +29,29 @@ const initArgs = (name: string, root: string, ...more: string[]) => [
 ];
 
 describe('init', () => {
+  it('a --model that does not exist is named as read from the current directory, and nothing is written', async () => {
+    const home = homes.make();
+    // Typed from the repository, meaning the home's models/tiny.gguf: resolved against the cwd, as a shell would.
+    const r = await run(os.tmpdir(), [
+      'init',
+      'm',
+      '--profile',
+      'cpu',
+      '--model',
+      'models/tiny.gguf',
+      '--port',
+      '1',
+      '--home',
+      home.root,
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(
+      `error: not written: model file ${path.join(os.tmpdir(), 'models', 'tiny.gguf')} does not exist (--model models/tiny.gguf is read from the current directory ${os.tmpdir()})`,
+    );
+    expect(r.stderr).not.toContain('relative to the home');
+    expect(fs.existsSync(path.join(home.root, 'instances', 'm'))).toBe(false);
+  });
+
   it('refuses --gpu on the cpu and metal profiles and writes nothing', async () => {
     const home = homes.make();
     for (const profile of ['cpu', 'metal']) {

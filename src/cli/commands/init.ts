@@ -74,6 +74,14 @@ export async function initCommand(
     modelArg = pulled.path;
   }
   const absModel = path.resolve(modelArg);
+  // --model is a path typed in a shell: read from the current directory (the config then stores it
+  // relative to the home when it lies inside). Said as such, not as the config's home-relative rule.
+  if (!fs.existsSync(absModel))
+    throw new UserError(
+      `not written: model file ${absModel} does not exist (--model ${opts.model} is read from the current directory ${process.cwd()})`,
+      ExitCode.general,
+      'pass --model with an existing GGUF file',
+    );
   const rel = path.relative(home.root, absModel);
   const modelPath = rel.startsWith('..') || path.isAbsolute(rel) ? absModel : rel;
   const config = profileConfig({ profile, modelPath, port, gpus: parseGpus(opts.gpu), ctx });
