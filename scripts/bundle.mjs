@@ -10,6 +10,7 @@ import { build } from 'esbuild';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { inkPatchPlugin } from './ink-patches.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
 const outdir = path.join(root, 'dist', 'bundle');
@@ -42,7 +43,8 @@ const esm = {
   banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
 };
 
-await build({ ...esm, entryPoints: { main: 'src/cli/entry.ts' }, splitting: true });
+// The dashboard's Ink with bounded caches that live across frames (scripts/ink-patches.mjs).
+await build({ ...esm, entryPoints: { main: 'src/cli/entry.ts' }, splitting: true, plugins: [inkPatchPlugin()] });
 await build({ ...esm, entryPoints: { keeper: 'src/keeper/entry.ts' } });
 
 const fast = await build({

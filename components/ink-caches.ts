@@ -1,0 +1,116 @@
+// The caches the bundled Ink uses for its text work, bounded (scripts/ink-patches.mjs puts them in;
+// docs/ARCHITECTURE.md, "The dashboard's Ink"). Ink 6.8, the last Ink that runs on Node 20:
+// - keeps measureText's and wrapText's results in module-level maps that are never emptied, keyed by
+//   the whole text, so every text a dashboard ever showed (each uptime, each log pane as lines
+//   arrive) stays in memory for as long as it runs (ink#986; Ink 7 bounds them and needs Node 22);
+// - keys wrapText's results by `text + width + wrap`, where "ab" at 12 and "ab1" at 2 collide
+//   (ink#998);
+// - tokenizes every line of every frame into styled characters, its caches living for one frame,
+//   though from one frame to the next nearly every line is the same (about half a frame's CPU).
+
+/** Entries of two generations: a new one starts when the current one is full (or at a frame). */
+export class GenerationCache<V> {
+  private current = new Map<string, V>();
+  private previous = new Map<string, V>();
+  private weight = 0;
+
+  /** `budget`: characters of key in a generation before a new one starts. */
+  constructor(private readonly budget = Infinity) {}
+
+  get(key: string): V | undefined {
+    const hit = this.current.get(key);
+    if (hit !== undefined) return hit;
+    const old = this.previous.get(key);
+    // Still in use: moved to the current generation, so what is used stays and the rest goes.
+    if (old !== undefined) {
+      this.previous.delete(key);
+      this.set(key, old);
+    }
+    return old;
+  }
+
+  set(key: string, value: V): void {
+    if (this.weight + key.length > this.budget && this.current.size > 0) this.rotate();
+    if (!this.current.has(key)) this.weight += key.length;
+    this.current.set(key, value);
+  }
+
+  /** Starts a new generation: what the one before it held and did not use again is dropped. */
+  rotate(): void {
+    this.previous = this.current;
+    this.current = new Map();
+    this.weight = 0;
+  }
+
+  get size(): number {
+    return this.current.size + this.previous.size;
+  }
+
+  /** Characters of key held, both generations. */
+  get chars(): number {
+    let n = 0;
+    for (const m of [this.current, this.previous]) for (const k of m.keys()) n += k.length;
+    return n;
+  }
+}
+
+/**
+ * Ink's measureText and wrapText caches. A frame of a 200x50 terminal is at most ~10,000 characters
+ * of text: a generation holds the texts of the last ~10 frames (what is drawn again is found again),
+ * and both together stay under ~1 MiB with the wrapped copies, however long the dashboard runs.
+ */
+export const TEXT_BUDGET = 100_000;
+const textCaches = new Map<string, GenerationCache<unknown>>();
+
+export function textCache<V>(name: string): GenerationCache<V> {
+  let c = textCaches.get(name);
+  if (!c) textCaches.set(name, (c = new GenerationCache<unknown>(TEXT_BUDGET)));
+  return c as GenerationCache<V>;
+}
+
+/**
+ * The caches of Ink's Output, kept from one frame to the next. Ink makes one Output (and so one set
+ * of caches) per frame: each call starts a new generation, so a cache holds what the last frame and
+ * this one used, never more.
+ */
+const frameCaches = new Map<string, GenerationCache<unknown>>();
+
+export function frameCache<V>(name: string): GenerationCache<V> {
+  let c = frameCaches.get(name);
+  if (!c) frameCaches.set(name, (c = new GenerationCache<unknown>()));
+  c.rotate();
+  return c as GenerationCache<V>;
+}
+
+/** What the caches hold now, by name (tests and benchmarks). */
+export function inkCacheStats(): Record<string, { entries: number; chars: number }> {
+  const out: Record<string, { entries: number; chars: number }> = {};
+  for (const [name, c] of [...textCaches, ...frameCaches]) out[name] = { entries: c.size, chars: c.chars };
+  return out;
+}
+
+/**
+ * An empty cell of Ink's frame grid. Ink allocated one object per cell per frame (5,600 for 140x40)
+ * only to read them; cells are never changed once made, which the line caches above rely on too.
+ */
+export const BLANK_CELL = Object.freeze({ type: 'char', value: ' ', fullWidth: false, styles: Object.freeze([]) });
+
+/** Each grid row's cells and the text drawn from them, from the last frame. */
+let lastRows: Array<{ cells: readonly unknown[]; text: string } | undefined> = [];
+
+/**
+ * Row `y` of a frame as text: the last frame's text when the row holds the very same cells (the
+ * cells of an unchanged line come from the line cache, so they are the same objects), else drawn.
+ */
+export function rowText(y: number, cells: readonly unknown[], draw: () => string): string {
+  const last = lastRows[y];
+  if (last && last.cells.length === cells.length && last.cells.every((c, i) => c === cells[i])) return last.text;
+  const text = draw();
+  lastRows[y] = { cells, text };
+  return text;
+}
+
+/** Forgets the rows (a test that draws unrelated frames). */
+export function resetRows(): void {
+  lastRows = [];
+}

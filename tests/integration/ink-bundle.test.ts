@@ -1,0 +1,102 @@
+// The bundle's Ink (scripts/ink-patches.mjs): the patches apply to the Ink installed, it draws the
+// very frames the stock Ink draws, and its text caches stay bounded where the stock ones keep every
+// text ever shown.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { build } from 'esbuild';
+import { afterAll, describe, expect, it } from 'vitest';
+import { applyPatch, inkPatchPlugin, inkPatches } from '../../scripts/ink-patches.mjs';
+import { TEXT_BUDGET } from '../../components/ink-caches.js';
+
+const REPO = path.resolve(import.meta.dirname, '../..');
+const INK = path.join(REPO, 'node_modules/ink');
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ink-bundle-'));
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+async function bundle(name: string, patched: boolean): Promise<string> {
+  const outdir = path.join(dir, name);
+  await build({
+    absWorkingDir: REPO,
+    entryPoints: { frames: 'tests/fixtures/ink-frames.tsx' },
+    outdir,
+    outExtension: { '.js': '.mjs' },
+    // As scripts/bundle.mjs: Ink's devtools (and its optional dependency) in a chunk never loaded.
+    splitting: true,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    jsx: 'automatic',
+    external: ['react-devtools-core'],
+    define: { 'process.env.NODE_ENV': '"production"' },
+    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+    logLevel: 'error',
+    plugins: patched ? [inkPatchPlugin()] : [],
+  });
+  return path.join(outdir, 'frames.mjs');
+}
+
+interface Run {
+  frames: string;
+  heap_growth_bytes: number;
+  caches: Record<string, { entries: number; chars: number }>;
+}
+
+function draw(file: string, frames: number): Run {
+  const env = { ...process.env, FRAMES: String(frames) };
+  delete env.NODE_EXTRA_CA_CERTS;
+  const r = spawnSync(process.execPath, ['--expose-gc', file], { env, encoding: 'utf8', maxBuffer: 1 << 30 });
+  expect(r.status, r.stderr).toBe(0);
+  return { frames: r.stdout, ...JSON.parse(r.stderr.trim().split('\n').at(-1) as string) };
+}
+
+describe('the bundled Ink', () => {
+  it('takes every patch exactly where it was written for (an Ink upgrade fails the build)', () => {
+    const version = JSON.parse(fs.readFileSync(path.join(INK, 'package.json'), 'utf8')).version;
+    for (const p of inkPatches) {
+      const source = fs.readFileSync(path.join(INK, p.file), 'utf8');
+      const out = applyPatch(p, source);
+      expect(out, `${p.file} (ink ${version})`).not.toBe(source);
+      for (const [, to] of p.edits) expect(out).toContain(to);
+      // A piece that is not there names the file and the piece.
+      expect(() => applyPatch({ ...p, edits: [['no such text', '']] }, source)).toThrow(
+        new RegExp(`ink ${p.file}: not found: "no such text"`),
+      );
+    }
+  });
+});
+
+describe('frames drawn by the bundled Ink', () => {
+  const FRAMES = 400;
+  let stock: Run;
+  let patched: Run;
+
+  it('are the frames the stock Ink draws, byte for byte', async () => {
+    stock = draw(await bundle('stock', false), FRAMES);
+    patched = draw(await bundle('patched', true), FRAMES);
+    const frames = patched.frames.split('\u0000');
+    expect(frames.length).toBeGreaterThanOrEqual(FRAMES);
+    // Every frame differs from the one before (the caches are exercised, not just filled once).
+    expect(new Set(frames).size).toBeGreaterThan(FRAMES * 0.9);
+    expect(patched.frames === stock.frames).toBe(true);
+  });
+
+  it('keep their text caches bounded while the stock ones grow with every new text', () => {
+    // The patched caches: the text ones within two generations of their budget, the frame ones
+    // within what two frames of a 120x40 screen hold.
+    const c = patched.caches;
+    expect(c.measureText!.chars).toBeGreaterThan(0);
+    for (const name of ['measureText', 'wrapText']) expect(c[name]!.chars).toBeLessThanOrEqual(2 * TEXT_BUDGET);
+    expect(c.styledChars!.entries).toBeLessThanOrEqual(2 * 40 * 3);
+    expect(stock.caches).toEqual({});
+    // Over 380 frames the stock Ink kept MiBs of texts; the patched one much less.
+    console.log(
+      `heap growth over ${FRAMES - 20} frames: stock ${(stock.heap_growth_bytes / 2 ** 20).toFixed(2)} MiB, ` +
+        `patched ${(patched.heap_growth_bytes / 2 ** 20).toFixed(2)} MiB; caches ${JSON.stringify(c)}`,
+    );
+    expect(stock.heap_growth_bytes).toBeGreaterThan(2 * 2 ** 20);
+    expect(patched.heap_growth_bytes).toBeLessThan(stock.heap_growth_bytes / 2);
+  });
+});
