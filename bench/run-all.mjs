@@ -14,7 +14,8 @@ const suites = [
   ['metrics', './metrics.mjs'],
   ['proxy', './proxy.mjs'],
   ['proxy-paced', './proxy-paced.mjs'],
-  // The 15-minute soak runs on its own: node bench/soak.mjs
+  // On their own: the 15-minute soak (node bench/soak.mjs), the keeper churn (bench/keeper-churn.mjs),
+  // the dashboard's frame A/B (bench/dashboard-frame.mjs) and its memory (bench/dashboard-memory.mjs).
 ];
 console.log(`## Run of ${new Date().toISOString()}\n\nMachine: ${machine()}\n`);
 for (const [name, file] of suites) {

@@ -43,8 +43,10 @@ const esm = {
   banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
 };
 
-// The dashboard's Ink with bounded caches that live across frames (scripts/ink-patches.mjs).
-await build({ ...esm, entryPoints: { main: 'src/cli/entry.ts' }, splitting: true, plugins: [inkPatchPlugin()] });
+// The dashboard's Ink with bounded caches that live across frames (scripts/ink-patches.mjs);
+// LLAMA_ORCH_STOCK_INK=1 builds with the stock Ink, for A/B benchmarks only.
+const plugins = process.env.LLAMA_ORCH_STOCK_INK ? [] : [inkPatchPlugin()];
+await build({ ...esm, entryPoints: { main: 'src/cli/entry.ts' }, splitting: true, plugins });
 await build({ ...esm, entryPoints: { keeper: 'src/keeper/entry.ts' } });
 
 const fast = await build({
