@@ -21,7 +21,9 @@ for (let i = 0; i < 16; i++)
 cli(root, ['up', '--all', '--wait', '30']);
 execFileSync('tmux', ['new-session', '-d', '-s', SESSION, '-x', '140', '-y', '40', `node ${CLI} --home ${root}`]);
 await sleep(15_000);
-const pid = Number(execFileSync('tmux', ['list-panes', '-t', SESSION, '-F', '#{pane_pid}'], { encoding: 'utf8' }).trim());
+const pid = Number(
+  execFileSync('tmux', ['list-panes', '-t', SESSION, '-F', '#{pane_pid}'], { encoding: 'utf8' }).trim(),
+);
 const samples = [];
 const t0 = Date.now();
 for (;;) {
@@ -46,7 +48,9 @@ const chunks = new URL('../dist/bundle/chunks/', import.meta.url).pathname;
 const patched = fs
   .readdirSync(chunks)
   .some((f) => f.startsWith('dashboard-') && fs.readFileSync(chunks + f, 'utf8').includes('rowText('));
-console.log(`${patched ? 'patched' : 'stock'} Ink; the log pane followed the busy instance: ${following ? 'yes' : 'NO'}`);
+console.log(
+  `${patched ? 'patched' : 'stock'} Ink; the log pane followed the busy instance: ${following ? 'yes' : 'NO'}`,
+);
 console.log(samples.map((s) => `${fmt(s.min, 1)} min: private ${fmt(s.priv)} MiB, rss ${fmt(s.rss)} MiB`).join('\n'));
 const first = samples[1] ?? samples[0];
 const last = samples.at(-1);
