@@ -5,6 +5,8 @@
 // LLAMA_ORCH_STOCK_INK=1) every log pane ever shown stays in Ink's caches.
 // Usage: [MINUTES=10] [SAMPLE_S=60] node bench/dashboard-memory.mjs
 import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import { CLI, addInstance, cli, fakeInstance, fmt, machine, makeHome, privateMiB, rssMiB, sleep } from './lib.mjs';
 
@@ -18,36 +20,38 @@ for (let i = 0; i < 16; i++)
     ...fakeInstance(23600 + i, i === 0 ? { FAKE_LOG_EVERY_MS: '100' } : {}),
     healthcheck: { interval: 5, timeout: 3, start_period: 5 },
   });
-cli(root, ['up', '--all', '--wait', '30']);
-execFileSync('tmux', ['new-session', '-d', '-s', SESSION, '-x', '140', '-y', '40', `node ${CLI} --home ${root}`]);
-await sleep(15_000);
-const pid = Number(
-  execFileSync('tmux', ['list-panes', '-t', SESSION, '-F', '#{pane_pid}'], { encoding: 'utf8' }).trim(),
-);
 const samples = [];
-const t0 = Date.now();
-for (;;) {
-  samples.push({ min: (Date.now() - t0) / 60_000, priv: privateMiB(pid), rss: rssMiB(pid) });
-  if (Date.now() - t0 >= MINUTES * 60_000) break;
-  await sleep(SAMPLE_S * 1000);
-}
-const screen = execFileSync('tmux', ['capture-pane', '-p', '-t', SESSION], { encoding: 'utf8' });
-const following = /log_server_r: request/.test(screen);
-execFileSync('tmux', ['send-keys', '-t', SESSION, 'q']);
-await sleep(500);
+let following = false;
 try {
-  execFileSync('tmux', ['kill-session', '-t', SESSION], { stdio: 'ignore' });
-} catch {
-  // exited on q
+  cli(root, ['up', '--all', '--wait', '30']);
+  execFileSync('tmux', ['new-session', '-d', '-s', SESSION, '-x', '140', '-y', '40', `node ${CLI} --home ${root}`]);
+  await sleep(15_000);
+  const pid = Number(
+    execFileSync('tmux', ['list-panes', '-t', SESSION, '-F', '#{pane_pid}'], { encoding: 'utf8' }).trim(),
+  );
+  const t0 = Date.now();
+  for (;;) {
+    samples.push({ min: (Date.now() - t0) / 60_000, priv: privateMiB(pid), rss: rssMiB(pid) });
+    if (Date.now() - t0 >= MINUTES * 60_000) break;
+    await sleep(SAMPLE_S * 1000);
+  }
+  const screen = execFileSync('tmux', ['capture-pane', '-p', '-t', SESSION], { encoding: 'utf8' });
+  following = /log_server_r: request/.test(screen);
+} finally {
+  try {
+    execFileSync('tmux', ['kill-session', '-t', SESSION], { stdio: 'ignore' });
+  } catch {
+    // not started
+  }
+  cli(root, ['down', '--all']);
+  fs.rmSync(root, { recursive: true, force: true });
 }
-cli(root, ['down', '--all']);
-fs.rmSync(root, { recursive: true, force: true });
 console.log(machine());
 // Which Ink the bundle holds: the patched one calls the row cache.
-const chunks = new URL('../dist/bundle/chunks/', import.meta.url).pathname;
+const chunks = fileURLToPath(new URL('../dist/bundle/chunks/', import.meta.url));
 const patched = fs
   .readdirSync(chunks)
-  .some((f) => f.startsWith('dashboard-') && fs.readFileSync(chunks + f, 'utf8').includes('rowText('));
+  .some((f) => f.startsWith('dashboard-') && fs.readFileSync(path.join(chunks, f), 'utf8').includes('rowText('));
 console.log(
   `${patched ? 'patched' : 'stock'} Ink; the log pane followed the busy instance: ${following ? 'yes' : 'NO'}`,
 );

@@ -2,7 +2,8 @@
 // docs/ARCHITECTURE.md, "The dashboard's Ink"). Ink 6.8, the last Ink that runs on Node 20:
 // - keeps measureText's and wrapText's results in module-level maps that are never emptied, keyed by
 //   the whole text, so every text a dashboard ever showed (each uptime, each log pane as lines
-//   arrive) stays in memory for as long as it runs (ink#986; Ink 7 bounds them and needs Node 22);
+//   arrive) stays in memory for as long as it runs (ink#986; a later Ink 7.x bounds them, and Ink 7
+//   needs Node 22);
 // - keys wrapText's results by `text + width + wrap`, where "ab" at 12 and "ab1" at 2 collide
 //   (ink#998);
 // - tokenizes every line of every frame into styled characters, its caches living for one frame,
@@ -30,9 +31,19 @@ export class GenerationCache<V> {
   }
 
   set(key: string, value: V): void {
+    if (this.current.has(key)) {
+      this.current.set(key, value);
+      return;
+    }
+    // A key over the whole budget still gets a generation of its own (the caller uses it at once).
     if (this.weight + key.length > this.budget && this.current.size > 0) this.rotate();
-    if (!this.current.has(key)) this.weight += key.length;
+    this.weight += key.length;
     this.current.set(key, value);
+  }
+
+  /** A new frame: a new generation, unless nothing was put in the current one since the last. */
+  newFrame(): void {
+    if (this.current.size > 0) this.rotate();
   }
 
   /** Starts a new generation: what the one before it held and did not use again is dropped. */
@@ -56,8 +67,9 @@ export class GenerationCache<V> {
 
 /**
  * Ink's measureText and wrapText caches. A frame of a 200x50 terminal is at most ~10,000 characters
- * of text: a generation holds the texts of the last ~10 frames (what is drawn again is found again),
- * and both together stay under ~1 MiB with the wrapped copies, however long the dashboard runs.
+ * of text: a generation holds the texts of the last ~10 frames (what is drawn again is found again).
+ * Bounded by characters of key: two generations of 100,000 (or one larger key), a few MiB at most
+ * with the values, two-byte strings and the maps' own overhead, however long the dashboard runs.
  */
 export const TEXT_BUDGET = 100_000;
 const textCaches = new Map<string, GenerationCache<unknown>>();
@@ -69,16 +81,17 @@ export function textCache<V>(name: string): GenerationCache<V> {
 }
 
 /**
- * The caches of Ink's Output, kept from one frame to the next. Ink makes one Output (and so one set
- * of caches) per frame: each call starts a new generation, so a cache holds what the last frame and
- * this one used, never more.
+ * The caches of Ink's Output, kept from one frame to the next. Ink makes an Output (and so a set of
+ * caches) for each frame, two when the app has a `<Static>`, both before either draws: each call
+ * starts a new generation unless the current one is still empty, so a cache holds what the last
+ * frame and this one used, never more.
  */
 const frameCaches = new Map<string, GenerationCache<unknown>>();
 
 export function frameCache<V>(name: string): GenerationCache<V> {
   let c = frameCaches.get(name);
   if (!c) frameCaches.set(name, (c = new GenerationCache<unknown>()));
-  c.rotate();
+  c.newFrame();
   return c as GenerationCache<V>;
 }
 
@@ -104,10 +117,17 @@ let lastRows: Array<{ cells: readonly unknown[]; text: string } | undefined> = [
  */
 export function rowText(y: number, cells: readonly unknown[], draw: () => string): string {
   const last = lastRows[y];
-  if (last && last.cells.length === cells.length && last.cells.every((c, i) => c === cells[i])) return last.text;
+  if (last && sameCells(last.cells, cells)) return last.text;
   const text = draw();
   lastRows[y] = { cells, text };
   return text;
+}
+
+/** By index, not `every`: a row can have holes (a write past its end), which `every` would skip. */
+function sameCells(a: readonly unknown[], b: readonly unknown[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** Forgets the rows (a test that draws unrelated frames). */

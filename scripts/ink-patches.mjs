@@ -97,6 +97,8 @@ export function inkPatchPlugin() {
   return {
     name: 'ink-patches',
     setup(build) {
+      const applied = new Set();
+      build.onStart(() => applied.clear());
       build.onResolve({ filter: /^llama-orch:ink-caches$/ }, () => ({ path: CACHES }));
       build.onLoad({ filter: /[\\/]node_modules[\\/]ink[\\/]build[\\/][a-z-]+\.js$/ }, (args) => {
         const file = path
@@ -110,7 +112,19 @@ export function inkPatchPlugin() {
         ).version;
         if (version !== INK_VERSION)
           throw new Error(`ink ${version} is installed; scripts/ink-patches.mjs was written for ${INK_VERSION}`);
+        applied.add(patch.file);
         return { contents: applyPatch(patch, fs.readFileSync(args.path, 'utf8')), loader: 'js' };
+      });
+      // Ink resolved somewhere the filter does not see (npm link, a vendored copy): not a silent stock Ink.
+      build.onEnd((result) => {
+        if (result.errors.length > 0) return;
+        const missing = inkPatches.filter((p) => !applied.has(p.file)).map((p) => p.file);
+        if (missing.length > 0)
+          return {
+            errors: [
+              { text: `ink patches not applied (no such file loaded from node_modules/ink): ${missing.join(', ')}` },
+            ],
+          };
       });
     },
   };

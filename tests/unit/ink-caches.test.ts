@@ -36,6 +36,17 @@ describe('GenerationCache', () => {
     c.set('efgh', 3);
     expect(c.get('abcd')).toBe(2);
     expect(c.size).toBe(2);
+    // Setting a key it holds never starts a generation.
+    c.set('efgh', 4);
+    expect(c.get('abcd')).toBe(2);
+  });
+
+  it('a key larger than the budget gets a generation of its own', () => {
+    const c = new GenerationCache<number>(8);
+    c.set('ab', 1);
+    c.set('x'.repeat(20), 2);
+    expect(c.get('x'.repeat(20))).toBe(2);
+    expect(c.get('ab')).toBe(1);
   });
 });
 
@@ -51,6 +62,14 @@ describe('Ink caches', () => {
     expect(next.get('row 2')).toBeUndefined();
     expect(next.get('row 1')).toBe(1);
     expect(inkCacheStats()['test-frame']).toEqual({ entries: 1, chars: 5 });
+  });
+
+  it('a second Output made for the same frame (an app with <Static>) keeps the last frame', () => {
+    const f = frameCache<number>('test-static');
+    f.set('line', 1);
+    frameCache('test-static'); // the next frame's main Output
+    frameCache('test-static'); // and its static Output, made before either draws
+    expect(f.get('line')).toBe(1);
   });
 
   it('text caches are shared by name and bounded', () => {
@@ -71,5 +90,16 @@ describe('Ink caches', () => {
     expect(rowText(0, [a, { value: 'b' }, b], draw('abb'))).toBe('abb');
     expect(rowText(1, [a, b], draw('row1'))).toBe('row1');
     expect(draws).toBe(4);
+  });
+
+  it('a row with holes (a write past its end) is compared cell by cell, holes included', () => {
+    resetRows();
+    const a = { value: 'a' };
+    const b = { value: 'b' };
+    const sparse: unknown[] = [a];
+    sparse[2] = b; // index 1 is a hole
+    expect(rowText(0, sparse, () => 'a b')).toBe('a b');
+    // The same length and the same cells where the last row had cells, but one where it had a hole.
+    expect(rowText(0, [a, { value: 'x' }, b], () => 'axb')).toBe('axb');
   });
 });
