@@ -70,6 +70,26 @@ describe('the bundled Ink', () => {
       );
     }
   });
+
+  it('fails a bundle in which an Ink file it patches was not loaded through it', async () => {
+    await expect(
+      build({
+        absWorkingDir: REPO,
+        stdin: {
+          contents: "import wrap from './node_modules/ink/build/wrap-text.js'; export { wrap };",
+          resolveDir: REPO,
+        },
+        bundle: true,
+        write: false,
+        platform: 'node',
+        format: 'esm',
+        logLevel: 'silent',
+        plugins: [inkPatchPlugin()],
+      }),
+    ).rejects.toThrow(
+      /ink patches not applied .*build\/measure-text\.js, build\/render-node-to-output\.js, build\/output\.js/,
+    );
+  });
 });
 
 describe('frames drawn by the bundled Ink', () => {
