@@ -172,11 +172,20 @@ describe('daemon with its proxy', () => {
     const up = await cli(home.root, ['up', 'f2']);
     expect(up.code, up.stderr).toBe(0);
     expect(up.stderr).toContain('model id "f1" is also routed to f1: the proxy needs each id to name one instance');
-    const clash = await fetch(`http://127.0.0.1:${port}/completion`, {
-      method: 'POST',
-      body: JSON.stringify({ model: 'f1', prompt: 'x' }),
-    });
-    expect(clash.status).toBe(409);
+    // The route table is at most 0.5 s old: a request in that window after f2 appeared still finds f1
+    // alone (the order of `up` and the daemon's last rebuild decides), so the 409 is waited for.
+    await waitFor(
+      async () => {
+        const clash = await fetch(`http://127.0.0.1:${port}/completion`, {
+          method: 'POST',
+          body: JSON.stringify({ model: 'f1', prompt: 'x' }),
+        });
+        await clash.text();
+        return clash.status === 409;
+      },
+      3000,
+      'a 409 for the id claimed twice',
+    );
     await waitFor(
       () =>
         fs
