@@ -15,11 +15,11 @@ const INK = path.join(REPO, 'node_modules/ink');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ink-bundle-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-async function bundle(name: string, patched: boolean): Promise<string> {
+async function bundle(name: string, patched: boolean, entry = 'tests/fixtures/ink-frames.tsx'): Promise<string> {
   const outdir = path.join(dir, name);
   await build({
     absWorkingDir: REPO,
-    entryPoints: { frames: 'tests/fixtures/ink-frames.tsx' },
+    entryPoints: { frames: entry },
     outdir,
     outExtension: { '.js': '.mjs' },
     // As scripts/bundle.mjs: Ink's devtools (and its optional dependency) in a chunk never loaded.
@@ -89,6 +89,28 @@ describe('the bundled Ink', () => {
     ).rejects.toThrow(
       /ink patches not applied .*build\/measure-text\.js, build\/render-node-to-output\.js, build\/output\.js/,
     );
+  });
+});
+
+describe('wrapping in the bundled Ink', () => {
+  it("wraps each text as asked where the stock Ink's cache keys collide (ink#998)", async () => {
+    const run = async (name: string, patched: boolean) => {
+      const env = { ...process.env };
+      delete env.NODE_EXTRA_CA_CERTS;
+      const r = spawnSync(process.execPath, [await bundle(name, patched, 'tests/fixtures/ink-wrap-key.tsx')], {
+        env,
+        encoding: 'utf8',
+      });
+      expect(r.status, r.stderr).toBe(0);
+      return JSON.parse(r.stdout) as { first: string; second: string };
+    };
+    const patched = await run('wrap-patched', true);
+    // Two columns wide: one CJK character per line, and the 1 on its own line at the end.
+    expect(patched.second.split('\n')).toEqual([...'一二三四五六七八九十'.split(''), '1']);
+    expect(patched.first.split('\n')).toEqual(['一二三四五六', '七八九十']);
+    // The stock Ink gives the second text the first one's wrapping (the defect the key fixes).
+    const stock = await run('wrap-stock', false);
+    expect(stock.second).toBe(stock.first);
   });
 });
 
