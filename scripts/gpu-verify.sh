@@ -86,8 +86,12 @@ rec() {
   [ -s "$R/$name.err" ] || rm -f "$R/$name.err"
   return 0
 }
-orch() { node "$REPO/bin/llama-orch.cjs" --home "$H" "$@"; }
-trap 'say "stopping"; orch down --all >/dev/null 2>&1; orch daemon stop >/dev/null 2>&1; pack' EXIT
+# llama-orch on this home, as a program (timeout runs programs, not shell functions).
+mkdir -p "$W/bin"
+printf '#!/bin/sh\nexec node "%s/bin/llama-orch.cjs" --home "%s" "$@"\n' "$REPO" "$H" >"$W/bin/orch"
+chmod +x "$W/bin/orch"
+orch() { "$W/bin/orch" "$@"; }
+trap 'say "stopping"; "$W/bin/orch" down --all >/dev/null 2>&1; "$W/bin/orch" daemon stop >/dev/null 2>&1; pack' EXIT
 
 if [ "$MODE" = dry ]; then
   BACKEND=cpu
@@ -128,7 +132,7 @@ rec nvidia-smi-loop -t 3 nvidia-smi --query-gpu=$NV_GPU --format=csv,noheader,no
 rec nvidia-smi-bad-index nvidia-smi -i 7 --query-gpu=$NV_GPU --format=csv,noheader,nounits
 rec nvidia-smi-bad-field nvidia-smi --query-gpu=index,no.such.field --format=csv,noheader,nounits
 rec toolchain bash -c 'for t in nvcc cmake ninja gcc python3 git xz; do printf "%s: " $t; command -v $t || echo missing; done; nvcc --version; cmake --version | head -1; ninja --version'
-rec cuda-libs bash -c 'ls /usr/local/cuda/lib64 2>&1; ldconfig -p | grep -E "libcuda|cublas|nvidia-ml"; find / -xdev \( -name "libcublas.so*" -o -name cublas_v2.h \) 2>/dev/null | head -20'
+rec cuda-libs bash -c 'ls /usr/local/cuda/lib64 2>&1; ldconfig -p | grep -E "libcuda|cublas|nvidia-ml"; find / -xdev \( -name "libcublas.so*" -o -name cublas_v2.h \) 2>/dev/null | head -20; python3 -c "import nvidia, sys; print(sys.executable, list(nvidia.__path__))"'
 pack
 
 # 2. Node and the built CLI (carried: the machine guarantees neither).
@@ -148,7 +152,7 @@ node --input-type=module -e "
   import { llamaModel, writeGguf } from '$REPO/tests/fixtures/gguf-writer.mjs';
   const dims = $DIMS, huge = $HUGE;
   const t = Date.now();
-  const a = llamaModel({ ...dims, type: 'F16', name: 'rand-1b' });
+  const a = llamaModel({ ...dims, type: 'F16', name: 'rand-1b', byteTokens: true });
   const ra = writeGguf('$M/rand-small.gguf', a.metadata, a.tensors, { fill: 'random' });
   const b = llamaModel({ ...huge, type: 'F16', name: 'rand-82b' });
   const rb = writeGguf('$M/rand-huge.gguf', b.metadata, b.tensors);
@@ -198,45 +202,42 @@ JSON
 inst gpu-full $PORT_BASE rand-small.gguf rand-1b $NGL_FULL 8192 '[]'
 inst gpu-partial $((PORT_BASE + 1)) rand-small.gguf rand-1b-partial $NGL_PART 4096 '[]'
 inst gpu-oom $((PORT_BASE + 2)) rand-huge.gguf rand-82b 99 4096 '["--fit", "off"]'
-[ "$MODE" = dry ] && sed -i 's/"--fit", "off"/"--fit", "off", "--no-mmap"/' "$H/instances/gpu-oom/config.json"
-rec config-lint orch config lint
-rec models-info-small orch models info "$M/rand-small.gguf" --json
-rec models-info-huge orch models info "$M/rand-huge.gguf" --json
-rec daemon-start orch daemon start --listen "127.0.0.1:$PROXY_PORT"
+[ "$MODE" = dry ] && sed -i 's/"--fit", "off"/"--fit", "off", "--load-mode", "none"/' "$H/instances/gpu-oom/config.json"
+rec config-lint "$W/bin/orch" config lint
+rec models-info-small "$W/bin/orch" models info "$M/rand-small.gguf" --json
+rec models-info-huge "$W/bin/orch" models info "$M/rand-huge.gguf" --json
+rec daemon-start "$W/bin/orch" daemon start --listen "127.0.0.1:$PROXY_PORT"
 say "starting gpu-full and gpu-partial"
-rec up-gpu -t 200 orch up gpu-full gpu-partial --wait 180 --json
+rec up-gpu -t 200 "$W/bin/orch" up gpu-full gpu-partial --wait 180 --json
 say "up: exit $(cat "$R/up-gpu.rc")"
 sleep 2
 nvsmi_all loaded
-rec ps-loaded orch ps --json
-rec gpus-loaded orch gpus --json
-rec describe-gpu-full orch describe gpu-full --json
-rec describe-gpu-partial orch describe gpu-partial --json
-rec once-loaded orch --once
+rec ps-loaded "$W/bin/orch" ps --json
+rec gpus-loaded "$W/bin/orch" gpus --json
+rec describe-gpu-full "$W/bin/orch" describe gpu-full --json
+rec describe-gpu-partial "$W/bin/orch" describe gpu-partial --json
+rec once-loaded "$W/bin/orch" --once
 pack
 
 say "starting gpu-oom (too large for the card)"
-rec up-oom -t 120 orch up gpu-oom --force --wait 90 --json
+rec up-oom -t 120 "$W/bin/orch" up gpu-oom --force --wait 90 --json
 say "up gpu-oom: exit $(cat "$R/up-oom.rc")"
-for _ in $(seq 1 20); do
-  orch ps --json 2>/dev/null | grep -q '"name": *"gpu-oom"[^}]*"state": *"\(failed\|stopped\)"' && break
-  sleep 1
-done
-rec ps-oom orch ps --json
-rec describe-gpu-oom orch describe gpu-oom --json
-rec events orch events --json
+sleep 1
+rec ps-oom "$W/bin/orch" ps --json
+rec describe-gpu-oom "$W/bin/orch" describe gpu-oom --json
+rec events "$W/bin/orch" events --json
 pack
 
 # 6. Speed: llama-orch bench (straight to the server) and streamed tok/s direct against proxied.
 say "bench"
-rec bench-full-c1 -t 120 orch bench gpu-full --requests 12 --concurrency 1 --max-tokens 128 --json
-rec bench-full-c8 -t 120 orch bench gpu-full --requests 32 --concurrency 8 --max-tokens 128 --json
-rec bench-partial-c1 -t 120 orch bench gpu-partial --requests 6 --concurrency 1 --max-tokens 128 --json
+rec bench-full-c1 -t 120 "$W/bin/orch" bench gpu-full --requests 12 --concurrency 1 --max-tokens 128 --json
+rec bench-full-c8 -t 120 "$W/bin/orch" bench gpu-full --requests 32 --concurrency 8 --max-tokens 128 --json
+rec bench-partial-c1 -t 120 "$W/bin/orch" bench gpu-partial --requests 6 --concurrency 1 --max-tokens 128 --json
 rec tps-full -t 120 node "$REPO/scripts/gpu-verify-tps.mjs" --model rand-1b --direct "http://127.0.0.1:$PORT_BASE" \
   --proxy "http://127.0.0.1:$PROXY_PORT" --runs 5 --max-tokens 256
 nvsmi_all busy
-rec gpus-after-bench orch gpus --json
-rec describe-full-after-bench orch describe gpu-full --json
+rec gpus-after-bench "$W/bin/orch" gpus --json
+rec describe-full-after-bench "$W/bin/orch" describe gpu-full --json
 pack
 
 # 7. What llama-server prints beside llama-orch: a KV cache too large for the card, --fit's own
@@ -261,9 +262,9 @@ direct colours 20 -m "$M/rand-small.gguf" -ngl 99 -c 2048 --log-colors on --log-
 pack
 
 # 8. Down, and what was left.
-rec down orch down --all --json
-rec daemon-stop orch daemon stop
-rec ps-after orch ps --json
+rec down "$W/bin/orch" down --all --json
+rec daemon-stop "$W/bin/orch" daemon stop
+rec ps-after "$W/bin/orch" ps --json
 nvsmi_all after
 mkdir -p "$R/logs" && cp -r "$H/logs/." "$R/logs/" 2>/dev/null
 cp -r "$H/instances" "$R/instances" 2>/dev/null

@@ -118,6 +118,16 @@ cuda_setup() {
       done
     done
   done
+  # Any other python environment's copy (a venv under /opt, say).
+  for lib in $(find /opt /usr/local /usr/lib /root -xdev -maxdepth 9 -name 'libcublas.so.*' -path '*nvidia*' 2>/dev/null | sort); do
+    d="$(dirname "$lib")"; lt="$(ls "$d"/libcublasLt.so* 2>/dev/null | head -n 1 || true)"
+    inc="$(cd "$d/../include" 2>/dev/null && pwd || true)"
+    if [ -n "$lt" ] && [ -f "$inc/cublas_v2.h" ]; then
+      step "cuBLAS: the toolkit at $root has none; using $lib"
+      CUDA_FLAGS+=("-DCUDA_cublas_LIBRARY=$lib" "-DCUDA_cublasLt_LIBRARY=$lt" "-DCMAKE_CUDA_FLAGS=-I$inc" "-DCMAKE_CXX_FLAGS=-I$inc")
+      return 0
+    fi
+  done
   die "the CUDA toolkit at $root has no cuBLAS (libcublas.so), which llama.cpp's CUDA backend needs" \
     "install it (Debian/Ubuntu with NVIDIA's repository: apt-get install libcublas-dev-13-0 or cuda-libraries-dev; pip: nvidia-cublas), or use --backend cpu"
 }
