@@ -1,3 +1,99 @@
+const MIB = 1024 * 1024;
+
+/** A server that ran out of device (or host) memory, from its stderr (the lines llama.cpp's ggml prints). */
+export interface OutOfMemory {
+  /** The buffer type's device: CUDA0, ROCm1, Vulkan0, Metal, CPU... */
+  device: string;
+  /** A GPU's memory (false: host memory, a CPU build or a CPU buffer). */
+  gpu: boolean;
+  /** What it tried to allocate, when the server said. */
+  bytes: number | null;
+  /** What the allocation was for, when the server said. */
+  what: 'model' | 'KV cache' | 'compute' | null;
+}
+
+// Each form seen in real logs (tests/fixtures/real/): ggml-cuda's cudaMalloc failure names the device
+// by index ("on device 0": CUDA<n>), alloc_tensor_range names the buffer type and the size in bytes,
+// ggml-cpu names the size in MB; at run time CUDA_CHECK prints "CUDA error: out of memory" and then
+// "current device: N".
+const OOM_LINES: ReadonlyArray<{ re: RegExp; read: (m: RegExpMatchArray) => Partial<OutOfMemory> }> = [
+  {
+    re: /allocating ([\d.]+) MiB on device (\d+): (cuda|hip)Malloc failed: out of memory/i,
+    read: (m) => ({ device: `${m[3]?.toLowerCase() === 'hip' ? 'ROCm' : 'CUDA'}${m[2]}`, gpu: true, bytes: mib(m[1]) }),
+  },
+  {
+    re: /failed to allocate (\S+) buffer of size (\d+)/,
+    read: (m) => ({ device: m[1], gpu: isGpuDevice(m[1] as string), bytes: Number(m[2]) }),
+  },
+  {
+    re: /ggml_aligned_malloc: insufficient memory \(attempted to allocate ([\d.]+) MB\)/,
+    read: (m) => ({ device: 'CPU', gpu: false, bytes: mib(m[1]) }),
+  },
+  {
+    re: /Device memory allocation of size (\d+) failed|ErrorOutOfDeviceMemory/,
+    read: (m) => ({ device: 'Vulkan0', gpu: true, bytes: m[1] ? Number(m[1]) : null }),
+  },
+  {
+    re: /ggml_metal\w*: error: failed to allocate buffer, size = +([\d.]+) MiB/,
+    read: (m) => ({ device: 'Metal', gpu: true, bytes: mib(m[1]) }),
+  },
+  {
+    re: /(CUDA|ROCm|HIP) error: out of memory/,
+    read: (m) => ({ device: m[1] === 'CUDA' ? 'CUDA0' : 'ROCm0', gpu: true }),
+  },
+];
+
+function mib(v: string | undefined): number | null {
+  const n = Number(v);
+  return Number.isFinite(n) ? Math.round(n * MIB) : null;
+}
+
+function isGpuDevice(name: string): boolean {
+  return !/^CPU/i.test(name) && !/_Host$/i.test(name);
+}
+
+/**
+ * The out-of-memory a stderr tail shows, or undefined: the first allocation that failed gives the
+ * device and the size; the lines after it say what it was for (the model, the KV cache).
+ */
+export function outOfMemory(stderrTail: readonly string[]): OutOfMemory | undefined {
+  let found: OutOfMemory | undefined;
+  for (const line of stderrTail) {
+    if (!found) {
+      for (const { re, read } of OOM_LINES) {
+        const m = line.match(re);
+        if (!m) continue;
+        const r = read(m);
+        found = { device: r.device ?? 'GPU', gpu: r.gpu ?? true, bytes: r.bytes ?? null, what: null };
+        break;
+      }
+      continue;
+    }
+    // Later lines refine it: the buffer type named by alloc_tensor_range, the runtime device.
+    const range = /failed to allocate (\S+) buffer of size (\d+)/.exec(line);
+    if (range && found.device.replace(/\d+$/, '') === (range[1] as string).replace(/\d+$/, '')) {
+      found.device = range[1] as string;
+    }
+    const current = /current device: (\d+)/.exec(line);
+    if (current && /^CUDA\d+$/.test(found.device)) found.device = `CUDA${current[1]}`;
+    if (found.what === null) {
+      if (/error loading model|unable to allocate .* buffer|failed to load model/.test(line)) found.what = 'model';
+      else if (/buffer for kv cache|kv cache/i.test(line)) found.what = 'KV cache';
+      else if (/compute buffer|graph_reserve|failed to allocate compute/i.test(line)) found.what = 'compute';
+    }
+  }
+  return found;
+}
+
+/** "out of GPU memory on CUDA0 (tried to allocate 157178 MiB for the model)". */
+export function describeOutOfMemory(oom: OutOfMemory): string {
+  const where = oom.gpu ? `out of GPU memory on ${oom.device}` : 'out of host memory';
+  const size = oom.bytes !== null ? `tried to allocate ${Math.round(oom.bytes / MIB)} MiB` : null;
+  const what = oom.what ? `for the ${oom.what}` : null;
+  const detail = [size, what].filter(Boolean).join(' ');
+  return detail ? `${where} (${detail})` : where;
+}
+
 /** Start failures that restarting cannot fix, recognised from the server's stderr (docs/ARCHITECTURE.md, "Lifecycle"). */
 const NON_RETRYABLE: ReadonlyArray<{ re: RegExp; reason: (m: RegExpMatchArray) => string }> = [
   { re: /couldn't bind HTTP server socket/i, reason: () => "couldn't bind HTTP server socket (port taken?)" },
@@ -13,6 +109,9 @@ const NON_RETRYABLE: ReadonlyArray<{ re: RegExp; reason: (m: RegExpMatchArray) =
 
 export function nonRetryableReason(stderrTail: readonly string[], becameHealthy: boolean): string | undefined {
   if (becameHealthy) return undefined;
+  // Out of memory at load: the same flags fail the same way (lower -ngl, the context or the cache type).
+  const oom = outOfMemory(stderrTail);
+  if (oom) return describeOutOfMemory(oom);
   const text = stderrTail.join('\n');
   for (const { re, reason } of NON_RETRYABLE) {
     const m = text.match(re);

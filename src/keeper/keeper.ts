@@ -8,7 +8,9 @@ import { initialHealth, stableMs, type HealthState } from '../health/machine.js'
 import type { Processes } from '../platform/processes.js';
 import { isStoreFault } from '../store/faults.js';
 import type { RuntimeRow, Store } from '../store/store.js';
-import { describeExit, nonRetryableReason } from './classify.js';
+import type { GpuSample } from '../domain/gpu.js';
+import { describeExit, nonRetryableReason, outOfMemory } from './classify.js';
+import { memoryNote } from './oom-note.js';
 import { KeeperOutput } from './output.js';
 import { recordExit, type ExitRecord } from './records.js';
 import { metricsTask, type MakeScraper } from './metrics.js';
@@ -33,6 +35,8 @@ export interface KeeperDeps extends HealthLoopDeps {
   scraper?: MakeScraper;
   /** A line in keeper.log. */
   log?: (msg: string) => void;
+  /** A fresh GPU reading, for the free memory an out-of-memory failure names (keeper/oom-note.ts). */
+  gpuSample?: () => Promise<GpuSample | undefined>;
 }
 
 interface RunResult {
@@ -158,7 +162,7 @@ export class Keeper {
         }
         const fatal = result.end.kind === 'exit' ? nonRetryableReason(result.tail, result.becameHealthy) : undefined;
         if (fatal) {
-          this.fail(this.withPortHolder(fatal, inst.config.server.port));
+          this.fail(this.withPortHolder(await this.withMemoryNote(fatal, result, inst), inst.config.server.port));
           return 1;
         }
         const now = this.deps.now();
@@ -192,6 +196,20 @@ export class Keeper {
       this.output.close();
       this.write('release', (s) => s.releaseKeeper(this.name, this.deps.pid));
     }
+  }
+
+  /** An out-of-memory failure says what there is to have (the tool's free memory on that GPU). */
+  private async withMemoryNote(reason: string, result: RunResult, inst: LoadedInstance): Promise<string> {
+    const oom = outOfMemory(result.tail);
+    if (!oom) return reason;
+    let sample: GpuSample | undefined;
+    try {
+      sample = oom.gpu ? await this.deps.gpuSample?.() : undefined;
+    } catch {
+      sample = undefined; // a hung or failing tool: the reason stands on its own
+    }
+    const note = memoryNote(oom, inst.config, sample);
+    return note ? `${reason}; ${note}` : reason;
   }
 
   /** A taken port is named with its holder, as `up` does (the port may have been taken during backoff). */

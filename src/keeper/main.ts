@@ -3,6 +3,7 @@ import { homeAt } from '../domain/home.js';
 import { removeKeeperFile } from '../engine/keeper-file.js';
 import { runProbe } from '../health/probes.js';
 import { ServingScraper } from '../metrics/scrape.js';
+import { sampleOnce } from '../platform/gpu/sampler.js';
 import { realProcesses } from '../platform/processes.js';
 import { abortableSleep } from '../platform/sleep.js';
 import { databaseWritable, openDatabase } from '../store/db.js';
@@ -107,6 +108,8 @@ export async function keeperMain(argv: string[]): Promise<number> {
       probe: (hc, target) => runProbe(hc, target, process.env),
       scraper: (target, timeoutMs) => new ServingScraper(target, timeoutMs),
       log: (m) => log(name, m),
+      // Only on an out-of-memory failure: one reading of the GPUs, after the server let go of its memory.
+      gpuSample: () => sampleOnce({ env: process.env, timeoutMs: 3000 }),
     },
     stop.signal,
   );

@@ -12,7 +12,7 @@ import { LineTail, RotatingFile, type LogTrouble } from '../logs/rotating-file.j
 export class KeeperOutput {
   private stdout?: RotatingFile;
   private stderr?: RotatingFile;
-  private readonly lastLines = new LineTail(20);
+  private readonly lastLines = new LineTail(40);
   private readonly troubles = new Map<string, string>();
 
   /** `onTrouble`: the files cannot be written (why, lines dropped so far), or can again (null). */

@@ -1,5 +1,5 @@
 import type { StateWrites } from '../health/loop.js';
-import { describeExit } from './classify.js';
+import { describeExit, describeOutOfMemory, outOfMemory } from './classify.js';
 
 export interface ExitRecord {
   pid: number;
@@ -21,6 +21,9 @@ export function recordExit(state: StateWrites, name: string, r: ExitRecord): voi
   const what = describeExit(r.code, r.signal, r.runMs, r.adopted);
   const extra = r.killed ? ' (needed SIGKILL)' : '';
   const left = r.leftovers && r.leftovers.length > 0 ? `; processes left: ${r.leftovers.join(', ')}` : '';
+  // A server that died of an out-of-memory (at load or at run time) says so, in the event and last_error.
+  const oom = r.cause === 'exit' ? outOfMemory(r.stderrTail) : undefined;
+  const reason = oom ? describeOutOfMemory(oom) : null;
   const facts = {
     pid: r.pid,
     code: r.code,
@@ -28,8 +31,16 @@ export function recordExit(state: StateWrites, name: string, r: ExitRecord): voi
     at: r.at,
     cause: r.cause,
     stderrTail: r.stderrTail,
-    message: `server pid ${r.pid} ${what}${extra}${left}`,
-    meta: { pid: r.pid, code: r.code, signal: r.signal, run_ms: r.runMs, cause: r.cause },
+    message: `server pid ${r.pid} ${what}${extra}${left}${reason ? `: ${reason}` : ''}`,
+    reason,
+    meta: {
+      pid: r.pid,
+      code: r.code,
+      signal: r.signal,
+      run_ms: r.runMs,
+      cause: r.cause,
+      ...(reason ? { reason } : {}),
+    },
   };
   state.write('exit', (s) => s.recordExit(name, facts, r.cause === 'stop' ? 'info' : 'error'));
 }

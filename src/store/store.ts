@@ -84,6 +84,8 @@ export interface ExitFacts {
   stderrTail: string[];
   /** The event's message, e.g. "server pid 12 exited with code 1 after 3.0 s". */
   message: string;
+  /** Why it died, when the stderr says (out of GPU memory...): kept as last_error until the next start. */
+  reason?: string | null;
   meta: Record<string, unknown>;
 }
 
@@ -243,6 +245,7 @@ export class Store extends StoreBase {
         last_exit_signal: e.signal,
         last_exit_at: e.at,
         stderr_tail: JSON.stringify(e.stderrTail),
+        ...(e.reason ? { last_error: e.reason } : {}),
       });
       this.addEvent(name, level, 'exit', e.message, e.meta);
     });
