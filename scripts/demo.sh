@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f dist/src/cli/entry.js ] || npm run build
-bash scripts/setup-llama-server.sh >/dev/null
+bash scripts/setup-llama-server.sh --backend cpu >/dev/null   # the demo's instances are CPU ones
 node bin/llama-orch.cjs config lint
 for name in demo-a demo-b; do
   node bin/llama-orch.cjs up "$name" --wait 60 || [ $? -eq 3 ]   # 3 = already running: fine

@@ -4,15 +4,25 @@
 # node-llama-cpp npm tarball ships, caching the binaries outside the repo keyed by llama.cpp commit
 # and backend.
 # Usage: scripts/setup-llama-server.sh [--backend auto|cpu|cuda|vulkan|rocm] [--source PATH]
-#          [--cuda-arch LIST] [--models-dir DIR] [--detect] [--configure-only]
+#          [--cuda-arch LIST] [--models-dir DIR] [--detect] [--print-config] [--configure-only]
 #   --backend         auto (default): the rig's GPU backend when its driver and toolkit are both
 #                     there, else the CPU server (and it says which piece is missing)
 #   --source PATH     build this llama.cpp source (a git bundle, a .tar.* of the tree, or a folder)
 #                     instead of fetching node-llama-cpp's from the npm registry
 #   --cuda-arch LIST  CUDA architectures, e.g. 89 or 86;90 [the cards' compute_cap per nvidia-smi]
-#   --detect          print the backend auto would pick, and why, then exit
+#   --detect          print the backend auto would pick (and, on stderr, why), then exit
+#   --print-config    print the backend, the cache key's suffix and the CMake flags for it (one a
+#                     line: backend=..., suffix=..., then the flags), then exit; builds nothing
 #   --configure-only  run CMake's configure step for the backend and stop (no build, nothing cached)
 # Prints, as its last line, the absolute path of the llama-server binary.
+# Auto picks cuda when `nvidia-smi -L` lists a GPU and nvcc is found (on PATH, else in
+# $CUDA_HOME/bin, which defaults to /usr/local/cuda: a CUDA_HOME that is set is the only other place
+# looked); rocm when $LLAMA_ORCH_KFD (default /dev/kfd) exists and hipcc is on PATH or in
+# $ROCM_PATH/bin (default /opt/rocm); vulkan when `ldconfig -p` lists libvulkan.so.1 and glslc and
+# $LLAMA_ORCH_VULKAN_HEADER (default /usr/include/vulkan/vulkan.h) are there; else cpu.
+# Cache: the CPU build's pointer is $CACHE/by-package/node-llama-cpp@VERSION, another backend's is
+# that name plus -BACKEND (node-llama-cpp@3.22.1-cuda); each holds the key (commit plus suffix, e.g.
+# de3ff815ea7d-cuda-sm90) of $CACHE/llama.cpp/KEY/bin/llama-server (src/config/binary.ts reads them).
 set -euo pipefail
 
 NLC_VERSION="${LLAMA_ORCH_NLC_VERSION:-3.22.1}"
@@ -24,6 +34,7 @@ BACKEND="${LLAMA_ORCH_BACKEND:-auto}"
 SOURCE="${LLAMA_ORCH_LLAMA_SRC:-}"
 CUDA_ARCH="${LLAMA_ORCH_CUDA_ARCH:-}"
 DETECT_ONLY=0
+PRINT_CONFIG=0
 CONFIGURE_ONLY=0
 
 step() { printf '[llama-server setup] %s\n' "$*" >&2; }
@@ -37,8 +48,9 @@ while [ $# -gt 0 ]; do
     --source) SOURCE="${2:?--source needs a path}"; shift 2 ;;
     --cuda-arch) CUDA_ARCH="${2:?--cuda-arch needs a list such as 89 or 86;90}"; shift 2 ;;
     --detect) DETECT_ONLY=1; shift ;;
+    --print-config) PRINT_CONFIG=1; shift ;;
     --configure-only) CONFIGURE_ONLY=1; shift ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) die "unknown argument '$1'" "see --help" ;;
   esac
 done
@@ -58,8 +70,9 @@ find_tool() { # NAME [extra dirs...]: the first executable NAME on PATH or in th
   local d; for d in "$@"; do [ -x "$d/$name" ] && { echo "$d/$name"; return 0; }; done
   return 1
 }
-NVCC="$(find_tool nvcc "${CUDA_HOME:-/usr/local/cuda}/bin" /usr/local/cuda/bin || true)"
-HIPCC="$(find_tool hipcc "${ROCM_PATH:-/opt/rocm}/bin" /opt/rocm/bin || true)"
+# A CUDA_HOME or ROCM_PATH that is set replaces the default folder (it is not looked in as well).
+NVCC="$(find_tool nvcc "${CUDA_HOME:-/usr/local/cuda}/bin" || true)"
+HIPCC="$(find_tool hipcc "${ROCM_PATH:-/opt/rocm}/bin" || true)"
 KFD="${LLAMA_ORCH_KFD:-/dev/kfd}"
 VULKAN_HEADER="${LLAMA_ORCH_VULKAN_HEADER:-/usr/include/vulkan/vulkan.h}"
 
@@ -205,6 +218,12 @@ case "$BACKEND" in
     KEY_SUFFIX="-vulkan"
     ;;
 esac
+
+if [ "$PRINT_CONFIG" = 1 ]; then
+  printf 'backend=%s\nsuffix=%s\n' "$BACKEND" "$KEY_SUFFIX"
+  [ ${#BACKEND_FLAGS[@]} -eq 0 ] || printf '%s\n' "${BACKEND_FLAGS[@]}"
+  exit 0
+fi
 
 # The CPU build keeps the cache layout it always had (CI's cache stays valid).
 POINTER="$CACHE_ROOT/by-package/node-llama-cpp@$NLC_VERSION"

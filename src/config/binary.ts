@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Home } from '../domain/home.js';
-import type { InstanceConfig } from './schema.js';
+import type { Backend, InstanceConfig } from './schema.js';
 
 /** The node-llama-cpp version whose bundled llama.cpp source scripts/setup-llama-server.sh builds. */
 export const DEFAULT_NLC_VERSION = '3.22.1';
@@ -22,17 +22,53 @@ function isExecutableFile(p: string): boolean {
   }
 }
 
-/** The llama-server built by scripts/setup-llama-server.sh, if the cache holds one. */
-export function cachedServerBinary(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const root = cacheRoot(env);
+/** The backends scripts/setup-llama-server.sh builds (--backend): each has its own cache pointer. */
+export const SETUP_BACKENDS = ['cpu', 'cuda', 'rocm', 'vulkan'] as const;
+export type SetupBackend = (typeof SETUP_BACKENDS)[number];
+
+/**
+ * The setup script's cache pointer of a backend: `by-package/node-llama-cpp@VERSION` for the CPU
+ * build (the layout it always had), `...@VERSION-cuda` and so on for the others. Each holds the key
+ * (`de3ff815ea7d`, `de3ff815ea7d-cuda-sm90`) of `llama.cpp/KEY/bin/`.
+ */
+export function cachePointer(env: NodeJS.ProcessEnv, backend: SetupBackend): string {
   const version = env.LLAMA_ORCH_NLC_VERSION ?? DEFAULT_NLC_VERSION;
+  const name = `node-llama-cpp@${version}${backend === 'cpu' ? '' : `-${backend}`}`;
+  return path.join(cacheRoot(env), 'by-package', name);
+}
+
+/** The llama-server of one backend's cached build, if the cache holds it. */
+function cachedBuild(env: NodeJS.ProcessEnv, backend: SetupBackend): string | undefined {
   try {
-    const commit = fs.readFileSync(path.join(root, 'by-package', `node-llama-cpp@${version}`), 'utf8').trim();
-    const bin = path.join(root, 'llama.cpp', commit, 'bin', 'llama-server');
+    const key = fs.readFileSync(cachePointer(env, backend), 'utf8').trim();
+    if (!key || key.includes('/') || key.startsWith('.')) return undefined;
+    const bin = path.join(cacheRoot(env), 'llama.cpp', key, 'bin', 'llama-server');
     return isExecutableFile(bin) ? bin : undefined;
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The builds looked for, in order. An instance's backend: its own build, then the CPU build (which
+ * runs anything, on the CPU; `config lint` and `up` say so). A CPU or Metal instance: the CPU build
+ * only (on macOS that build has Metal in it; a GPU build would offload a CPU instance's layers).
+ * No backend (`models info` without an instance): any build, the CPU one first, then cuda, rocm,
+ * vulkan: a machine where only `--backend cuda` was built still finds its llama-fit-params.
+ */
+export function cachedBuildOrder(backend?: Backend): SetupBackend[] {
+  if (backend === undefined) return [...SETUP_BACKENDS];
+  if (backend === 'cpu' || backend === 'metal') return ['cpu'];
+  return [backend, 'cpu'];
+}
+
+/** The llama-server built by scripts/setup-llama-server.sh for `backend` (see cachedBuildOrder), if the cache holds one. */
+export function cachedServerBinary(env: NodeJS.ProcessEnv = process.env, backend?: Backend): string | undefined {
+  for (const b of cachedBuildOrder(backend)) {
+    const bin = cachedBuild(env, b);
+    if (bin) return bin;
+  }
+  return undefined;
 }
 
 function searchPath(cmd: string, env: NodeJS.ProcessEnv): string | undefined {
@@ -71,7 +107,9 @@ export function resolveServerBinary(
   const onPath = searchPath('llama-server', env);
   tried.push('llama-server on PATH');
   if (onPath) return { path: onPath, tried };
-  const cached = cachedServerBinary(env);
-  tried.push(`setup cache under ${cacheRoot(env)}`);
+  const backend = config.gpu.backend;
+  const cached = cachedServerBinary(env, backend);
+  const builds = cachedBuildOrder(backend).map((b) => (b === 'cpu' ? 'CPU' : b));
+  tried.push(`setup cache under ${cacheRoot(env)} (${builds.join(', then ')} build)`);
   return { path: cached, tried };
 }

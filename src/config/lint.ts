@@ -4,9 +4,11 @@ import { resolveServerBinary } from './binary.js';
 import { loadAllConfigs, resolveModelPath, type ConfigProblem, type LoadedInstance } from './load.js';
 import type { GpuInventory, GpuInventoryReader } from '../platform/gpu/inventory.js';
 import { checkExtraArgs, type HelpRunner } from './server-flags.js';
+import { checkBinaryBackend, type LinkRunner } from './backend-check.js';
 import { GgufError, readGgufCached, type GgufInfo } from '../models/gguf.js';
 import { isErrnoException } from '../domain/errors.js';
 import { settingsProblems } from './settings.js';
+import type { InstanceConfig } from './schema.js';
 
 export interface LintDeps {
   env: NodeJS.ProcessEnv;
@@ -16,6 +18,8 @@ export interface LintDeps {
   platform?: NodeJS.Platform;
   /** Runs `llama-server --help` (platform/server-help.ts unless a test says otherwise). */
   runHelp?: HelpRunner;
+  /** Lists a binary's libraries (`ldd`; config/backend-check.ts unless a test says otherwise). */
+  runLinks?: LinkRunner;
 }
 
 export interface LintReport {
@@ -31,6 +35,11 @@ export interface LintReport {
 export interface EnvironmentCheck {
   problems: ConfigProblem[];
   warnings: ConfigProblem[];
+}
+
+/** The setup command that builds a server for a backend (setup's auto might pick another one). */
+function setupCommand(backend: InstanceConfig['gpu']['backend']): string {
+  return backend === 'metal' ? 'npm run setup:llama' : `npm run setup:llama -- --backend ${backend}`;
 }
 
 /** A backend this machine cannot run, said where it is configured. */
@@ -82,12 +91,18 @@ export async function checkInstanceEnvironment(
     problems.push({
       file,
       jsonPath: '$.server.binary',
-      message: `llama-server not found (tried ${bin.tried.join(', ')}); run "npm run setup:llama" or set server.binary`,
+      message: `llama-server not found (tried ${bin.tried.join(', ')}); run "${setupCommand(config.gpu.backend)}" or set server.binary`,
     });
   } else {
     const args = checkExtraArgs(home, inst, bin.path, deps.env, deps.runHelp);
     problems.push(...args.problems);
     if (args.unchecked) warnings.push({ file, jsonPath: '$.server.extra_args', message: args.unchecked.message });
+    // A GPU backend the binary was not built with: it still starts, on the CPU or another GPU API.
+    const mismatch = checkBinaryBackend(home, inst, bin.path, deps.env, {
+      ...(deps.runLinks ? { run: deps.runLinks } : {}),
+      platform: deps.platform ?? process.platform,
+    });
+    if (mismatch) warnings.push(mismatch);
   }
   const backend = backendWarning(inst, deps.platform ?? process.platform);
   if (backend) warnings.push(backend);

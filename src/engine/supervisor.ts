@@ -12,6 +12,7 @@ import {
 import { backendWarning, checkDevices, modelIdConflicts } from '../config/lint.js';
 import { readGpuInventory, type GpuInventoryReader } from '../platform/gpu/inventory.js';
 import { checkExtraArgs } from '../config/server-flags.js';
+import { checkBinaryBackend } from '../config/backend-check.js';
 import { ExitCode, UserError } from '../domain/errors.js';
 import { ggufCacheFile, instanceConfigPath, instanceLogDir, orchCommand, type Home } from '../domain/home.js';
 import type { Processes } from '../platform/processes.js';
@@ -90,7 +91,7 @@ export async function preflight(deps: SupervisorDeps, inst: LoadedInstance): Pro
     );
   }
   if (args.unchecked?.fresh) deps.warn?.(`${name}: ${args.unchecked.message}`);
-  const backend = backendWarning(inst, process.platform);
+  const backend = backendWarning(inst, process.platform) ?? checkBinaryBackend(deps.home, inst, bin.path, deps.env);
   if (backend) deps.warn?.(`${name}: ${formatProblem(backend)}`);
   // A device that is not there would leave CUDA with no device: the server would quietly run on the CPU.
   const inventory = (deps.gpuInventory ?? ((b: string) => readGpuInventory(b, deps.env)))(config.gpu.backend);

@@ -4,14 +4,16 @@ import path from 'node:path';
 
 /**
  * Makes `npm test` self-contained on a fresh machine: builds the real llama-server (once, cached
- * outside the repo) and the tiny model when they are missing, and checks the CLI is compiled.
+ * outside the repo; the CPU build) and the tiny model when they are missing, and checks the CLI is compiled.
  */
 export default function setup(): void {
   const repo = path.resolve(import.meta.dirname, '../..');
   if (!fs.existsSync(path.join(repo, 'dist/src/cli/entry.js'))) {
     throw new Error('dist/ is missing: run "npm run build" (npm test does it for you)');
   }
-  const out = execFileSync('bash', [path.join(repo, 'scripts/setup-llama-server.sh')], {
+  // The CPU build, on any machine: the tests' expectations (no offload, CPU buffers) assume it, and a
+  // rig with a GPU would otherwise get its GPU build (the script's default is --backend auto).
+  const out = execFileSync('bash', [path.join(repo, 'scripts/setup-llama-server.sh'), '--backend', 'cpu'], {
     stdio: ['ignore', 'pipe', 'inherit'],
     encoding: 'utf8',
     timeout: 40 * 60 * 1000,
