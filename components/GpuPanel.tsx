@@ -65,6 +65,11 @@ export function GpuPanel({ gpus, error, cpuOnly, width, height }: GpuPanelProps)
  * nodes (one per part) cost Ink layout and styling work on every frame (bench/BENCHMARKS.md).
  */
 export function gpuLine(g: GpuInfo, barWidth: number, width: number): string {
+  // A GPU the tool cannot reach or read: said in red, in place of readings it does not have.
+  if (g.state === 'lost' || g.state === 'unreadable') {
+    const what = g.state === 'lost' ? 'LOST' : 'UNREADABLE';
+    return `${paint(`GPU ${g.index}`, 'bold')}  ${paint(what, 'red')}  ${g.state_detail ?? ''}`.trimEnd();
+  }
   const util = g.utilization_pct === null ? null : g.utilization_pct / 100;
   const mem = memoryRatio(g);
   const { optional } = gpuLineParts(g, barWidth);

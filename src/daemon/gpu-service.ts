@@ -24,6 +24,35 @@ export interface GpuServiceOptions {
   timeoutMs: number;
 }
 
+/** How long a new server that holds no GPU memory yet gets a listing at every reading. */
+const UNLISTED_MS = 60_000;
+
+/**
+ * Servers not in the process listing yet: while one was first seen less than UNLISTED_MS ago, the
+ * next reading lists the processes again (a model may load for a while before it holds GPU memory;
+ * a CPU instance never does), then the listing keeps its usual, slower cadence.
+ */
+export class UnlistedServers {
+  private firstSeen = new Map<number, number>();
+
+  /** True when the next reading should list the processes. */
+  due(s: GpuSample, servers: ReadonlyArray<{ pid: number }>): boolean {
+    const listed = new Set((s.processes ?? []).map((p) => p.pid));
+    const running = new Set(servers.map((x) => x.pid));
+    for (const pid of [...this.firstSeen.keys()]) {
+      if (!running.has(pid) || listed.has(pid)) this.firstSeen.delete(pid);
+    }
+    let due = false;
+    for (const { pid } of servers) {
+      if (listed.has(pid)) continue;
+      const first = this.firstSeen.get(pid) ?? s.at;
+      this.firstSeen.set(pid, first);
+      if (s.at - first <= UNLISTED_MS) due = true;
+    }
+    return due;
+  }
+}
+
 export const DEFAULT_GPU_OPTIONS: GpuServiceOptions = DEFAULT_GPU_CADENCE;
 
 /**
@@ -37,6 +66,8 @@ export class GpuService implements Service {
   readonly name = 'gpu-sampler';
   private active = new Set<string>();
   private failing: string | null = null;
+  private sampler: GpuSampler | undefined;
+  private unlisted = new UnlistedServers();
 
   constructor(
     private readonly deps: GpuServiceDeps,
@@ -44,7 +75,7 @@ export class GpuService implements Service {
   ) {}
 
   async run(signal: AbortSignal): Promise<void> {
-    const sampler = new GpuSampler({
+    const sampler = (this.sampler = new GpuSampler({
       env: this.deps.env,
       intervalMs: this.opts.intervalMs,
       processesMs: this.opts.processesMs,
@@ -52,7 +83,7 @@ export class GpuService implements Service {
       wait: this.deps.wait,
       log: this.deps.log,
       onSample: (s) => this.record(s),
-    });
+    }));
     await sampler.run(signal);
   }
 
@@ -83,6 +114,7 @@ export class GpuService implements Service {
       .listRuntime()
       .filter((r) => r.pid !== null)
       .map((r) => ({ name: r.name, pid: r.pid as number }));
+    if (this.unlisted.due(s, servers)) this.sampler?.listSoon();
     const view = attributeGpus(s, servers, { procs: this.deps.procs, nsPids: this.deps.nsPids });
     const now = new Map<string, { instance: string | null; message: string }>();
     for (const g of view.gpus) for (const w of g.warnings) now.set(`gpu:${w}`, { instance: null, message: w });
@@ -93,7 +125,7 @@ export class GpuService implements Service {
         { name, running: true, backend: cfg?.gpu.backend ?? null, devices: cfg?.gpu.devices ?? [] },
         null,
       );
-      for (const w of facts.warnings.filter((x) => x.startsWith('uses memory on GPU'))) {
+      for (const w of facts.warnings.filter((x) => x.startsWith('uses memory on GPU') || / is lost\b/.test(x))) {
         now.set(`${name}:${w}`, { instance: name, message: `${name} ${w}` });
       }
     }

@@ -15,7 +15,16 @@ export interface GpuReading {
   temperature_c: number | null;
   power_w: number | null;
   power_limit_w: number | null;
+  /**
+   * Absent: ok. lost: the tool could not reach it (fell off the bus, "GPU is lost"); unreadable: its
+   * row was printed but none of its load and memory could be read ([Unknown Error], permissions).
+   */
+  state?: GpuState;
+  /** What the tool said of a GPU that is not ok. */
+  state_detail?: string;
 }
+
+export type GpuState = 'ok' | 'lost' | 'unreadable';
 
 /** A process holding GPU memory, as the vendor tool reported it (the pid may be a host pid). */
 export interface GpuProcessReading {
@@ -53,8 +62,11 @@ export interface GpuProcess {
 }
 
 /** One GPU as `gpus --json` and `--once --json` publish it. Public API: add fields, never rename. */
-export interface GpuInfo extends GpuReading {
+export interface GpuInfo extends Omit<GpuReading, 'state' | 'state_detail'> {
   vendor: GpuVendor;
+  /** ok, lost or unreadable (GpuReading.state); state_detail says what the tool printed. */
+  state: GpuState;
+  state_detail: string | null;
   processes: GpuProcess[];
   /** What needs an operator's eye: memory above 95 %, temperature at 85 C or more. */
   warnings: string[];
@@ -99,9 +111,17 @@ export interface LoadFacts {
 /** The load-facts warning for llama-server's "no usable GPU found, --gpu-layers option will be ignored". */
 export const NO_USABLE_GPU = 'no usable GPU found: running on the CPU';
 
-/** Device buffer names that are GPU memory (not host memory pinned or mapped for a GPU). */
+/**
+ * Device buffer names that are GPU memory (not host memory pinned or mapped for a GPU: CUDA_Host,
+ * CPU_Mapped). Metal's mapped buffers (MTL0_Mapped, Metal_Mapped: the model file mapped into a
+ * Metal buffer) are the GPU's: on Apple silicon its memory is the unified memory Metal counts.
+ */
 export function isGpuBuffer(device: string): boolean {
-  return /^(CUDA|ROCm|HIP|Vulkan|Metal|SYCL|MUSA|CANN|OpenCL)\d*(_Split)?$/i.test(device) && !/host/i.test(device);
+  return (
+    /^(?:(?:CUDA|ROCm|HIP|Vulkan|Metal|MTL|SYCL|MUSA|CANN|OpenCL)\d*(?:_Split)?|(?:Metal|MTL\d+)_Mapped)$/i.test(
+      device,
+    ) && !/host/i.test(device)
+  );
 }
 
 /** Bytes of GPU memory a run's buffers take, or null when it allocated none on a GPU. */

@@ -117,6 +117,8 @@ export function attributeGpus(sample: GpuSample, servers: ServerRef[], deps: Att
     temperature_c: g.temperature_c,
     power_w: g.power_w,
     power_limit_w: g.power_limit_w,
+    state: g.state ?? 'ok',
+    state_detail: g.state_detail ?? null,
     processes: (perGpu.get(g.index) ?? []).sort((a, b) => (b.memory_bytes ?? 0) - (a.memory_bytes ?? 0)),
     warnings: gpuWarnings(g),
   }));
@@ -125,6 +127,8 @@ export function attributeGpus(sample: GpuSample, servers: ServerRef[], deps: Att
 
 function gpuWarnings(g: GpuSample['gpus'][number]): string[] {
   const out: string[] = [];
+  if (g.state === 'lost') out.push(`GPU ${g.index} is lost (${g.state_detail ?? 'the tool cannot reach it'})`);
+  if (g.state === 'unreadable') out.push(`GPU ${g.index} cannot be read (${g.state_detail ?? 'no value'})`);
   if (g.memory_used_bytes !== null && g.memory_total_bytes) {
     const ratio = g.memory_used_bytes / g.memory_total_bytes;
     if (ratio > GPU_MEMORY_WARN_RATIO) out.push(`GPU ${g.index} memory ${Math.round(ratio * 100)}% used`);
@@ -184,6 +188,15 @@ export function instanceGpuFacts(
     }
   }
   for (const index of use?.gpus ?? []) warnings.push(...(gpus.find((g) => g.index === index)?.warnings ?? []));
+  // A lost GPU lists no processes: the instances that would use it are those pinned to it, and the
+  // unpinned ones of a GPU backend (llama.cpp splits over every visible GPU).
+  for (const g of gpus) {
+    if (g.state !== 'lost' || !gpuBackend || mig) continue;
+    const pinnedTo = inst.devices.some((d) => d === g.index || (typeof d === 'string' && g.uuid?.startsWith(d)));
+    if (inst.devices.length === 0 || pinnedTo) {
+      warnings.push(`GPU ${g.index} is lost${pinnedTo ? ' (it is pinned to it)' : ''}: ${g.state_detail ?? ''}`.trim());
+    }
+  }
   return { vram_bytes: vram, on_gpus: use?.gpus ?? [], warnings };
 }
 

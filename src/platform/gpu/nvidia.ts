@@ -50,8 +50,23 @@ function text(v: string | undefined): string | null {
   return unavailable(t) ? null : t;
 }
 
+/** A field that says the GPU itself could not be read (not merely a value it does not support). */
+const BROKEN = /\[(?:Unknown Error|GPU is lost|Insufficient Permissions)\]/i;
+
 /** One `--query-gpu` line, or undefined when it is not one (a warning nvidia-smi printed, say). */
 export function parseGpuLine(line: string): GpuReading | undefined {
+  const g = parseGpuRow(line);
+  if (!g) return g;
+  const lost = /\[GPU is lost\]/i.exec(line);
+  const unreadable = g.utilization_pct === null && g.memory_used_bytes === null && g.memory_total_bytes === null;
+  if (lost) return { ...g, state: 'lost', state_detail: 'nvidia-smi: [GPU is lost]' };
+  if (unreadable && BROKEN.test(line)) {
+    return { ...g, state: 'unreadable', state_detail: `nvidia-smi: ${BROKEN.exec(line)?.[0] ?? ''}` };
+  }
+  return g;
+}
+
+function parseGpuRow(line: string): GpuReading | undefined {
   const f = line.split(',');
   if (f.length < NVIDIA_GPU_FIELDS.length) return undefined;
   // The name may hold a comma: the fields before it and after it are fixed.
@@ -74,12 +89,68 @@ export function parseGpuLine(line: string): GpuReading | undefined {
   };
 }
 
-export function parseGpuLines(out: string): GpuReading[] {
-  return out
-    .split('\n')
-    .map((l) => parseGpuLine(l.trim()))
-    .filter((g): g is GpuReading => g !== undefined);
+// "Unable to determine the device handle for GPU1: 0000:34:00.0: Unknown Error" (newer drivers),
+// "... for GPU 0000:0B:00.0: Unknown Error" and "... for gpu 0000:01:00.0: GPU is lost.  Reboot the
+// system to recover this GPU" (older): printed in place of the GPU's row; the others still print.
+const LOST =
+  /Unable to determine the device handle for GPU\s*(?:(\d+):\s*)?([0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-9A-Fa-f])?\s*:\s*(.+?)\s*$/i;
+
+/** A GPU nvidia-smi could not reach, from the line it printed instead of its row. */
+export function parseLostLine(line: string): { index: number | null; bus: string | null; why: string } | undefined {
+  const m = LOST.exec(line);
+  if (!m) return undefined;
+  return {
+    index: m[1] !== undefined ? Number(m[1]) : null,
+    bus: m[2] ?? null,
+    why: (m[3] ?? '').split(/\.\s/)[0] ?? '',
+  };
 }
+
+/**
+ * The rows of `--query-gpu`, and a reading in state "lost" for each GPU nvidia-smi could not reach.
+ * Its index is the one printed, else the first gap in the printed indices (nvidia-smi numbers GPUs in
+ * bus order and a lost GPU keeps its place), else the next after them.
+ */
+export function parseGpuLines(out: string): GpuReading[] {
+  const gpus: GpuReading[] = [];
+  const lost: Array<NonNullable<ReturnType<typeof parseLostLine>>> = [];
+  for (const raw of out.split('\n')) {
+    const line = raw.trim();
+    const g = parseGpuLine(line);
+    if (g) gpus.push(g);
+    else {
+      const l = parseLostLine(line);
+      if (l) lost.push(l);
+    }
+  }
+  const taken = new Set(gpus.map((g) => g.index));
+  for (const l of lost) {
+    let index = l.index;
+    if (index === null || taken.has(index)) {
+      index = 0;
+      while (taken.has(index)) index++;
+    }
+    taken.add(index);
+    gpus.push({
+      ...LOST_READING,
+      index,
+      state: 'lost',
+      state_detail: `nvidia-smi: unable to determine the device handle${l.bus ? ` for ${l.bus}` : ''}: ${l.why}`,
+    });
+  }
+  return gpus.sort((a, b) => a.index - b.index);
+}
+
+const LOST_READING: Omit<GpuReading, 'index'> = {
+  uuid: null,
+  name: null,
+  utilization_pct: null,
+  memory_used_bytes: null,
+  memory_total_bytes: null,
+  temperature_c: null,
+  power_w: null,
+  power_limit_w: null,
+};
 
 /**
  * `--query-compute-apps`: one line per process and GPU; nothing at all when no process uses a GPU

@@ -22,7 +22,13 @@ async function readGpus(
   timeoutMs: number,
 ): Promise<{ gpus: GpuReading[]; error: string | null }> {
   const r = await runTool(tool, vendor === 'nvidia' ? nvidiaGpuArgs() : rocmGpuArgs(), timeoutMs);
-  if (!r.ok) return { gpus: [], error: failure(vendor, r) };
+  if (!r.ok) {
+    // A GPU off the bus makes nvidia-smi exit non-zero while it still prints the other GPUs' rows:
+    // those readings stay, and the lost one is a reading of its own (state "lost").
+    const gpus = vendor === 'nvidia' && r.kind === 'failed' ? parseGpuLines(`${r.stdout}\n${r.stderr}`) : [];
+    if (gpus.some((g) => g.state === 'lost')) return { gpus, error: null };
+    return { gpus: [], error: failure(vendor, r) };
+  }
   try {
     const gpus = vendor === 'nvidia' ? parseGpuLines(r.stdout) : parseRocmGpus(r.stdout);
     if (gpus.length === 0 && r.stdout.trim() !== '') {
@@ -160,6 +166,15 @@ export class GpuSampler {
     });
   }
 
+  /**
+   * The next reading lists the processes too, not waiting for `processesMs`: a server that just
+   * started is not in a listing taken before it (seen on a real H200: `gpus` listed no process for
+   * two servers loaded two seconds earlier).
+   */
+  listSoon(): void {
+    this.lastListing = 0;
+  }
+
   /** Refreshes the per-process listing in the background when it is due (never two at once). */
   private maybeList(vendor: GpuVendor, tool: string): void {
     if (this.listing || this.now() - this.lastListing < this.opts.processesMs) return;
@@ -214,6 +229,9 @@ export class GpuSampler {
     const first = await readGpus('nvidia', tool, this.opts.timeoutMs);
     if (first.error) return first.error;
     this.gpuCount = first.gpus.length;
+    // The loop prints rows only: a GPU lost at the first reading stays in every sample, as it was read.
+    const lost = first.gpus.filter((g) => g.state === 'lost');
+    const rows = this.gpuCount - lost.length;
     this.maybeList('nvidia', tool);
     this.emit('nvidia', first.gpus, null);
     if (signal.aborted) return '';
@@ -253,7 +271,11 @@ export class GpuSampler {
         Math.min(1000, silentMs),
       );
       const flush = () => {
-        if (pending.length) this.emit('nvidia', pending, null);
+        if (pending.length) {
+          const seen = new Set(pending.map((g) => g.index));
+          const all = [...pending, ...lost.filter((g) => !seen.has(g.index))].sort((a, b) => a.index - b.index);
+          this.emit('nvidia', all, null);
+        }
         pending = [];
       };
       child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
@@ -270,7 +292,7 @@ export class GpuSampler {
           const last = pending.at(-1);
           if (last && g.index <= last.index) flush();
           pending.push(g);
-          if (pending.length >= this.gpuCount) {
+          if (pending.length >= rows) {
             flush();
             this.maybeList('nvidia', tool);
           }
