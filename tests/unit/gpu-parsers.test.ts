@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { gpuBufferBytes } from '../../src/domain/gpu.js';
+import { gpuBufferBytes, isGpuBuffer } from '../../src/domain/gpu.js';
 import { LoadFactsScanner, emptyLoadFacts, scanLoadLine } from '../../src/keeper/load-facts.js';
 import { nvidiaFailure, parseAppLines, parseGpuLines, parseList } from '../../src/platform/gpu/nvidia.js';
 import { parseRocmGpus, parseRocmPidGpus, parseRocmPids } from '../../src/platform/gpu/rocm.js';
@@ -96,7 +96,7 @@ describe('nvidia-smi -L and failures', () => {
     );
     expect(list.gpus.map((g) => g.index)).toEqual([0, 1]);
     expect(list.gpus[1]?.uuid).toBe('GPU-7c1f0c8e-1b1a-4a0e-9a43-2a5b0f0e3c11');
-    expect(list.mig).toEqual([
+    expect(list.mig.map(({ gpu, uuid }) => ({ gpu, uuid }))).toEqual([
       { gpu: 0, uuid: 'MIG-c6d4f1ef-42e4-5de3-91c7-45d71c87eb3f' },
       { gpu: 0, uuid: 'MIG-cba663e8-9bed-5b25-b243-5985ef7c9beb' },
     ]);
@@ -143,6 +143,28 @@ describe('rocm-smi --json', () => {
       memory_used_bytes: 27856896,
       memory_total_bytes: 21458059264,
       power_w: 7.222,
+    });
+  });
+
+  it('takes "Unique ID" for the uuid, never "GUID" (a KFD node id); reads the DCU fork\'s MiB keys', () => {
+    const [guidOnly, dcu] = parseRocmGpus(
+      JSON.stringify({
+        card0: { GUID: '26967', 'Card Series': 'Radeon RX 7900 XT', 'VRAM Total Memory (B)': '1024' },
+        card1: {
+          'Unique ID': '7100fa8866904061',
+          GUID: '11131',
+          'DCU use (%)': '12',
+          'vram Total Memory (MiB)': '65520',
+          'vram Total Used Memory (MiB)': '2',
+        },
+      }),
+    );
+    expect(guidOnly).toMatchObject({ uuid: null, memory_total_bytes: 1024, memory_used_bytes: null });
+    expect(dcu).toMatchObject({
+      uuid: '7100fa8866904061',
+      utilization_pct: 12,
+      memory_total_bytes: 65520 * MIB,
+      memory_used_bytes: 2 * MIB,
     });
   });
 
@@ -222,6 +244,49 @@ describe('load facts from llama-server stderr', () => {
     expect(r.offload).toEqual({ layers: 49, total: 49 });
     expect(r.warnings).toEqual(['--fit reduced the context from 131072 to 65536']);
     expect(r.n_ctx).toBe(65536);
+  });
+
+  it('reads each line without colours, the router child [pid], timestamp and level, whichever are printed', () => {
+    const esc = '\x1b';
+    const f = facts(
+      [
+        `[4242] ${esc}[34m0.00.200.887${esc}[0m ${esc}[32mI ${esc}[0mload_tensors: offloaded 3/5 layers to GPU`,
+        `${esc}[32mI ${esc}[0mllama_init_from_model: n_ctx         = 4096`,
+        `[4242] W llm_load_tensors:      CUDA0 buffer size =   100.00 MiB`,
+        `0.00.300.000 I srv    load_model: initializing slots, n_slots = 2`,
+        `0.00.300.001 I slot         init: id  0 | task -1 | new slot n_ctx_slot = 2048`,
+      ].join('\n'),
+    );
+    expect(f).toMatchObject({ offload: { layers: 3, total: 5 }, n_ctx: 4096, n_slots: 2, n_ctx_slot: 2048 });
+    expect(f.buffers).toEqual([{ device: 'CUDA0', kind: 'model', bytes: 100 * MIB }]);
+  });
+
+  it('names the devices of a "found N <backend> devices" list after its backend; a Device line alone is not read', () => {
+    const f = facts(
+      [
+        '  Device 0: NVIDIA GeForce RTX 4090, compute capability 8.9, VMM: yes',
+        'ggml_cuda_init: found 1 MUSA devices:',
+        '  Device 0: MTT S80, compute capability 2.1, VMM: yes',
+        'build: 1 (abc) with cc',
+        '  Device 1: MTT S80, compute capability 2.1, VMM: yes',
+        'ggml_cuda_init: found 1 CUDA devices (Total VRAM: 24080 MiB):',
+        '  Device 0: NVIDIA GeForce RTX 4090, compute capability 8.9, VMM: yes, VRAM: 24080 MiB',
+        'llama_model_load_from_file_impl: using device CUDA0 (NVIDIA GeForce RTX 4090) (0000:01:00.0) - 23500 MiB free',
+      ].join('\n'),
+    );
+    expect(f.devices).toEqual([
+      { name: 'MUSA0', description: 'MTT S80', total_bytes: null, free_bytes: null },
+      { name: 'CUDA0', description: 'NVIDIA GeForce RTX 4090', total_bytes: 24080 * MIB, free_bytes: 23500 * MIB },
+    ]);
+  });
+
+  it("counts Metal's mapped model buffers as GPU memory, host and CPU mappings not", () => {
+    for (const d of ['MTL0_Mapped', 'Metal_Mapped', 'MTL0', 'Metal', 'CUDA0', 'ROCm1', 'Vulkan0', 'CUDA_Split']) {
+      expect(isGpuBuffer(d)).toBe(true);
+    }
+    for (const d of ['CPU_Mapped', 'CPU', 'CUDA_Host', 'ROCm_Host', 'Vulkan_Host', 'RPC[10.0.0.2:50052]']) {
+      expect(isGpuBuffer(d)).toBe(false);
+    }
   });
 
   it('keeps the last size of a buffer (-v prints a dry pass at 0.00 MiB first) and stops looking after the load', () => {

@@ -201,9 +201,11 @@ describe('nvidia-smi -L with MIG devices (real captures)', () => {
 
 describe('nvidia-smi --query-gpu, real outputs from issue threads (re-projected)', () => {
   it('MIG A100 in an unprivileged container: [N/A] utilization, [Insufficient Permissions] memory', () => {
-    expect(gpusOf('nvidia-smi/mig-a100-unprivileged-query-gpu.txt')).toEqual([
-      reading({ name: 'NVIDIA A100-SXM4-80GB', temperature_c: 47 }),
-    ]);
+    // Nothing of its load and memory could be read: the row is there, the GPU unreadable.
+    const gpus = gpusOf('nvidia-smi/mig-a100-unprivileged-query-gpu.txt');
+    expect(gpus).toHaveLength(1);
+    expect(gpus[0]).toMatchObject(reading({ name: 'NVIDIA A100-SXM4-80GB', temperature_c: 47 }));
+    expect(gpus[0]?.state).toBe('unreadable');
   });
   it('a MIG vGPU slice (noheader,nounits) and two RTX A6000', () => {
     expect(gpusOf('nvidia-smi/mig-h100l-vgpu-clocks-noheader.txt')).toEqual([
@@ -256,7 +258,9 @@ describe('nvidia-smi --query-gpu, real outputs from issue threads (re-projected)
   it("a GPU off the bus: its error line, then the other GPUs' rows (rebuilt, project field order)", () => {
     const out = read('nvidia-smi/gpu-lost-others-printed-rebuilt.txt');
     const gpus = parseGpuLines(out);
-    expect(gpus.map((g) => g.index)).toEqual([0, 2, 3]);
+    // GPU1 is the one nvidia-smi could not reach ("... for GPU1: 0000:34:00.0: Unknown Error"): lost, no figure.
+    expect(gpus.map((g) => g.index)).toEqual([0, 1, 2, 3]);
+    expect(gpus[1]).toMatchObject({ ...reading({ index: 1 }), state: 'lost' });
     expect(gpus[0]).toEqual(
       reading({
         uuid: MASKED,
@@ -269,7 +273,7 @@ describe('nvidia-smi --query-gpu, real outputs from issue threads (re-projected)
         power_limit_w: 300,
       }),
     );
-    expect(gpus[2]).toMatchObject({ memory_used_bytes: 10 * MIB, temperature_c: 33, power_w: 6 });
+    expect(gpus[3]).toMatchObject({ index: 3, memory_used_bytes: 10 * MIB, temperature_c: 33, power_w: 6 });
     expect(nvidiaFailure(out, '')).toBe('Unable to determine the device handle for GPU1: 0000:34:00.0: Unknown Error');
   });
 });
@@ -292,7 +296,11 @@ describe('nvidia-smi failures: exit status and its own words', () => {
       const rel = `nvidia-smi/${file}`;
       const out = read(rel);
       const { exit } = meta(rel);
-      expect(parseGpuLines(out)).toEqual([]);
+      // No reading with a figure; a GPU the tool could not reach is listed as lost.
+      const gpus = parseGpuLines(out);
+      expect(gpus.filter((g) => g.state !== 'lost')).toEqual([]);
+      expect(gpus.every((g) => g.memory_used_bytes === null && g.utilization_pct === null)).toBe(true);
+      expect(gpus).toHaveLength(file === 'gpu-fell-off-bus-smi.txt' ? 1 : 0);
       expect(parseAppLines(out)).toEqual([]);
       expect(nvidiaFailure(out, '')).toContain(said);
       if (exit === null) return;
@@ -501,7 +509,10 @@ describe('llama-server load facts, real logs', () => {
     const f = facts(rel);
     expect.soft(f.buffers).toEqual([]);
     expect.soft(f.loaded).toBe(false);
-    expect.soft(nonRetryableReason(read(rel).split('\n'), false)).toBe('model failed to load (error loading model)');
+    // "allocating 144817.04 MiB on device 0: cudaMalloc failed: out of memory" for the CUDA0 model buffer.
+    expect
+      .soft(nonRetryableReason(read(rel).split('\n'), false))
+      .toBe('out of GPU memory on CUDA0 (tried to allocate 144817 MiB for the model)');
   });
   it('OOM at run time ("CUDA error: out of memory"): no load facts invented, not a load failure', () => {
     for (const name of ['cuda-runtime-oom.log', 'cuda-runtime-oom-assert.log']) {
@@ -554,6 +565,233 @@ describe('llama-server device lines (ggml_cuda_init / ggml_vulkan): which device
   });
 });
 
+// --- one recorded run on an NVIDIA H200 (tests/fixtures/real/h200, scripts/gpu-verify.sh) -------------
+// The CUDA build of llama-server the project sets up, driven by llama-orch and directly; nvidia-smi with
+// the project's own queries at each step. The model is the GGUF writer's 1.1 B F16 "rand-small" (17
+// layers: 16 blocks and the output layer).
+
+const H200_UUID = 'GPU-75b28ea6-512b-554d-eee8-44979478a66a';
+const h200 = (r: Partial<GpuReading>) =>
+  reading({ uuid: H200_UUID, name: 'NVIDIA H200', memory_total_bytes: 143771 * MIB, power_limit_w: 700, ...r });
+/** The devices every H200 run printed (common_param device_info), with the GPU's free MiB of that moment. */
+const h200Devices = (freeMib: number) => [
+  { name: 'CUDA0', description: 'NVIDIA H200', total_bytes: 143155 * MIB, free_bytes: freeMib * MIB },
+  { name: 'CPU', description: 'Intel(R) Xeon(R) Processor', total_bytes: 128869 * MIB, free_bytes: 128869 * MIB },
+];
+// eslint-disable-next-line no-control-regex -- the test's own plain rendering of a coloured log
+const uncoloured = (text: string) => text.replace(/\x1b\[[0-9;]*m/g, '');
+const factsOfText = (text: string): LoadFacts => {
+  const f = emptyLoadFacts();
+  for (const line of text.split('\n')) scanLoadLine(f, line);
+  return f;
+};
+
+describe('H200 (recorded): llama-server load facts', () => {
+  it('gpu-full: 17/17 layers, the model, KV and compute buffers on CUDA0, the --fit projection', () => {
+    const f = facts('h200/logs/gpu-full/stderr.log');
+    expect(f).toEqual({
+      devices: h200Devices(142629),
+      offload: { layers: 17, total: 17 },
+      buffers: [
+        buf('CPU_Mapped', 'model', 125),
+        buf('CUDA0', 'model', 1981.26),
+        buf('CUDA_Host', 'output', 0.24),
+        buf('CUDA0', 'kv', 256),
+        buf('CUDA0', 'compute', 64.01),
+        buf('CUDA_Host', 'compute', 12.01),
+      ],
+      n_ctx: 8192,
+      n_ctx_slot: 4096,
+      n_slots: 2,
+      fit_projected_bytes: 2301 * MIB,
+      warnings: [],
+      loaded: true,
+    });
+    expect(gpuBufferBytes(f)).toBe(mib(1981.26) + mib(256) + mib(64.01));
+    // `llama-server --list-devices` on the same machine names the same device and total.
+    expect(read('h200/server-list-devices.out')).toContain('CUDA0: NVIDIA H200 (143155 MiB, ');
+  });
+  it('gpu-partial: 8/17 layers, the rest of the model and its KV on the host', () => {
+    const f = facts('h200/logs/gpu-partial/stderr.log');
+    expect(f).toMatchObject({ devices: h200Devices(139733), offload: { layers: 8, total: 17 } });
+    expect(f.buffers).toEqual([
+      buf('CPU_Mapped', 'model', 1294.15),
+      buf('CUDA0', 'model', 937.12),
+      buf('CUDA_Host', 'output', 0.24),
+      buf('CPU', 'kv', 72),
+      buf('CUDA0', 'kv', 56),
+      buf('CUDA0', 'compute', 82),
+      buf('CUDA_Host', 'compute', 10.01),
+    ]);
+    expect(f).toMatchObject({ n_ctx: 4096, n_ctx_slot: 2048, n_slots: 2, fit_projected_bytes: 1075 * MIB });
+    expect(f).toMatchObject({ warnings: [], loaded: true });
+    expect(gpuBufferBytes(f)).toBe(mib(937.12) + mib(56) + mib(82));
+  });
+  it('the GPU memory nvidia-smi gave each server holds the buffers it printed (plus the CUDA context)', () => {
+    // The keeper's banner names the server's pid; nvidia-smi lists that pid while both were loaded.
+    const apps = parseAppLines(read('h200/loaded-query-apps.out'));
+    for (const [run, pid] of [
+      ['gpu-full', 5514],
+      ['gpu-partial', 5563],
+    ] as const) {
+      const rel = `h200/logs/${run}/stderr.log`;
+      expect(read(rel)).toContain(`server pid ${pid} started`);
+      const held = apps.find((a) => a.pid === pid)?.memory_bytes ?? 0;
+      const buffers = gpuBufferBytes(facts(rel)) ?? Infinity;
+      expect(buffers).toBeLessThan(held);
+      expect(held - buffers).toBeLessThan(1024 * MIB);
+    }
+  });
+  it('gpu-oom: the model buffer could not be allocated, so no buffer and no load is reported', () => {
+    const f = facts('h200/logs/gpu-oom/stderr.log');
+    expect(f).toEqual({ ...emptyLoadFacts(), devices: h200Devices(138063) });
+  });
+  it('kv-oom: the model loaded (17/17), the 262144 MiB KV cache failed: no KV buffer invented', () => {
+    const f = facts('h200/kv-oom.err');
+    expect(f).toEqual({
+      ...emptyLoadFacts(),
+      devices: h200Devices(137845),
+      offload: { layers: 17, total: 17 },
+      buffers: [buf('CPU_Mapped', 'model', 125), buf('CUDA0', 'model', 1981.26), buf('CUDA_Host', 'output', 0.12)],
+      n_ctx: 8388608,
+    });
+  });
+  it('fit-on: "context size set by user -> no change", so --fit moved layers (7/17) and left the context', () => {
+    const f = facts('h200/fit-on.err');
+    // The projection printed is that of the parameters asked for, before --fit changed them.
+    expect(f.fit_projected_bytes).toBe(272377 * MIB);
+    expect(read('h200/fit-on.err')).toContain('context size set by user to 8388608 -> no change');
+    expect(f).toMatchObject({ offload: { layers: 7, total: 17 }, n_ctx: 8388608, warnings: [], loaded: false });
+    expect(f.buffers).toEqual([
+      buf('CPU_Mapped', 'model', 1410.16),
+      buf('CUDA0', 'model', 821.1),
+      buf('CUDA_Host', 'output', 0.12),
+      buf('CPU', 'kv', 163840),
+    ]);
+    expect(gpuBufferBytes(f)).toBe(mib(821.1));
+  });
+  it('colours.err (--log-colors on --log-prefix --log-timestamps): read as its plain text is', () => {
+    const text = read('h200/colours.err');
+    expect(text).toContain('\x1b[34m0.00.014.715\x1b[0m \x1b[32mI \x1b[0mcmn  common_param:');
+    const coloured = facts('h200/colours.err');
+    expect(coloured).toEqual(factsOfText(uncoloured(text)));
+    expect(coloured).toEqual({
+      devices: h200Devices(137845),
+      offload: { layers: 17, total: 17 },
+      buffers: [
+        buf('CPU_Mapped', 'model', 125),
+        buf('CUDA0', 'model', 1981.26),
+        buf('CUDA_Host', 'output', 0.49),
+        buf('CUDA0', 'kv', 64),
+        buf('CUDA0', 'compute', 62.01),
+        buf('CUDA_Host', 'compute', 10.01),
+      ],
+      n_ctx: 2048,
+      n_ctx_slot: 2048,
+      n_slots: 4,
+      fit_projected_bytes: 2107 * MIB,
+      warnings: [],
+      loaded: true,
+    });
+    // The same model buffers as the uncoloured gpu-full run of the same model.
+    expect(coloured.buffers.filter((b) => b.kind === 'model')).toEqual(
+      facts('h200/logs/gpu-full/stderr.log').buffers.filter((b) => b.kind === 'model'),
+    );
+  });
+});
+
+describe('H200 (recorded): nvidia-smi with the project queries', () => {
+  it('--query-gpu idle, loaded, busy and after, noheader,nounits', () => {
+    expect(parseGpuLines(read('h200/idle-query-gpu.out'))).toEqual([
+      h200({ utilization_pct: 0, memory_used_bytes: 0, temperature_c: 39, power_w: 80.43 }),
+    ]);
+    expect(parseGpuLines(read('h200/loaded-query-gpu.out'))).toEqual([
+      h200({ utilization_pct: 0, memory_used_bytes: 4569 * MIB, temperature_c: 40, power_w: 121.75 }),
+    ]);
+    expect(parseGpuLines(read('h200/busy-query-gpu.out'))).toEqual([
+      h200({ utilization_pct: 79, memory_used_bytes: 4787 * MIB, temperature_c: 47, power_w: 427.36 }),
+    ]);
+    expect(parseGpuLines(read('h200/after-query-gpu.out'))).toEqual([
+      h200({ utilization_pct: 0, memory_used_bytes: 0, temperature_c: 40, power_w: 127.04 }),
+    ]);
+  });
+  it('--format=csv (header line, units) reads as the nounits form', () => {
+    expect(parseGpuLines(read('h200/loaded-query-gpu-header.out'))).toEqual(
+      parseGpuLines(read('h200/loaded-query-gpu.out')),
+    );
+    expect(parseAppLines(read('h200/loaded-query-apps-header.out'))).toEqual(
+      parseAppLines(read('h200/loaded-query-apps.out')),
+    );
+  });
+  it('--query-compute-apps: the two llama-servers (pid 5514 2890 MiB, 5563 1664 MiB), none when idle', () => {
+    const server = '/tmp/llama-orch-cache/llama.cpp/de3ff815ea7d-cuda-sm90/bin/llama-server';
+    const app = (pid: number, m: number) => ({
+      pid,
+      name: server,
+      memory_bytes: m * MIB,
+      gpu_uuid: H200_UUID,
+      gpu_index: null,
+    });
+    expect(parseAppLines(read('h200/loaded-query-apps.out'))).toEqual([app(5514, 2890), app(5563, 1664)]);
+    expect(parseAppLines(read('h200/busy-query-apps.out'))).toEqual([app(5514, 2994), app(5563, 1778)]);
+    expect(parseAppLines(read('h200/idle-query-apps.out'))).toEqual([]);
+    expect(parseAppLines(read('h200/after-query-apps.out'))).toEqual([]);
+  });
+  it('-lms 500 for 3 s (stopped by timeout, exit 124): six readings of GPU 0', () => {
+    expect(read('h200/nvidia-smi-loop.rc').trim()).toBe('124');
+    const gpus = parseGpuLines(read('h200/nvidia-smi-loop.out'));
+    expect(gpus.map((g) => g.power_w)).toEqual([80.42, 80.41, 80.36, 80.37, 80.36, 80.3]);
+    expect(gpus.every((g) => g.index === 0 && g.uuid === H200_UUID && g.memory_used_bytes === 0)).toBe(true);
+  });
+  it('-L: one GPU, no MIG devices', () => {
+    const list = parseList(read('h200/nvidia-smi-L.out'));
+    expect(list.gpus).toEqual([{ index: 0, name: 'NVIDIA H200', uuid: H200_UUID }]);
+    expect(list.mig).toEqual([]);
+  });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'real-h200-smi-'));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const failures: Array<[string, string, string[]]> = [
+    ['nvidia-smi-bad-index', 'No devices were found', ['-i', '7', '--query-gpu=index', '--format=csv']],
+    ['nvidia-smi-bad-field', 'Field "no.such.field" is not a valid field to query.', ['--query-gpu=index']],
+  ];
+  for (const [name, said, args] of failures) {
+    it(`${name}: no reading, the exit status recorded, the failure in nvidia-smi's words`, async () => {
+      const out = read(`h200/${name}.out`);
+      const exit = Number(read(`h200/${name}.rc`).trim());
+      expect(exit).toBe(name === 'nvidia-smi-bad-index' ? 6 : 2);
+      expect(parseGpuLines(out)).toEqual([]);
+      expect(parseAppLines(out)).toEqual([]);
+      expect(nvidiaFailure(out, '')).toContain(said);
+      const tool = path.join(dir, name, 'nvidia-smi');
+      fs.mkdirSync(path.dirname(tool), { recursive: true });
+      fs.writeFileSync(tool, `#!/bin/sh\ncat '${path.join(REAL, 'h200', `${name}.out`)}'\nexit ${exit}\n`, {
+        mode: 0o755,
+      });
+      const r = await runTool(tool, args, 10_000);
+      expect(r).toMatchObject({ ok: false, kind: 'failed', message: `nvidia-smi exited with code ${exit}` });
+      if (!r.ok) expect(nvidiaFailure(r.stdout, r.stderr)).toContain(said);
+    });
+  }
+});
+
+// --- the CPU build here (tests/fixtures/real/cpu) --------------------------------------------------
+
+describe('CPU build (recorded): load facts of the out-of-memory runs', () => {
+  const cpu = [{ name: 'CPU', description: 'AMD EPYC', total_bytes: 24105 * MIB, free_bytes: 24105 * MIB }];
+  it('model-oom: the model buffer failed; the no-usable-GPU warning, nothing else', () => {
+    expect(facts('cpu/model-oom.log')).toEqual({ ...emptyLoadFacts(), devices: cpu, warnings: [NO_USABLE_GPU] });
+  });
+  it('kv-oom: the model mapped, the KV cache of the 8388608 context failed: no KV buffer invented', () => {
+    expect(facts('cpu/kv-oom.err')).toEqual({
+      ...emptyLoadFacts(),
+      devices: cpu,
+      buffers: [buf('CPU_Mapped', 'model', 56.03), buf('CPU', 'output', 0.02)],
+      n_ctx: 8388608,
+      warnings: [NO_USABLE_GPU],
+    });
+  });
+});
+
 // --- every fixture: no crash, no NaN, and nothing untested or unlisted ----------------------------
 
 function walk(dir: string): string[] {
@@ -566,12 +804,19 @@ const FIXTURES = walk(REAL)
   .filter((f) => f !== 'README.md' && !f.endsWith('.meta.json'))
   .sort();
 
+/**
+ * Recorded runs: folders that hold everything one run recorded, listed once in the README (what
+ * recorded it, when), not file by file; the README names each of their files a test here reads.
+ */
+const RUNS = ['h200/'];
+const inRun = (rel: string) => RUNS.some((r) => rel.startsWith(r));
+
 const noNaN = (v: unknown) => JSON.stringify(v, (_k, x: unknown) => (Number.isNaN(x) ? 'NaN!' : x));
 
 describe('every real fixture', () => {
   it.each(FIXTURES)('%s: the parsers neither throw nor yield NaN', (rel) => {
     const text = read(rel);
-    if (rel.startsWith('nvidia-smi/')) {
+    if (rel.startsWith('nvidia-smi/') || inRun(rel)) {
       for (const out of [parseGpuLines(text), parseAppLines(text), parseList(text), nvidiaFailure(text, '')]) {
         expect(noNaN(out)).not.toContain('NaN!');
       }
@@ -581,7 +826,8 @@ describe('every real fixture', () => {
       } catch (e) {
         expect((e as Error).message).toMatch(/JSON/);
       }
-    } else {
+    }
+    if (!rel.startsWith('nvidia-smi/') && !rel.startsWith('rocm-smi/')) {
       expect(noNaN(facts(rel))).not.toContain('NaN!');
     }
   });
@@ -590,8 +836,14 @@ describe('every real fixture', () => {
     const self = fs.readFileSync(import.meta.filename, 'utf8');
     const readme = read('README.md');
     const base = (f: string) => path.basename(f);
-    expect(FIXTURES.filter((f) => !self.includes(base(f)))).toEqual([]);
-    expect(FIXTURES.filter((f) => !readme.includes(base(f)))).toEqual([]);
+    expect(FIXTURES.filter((f) => !inRun(f) && !self.includes(base(f)))).toEqual([]);
+    expect(FIXTURES.filter((f) => !inRun(f) && !readme.includes(base(f)))).toEqual([]);
+    for (const run of RUNS) {
+      expect(readme).toContain(`| ${run} `);
+      const named = FIXTURES.filter((f) => f.startsWith(run) && self.includes(`'${f}'`));
+      expect(named.length).toBeGreaterThan(0);
+      expect(named.filter((f) => !readme.includes(`| ${f} `))).toEqual([]);
+    }
     const sidecars = walk(REAL).filter((f) => f.endsWith('.meta.json'));
     expect(sidecars.filter((s) => !fs.existsSync(s.replace(/\.meta\.json$/, '.txt')))).toEqual([]);
   });

@@ -6,6 +6,12 @@ import type { GpuProcessReading, GpuReading } from '../../domain/gpu.js';
 // releases and "Current Socket Graphics Package Power (W)" on newer ones), so each value is looked
 // up under the names it has had. --showpids puts processes under "system" as
 // "PID1234": "name, gpu count, vram bytes, sdma, cu occupancy".
+// The GPU's identity is "Unique ID" (the board's id, "0x5c88007d760374f3"); "GUID" is the KFD
+// topology node's gpu_id ("26967"), a small number the kernel driver derives for the node on this
+// machine, not an id of the board, so it is not taken for a uuid: without "Unique ID" the uuid is
+// unknown (the real RX 7900 XT and Radeon 8060S outputs print only "GUID"). Hygon's DCU fork of
+// rocm-smi (gpustack's captures) renames fields: "DCU use (%)", and VRAM in MiB as
+// "vram Total Memory (MiB)" / "vram Total Used Memory (MiB)".
 
 export const rocmGpuArgs = (): string[] => [
   '--showuse',
@@ -51,6 +57,16 @@ function num(v: unknown): number | null {
   return Number.isFinite(n) ? n : null;
 }
 
+const MIB = 1024 * 1024;
+
+/** VRAM bytes: the "(B)" key as printed, or the DCU fork's "(MiB)" key in MiB. */
+function vram(card: Record<string, unknown>, bytesKey: RegExp, mibKey: RegExp): number | null {
+  const bytes = num(pick(card, [bytesKey]));
+  if (bytes !== null) return bytes;
+  const mib = num(pick(card, [mibKey]));
+  return mib === null ? null : Math.round(mib * MIB);
+}
+
 function pick(card: Record<string, unknown>, patterns: RegExp[]): unknown {
   for (const re of patterns) {
     for (const [k, v] of Object.entries(card)) if (re.test(k)) return v;
@@ -75,14 +91,14 @@ export function parseRocmGpus(out: string): GpuReading[] {
     if (!m || !value || typeof value !== 'object') continue;
     const card = value as Record<string, unknown>;
     const name = pick(card, [/^Card Series$/i, /^Device Name$/i, /^Card series$/i]);
-    const uuid = pick(card, [/^Unique ID$/i, /^GUID$/i]);
+    const uuid = pick(card, [/^Unique ID$/i]);
     gpus.push({
       index: Number(m[1]),
       uuid: typeof uuid === 'string' && uuid !== 'N/A' ? uuid : null,
       name: typeof name === 'string' && name !== 'N/A' ? name : null,
-      utilization_pct: num(pick(card, [/^GPU use \(%\)$/i])),
-      memory_used_bytes: num(pick(card, [/^VRAM Total Used Memory \(B\)$/i])),
-      memory_total_bytes: num(pick(card, [/^VRAM Total Memory \(B\)$/i])),
+      utilization_pct: num(pick(card, [/^GPU use \(%\)$/i, /^DCU use \(%\)$/i])),
+      memory_used_bytes: vram(card, /^VRAM Total Used Memory \(B\)$/i, /^VRAM Total Used Memory \(MiB\)$/i),
+      memory_total_bytes: vram(card, /^VRAM Total Memory \(B\)$/i, /^VRAM Total Memory \(MiB\)$/i),
       temperature_c: num(
         pick(card, [/^Temperature \(Sensor edge\) \(C\)$/i, /^Temperature \(Sensor junction\) \(C\)$/i]),
       ),
