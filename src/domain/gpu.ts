@@ -26,6 +26,17 @@ export interface GpuReading {
 
 export type GpuState = 'ok' | 'lost' | 'unreadable';
 
+/** A MIG device as nvidia-smi -L lists it: its parent GPU, number, UUID and profile. */
+export interface MigDeviceReading {
+  gpu: number;
+  device: number;
+  uuid: string;
+  /** NVIDIA's profile name: compute and memory slices, e.g. "3g.71gb" or "1c.3g.71gb". */
+  profile: string;
+  /** The memory the profile gives it, in GB as the profile names it (null when it names none). */
+  memory_gb: number | null;
+}
+
 /** A process holding GPU memory, as the vendor tool reported it (the pid may be a host pid). */
 export interface GpuProcessReading {
   pid: number;
@@ -49,6 +60,8 @@ export interface GpuSample {
   processes_at: number | null;
   /** Why the tool gave nothing (it failed, timed out, or its output could not be read); null: fine. */
   error: string | null;
+  /** MIG devices (nvidia-smi -L), read with the processes; absent or null: not read. */
+  mig?: MigDeviceReading[] | null;
   /** The sampler's interval: a reader takes a sample as fresh for three of them. */
   interval_ms: number;
 }
@@ -67,6 +80,8 @@ export interface GpuInfo extends Omit<GpuReading, 'state' | 'state_detail'> {
   /** ok, lost or unreadable (GpuReading.state); state_detail says what the tool printed. */
   state: GpuState;
   state_detail: string | null;
+  /** The MIG devices carved out of it: devices of their own (gpu.devices takes their UUIDs). */
+  mig_devices: Array<Omit<MigDeviceReading, 'gpu'>>;
   processes: GpuProcess[];
   /** What needs an operator's eye: memory above 95 %, temperature at 85 C or more. */
   warnings: string[];

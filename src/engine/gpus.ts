@@ -119,6 +119,7 @@ export function attributeGpus(sample: GpuSample, servers: ServerRef[], deps: Att
     power_limit_w: g.power_limit_w,
     state: g.state ?? 'ok',
     state_detail: g.state_detail ?? null,
+    mig_devices: (sample.mig ?? []).filter((m) => m.gpu === g.index).map(({ gpu: _gpu, ...m }) => m),
     processes: (perGpu.get(g.index) ?? []).sort((a, b) => (b.memory_bytes ?? 0) - (a.memory_bytes ?? 0)),
     warnings: gpuWarnings(g),
   }));

@@ -8,7 +8,7 @@ import type { GpuSample } from '../../src/domain/gpu.js';
 import { UnlistedServers } from '../../src/daemon/gpu-service.js';
 import { attributeGpus, instanceGpuFacts } from '../../src/engine/gpus.js';
 import { gpuLines } from '../../src/format/gpu.js';
-import { parseGpuLine, parseGpuLines, parseLostLine } from '../../src/platform/gpu/nvidia.js';
+import { parseGpuLine, parseGpuLines, parseList, parseLostLine } from '../../src/platform/gpu/nvidia.js';
 import { sampleOnce } from '../../src/platform/gpu/sampler.js';
 
 const REAL = path.resolve(import.meta.dirname, '../fixtures/real/nvidia-smi');
@@ -137,5 +137,42 @@ describe('a new server is listed without waiting for the slow cadence', () => {
     expect(u.due(at(3000, [5514]), [{ pid: 5514 }])).toBe(false); // listed: the usual cadence
     expect(u.due(at(5000, []), [{ pid: 7000 }])).toBe(true);
     expect(u.due(at(65_001, []), [{ pid: 7000 }])).toBe(false); // a CPU server never holds GPU memory
+  });
+});
+
+describe('MIG devices, devices of their own', () => {
+  it('nvidia-smi -L on a real H200 in MIG mode: five devices, their profiles and memory', () => {
+    const list = parseList(read('capture-h200-mig-590.48.01-list.txt'));
+    expect(list.mig.map((m) => [m.device, m.profile, m.memory_gb])).toEqual([
+      [0, '1c.3g.71gb', 71],
+      [1, '2c.3g.71gb', 71],
+      [2, '2g.35gb', 35],
+      [3, '1g.18gb', 18],
+      [4, '1g.18gb', 18],
+    ]);
+    expect(list.mig[0]).toMatchObject({ gpu: 0, uuid: 'MIG-00000000-0000-0000-0000-000000000000' });
+  });
+
+  it('a GPU that reads like MIG mode ([N/A] utilisation) gets its MIG devices in gpus --json', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'orch-mig-'));
+    dirs.push(dir);
+    const list = path.join(dir, 'list.txt');
+    fs.writeFileSync(list, read('capture-h200-mig-590.48.01-list.txt'));
+    // The H200 MIG capture's readings in the project's field order (its query-gpu section).
+    const row = '0, GPU-00000000-0000-0000-0000-000000000000, NVIDIA H200, [N/A], 16959, 143771, 36, 295.01, 700.00';
+    fs.writeFileSync(
+      path.join(dir, 'nvidia-smi'),
+      `#!/bin/sh\ncase "$*" in *query-gpu*) echo '${row}';; -L) cat '${list}';; *) exit 0;; esac\n`,
+      { mode: 0o755 },
+    );
+    const s = await sampleOnce({ env: { PATH: `${dir}:/usr/bin:/bin` }, timeoutMs: 3000 });
+    expect(s.mig).toHaveLength(5);
+    const view = attributeGpus(s, [], { procs: { stat: () => undefined, cmdline: () => undefined }, nsPids: () => [] });
+    expect(view.gpus[0]?.mig_devices[2]).toEqual({
+      device: 2,
+      uuid: 'MIG-00000002-0000-0000-0000-000000000002',
+      profile: '2g.35gb',
+      memory_gb: 35,
+    });
   });
 });

@@ -42,6 +42,11 @@ export async function gpusCommand(ctx: Context, loader: ConfigLoader, json: bool
   const lines = gpuLines(gpus, width);
   gpus.forEach((g, i) => {
     out.log(`${lines[i] ?? ''}${g.name && !lines[i]?.includes(g.name) ? `  ${g.name}` : ''}`);
+    for (const m of g.mig_devices) {
+      out.log(
+        `    MIG ${m.profile.padEnd(12)} device ${m.device}  ${m.uuid}${m.memory_gb !== null ? `  ${m.memory_gb} GB` : ''}`,
+      );
+    }
     for (const p of g.processes) {
       out.log(
         `    pid ${String(p.pid).padEnd(8)} ${(p.instance ?? '(other)').padEnd(20)} ${formatBytes(p.memory_bytes).padStart(6)}  ${p.command ?? ''}`,

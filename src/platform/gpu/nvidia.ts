@@ -175,10 +175,23 @@ export function parseAppLines(out: string): GpuProcessReading[] {
   return apps;
 }
 
+/**
+ * A MIG device carved out of a GPU (`nvidia-smi -L`): a device of its own, which gpu.devices selects
+ * by its UUID. Its memory is the profile's ("3g.71gb": 71 GB); nvidia-smi's per-process listing names
+ * the parent GPU, so the memory used on each MIG device is not known here.
+ */
+export interface MigDevice {
+  gpu: number;
+  device: number;
+  uuid: string;
+  profile: string;
+  memory_gb: number | null;
+}
+
 /** `nvidia-smi -L`: the GPUs and the MIG devices carved out of them (their UUIDs select them too). */
 export interface NvidiaList {
   gpus: Array<{ index: number; name: string; uuid: string | null }>;
-  mig: Array<{ gpu: number; uuid: string }>;
+  mig: MigDevice[];
 }
 
 export function parseList(out: string): NvidiaList {
@@ -189,9 +202,19 @@ export function parseList(out: string): NvidiaList {
       list.gpus.push({ index: Number(gpu[1]), name: gpu[2] ?? '', uuid: gpu[3] ?? null });
       continue;
     }
-    const mig = /^\s+MIG .*\(UUID: (MIG-[^)]+)\)/.exec(line);
+    // "  MIG 3g.40gb     Device  0: (UUID: MIG-...)"; H200: "  MIG 1c.3g.71gb  Device  0: ..."
+    const mig = /^\s+MIG\s+(\S+)\s+Device\s+(\d+):.*\(UUID: (MIG-[^)]+)\)/.exec(line);
     const parent = list.gpus.at(-1);
-    if (mig?.[1] && parent) list.mig.push({ gpu: parent.index, uuid: mig[1] });
+    if (mig?.[3] && parent) {
+      const gb = /(\d+)gb$/i.exec(mig[1] ?? '');
+      list.mig.push({
+        gpu: parent.index,
+        device: Number(mig[2]),
+        uuid: mig[3],
+        profile: mig[1] ?? '',
+        memory_gb: gb ? Number(gb[1]) : null,
+      });
+    }
   }
   return list;
 }

@@ -1,6 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { GpuProcessReading, GpuReading, GpuSample, GpuVendor } from '../../domain/gpu.js';
-import { nvidiaAppArgs, nvidiaFailure, nvidiaGpuArgs, parseAppLines, parseGpuLine, parseGpuLines } from './nvidia.js';
+import type { GpuProcessReading, GpuReading, GpuSample, GpuVendor, MigDeviceReading } from '../../domain/gpu.js';
+import {
+  nvidiaAppArgs,
+  nvidiaFailure,
+  nvidiaGpuArgs,
+  parseAppLines,
+  parseGpuLine,
+  parseGpuLines,
+  parseList,
+} from './nvidia.js';
 import { parseRocmGpus, parseRocmPidGpus, parseRocmPids, rocmGpuArgs, rocmPidArgs, rocmPidGpuArgs } from './rocm.js';
 import { abandon, findVendor, runTool, TOOL_NAME, type ToolResult } from './tool.js';
 
@@ -65,6 +73,16 @@ async function readProcesses(
 }
 
 /**
+ * The MIG devices (`nvidia-smi -L`), asked only when a GPU reads like one in MIG mode: its
+ * utilisation is [N/A] (nvidia-smi cannot give it for a GPU carved into MIG devices). Null: not read.
+ */
+async function readMig(tool: string, gpus: GpuReading[], timeoutMs: number): Promise<MigDeviceReading[] | null> {
+  if (!gpus.some((g) => g.utilization_pct === null && g.state === undefined)) return [];
+  const r = await runTool(tool, ['-L'], timeoutMs);
+  return r.ok ? parseList(r.stdout).mig : null;
+}
+
+/**
  * On a rig of several AMD GPUs, which GPU each process is on (--showpidgpus). A process on exactly
  * one GPU gets it; one on several keeps null (rocm-smi gives its VRAM as one total, not per GPU).
  * A failed call leaves the listing as it was.
@@ -103,12 +121,14 @@ export async function sampleOnce(opts: SampleOptions): Promise<GpuSample> {
   if (vendor === 'amd' && processes && g.gpus.length > 1 && processes.some((x) => x.gpu_index === null)) {
     processes = await placeRocmPids(tool, processes, opts.timeoutMs);
   }
+  const mig = vendor === 'nvidia' && !g.error ? await readMig(tool, g.gpus, opts.timeoutMs) : [];
   return {
     at: now(),
     vendor,
     gpus: g.gpus,
     processes,
     processes_at: processes ? now() : null,
+    mig,
     error: g.error,
     interval_ms: 0,
   };
@@ -144,6 +164,8 @@ const MAX_PAUSE_MS = 60_000;
 export class GpuSampler {
   private processes: GpuProcessReading[] | null = null;
   private processesAt: number | null = null;
+  private mig: MigDeviceReading[] | null = [];
+  private lastGpus: GpuReading[] = [];
   private gpuCount = 0;
   private listing = false;
   private lastListing = 0;
@@ -155,12 +177,14 @@ export class GpuSampler {
   }
 
   private emit(vendor: GpuVendor | null, gpus: GpuReading[], error: string | null): void {
+    if (gpus.length > 0) this.lastGpus = gpus;
     this.opts.onSample({
       at: this.now(),
       vendor,
       gpus,
       processes: vendor === null ? [] : this.processes,
       processes_at: vendor === null ? this.now() : this.processesAt,
+      mig: vendor === 'nvidia' ? this.mig : [],
       error,
       interval_ms: this.opts.intervalMs,
     });
@@ -180,10 +204,14 @@ export class GpuSampler {
     if (this.listing || this.now() - this.lastListing < this.opts.processesMs) return;
     this.listing = true;
     this.lastListing = this.now();
-    void readProcesses(vendor, tool, this.opts.timeoutMs, this.gpuCount).then((p) => {
+    void Promise.all([
+      readProcesses(vendor, tool, this.opts.timeoutMs, this.gpuCount),
+      vendor === 'nvidia' ? readMig(tool, this.lastGpus, this.opts.timeoutMs) : Promise.resolve([]),
+    ]).then(([p, mig]) => {
       this.listing = false;
       this.processes = p;
       this.processesAt = p ? this.now() : null;
+      this.mig = mig;
     });
   }
 
