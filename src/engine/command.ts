@@ -41,7 +41,9 @@ export function buildServerCommand({ name, config, binary, modelPath, env }: Bui
   // Info-level logging (4) prints what the server loaded where (buffer sizes per device, offload,
   // --fit's changes), which keeper/load-facts.ts reads; the default (3) prints none of it.
   // The config's env or an -lv in extra_args (the command line wins over the env) overrides it.
-  const childEnv: Record<string, string> = { LLAMA_ARG_LOG_VERBOSITY: '4', ...server.env };
+  // Colours off (llama.cpp's --log-colors as an env var; older builds ignore it): a user who forces
+  // them in extra_args still gets them, and keeper/load-facts.ts strips ANSI codes anyway.
+  const childEnv: Record<string, string> = { LLAMA_ARG_LOG_VERBOSITY: '4', LLAMA_ARG_LOG_COLORS: 'off', ...server.env };
   const gpuVar = GPU_ENV_VAR[gpu.backend];
   if (gpuVar && gpu.devices.length > 0) childEnv[gpuVar] = gpu.devices.join(',');
   // CUDA numbers devices fastest first by default, nvidia-smi by PCI bus: pinned indices mean the

@@ -10,7 +10,16 @@ import { keeperAlive, serverAlive } from './identity.js';
 import { startedConfig } from './started-config.js';
 import type { InstanceConfig } from '../config/schema.js';
 import type { GpuReading } from '../domain/gpu.js';
-import { estimateMemory, FIT_MIN_CONTEXT, type EstimateInput, type MemoryEstimate } from '../models/estimate.js';
+import { estimateMemory, type MemoryEstimate } from '../models/estimate.js';
+import {
+  estimateInputFor,
+  flagValue,
+  measuredShare,
+  memoryFlagsKey,
+  modelIdentity,
+  unitFor,
+  type MemoryMeasurement,
+} from './memory-calibration.js';
 import type { GgufInfo } from '../models/gguf.js';
 import type { HostMemory } from '../platform/memory.js';
 
@@ -18,68 +27,11 @@ import type { HostMemory } from '../platform/memory.js';
  * The memory-fit preflight (README, "Memory fit"): the estimates of the instances that run or
  * will run, per GPU they are pinned to (host memory on a CPU-only rig), against each device's
  * total and what is free now. `config lint` and `up` call it; `up --force` starts anyway.
+ * An instance whose model file ran before with the same memory flags counts what the vendor tool
+ * measured then (engine/memory-calibration.ts) instead of the estimate, on its GPUs.
  */
 
-/** The value of a flag in an argument list (`-c 4096`, `--ctx-size=4096`); the last one wins, as in llama.cpp. */
-export function flagValue(args: readonly string[], ...names: string[]): string | undefined {
-  let found: string | undefined;
-  args.forEach((a, i) => {
-    for (const n of names) {
-      if (a === n && i + 1 < args.length) found = args[i + 1];
-      else if (n.startsWith('--') && a.startsWith(`${n}=`)) found = a.slice(n.length + 1);
-    }
-  });
-  return found;
-}
-
-const hasFlag = (args: readonly string[], ...names: string[]) => args.some((a) => names.includes(a));
-
-function intOf(v: string | undefined): number | undefined {
-  const n = v === undefined ? NaN : Number(v);
-  return Number.isFinite(n) ? n : undefined;
-}
-
-/**
- * What a config asks llama-server for, as the estimator's input; `gpus`: how many devices it is
- * split across. With `model` and an unset context_size, the context is the smallest --fit would
- * shrink it to (4096 per stream), since the server fits an unset context to the memory it finds;
- * with --fit off it is the server's default.
- */
-export function estimateInputFor(config: InstanceConfig, gpus: number, model?: GgufInfo): EstimateInput {
-  const args = config.server.extra_args;
-  const fitOff = ['off', '0', 'false'].includes(flagValue(args, '-fit', '--fit') ?? 'on');
-  let contextSize = config.model.context_size;
-  if (contextSize === undefined && model?.context_length && !fitOff) {
-    const np = config.server.parallel ?? 4;
-    const streams = config.server.parallel === undefined || hasFlag(args, '-kvu', '--kv-unified') ? 1 : np;
-    const fitMin = intOf(flagValue(args, '-fitc', '--fit-ctx')) ?? FIT_MIN_CONTEXT;
-    contextSize = Math.min(model.context_length * np, fitMin * streams);
-  } else if (contextSize === undefined && model?.context_length && fitOff) {
-    // Without --fit an unset -c is the trained context in all (llama-context.cpp), not per slot.
-    contextSize = model.context_length;
-  }
-  const fa = flagValue(args, '-fa', '--flash-attn');
-  const split = flagValue(args, '-ts', '--tensor-split');
-  return {
-    contextSize,
-    parallel: config.server.parallel,
-    gpuLayers: config.model.n_gpu_layers,
-    gpus,
-    split: split ? split.split(/[,/]/).map(Number) : undefined,
-    cacheTypeK: flagValue(args, '-ctk', '--cache-type-k'),
-    cacheTypeV: flagValue(args, '-ctv', '--cache-type-v'),
-    flashAttn: fa === undefined ? undefined : !['off', '0', 'false'].includes(fa),
-    batchSize: config.model.batch_size,
-    ubatchSize: intOf(flagValue(args, '-ub', '--ubatch-size')),
-    kvUnified: hasFlag(args, '-kvu', '--kv-unified')
-      ? true
-      : hasFlag(args, '-no-kvu', '--no-kv-unified')
-        ? false
-        : undefined,
-    kvOffload: hasFlag(args, '-nkvo', '--no-kv-offload') ? false : undefined,
-    swaFull: hasFlag(args, '--swa-full') ? true : undefined,
-  };
-}
+export { estimateInputFor, flagValue, gib, unitFor } from './memory-calibration.js';
 
 /** The GPUs (by index in `gpus`) an instance's server can see: its devices, or all of them when it names none. */
 export function pinnedGpus(config: InstanceConfig, gpus: GpuReading[]): number[] {
@@ -111,6 +63,8 @@ export interface FitInstance {
   model: GgufInfo;
   /** Already running: its memory is in use (not free), but it counts against the total. */
   running: boolean;
+  /** What a run of this model file with the same memory flags took (fitReportFor looks it up): counted instead of the estimate on the GPUs. */
+  measured?: MemoryMeasurement | undefined;
 }
 
 /** One instance's share of one device. */
@@ -122,6 +76,8 @@ export interface FitShare {
   compute: number;
   margin: number;
   total: number;
+  /** The figures are a previous run's (its buffers and the vendor tool's figure), not the estimate. */
+  measured?: boolean;
 }
 
 export interface DeviceFit {
@@ -147,16 +103,7 @@ export interface FitReport {
   unchecked: string | null;
 }
 
-const GiB = 1024 ** 3;
-export const gib = (n: number) => (n / GiB).toFixed(1);
-
-/** A unit for a group of figures: GiB from 1 GiB up (one decimal), MiB below (whole numbers, one decimal under 10). */
-export function unitFor(largest: number): { name: 'GiB' | 'MiB'; fmt: (n: number) => string } {
-  if (largest >= GiB) return { name: 'GiB', fmt: gib };
-  return { name: 'MiB', fmt: (n) => (n / 1024 ** 2).toFixed(n < 10 * 1024 ** 2 ? 1 : 0) };
-}
-
-function sumShares(shares: FitShare[], key: keyof Omit<FitShare, 'name' | 'running'>): number {
+function sumShares(shares: FitShare[], key: 'weights' | 'kv' | 'compute' | 'margin' | 'total'): number {
   return shares.reduce((a, s) => a + s[key], 0);
 }
 
@@ -179,7 +126,7 @@ export function checkMemoryFit(
   // Instances whose GPU placement llama-server decides itself: checked against the GPUs and the host together.
   const pooled: Array<{ name: string; running: boolean; total: number; gpus: number[] }> = [];
   const mappedOnHost = new Set<string>();
-  for (const { inst, model, running } of instances) {
+  for (const { inst, model, running, measured } of instances) {
     const { config } = inst;
     const args = config.server.extra_args;
     const gpuBackend = config.gpu.backend !== 'cpu' && config.gpu.backend !== 'metal';
@@ -218,20 +165,27 @@ export function checkMemoryFit(
     // Host weights are the model file mapped into memory: instances of one model share those pages
     // (unless --no-mmap gives each its own copy), so they count once.
     const shared = mappedAlready(model.path, args, mappedOnHost);
+    // A run measured on as many GPUs: its figures per GPU (the tool's, which include the runtime).
+    const useMeasured = measured !== undefined && measured.devices.length === gpuCount && gpuCount > 0;
     for (const d of est.devices) {
       const device = d.device === 'host' ? 'host' : pinned[d.device];
       if (device === undefined) continue;
       const list = shares.get(device) ?? [];
       const weights = device === 'host' && shared ? 0 : d.weights;
-      list.push({
-        name: inst.name,
-        running,
-        weights,
-        kv: d.kv,
-        compute: d.compute,
-        margin: d.margin,
-        total: d.total - d.weights + weights,
-      });
+      const m = useMeasured && d.device !== 'host' ? measuredShare(measured, d.device) : undefined;
+      list.push(
+        m
+          ? { name: inst.name, running, ...m, measured: true }
+          : {
+              name: inst.name,
+              running,
+              weights,
+              kv: d.kv,
+              compute: d.compute,
+              margin: d.margin,
+              total: d.total - d.weights + weights,
+            },
+      );
       shares.set(device, list);
     }
   }
@@ -248,7 +202,8 @@ export function checkMemoryFit(
     if (starting.length > 0) {
       const u = unitFor(Math.max(needed, all, free ?? 0));
       const runtime = device === 'host' ? '' : ` + ${u.fmt(sumShares(starting, 'margin'))} runtime`;
-      const parts = `${u.fmt(sumShares(starting, 'weights'))} weights + ${u.fmt(sumShares(starting, 'kv'))} KV + ${u.fmt(sumShares(starting, 'compute'))} compute${runtime}`;
+      const asMeasured = device !== 'host' && starting.some((s) => s.measured) ? ', as measured on its last run' : '';
+      const parts = `${u.fmt(sumShares(starting, 'weights'))} weights + ${u.fmt(sumShares(starting, 'kv'))} KV + ${u.fmt(sumShares(starting, 'compute'))} compute${runtime}${asMeasured}`;
       const who = starting.length > 1 ? ` for ${starting.map((s) => `${s.name} ${u.fmt(s.total)}`).join(', ')}` : '';
       if (free !== null && needed > free) {
         message = `${label}: needs ${u.fmt(needed)} ${u.name} (${parts})${who}, ${u.fmt(free)} ${u.name} ${device === 'host' ? 'available' : 'free'}`;
@@ -344,5 +299,20 @@ export async function fitReportFor(d: FitSources, instances: FitInstance[]): Pro
   const read = d.gpuSample ?? (() => sampleOnce({ env: d.env, timeoutMs: 5000 }));
   const sample = gpuBackend ? await read() : null;
   const gpus = sample && !sample.error && sample.vendor ? sample.gpus : null;
-  return checkMemoryFit(instances, gpus, (d.hostMemory ?? readHostMemory)(), sample?.error ?? null);
+  const withMeasured = instances.map((i) => (i.measured ? i : { ...i, measured: lookupMeasurement(d.store, i) }));
+  return checkMemoryFit(withMeasured, gpus, (d.hostMemory ?? readHostMemory)(), sample?.error ?? null);
+}
+
+/** The measurement of a run of this instance's model file with its memory flags, if one was kept. */
+export function lookupMeasurement(store: Store | undefined, i: FitInstance): MemoryMeasurement | undefined {
+  const gpuBackend = i.inst.config.gpu.backend !== 'cpu' && i.inst.config.gpu.backend !== 'metal';
+  if (!store || !gpuBackend) return undefined;
+  const model = modelIdentity(i.model.path, i.model.size);
+  if (!model) return undefined;
+  try {
+    return store.memoryMeasurement(model, memoryFlagsKey(i.inst.config));
+  } catch {
+    // an unreadable database: the estimate stands
+    return undefined;
+  }
 }

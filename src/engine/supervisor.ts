@@ -27,6 +27,7 @@ import { startedConfig } from './started-config.js';
 import { stopGroup } from './stop.js';
 import { withInstanceLock } from './instance-lock.js';
 import { readGgufCached, GgufError, type GgufInfo } from '../models/gguf.js';
+import { fitAdvice } from './memory-advice.js';
 import { fitReportFor, runningFitInstances } from './memory-fit.js';
 import type { HostMemory } from '../platform/memory.js';
 import type { GpuSample } from '../domain/gpu.js';
@@ -164,7 +165,7 @@ async function checkFit(deps: SupervisorDeps, inst: LoadedInstance, model: GgufI
   throw new UserError(
     `${inst.name} does not fit: ${text}`,
     ExitCode.doesNotFit,
-    `lower model.context_size, server.parallel or model.n_gpu_layers in ${inst.file}, stop another instance, or add --force to start anyway ("${orchCommand(deps.home, `models info ${inst.name}`, deps.env)}" shows the estimate)`,
+    `${[...new Set(failed.map(fitAdvice))].join('; ')} in ${inst.file}, stop another instance, or add --force to start anyway ("${orchCommand(deps.home, `models info ${inst.name}`, deps.env)}" shows the estimate)`,
   );
 }
 

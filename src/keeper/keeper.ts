@@ -14,6 +14,7 @@ import { memoryNote } from './oom-note.js';
 import { KeeperOutput } from './output.js';
 import { recordExit, type ExitRecord } from './records.js';
 import { metricsTask, type MakeScraper } from './metrics.js';
+import { memoryCheckTask } from './memory-check.js';
 import type { StateWriter } from './state-writer.js';
 import type { KeeperFile } from '../engine/keeper-file.js';
 import { attachRun, spawnRun, type RunContext, type RunEnd, type ServerRun } from './server-run.js';
@@ -35,7 +36,7 @@ export interface KeeperDeps extends HealthLoopDeps {
   scraper?: MakeScraper;
   /** A line in keeper.log. */
   log?: (msg: string) => void;
-  /** A fresh GPU reading, for the free memory an out-of-memory failure names (keeper/oom-note.ts). */
+  /** A fresh GPU reading: the free memory an out-of-memory failure names (keeper/oom-note.ts), a run's own (keeper/memory-check.ts). */
   gpuSample?: () => Promise<GpuSample | undefined>;
 }
 
@@ -252,7 +253,13 @@ export class Keeper {
     let health = initialHealth(startedAt);
     const cell = { get: () => health, set: (h: HealthState) => (health = h) };
     const metrics = this.metricsOf(config, pid);
-    const healthEnd = healthLoop(this.name, config, this.deps, cell, healthCtl.signal, metrics?.afterOk);
+    // The estimate against what the run took (keeper/memory-check.ts), once it is healthy.
+    const memory = memoryCheckTask(this.name, pid, config, run.binary, this.deps);
+    const afterOk = () => {
+      metrics?.afterOk();
+      memory.afterOk();
+    };
+    const healthEnd = healthLoop(this.name, config, this.deps, cell, healthCtl.signal, afterOk);
     // The stop signal lives as long as the keeper: the listener goes once this run ends. Left there, each
     // run's listener kept this run's context (health, stderr tail, exit) alive: about 5 KB a
     // restart, found by heap snapshots under bench/keeper-churn.mjs.
@@ -271,6 +278,7 @@ export class Keeper {
     }
     healthCtl.abort();
     metrics?.stop();
+    memory.stop();
     let code: number | null = null;
     let signal: NodeJS.Signals | null = null;
     if (end.kind === 'exit') {

@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { GpuSample } from '../domain/gpu.js';
+import type { MeasuredDevice, MemoryMeasurement, ModelIdentity } from './measurements.js';
 import type { BenchResult, MetricsPoint, ServingMetrics } from '../domain/metrics.js';
 import type { DesiredState, EventLevel } from '../domain/status.js';
 import { unwritableFileFault, type Db } from './db.js';
@@ -29,6 +30,8 @@ export interface Retention {
   /** Serving-metrics history rows kept per instance (720: an hour at the default 5 s interval). */
   metricsPerInstance: number;
   benchPerInstance: number;
+  /** Memory measurements kept (one per model file and memory flags), newest first. */
+  memoryMeasurements: number;
 }
 
 export const DEFAULT_RETENTION: Retention = {
@@ -37,7 +40,42 @@ export const DEFAULT_RETENTION: Retention = {
   gpuSamples: 1800,
   metricsPerInstance: 720,
   benchPerInstance: 20,
+  memoryMeasurements: 500,
 };
+
+interface MeasurementRow {
+  model_path: string;
+  model_size: number;
+  model_mtime: number;
+  flags: string;
+  devices_json: string;
+  estimated_bytes: number;
+  loaded_bytes: number;
+  measured_bytes: number | null;
+  instance_name: string;
+  server: string | null;
+  measured_at: number;
+}
+
+function measurementOfRow(r: MeasurementRow): MemoryMeasurement | undefined {
+  let devices: MeasuredDevice[];
+  try {
+    devices = JSON.parse(r.devices_json) as MeasuredDevice[];
+  } catch {
+    return undefined;
+  }
+  return {
+    model: { path: r.model_path, size: r.model_size, mtime_ms: r.model_mtime },
+    flags: r.flags,
+    devices,
+    estimated_bytes: r.estimated_bytes,
+    loaded_bytes: r.loaded_bytes,
+    measured_bytes: r.measured_bytes,
+    instance: r.instance_name,
+    server: r.server,
+    measured_at: r.measured_at,
+  };
+}
 
 /**
  * Reads, the append-only records (events, health history) and the instances table. The runtime
@@ -353,6 +391,44 @@ export class StoreBase {
     this.sql(`DELETE FROM gpu_samples WHERE id <= (SELECT max(id) FROM gpu_samples) - ?`).run(
       this.retention.gpuSamples,
     );
+    this.sql(
+      `DELETE FROM memory_measurements WHERE rowid NOT IN (SELECT rowid FROM memory_measurements ORDER BY measured_at DESC LIMIT ?)`,
+    ).run(this.retention.memoryMeasurements);
+  }
+
+  /** What a run of this model file with these memory flags took (engine/memory-calibration.ts), or undefined. */
+  memoryMeasurement(model: ModelIdentity, flags: string): MemoryMeasurement | undefined {
+    const row = this.sql(
+      `SELECT * FROM memory_measurements WHERE model_path = ? AND model_size = ? AND model_mtime = ? AND flags = ?`,
+    ).get(model.path, model.size, model.mtime_ms, flags) as MeasurementRow | undefined;
+    return row ? measurementOfRow(row) : undefined;
+  }
+
+  /** Every kept measurement, newest first. */
+  listMemoryMeasurements(): MemoryMeasurement[] {
+    const rows = this.sql(`SELECT * FROM memory_measurements ORDER BY measured_at DESC`).all() as MeasurementRow[];
+    return rows.flatMap((r) => measurementOfRow(r) ?? []);
+  }
+
+  protected putMemoryMeasurement(m: MemoryMeasurement): void {
+    this.sql(
+      `INSERT OR REPLACE INTO memory_measurements (model_path, model_size, model_mtime, flags, devices_json,
+         estimated_bytes, loaded_bytes, measured_bytes, instance_name, server, measured_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      m.model.path,
+      m.model.size,
+      m.model.mtime_ms,
+      m.flags,
+      JSON.stringify(m.devices),
+      m.estimated_bytes,
+      m.loaded_bytes,
+      m.measured_bytes,
+      m.instance,
+      m.server,
+      m.measured_at,
+    );
+    this.maybePrune();
   }
 
   protected addMetricsPoint(instance: string, m: ServingMetrics): void {

@@ -36,6 +36,8 @@ export interface RuntimeRow {
   load_facts: string | null;
   /** What the current run serves (domain/metrics.ts ServingMetrics, JSON); null: not known. */
   metrics: string | null;
+  /** The current run's GPU memory against the estimate (engine/memory-calibration.ts MemoryComparison, JSON); null: not compared. */
+  memory: string | null;
   updated_at: number;
 }
 
@@ -103,6 +105,7 @@ export function emptyRuntimeRow(name: string): RuntimeRow {
     log_dropped_lines: 0,
     load_facts: null,
     metrics: null,
+    memory: null,
     updated_at: 0,
   };
 }

@@ -108,6 +108,24 @@ export const MIGRATIONS: readonly string[] = [
      last_request_at INTEGER,
      updated_at INTEGER NOT NULL
    );`,
+  // v9: the estimate against reality (engine/memory-calibration.ts): the current run's comparison
+  // (describe's memory), and per model file and memory flags what a run took on its GPUs by the
+  // vendor tool, which the next preflight counts instead of the estimate (the newest 500 kept).
+  `ALTER TABLE runtime ADD COLUMN memory TEXT;
+   CREATE TABLE memory_measurements (
+     model_path TEXT NOT NULL,
+     model_size INTEGER NOT NULL,
+     model_mtime INTEGER NOT NULL,
+     flags TEXT NOT NULL,
+     devices_json TEXT NOT NULL,
+     estimated_bytes INTEGER NOT NULL,
+     loaded_bytes INTEGER NOT NULL,
+     measured_bytes INTEGER,
+     instance_name TEXT NOT NULL,
+     server TEXT,
+     measured_at INTEGER NOT NULL,
+     PRIMARY KEY (model_path, model_size, model_mtime, flags)
+   );`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -1,6 +1,7 @@
 import type { GpuSample, LoadFacts } from '../domain/gpu.js';
 import { InvalidTransitionError, canTransition } from '../domain/lifecycle.js';
 import type { BenchResult, ServingMetrics } from '../domain/metrics.js';
+import { mergeMeasurement, type MemoryMeasurement } from './measurements.js';
 import type { EventLevel, Health, Status } from '../domain/status.js';
 import { StoreBase, type ProxyStatsRow } from './base.js';
 import type { RuntimePatch, RuntimeRow } from './rows.js';
@@ -190,6 +191,7 @@ export class Store extends StoreBase {
         last_error: null,
         load_facts: null,
         metrics: null,
+        memory: null,
       });
       this.addEvent(name, 'info', 'spawn', `server started, pid ${s.pid}`, { pid: s.pid, restart: s.attempt });
     });
@@ -257,6 +259,31 @@ export class Store extends StoreBase {
     this.immediate(() => {
       if (this.getRuntime(name)?.pid !== pid) return;
       this.patchRuntime(name, { load_facts: JSON.stringify(facts) });
+    });
+  }
+
+  /**
+   * The run of server `pid`'s GPU memory against the estimate (keeper/memory-check.ts): the
+   * comparison (JSON), the measurement the next preflight of its model and flags counts (merged
+   * with the kept one), and the event when they differ. Ignored once another run started.
+   */
+  recordMemory(
+    name: string,
+    pid: number,
+    m: {
+      comparison: string;
+      measurement: MemoryMeasurement | null;
+      event: { level: EventLevel; message: string; meta: Record<string, unknown> } | null;
+    },
+  ): void {
+    this.immediate(() => {
+      if (this.getRuntime(name)?.pid !== pid) return;
+      this.patchRuntime(name, { memory: m.comparison });
+      if (m.measurement) {
+        const prev = this.memoryMeasurement(m.measurement.model, m.measurement.flags);
+        this.putMemoryMeasurement(mergeMeasurement(prev, m.measurement));
+      }
+      if (m.event) this.addEvent(name, m.event.level, 'memory', m.event.message, m.event.meta);
     });
   }
 

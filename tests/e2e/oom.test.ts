@@ -26,7 +26,7 @@ describe('out of memory at load, on the real llama-server', () => {
     expect(up.code).not.toBe(0);
     const r = await waitForRow(home.root, 'wide', (r) => r.state === 'failed', 30_000, 'failed');
     expect(r.last_error).toMatch(
-      /^out of host memory \(tried to allocate \d+ MiB for the KV cache\); the host has \d+ MiB available$/,
+      /^out of host memory \(tried to allocate \d+ MiB for the KV cache\); the host has \d+ MiB available; to fit: lower model.context_size or server.parallel, or quantize the KV cache/,
     );
     expect(r.restarts).toBe(0);
     const events = await cli(home.root, ['events', 'wide', '--json']);

@@ -279,13 +279,15 @@ describe('memory fit', () => {
     expect(up.stderr).toMatch(
       /^error: long does not fit: gpu 0: needs \d+\.\d GiB \(\d+\.\d weights \+ 8\.0 KV \+ \d+\.\d compute \+ 0\.3 runtime\), 9\.0 GiB free/,
     );
+    // The KV cache is the largest part: the hint says how to shrink it.
+    expect(up.stderr).toContain('lower model.context_size or server.parallel, or quantize the KV cache');
     fs.rmSync(path.join(home.root, 'instances', 'long'), { recursive: true });
     home.addInstance('one', gpuCfg(8192, true));
     home.addInstance('two', gpuCfg(8192, true));
     const lint = await cli(home.root, ['config', 'lint'], env);
     expect(lint.code, lint.stderr).toBe(8);
     expect(lint.stderr).toMatch(
-      /does not fit: gpu 0: needs \d+\.\d GiB .* for one \d+\.\d, two \d+\.\d, \d+\.\d GiB free/,
+      /does not fit: gpu 0: needs \d+\.\d GiB .* for one \d+\.\d, two \d+\.\d, \d+\.\d GiB free; to fit: offload fewer layers \(lower model\.n_gpu_layers\)/,
     );
     const json = JSON.parse((await cli(home.root, ['config', 'lint', '--json'], env)).stdout) as {
       memory_fit: Array<{ device: number; fits: boolean; instances: Array<{ name: string }> }>;

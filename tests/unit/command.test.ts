@@ -50,6 +50,7 @@ describe('command builder', () => {
       CUDA_VISIBLE_DEVICES: '1',
       CUDA_DEVICE_ORDER: 'PCI_BUS_ID',
       LLAMA_ARG_LOG_VERBOSITY: '4',
+      LLAMA_ARG_LOG_COLORS: 'off',
     });
   });
 
@@ -70,7 +71,11 @@ describe('command builder', () => {
       modelPath: 'm',
       env: {},
     });
-    expect(vk.env).toEqual({ GGML_VK_VISIBLE_DEVICES: '0,2', LLAMA_ARG_LOG_VERBOSITY: '4' });
+    expect(vk.env).toEqual({
+      GGML_VK_VISIBLE_DEVICES: '0,2',
+      LLAMA_ARG_LOG_VERBOSITY: '4',
+      LLAMA_ARG_LOG_COLORS: 'off',
+    });
     const rocm = buildServerCommand({
       name: 'r',
       config: cfg({ model: { path: 'm' }, server: { port: 1 }, gpu: { backend: 'rocm', devices: [3] } }),
@@ -78,7 +83,7 @@ describe('command builder', () => {
       modelPath: 'm',
       env: {},
     });
-    expect(rocm.env).toEqual({ HIP_VISIBLE_DEVICES: '3', LLAMA_ARG_LOG_VERBOSITY: '4' });
+    expect(rocm.env).toEqual({ HIP_VISIBLE_DEVICES: '3', LLAMA_ARG_LOG_VERBOSITY: '4', LLAMA_ARG_LOG_COLORS: 'off' });
   });
 
   it('passes the API key only as LLAMA_API_KEY, never in argv', () => {

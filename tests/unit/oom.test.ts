@@ -5,6 +5,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { describeOutOfMemory, nonRetryableReason, outOfMemory } from '../../src/keeper/classify.js';
 import { memoryNote, physicalGpu } from '../../src/keeper/oom-note.js';
+import { largestPart, memoryAdvice } from '../../src/engine/memory-advice.js';
 import { InstanceConfigSchema } from '../../src/config/schema.js';
 import type { GpuSample } from '../../src/domain/gpu.js';
 
@@ -115,5 +116,33 @@ describe('the free memory an out-of-memory names', () => {
     expect(memoryNote({ ...oom, device: 'CPU', gpu: false }, config(), undefined, () => 8192 * 1024 * 1024)).toBe(
       'the host has 8192 MiB available',
     );
+  });
+});
+
+describe('what to change so that it fits', () => {
+  it('by the part that did not fit', () => {
+    expect(memoryAdvice('model', true)).toBe(
+      'offload fewer layers (lower model.n_gpu_layers) or use a smaller quantization',
+    );
+    expect(memoryAdvice('KV cache', true)).toMatch(
+      /^lower model.context_size or server.parallel, or quantize the KV cache/,
+    );
+    expect(memoryAdvice('compute', false)).toBe('lower model.batch_size (and -ub in server.extra_args)');
+    expect(memoryAdvice(null, false)).toBe('lower model.context_size or server.parallel');
+  });
+
+  it("the preflight's largest part among the instances to start", () => {
+    const share = (name: string, running: boolean, weights: number, kv: number) => ({
+      name,
+      running,
+      weights,
+      kv,
+      compute: 1,
+      margin: 0,
+      total: weights + kv + 1,
+    });
+    expect(largestPart([share('a', false, 10, 80)])).toBe('KV cache');
+    expect(largestPart([share('a', true, 10, 80), share('b', false, 50, 8)])).toBe('model');
+    expect(largestPart([])).toBeNull();
   });
 });

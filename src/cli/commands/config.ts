@@ -3,6 +3,7 @@ import path from 'node:path';
 import { formatProblem, loadConfigFile } from '../../config/load.js';
 import { lintHome, type LintReport } from '../../config/lint.js';
 import { ExitCode } from '../../domain/errors.js';
+import { fitAdvice } from '../../engine/memory-advice.js';
 import {
   fitReportFor,
   unitFor,
@@ -96,7 +97,7 @@ export async function configLint(homeOpt: string | undefined, out: Out, json: bo
   for (const p of report.problems) out.error(formatProblem(p));
   for (const w of report.warnings) out.error(`warning: ${formatProblem(w)}`);
   if (fit?.unchecked) out.error(`warning: GPU memory not checked: ${fit.unchecked}`);
-  for (const d of misfits) out.error(`does not fit: ${d.message}`);
+  for (const d of misfits) out.error(`does not fit: ${d.message}; to fit: ${fitAdvice(d)}`);
   if (report.checked === 0) {
     out.log(`no instances under ${home.instancesDir}`);
     return code;

@@ -15,6 +15,7 @@ import { benchSummary, sparkline } from '../../format/metrics.js';
 import type { GpuSample, LoadFacts } from '../../domain/gpu.js';
 import { attributeGpus, currentGpuSample, instanceGpuPids, vramHistory } from '../../engine/gpus.js';
 import { readNsPids } from '../../platform/proc.js';
+import { bytesText, type MemoryComparison } from '../../engine/memory-calibration.js';
 import type { Out } from '../output.js';
 
 function requireKnown(ctx: Context, name: string, gpu?: GpuSample): InstanceSnapshot {
@@ -30,6 +31,49 @@ function loadFactsOf(json: string | null | undefined): LoadFacts | null {
   } catch {
     return null;
   }
+}
+
+/** describe's `memory`: the keeper's comparison of the run's estimate with its buffers and the tool's figure. */
+export type DescribeMemory = Omit<MemoryComparison, 'measured_at'> & { measured_at: string | null };
+
+function memoryOf(json: string | null | undefined): DescribeMemory | null {
+  try {
+    const m = json ? (JSON.parse(json) as MemoryComparison) : null;
+    return m ? { ...m, measured_at: m.measured_at === null ? null : new Date(m.measured_at).toISOString() } : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The estimate against this run, per GPU (and the host's share), for describe's text. */
+export function memoryLines(m: DescribeMemory): string[] {
+  const out: string[] = [];
+  const pct = (est: number, real: number) => (est > 0 ? `${Math.round(((real - est) / est) * 100)}%` : '');
+  for (const d of m.per_device) {
+    const figures = [
+      `estimated ${bytesText(d.estimated_bytes)} (${bytesText(d.estimated_runtime_bytes)} of it runtime)`,
+      `loaded ${bytesText(d.loaded_bytes)}`,
+    ];
+    if (d.measured_bytes !== null && d.runtime_bytes !== null) {
+      figures.push(`measured ${bytesText(d.measured_bytes)} (${bytesText(d.runtime_bytes)} outside the buffers)`);
+    }
+    const real = d.measured_bytes ?? d.loaded_bytes + d.estimated_runtime_bytes;
+    const verdict = d.differs ? `differs: ${pct(d.estimated_bytes, real)} against the estimate` : 'as estimated';
+    const label = `${d.device}${d.gpu !== null ? ` (GPU ${d.gpu})` : ''}`;
+    out.push(`  ${label.padEnd(14)} ${figures.join(', ')}: ${verdict}`);
+  }
+  if (m.host) {
+    out.push(
+      `  ${'host'.padEnd(14)} estimated ${bytesText(m.host.estimated_bytes)}, loaded ${bytesText(m.host.loaded_bytes)}`,
+    );
+  }
+  if (m.preflight_bytes !== null) {
+    const basis = m.measured_bytes !== null ? 'the measured figure' : 'the buffers plus the runtime allowance';
+    out.push(
+      `  the next preflight of this model with these flags counts ${bytesText(m.preflight_bytes)} on the GPUs (${basis})`,
+    );
+  }
+  return out;
 }
 
 function formatEvent(e: EventRow): string {
@@ -105,6 +149,12 @@ export function describeData(ctx: Context, name: string, gpu?: GpuSample) {
     stderr_tail: stderrTail,
     /** What the current run's server loaded where (keeper/load-facts.ts); null when none runs. */
     load: snap.pid !== null ? loadFactsOf(row?.load_facts) : null,
+    /**
+     * The run's memory against the estimate (engine/memory-calibration.ts MemoryComparison): per GPU
+     * the estimate, the server's buffers and the vendor tool's figure, and whether they differ by
+     * more than 10 % or 512 MiB; null until the keeper compared them (once the server is healthy).
+     */
+    memory: snap.pid !== null ? memoryOf(row?.memory) : null,
     /** The config turns the scrape off. */
     metrics_off: configOf(ctx, name)?.metrics === false,
     /** The keeper's scrapes and the GPU memory over the last 10 minutes (the sparklines). */
@@ -253,11 +303,20 @@ export function describeLines(d: ReturnType<typeof describeData>): string[] {
   if (d.vram_bytes !== null)
     kv('GPU memory', `${formatBytes(d.vram_bytes)}${d.on_gpus.length ? ` on GPU ${d.on_gpus.join(', ')}` : ''}`);
   for (const w of d.warnings) kv('Warning', w);
+  const m = d.memory;
+  if (m && m.estimated_bytes !== null && m.loaded_bytes !== null) {
+    const parts = [`estimated ${bytesText(m.estimated_bytes)}`, `loaded ${bytesText(m.loaded_bytes)}`];
+    if (m.measured_bytes !== null) parts.push(`measured ${bytesText(m.measured_bytes)}`);
+    kv('Memory fit', `${parts.join(', ')}${m.differs ? ' (differs from the estimate)' : ''}`);
+  }
   kv('Logs', d.log_dir);
   lines.push(...servingLines(d));
   if (d.last_bench) kv('Last bench', benchSummary(d.last_bench));
   if (d.load && (d.load.buffers.length || d.load.offload || d.load.n_ctx !== null || d.load.warnings.length)) {
     lines.push('', "Loaded (from the server's log):", ...loadLines(d.load));
+  }
+  if (d.memory && (d.memory.per_device.length || d.memory.host)) {
+    lines.push('', 'Memory (estimate / server buffers / GPU tool):', ...memoryLines(d.memory));
   }
   if (d.command) {
     lines.push('', 'Command:', '  ' + d.command.argv.map((a) => (/[\s"'$]/.test(a) ? JSON.stringify(a) : a)).join(' '));
