@@ -10,6 +10,7 @@ import { isStoreFault } from '../store/faults.js';
 import type { RuntimeRow, Store } from '../store/store.js';
 import type { GpuSample } from '../domain/gpu.js';
 import { describeExit, nonRetryableReason, outOfMemory } from './classify.js';
+import { memoryAdvice } from '../engine/memory-advice.js';
 import { memoryNote } from './oom-note.js';
 import { KeeperOutput } from './output.js';
 import { recordExit, type ExitRecord } from './records.js';
@@ -210,7 +211,7 @@ export class Keeper {
       sample = undefined; // a hung or failing tool: the reason stands on its own
     }
     const note = memoryNote(oom, inst.config, sample);
-    return note ? `${reason}; ${note}` : reason;
+    return `${reason}${note ? `; ${note}` : ''}; to fit: ${memoryAdvice(oom.what, oom.gpu)}`;
   }
 
   /** A taken port is named with its holder, as `up` does (the port may have been taken during backoff). */
