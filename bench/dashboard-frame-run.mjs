@@ -6,11 +6,12 @@
 // growth under --expose-gc. PROF=DIR writes a CPU profile; LOG=1 adds a log line every frame.
 import fs from 'node:fs';
 import path from 'node:path';
-import { EventEmitter } from 'node:events';
 import { Session } from 'node:inspector/promises';
 import React from 'react';
 import { render } from 'ink';
 import { App } from '../components/App.js';
+import { snapshotFixture } from '../tests/helpers/snapshot.js';
+import { FakeTerminal, fakeStdin } from '../tests/helpers/ink-terminal.js';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const p50 = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -27,46 +28,25 @@ const GiB = 1024 ** 3;
 const GAP_MS = Number(process.env.GAP_MS ?? 2);
 
 function instance(i, t0) {
-  const name = `inst-${String(i).padStart(2, '0')}`;
-  return {
-    name,
-    state: 'running',
-    health: 'ok',
-    health_detail: null,
+  return snapshotFixture(`inst-${String(i).padStart(2, '0')}`, {
     health_latency_ms: 2,
     pid: 40000 + i,
     keeper_pid: 39000 + i,
     port: 23500 + i,
-    host: '127.0.0.1',
     backend: 'cuda',
     gpus: [String(i % 2)],
     model: `qwen2.5-7b-instruct-q4_k_m-${i}`,
     model_path: `/models/qwen2.5-7b-instruct-q4_k_m-${i}.gguf`,
     started_at: t0 - 30_000 - i * 700,
     uptime_s: 30 + i,
-    restarts: 0,
-    restart_attempts: 0,
-    next_restart_in_s: null,
-    last_exit: null,
-    last_error: null,
-    config_error: null,
-    autostart: false,
-    warnings: [],
     vram_bytes: (700 + i) * 1024 ** 2,
     offload: { layers: 29, total: 29 },
     on_gpus: [String(i % 2)],
     tokens_per_s: null,
     prompt_tokens_per_s: null,
     slots_busy: 0,
-    slots_total: 4,
     requests_processing: 0,
-    requests_deferred: 0,
-    ctx_size: 4096,
-    kv_cache_usage: null,
-    metrics_at: null,
-    proxy_in_flight: null,
-    proxy_queued: null,
-  };
+  });
 }
 
 function gpu(i, instances) {
@@ -104,17 +84,6 @@ function makeState(now) {
   };
 }
 
-class FakeTerminal extends EventEmitter {
-  columns = COLS;
-  rows = ROWS;
-  isTTY = true;
-  bytes = 0;
-  write(s) {
-    this.bytes += Buffer.byteLength(s);
-    return true;
-  }
-}
-
 async function oneRun(profile) {
   let state = makeState(Date.now());
   const listeners = new Set();
@@ -133,19 +102,12 @@ async function oneRun(profile) {
     },
   };
   const actions = { run: async () => 'ok', describe: () => [] };
-  const stdout = new FakeTerminal();
+  let bytes = 0;
+  const stdout = new FakeTerminal(COLS, ROWS, (s) => (bytes += Buffer.byteLength(s)));
   const inkMs = [];
-  const stdin = Object.assign(new EventEmitter(), {
-    isTTY: true,
-    setRawMode: () => {},
-    setEncoding: () => {},
-    ref: () => {},
-    unref: () => {},
-    read: () => null,
-  });
   const app = render(React.createElement(App, { model, logs, actions }), {
     stdout,
-    stdin,
+    stdin: fakeStdin(),
     maxFps: 1000,
     incrementalRendering: false,
     exitOnCtrlC: false,
@@ -165,7 +127,7 @@ async function oneRun(profile) {
     await sleep(2);
   }
   inkMs.length = 0;
-  const bytes0 = stdout.bytes;
+  const bytes0 = bytes;
   let session;
   if (profile) {
     session = new Session();
@@ -195,7 +157,7 @@ async function oneRun(profile) {
     cpuMs: (c.user + c.system) / 1000 / FRAMES,
     inkMs: p50(inkMs),
     frames: inkMs.length,
-    bytes: (stdout.bytes - bytes0) / Math.max(1, inkMs.length),
+    bytes: (bytes - bytes0) / Math.max(1, inkMs.length),
   };
 }
 

@@ -9,35 +9,26 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { build } from 'esbuild';
-import { inkPatchPlugin } from '../scripts/ink-patches.mjs';
+import { standaloneBundle } from '../scripts/ink-patches.mjs';
 import { REPO, fmt, machine, stats } from './lib.mjs';
 
 const RUNS = Number(process.env.RUNS ?? 5);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-frame-'));
 const variants = { stock: [], patched: [] };
 for (const name of Object.keys(variants))
-  await build({
-    absWorkingDir: REPO,
-    entryPoints: { run: 'bench/dashboard-frame-run.mjs' },
-    outdir: path.join(dir, name),
-    outExtension: { '.js': '.mjs' },
-    splitting: true,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    jsx: 'automatic',
-    external: ['react-devtools-core'],
-    define: { 'process.env.NODE_ENV': '"production"' },
-    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
-    logLevel: 'error',
-    plugins: name === 'patched' ? [inkPatchPlugin()] : [],
-  });
+  await build(
+    standaloneBundle({
+      root: REPO,
+      entry: 'bench/dashboard-frame-run.mjs',
+      outdir: path.join(dir, name),
+      patched: name === 'patched',
+    }),
+  );
 const env = { ...process.env, REPO };
 delete env.NODE_EXTRA_CA_CERTS;
 for (let r = 0; r < RUNS; r++)
   for (const name of r % 2 ? ['patched', 'stock'] : ['stock', 'patched']) {
-    const out = execFileSync(process.execPath, ['--expose-gc', path.join(dir, name, 'run.mjs')], {
+    const out = execFileSync(process.execPath, ['--expose-gc', path.join(dir, name, 'main.mjs')], {
       env,
       encoding: 'utf8',
     });

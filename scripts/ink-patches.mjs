@@ -129,3 +129,27 @@ export function inkPatchPlugin() {
     },
   };
 }
+
+/**
+ * esbuild options for a one-off bundle (a test fixture, a benchmark) built the way scripts/bundle.mjs
+ * builds the CLI: production React, Ink's devtools in a chunk never loaded, with or without the patches.
+ */
+export function standaloneBundle({ root, entry, outdir, patched }) {
+  return {
+    absWorkingDir: root,
+    entryPoints: { main: entry },
+    outdir,
+    outExtension: { '.js': '.mjs' },
+    splitting: true,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    jsx: 'automatic',
+    external: ['react-devtools-core'],
+    define: { 'process.env.NODE_ENV': '"production"' },
+    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+    logLevel: 'error',
+    plugins: patched ? [inkPatchPlugin()] : [],
+  };
+}

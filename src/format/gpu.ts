@@ -29,7 +29,9 @@ export function gpuUsers(processes: GpuProcess[]): string {
 /** The parts of one GPU's line, most important first; a narrow terminal drops from the end. */
 export function gpuLineParts(g: GpuInfo, barWidth: number): { fixed: string[]; optional: string[] } {
   // Lost or unreadable: no readings to show; the warning says what the tool printed.
-  if (g.state !== 'ok') return { fixed: [`GPU ${g.index}`, g.state.toUpperCase()], optional: [] };
+  if (g.state === 'lost' || g.state === 'unreadable') {
+    return { fixed: [`GPU ${g.index}`, g.state.toUpperCase()], optional: [] };
+  }
   const ratio = memoryRatio(g);
   const mem =
     g.memory_total_bytes !== null

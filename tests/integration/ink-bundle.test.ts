@@ -7,7 +7,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyPatch, inkPatchPlugin, inkPatches } from '../../scripts/ink-patches.mjs';
+import { applyPatch, inkPatchPlugin, inkPatches, standaloneBundle } from '../../scripts/ink-patches.mjs';
 import { TEXT_BUDGET } from '../../components/ink-caches.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
@@ -17,25 +17,8 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 async function bundle(name: string, patched: boolean, entry = 'tests/fixtures/ink-frames.tsx'): Promise<string> {
   const outdir = path.join(dir, name);
-  await build({
-    absWorkingDir: REPO,
-    entryPoints: { frames: entry },
-    outdir,
-    outExtension: { '.js': '.mjs' },
-    // As scripts/bundle.mjs: Ink's devtools (and its optional dependency) in a chunk never loaded.
-    splitting: true,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    jsx: 'automatic',
-    external: ['react-devtools-core'],
-    define: { 'process.env.NODE_ENV': '"production"' },
-    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
-    logLevel: 'error',
-    plugins: patched ? [inkPatchPlugin()] : [],
-  });
-  return path.join(outdir, 'frames.mjs');
+  await build(standaloneBundle({ root: REPO, entry, outdir, patched }));
+  return path.join(outdir, 'main.mjs');
 }
 
 interface Run {
