@@ -12,6 +12,7 @@
 #   scripts/gpu-verify.sh --dry-run   (here) the same run on the CPU build, with a small model and the
 #                                     fake nvidia-smi of tests/fixtures/gpu: every part but the GPU
 # Env: OUT (output folder [./gpu-verify-out]), GPU_VERIFY_DEADLINE (seconds the run may take [570]),
+#      GPU_VERIFY_SKIP_DIRECT=1 (skip the runs of llama-server outside llama-orch: ~70 s),
 #      GPU_VERIFY_WORK (scratch folder [/tmp/gpu-verify]), LLAMA_ORCH_CACHE (the build cache).
 # The recorded outputs become fixtures (tests/fixtures/real/h200/) and figures in bench/BENCHMARKS.md.
 set -uo pipefail
@@ -35,11 +36,19 @@ if [ "$MODE" = prepare ]; then
   [ -f dist/bundle/main.mjs ] || npm run build
   mkdir -p "$CARRY"
   node_bin="$(readlink -f "$(command -v node)")"
-  echo "gpu-verify: packing Node $(node --version) from $node_bin"
-  xz -T0 -6 -c "$node_bin" >"$CARRY/node.xz.tmp" && mv "$CARRY/node.xz.tmp" "$CARRY/node.xz"
+  # Node and the llama.cpp source change rarely: packed again only when missing or older than them.
+  if [ ! -f "$CARRY/node.xz" ] || [ "$node_bin" -nt "$CARRY/node.xz" ]; then
+    echo "gpu-verify: packing Node $(node --version) from $node_bin"
+    xz -T0 -6 -c "$node_bin" >"$CARRY/node.xz.tmp" && mv "$CARRY/node.xz.tmp" "$CARRY/node.xz"
+  fi
   addon="node_modules/better-sqlite3/build/Release/better_sqlite3.node"
   [ -f "$addon" ] || { echo "gpu-verify: $addon is missing (npm ci first)" >&2; exit 1; }
   tar czf "$CARRY/app.tgz" --exclude='*.map' dist/bundle bin node_modules/better-sqlite3/package.json "$addon"
+  if [ -f "$CARRY/llama.cpp.tgz" ] && [ "$(cat "$CARRY/nlc-version" 2>/dev/null)" = "$NLC_VERSION" ]; then
+    du -ch "$CARRY"/* | sed 's/^/  /'
+    echo "gpu-verify: ready; carry .gpu to the GPU machine and run scripts/gpu-verify.sh there"
+    exit 0
+  fi
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' EXIT
   (cd "$work" && npm pack "node-llama-cpp@$NLC_VERSION" --silent >/dev/null)
@@ -52,6 +61,7 @@ if [ "$MODE" = prepare ]; then
   mkdir -p "$work/c/llama.cpp" && echo "$commit" >"$work/c/llama.cpp/LLAMA_ORCH_COMMIT"
   tar rf "$work/src.tar" -C "$work/c" llama.cpp/LLAMA_ORCH_COMMIT
   gzip -6 -c "$work/src.tar" >"$CARRY/llama.cpp.tgz"
+  echo "$NLC_VERSION" >"$CARRY/nlc-version"
   du -ch "$CARRY"/* | sed 's/^/  /'
   echo "gpu-verify: ready (llama.cpp $commit); carry .gpu to the GPU machine and run scripts/gpu-verify.sh there"
   exit 0
@@ -166,7 +176,9 @@ rec setup-detect bash "$REPO/scripts/setup-llama-server.sh" --detect
 SETUP_ARGS=(--backend "$BACKEND" --models-dir "$W/demo-models")
 [ "$MODE" = run ] && [ -f "$CARRY/llama.cpp.tgz" ] && SETUP_ARGS+=(--source "$CARRY/llama.cpp.tgz")
 BUILD_T0=$SECONDS
-rec setup -t "$(($(left) - 150))" env LLAMA_ORCH_BUILD_JOBS="$(nproc)" bash "$REPO/scripts/setup-llama-server.sh" "${SETUP_ARGS[@]}"
+# What comes after the build needs ~150 s (~90 s without the direct runs): the build gets the rest.
+POST=150; [ "${GPU_VERIFY_SKIP_DIRECT:-0}" = 1 ] && POST=90
+rec setup -t "$(($(left) - POST))" env LLAMA_ORCH_BUILD_JOBS="$(nproc)" bash "$REPO/scripts/setup-llama-server.sh" "${SETUP_ARGS[@]}"
 BUILD_S=$((SECONDS - BUILD_T0))
 SERVER="$(tail -n 1 "$R/setup.out" 2>/dev/null)"
 say "set-up exit $(cat "$R/setup.rc") after ${BUILD_S}s: $SERVER"
@@ -238,11 +250,14 @@ rec tps-full -t 120 node "$REPO/scripts/gpu-verify-tps.mjs" --model rand-1b --di
 nvsmi_all busy
 rec gpus-after-bench "$W/bin/orch" gpus --json
 rec describe-full-after-bench "$W/bin/orch" describe gpu-full --json
+rec describe-partial-after-bench "$W/bin/orch" describe gpu-partial --json
+rec events-after-bench "$W/bin/orch" events --json
 pack
 
 # 7. What llama-server prints beside llama-orch: a KV cache too large for the card, --fit's own
 #    lines, and the log with colours and timestamps.
-say "direct llama-server runs"
+[ "${GPU_VERIFY_SKIP_DIRECT:-0}" = 1 ] && say "direct llama-server runs skipped (GPU_VERIFY_SKIP_DIRECT=1)"
+[ "${GPU_VERIFY_SKIP_DIRECT:-0}" = 1 ] || say "direct llama-server runs"
 direct() { # NAME SECONDS ARGS...: run llama-server until it listens, exits, or SECONDS pass
   local name="$1" t="$2"; shift 2
   [ "$(left)" -gt $((t + 20)) ] || { echo "skipped: past the deadline" >"$R/$name.err"; return 0; }
@@ -256,9 +271,9 @@ direct() { # NAME SECONDS ARGS...: run llama-server until it listens, exits, or 
   if kill -0 "$pid" 2>/dev/null; then kill "$pid"; wait "$pid"; echo "stopped after it listened or ${t}s (exit $?)" >"$R/$name.rc"
   else wait "$pid"; echo "$?" >"$R/$name.rc"; fi
 }
-direct kv-oom 30 -m "$M/rand-small.gguf" -ngl 99 -c 8388608 -np 1 --fit off --port $((PORT_BASE + 10))
-direct fit-on 45 -m "$M/rand-small.gguf" -c 8388608 -np 1 --fit on --port $((PORT_BASE + 11))
-direct colours 20 -m "$M/rand-small.gguf" -ngl 99 -c 2048 --log-colors on --log-prefix --log-timestamps --port $((PORT_BASE + 12))
+[ "${GPU_VERIFY_SKIP_DIRECT:-0}" = 1 ] || direct kv-oom 30 -m "$M/rand-small.gguf" -ngl 99 -c 8388608 -np 1 --fit off --port $((PORT_BASE + 10))
+[ "${GPU_VERIFY_SKIP_DIRECT:-0}" = 1 ] || direct fit-on 45 -m "$M/rand-small.gguf" -c 8388608 -np 1 --fit on --port $((PORT_BASE + 11))
+[ "${GPU_VERIFY_SKIP_DIRECT:-0}" = 1 ] || direct colours 20 -m "$M/rand-small.gguf" -ngl 99 -c 2048 --log-colors on --log-prefix --log-timestamps --port $((PORT_BASE + 12))
 pack
 
 # 8. Down, and what was left.
