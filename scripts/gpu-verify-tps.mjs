@@ -3,6 +3,8 @@
 // Usage: node scripts/gpu-verify-tps.mjs --model ID --direct URL --proxy URL [--runs N] [--max-tokens N]
 // Prints one JSON object: per side the median decode tokens/s (first to last token), the median
 // end-to-end tokens/s (request sent to last token), the median time to first token, and the runs.
+import { TextDecoder } from 'node:util';
+
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
   const i = args.indexOf(`--${name}`);
