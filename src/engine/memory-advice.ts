@@ -1,7 +1,7 @@
 import type { DeviceFit, FitShare } from './memory-fit.js';
 
 /** The part of an instance's memory that did not fit: the weights, the KV cache or the compute buffers. */
-export type MemoryPart = 'model' | 'KV cache' | 'compute';
+export type MemoryPart = 'model' | 'KV cache' | 'compute buffers';
 
 /**
  * What to change in an instance's config so that it needs less memory, for the part that is too
@@ -15,7 +15,7 @@ export function memoryAdvice(part: MemoryPart | null, gpu: boolean): string {
         : 'use a smaller quantization of the model';
     case 'KV cache':
       return 'lower model.context_size or server.parallel, or quantize the KV cache (server.extra_args: "-ctk", "q8_0", "-ctv", "q8_0")';
-    case 'compute':
+    case 'compute buffers':
       return 'lower model.batch_size (and -ub in server.extra_args)';
     case null:
       return `lower ${gpu ? 'model.n_gpu_layers, ' : ''}model.context_size or server.parallel`;
@@ -29,7 +29,7 @@ export function largestPart(shares: readonly FitShare[]): MemoryPart | null {
   const parts: Array<[MemoryPart, number]> = [
     ['model', sum('weights')],
     ['KV cache', sum('kv')],
-    ['compute', sum('compute')],
+    ['compute buffers', sum('compute')],
   ];
   const [part, bytes] = parts.sort((a, b) => b[1] - a[1])[0] ?? ['model', 0];
   return bytes > 0 ? part : null;

@@ -9,7 +9,7 @@ export interface OutOfMemory {
   /** What it tried to allocate, when the server said. */
   bytes: number | null;
   /** What the allocation was for, when the server said. */
-  what: 'model' | 'KV cache' | 'compute' | null;
+  what: 'model' | 'KV cache' | 'compute buffers' | null;
 }
 
 // Each form seen in real logs (tests/fixtures/real/): ggml-cuda's cudaMalloc failure names the device
@@ -38,14 +38,21 @@ const OOM_LINES: ReadonlyArray<{ re: RegExp; read: (m: RegExpMatchArray) => Part
     read: (m) => ({ device: 'Metal', gpu: true, bytes: mib(m[1]) }),
   },
   {
-    re: /(CUDA|ROCm|HIP) error: out of memory/,
-    read: (m) => ({ device: m[1] === 'CUDA' ? 'CUDA0' : 'ROCm0', gpu: true }),
+    re: /(CUDA|ROCm|HIP|MUSA) error: out of memory/,
+    read: (m) => ({ device: `${m[1] === 'HIP' ? 'ROCm' : (m[1] as string)}0`, gpu: true }),
   },
 ];
 
 function mib(v: string | undefined): number | null {
   const n = Number(v);
   return Number.isFinite(n) ? Math.round(n * MIB) : null;
+}
+
+/** Lines after which an earlier failed allocation no longer matters. */
+const RECOVERED = /retrying without pipeline parallelism|server is listening on|main: model loaded/;
+
+function deviceIndex(name: string): string | undefined {
+  return /(\d+)$/.exec(name)?.[1];
 }
 
 function isGpuDevice(name: string): boolean {
@@ -59,6 +66,13 @@ function isGpuDevice(name: string): boolean {
 export function outOfMemory(stderrTail: readonly string[]): OutOfMemory | undefined {
   let found: OutOfMemory | undefined;
   for (const line of stderrTail) {
+    // An allocation llama.cpp recovered from (it retries the compute buffers without pipeline
+    // parallelism), or any before the model finished loading and the server listened, is not why
+    // the server died.
+    if (RECOVERED.test(line)) {
+      found = undefined;
+      continue;
+    }
     if (!found) {
       for (const { re, read } of OOM_LINES) {
         const m = line.match(re);
@@ -69,17 +83,20 @@ export function outOfMemory(stderrTail: readonly string[]): OutOfMemory | undefi
       }
       continue;
     }
-    // Later lines refine it: the buffer type named by alloc_tensor_range, the runtime device.
+    // Later lines refine it: the buffer type named by alloc_tensor_range (a ROCm build's ggml prints
+    // "cudaMalloc" too: the buffer's name, ROCm1, says which backend), the runtime device.
     const range = /failed to allocate (\S+) buffer of size (\d+)/.exec(line);
-    if (range && found.device.replace(/\d+$/, '') === (range[1] as string).replace(/\d+$/, '')) {
-      found.device = range[1] as string;
+    const named = range?.[1];
+    if (named && deviceIndex(found.device) === deviceIndex(named) && isGpuDevice(named) === found.gpu) {
+      found.device = named;
     }
     const current = /current device: (\d+)/.exec(line);
-    if (current && /^CUDA\d+$/.test(found.device)) found.device = `CUDA${current[1]}`;
+    const backend = /^(CUDA|ROCm|MUSA)\d+$/.exec(found.device);
+    if (current && backend) found.device = `${backend[1]}${current[1]}`;
     if (found.what === null) {
       if (/error loading model|unable to allocate .* buffer|failed to load model/.test(line)) found.what = 'model';
       else if (/buffer for kv cache|kv cache/i.test(line)) found.what = 'KV cache';
-      else if (/compute buffer|graph_reserve|failed to allocate compute/i.test(line)) found.what = 'compute';
+      else if (/compute buffer|graph_reserve|failed to allocate compute/i.test(line)) found.what = 'compute buffers';
     }
   }
   return found;

@@ -9,7 +9,7 @@ import type { Processes } from '../platform/processes.js';
 import { isStoreFault } from '../store/faults.js';
 import type { RuntimeRow, Store } from '../store/store.js';
 import type { GpuSample } from '../domain/gpu.js';
-import { describeExit, nonRetryableReason, outOfMemory } from './classify.js';
+import { describeExit, describeOutOfMemory, nonRetryableReason, outOfMemory } from './classify.js';
 import { memoryAdvice } from '../engine/memory-advice.js';
 import { memoryNote } from './oom-note.js';
 import { KeeperOutput } from './output.js';
@@ -175,8 +175,11 @@ export class Keeper {
         );
         if (decision.kind === 'restart' && decision.attempt === 0) recentCrashes.push(now);
         if (decision.kind === 'give-up') {
+          const oom = result.end.kind === 'exit' ? outOfMemory(result.tail) : undefined;
           const why =
-            result.end.kind === 'health' ? result.end.reason : describeExit(result.code, result.signal, result.runMs);
+            result.end.kind === 'health'
+              ? result.end.reason
+              : `${describeExit(result.code, result.signal, result.runMs)}${oom ? `: ${describeOutOfMemory(oom)}` : ''}`;
           this.fail(`${decision.reason}; last: ${why}`);
           return 1;
         }

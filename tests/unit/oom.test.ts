@@ -127,7 +127,7 @@ describe('what to change so that it fits', () => {
     expect(memoryAdvice('KV cache', true)).toMatch(
       /^lower model.context_size or server.parallel, or quantize the KV cache/,
     );
-    expect(memoryAdvice('compute', false)).toBe('lower model.batch_size (and -ub in server.extra_args)');
+    expect(memoryAdvice('compute buffers', false)).toBe('lower model.batch_size (and -ub in server.extra_args)');
     expect(memoryAdvice(null, false)).toBe('lower model.context_size or server.parallel');
   });
 
@@ -144,5 +144,49 @@ describe('what to change so that it fits', () => {
     expect(largestPart([share('a', false, 10, 80)])).toBe('KV cache');
     expect(largestPart([share('a', true, 10, 80), share('b', false, 50, 8)])).toBe('model');
     expect(largestPart([])).toBeNull();
+  });
+});
+
+describe('out-of-memory lines that are not why a server died', () => {
+  it('a compute buffer llama.cpp retried without pipeline parallelism, then loaded', () => {
+    const tail = [
+      'ggml_backend_cuda_buffer_type_alloc_buffer: allocating 4096.00 MiB on device 1: cudaMalloc failed: out of memory',
+      'ggml_gallocr_reserve_n: failed to allocate CUDA1 buffer of size 4294967296',
+      'graph_reserve: failed to allocate compute buffers',
+      'llama_init_from_model: compute buffer allocation failed, retrying without pipeline parallelism',
+      'srv  load_model: initializing slots, n_slots = 1',
+      'GGML_ASSERT(ctx) failed', // a later crash of another cause
+    ];
+    expect(outOfMemory(tail)).toBeUndefined();
+    expect(nonRetryableReason(tail, false)).toBeUndefined();
+  });
+
+  it('an allocation that failed before the server listened, then a crash while serving', () => {
+    const tail = [
+      'alloc_tensor_range: failed to allocate CUDA0 buffer of size 1024',
+      'main: model loaded',
+      'srv  update_slots: all slots are idle',
+      'Segmentation fault',
+    ];
+    expect(outOfMemory(tail)).toBeUndefined();
+  });
+
+  it("a ROCm build's ggml says cudaMalloc: the buffer's name gives the backend; the run-time device is read", () => {
+    expect(
+      outOfMemory([
+        'ggml_backend_cuda_buffer_type_alloc_buffer: allocating 30000.00 MiB on device 1: cudaMalloc failed: out of memory',
+        'alloc_tensor_range: failed to allocate ROCm1 buffer of size 31457280000',
+        'llama_model_load: error loading model: unable to allocate ROCm1 buffer',
+      ]),
+    ).toEqual({ device: 'ROCm1', gpu: true, bytes: 30000 * 1024 * 1024, what: 'model' });
+    expect(
+      outOfMemory(['ROCm error: out of memory', '  current device: 1, in function ggml_cuda_pool_malloc']),
+    ).toEqual({
+      device: 'ROCm1',
+      gpu: true,
+      bytes: null,
+      what: null,
+    });
+    expect(outOfMemory(['MUSA error: out of memory'])?.device).toBe('MUSA0');
   });
 });
