@@ -92,7 +92,7 @@ CUDA_FLAGS=()
 cuda_setup() {
   local probe top root
   probe="$(mktemp -d)"; : >"$probe/x.cu"
-  top="$(cd "$probe" && "$NVCC" --dryrun -c x.cu 2>&1 | sed -n 's/^#\$ TOP=//p' | head -n 1)"
+  top="$(cd "$probe" && { "$NVCC" --dryrun -c x.cu 2>&1 || true; } | sed -n 's/^#\$ TOP=//p' | head -n 1)"
   rm -rf "$probe"
   root="$( [ -n "$top" ] && cd "$top" 2>/dev/null && pwd || true)"
   [ -n "$root" ] && [ -x "$root/bin/nvcc" ] || root="$(cd "$(dirname "$NVCC")/.." && pwd)"
@@ -186,7 +186,6 @@ case "$BACKEND" in
   cpu) ;;
   cuda)
     [ -n "$NVCC" ] || die "the CUDA toolkit (nvcc) is not installed" "install it, set CUDA_HOME, or use --backend cpu"
-    cuda_setup
     if [ -z "$CUDA_ARCH" ] && command -v nvidia-smi >/dev/null 2>&1; then
       # "8.9" -> "89", one entry per distinct card: only the cards present are compiled for.
       CUDA_ARCH="$(timeout 20 nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null \
@@ -194,10 +193,10 @@ case "$BACKEND" in
     fi
     if [ -z "$CUDA_ARCH" ]; then
       step "warning: nvidia-smi gave no compute capability; building for CMake's default architectures (much slower)"
-      BACKEND_FLAGS+=(-DGGML_CUDA=ON "${CUDA_FLAGS[@]}")
+      BACKEND_FLAGS+=(-DGGML_CUDA=ON)
       KEY_SUFFIX="-cuda"
     else
-      BACKEND_FLAGS+=(-DGGML_CUDA=ON "${CUDA_FLAGS[@]}" "-DCMAKE_CUDA_ARCHITECTURES=$CUDA_ARCH")
+      BACKEND_FLAGS+=(-DGGML_CUDA=ON "-DCMAKE_CUDA_ARCHITECTURES=$CUDA_ARCH")
       KEY_SUFFIX="-cuda-sm${CUDA_ARCH//;/-}"
     fi
     ;;
@@ -219,7 +218,17 @@ case "$BACKEND" in
     ;;
 esac
 
+# The toolkit's own paths (its real root, cuBLAS, the driver library): only for a configure, so that a
+# cached build is used even where the toolkit has gone since.
+toolkit_flags() {
+  if [ "$BACKEND" = cuda ]; then
+    cuda_setup
+    BACKEND_FLAGS+=("${CUDA_FLAGS[@]}")
+  fi
+}
+
 if [ "$PRINT_CONFIG" = 1 ]; then
+  toolkit_flags
   printf 'backend=%s\nsuffix=%s\n' "$BACKEND" "$KEY_SUFFIX"
   [ ${#BACKEND_FLAGS[@]} -eq 0 ] || printf '%s\n' "${BACKEND_FLAGS[@]}"
   exit 0
@@ -249,7 +258,8 @@ complete() { [ -x "$1/llama-server" ] && [ -x "$1/test-llama-archs" ] && [ -x "$
 if [ "$CONFIGURE_ONLY" = 0 ] && [ -z "$SOURCE" ] && [ -f "$POINTER" ]; then
   KEY="$(cat "$POINTER")"
   BIN_DIR="$CACHE_ROOT/llama.cpp/$KEY/bin"
-  if complete "$BIN_DIR"; then
+  # Built for these cards (a key ends with its architectures: -cuda-sm89-90): another set rebuilds.
+  if complete "$BIN_DIR" && [[ "$KEY" == *"$KEY_SUFFIX" ]]; then
     step "using cached llama-server (llama.cpp $KEY) from $BIN_DIR"
     ensure_model "$BIN_DIR/test-llama-archs"
     echo "$BIN_DIR/llama-server"
@@ -308,10 +318,12 @@ BIN_DIR="$CACHE_ROOT/llama.cpp/$KEY/bin"
 GEN=()
 command -v ninja >/dev/null 2>&1 && GEN=(-G Ninja)
 configure() {
+  toolkit_flags
   step "configuring llama.cpp $COMMIT for $BACKEND (cmake${GEN[*]:+, ninja})"
-  cmake -S "$SRC" -B "$WORK/build" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
+  # ${a[@]+"${a[@]}"}: an empty array under set -u (bash before 4.4, macOS's 3.2).
+  cmake -S "$SRC" -B "$WORK/build" ${GEN[@]+"${GEN[@]}"} -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
     -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=ON \
-    -DLLAMA_BUILD_EXAMPLES=OFF "${BACKEND_FLAGS[@]}" >"$WORK/cmake.log" 2>&1 \
+    -DLLAMA_BUILD_EXAMPLES=OFF ${BACKEND_FLAGS[@]+"${BACKEND_FLAGS[@]}"} >"$WORK/cmake.log" 2>&1 \
     || { tail -n 30 "$WORK/cmake.log" >&2; trap - EXIT; die "cmake configure failed for $BACKEND" "full log: $WORK/cmake.log (left in place)"; }
 }
 

@@ -229,9 +229,9 @@ describe('setup-llama-server.sh --print-config', () => {
       'backend=cuda',
       'suffix=-cuda-sm89-90',
       '-DGGML_CUDA=ON',
+      '-DCMAKE_CUDA_ARCHITECTURES=89;90',
       `-DCMAKE_CUDA_COMPILER=${home}/bin/nvcc`,
       `-DCUDAToolkit_ROOT=${home}`,
-      '-DCMAKE_CUDA_ARCHITECTURES=89;90',
       '',
     ]);
     expect(out.stderr).toContain(`cuBLAS: ${home}/lib64/libcublas.so`);
@@ -299,6 +299,16 @@ describe("setup-llama-server.sh's cache, as src/config/binary.ts reads it", () =
     expect(auto.code, auto.stderr).toBe(0);
     expect(auto.stdout).toBe(`${cuda}\n`);
     expect(r.run(['--backend', 'cpu', '--models-dir', models]).stdout).toBe(`${cpu}\n`);
+    // A cached build needs no toolkit: the toolkit's paths are looked for only to configure.
+    fs.rmSync(path.join(home, 'lib64', 'libcublas.so'));
+    expect(r.run(['--models-dir', models]).stdout).toBe(`${cuda}\n`);
+    // Another card (compute capability 8.9 beside the 9.0): the sm90 build is not taken (it goes on to
+    // build, which stops at once here: the rig has no npm or cmake).
+    r.tool('nvidia-smi', nvidiaSmi(['9.0', '8.9']));
+    const other = r.run(['--models-dir', models]);
+    expect(other.code).not.toBe(0);
+    expect(other.stderr).not.toContain('using cached llama-server');
+    expect(other.stdout).not.toContain(cuda);
     // The TypeScript side finds the same files.
     expect(cachedServerBinary(r.env, 'cuda')).toBe(cuda);
     expect(cachedServerBinary(r.env, 'cpu')).toBe(cpu);
