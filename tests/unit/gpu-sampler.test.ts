@@ -142,7 +142,8 @@ describe('GpuSampler (loop mode)', () => {
 
   it('a loop that goes silent is killed after the timeout, reported, and started again', async () => {
     const sc = scenario({ mode: 'hang-loop', gpus: TWO });
-    const samples = await collect(sc.env, 2200, 500);
+    // Long enough for two loops when the machine is busy (each fake nvidia-smi is a Node start).
+    const samples = await collect(sc.env, 3500, 500);
     const errors = samples.filter((s) => s.error);
     expect(errors[0]?.error).toMatch(/nvidia-smi printed nothing for 1 s \(hung; killed\)/);
     const loops = fs

@@ -9,7 +9,8 @@ import { UnlistedServers } from '../../src/daemon/gpu-service.js';
 import { attributeGpus, instanceGpuFacts } from '../../src/engine/gpus.js';
 import { gpuLines } from '../../src/format/gpu.js';
 import { parseGpuLine, parseGpuLines, parseList, parseLostLine } from '../../src/platform/gpu/nvidia.js';
-import { sampleOnce } from '../../src/platform/gpu/sampler.js';
+import { GpuSampler, sampleOnce } from '../../src/platform/gpu/sampler.js';
+import { abortableSleep } from '../../src/platform/sleep.js';
 
 const REAL = path.resolve(import.meta.dirname, '../fixtures/real/nvidia-smi');
 const read = (f: string) => fs.readFileSync(path.join(REAL, f), 'utf8');
@@ -174,5 +175,37 @@ describe('MIG devices, devices of their own', () => {
       profile: '2g.35gb',
       memory_gb: 35,
     });
+  });
+});
+
+describe("the daemon's sampler with a lost GPU", () => {
+  it('reads one-shot at the interval (the loop would exit): every sample has the lost GPU, no error', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'orch-lost-loop-'));
+    dirs.push(dir);
+    const out = path.join(dir, 'out.txt');
+    fs.writeFileSync(out, read('gpu-fell-off-bus-smi.txt'));
+    const calls = path.join(dir, 'calls');
+    fs.writeFileSync(
+      path.join(dir, 'nvidia-smi'),
+      `#!/bin/sh\necho "$*" >> '${calls}'\ncase "$*" in *query-gpu*) cat '${out}'; exit 15;; *) exit 0;; esac\n`,
+      { mode: 0o755 },
+    );
+    const samples: GpuSample[] = [];
+    const stop = new AbortController();
+    const sampler = new GpuSampler({
+      env: { PATH: `${dir}:/usr/bin:/bin` },
+      intervalMs: 100,
+      processesMs: 10_000,
+      timeoutMs: 2000,
+      wait: abortableSleep,
+      onSample: (s) => samples.push(s),
+    });
+    const running = sampler.run(stop.signal);
+    await new Promise((r) => setTimeout(r, 700));
+    stop.abort();
+    await running;
+    expect(samples.length).toBeGreaterThanOrEqual(3);
+    expect(samples.every((s) => s.error === null && s.gpus[0]?.state === 'lost')).toBe(true);
+    expect(fs.readFileSync(calls, 'utf8')).not.toContain('-lms');
   });
 });

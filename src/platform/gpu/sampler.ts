@@ -246,6 +246,8 @@ export class GpuSampler {
       if (g.error) return g.error;
       this.gpuCount = g.gpus.length;
       this.emit(found.vendor, g.gpus, null);
+      // nvidia-smi polled for a lost GPU: back to the loop once none is lost.
+      if (found.vendor === 'nvidia' && !g.gpus.some((x) => x.state === 'lost')) return '';
       await this.opts.wait(this.opts.intervalMs, signal);
     }
     return '';
@@ -257,12 +259,13 @@ export class GpuSampler {
     const first = await readGpus('nvidia', tool, this.opts.timeoutMs);
     if (first.error) return first.error;
     this.gpuCount = first.gpus.length;
-    // The loop prints rows only: a GPU lost at the first reading stays in every sample, as it was read.
-    const lost = first.gpus.filter((g) => g.state === 'lost');
-    const rows = this.gpuCount - lost.length;
-    this.maybeList('nvidia', tool);
     this.emit('nvidia', first.gpus, null);
+    this.maybeList('nvidia', tool);
     if (signal.aborted) return '';
+    // A lost GPU makes the loop exit non-zero (as the one-shot call does): read one-shot at the
+    // interval instead, each reading with the lost GPU in its place, until the rig is whole again.
+    if (first.gpus.some((g) => g.state === 'lost')) return this.runPolling({ vendor: 'nvidia', tool }, signal);
+    const rows = this.gpuCount;
     return new Promise<string>((resolve) => {
       let child: ChildProcess;
       try {
@@ -299,12 +302,9 @@ export class GpuSampler {
         Math.min(1000, silentMs),
       );
       const flush = () => {
-        if (pending.length) {
-          const seen = new Set(pending.map((g) => g.index));
-          const all = [...pending, ...lost.filter((g) => !seen.has(g.index))].sort((a, b) => a.index - b.index);
-          this.emit('nvidia', all, null);
-        }
+        if (pending.length) this.emit('nvidia', pending, null);
         pending = [];
+        this.maybeList('nvidia', tool);
       };
       child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
         lastLine = this.now();
@@ -320,10 +320,7 @@ export class GpuSampler {
           const last = pending.at(-1);
           if (last && g.index <= last.index) flush();
           pending.push(g);
-          if (pending.length >= rows) {
-            flush();
-            this.maybeList('nvidia', tool);
-          }
+          if (pending.length >= rows) flush();
         }
       });
       child.stderr?.setEncoding('utf8').on('data', (c: string) => {
