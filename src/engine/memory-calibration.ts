@@ -121,6 +121,12 @@ const MEMORY_VALUE_FLAGS: ReadonlyArray<readonly string[]> = [
   ['-dev', '--device'],
   ['-ctxcp', '--ctx-checkpoints'],
   ['-cram', '--cache-ram'],
+  // What else goes on the devices: a multimodal projector, a draft model and its layers and context.
+  ['-mm', '--mmproj'],
+  ['-md', '--model-draft'],
+  ['-ngld', '--gpu-layers-draft', '--n-gpu-layers-draft'],
+  ['-cd', '--ctx-size-draft'],
+  ['-devd', '--device-draft'],
 ];
 /** Flags without a value that change memory. */
 const MEMORY_SWITCHES: ReadonlyArray<readonly string[]> = [
@@ -133,7 +139,11 @@ const MEMORY_SWITCHES: ReadonlyArray<readonly string[]> = [
   ['--mlock'],
 ];
 /** Flags that may be given more than once, each value counting (-ot). */
-const MEMORY_LIST_FLAGS: ReadonlyArray<readonly string[]> = [['-ot', '--override-tensor']];
+const MEMORY_LIST_FLAGS: ReadonlyArray<readonly string[]> = [
+  ['-ot', '--override-tensor'],
+  ['--lora'],
+  ['--lora-scaled'],
+];
 
 /**
  * The settings of a config that change the memory a run takes (canonical: the first name of each
@@ -162,6 +172,11 @@ export function memoryFlags(config: InstanceConfig): Record<string, unknown> {
       return long ? [a.slice(long.length + 1)] : [];
     });
     if (values.length) out[names[0] as string] = values;
+  }
+  // llama.cpp reads any flag from LLAMA_ARG_* (server.env), and ggml's own settings from GGML_*:
+  // all of them count, but the logging ones.
+  for (const [k, v] of Object.entries(config.server.env).sort(([a], [b]) => a.localeCompare(b))) {
+    if ((k.startsWith('LLAMA_ARG_') && !k.startsWith('LLAMA_ARG_LOG_')) || k.startsWith('GGML_')) out[`env:${k}`] = v;
   }
   return out;
 }

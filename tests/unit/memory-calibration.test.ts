@@ -258,6 +258,10 @@ describe('which runs are the same: model file and memory flags', () => {
       ['-nkvo'],
       ['-ts', '3,1'],
       ['-ot', 'exps=CPU'],
+      ['--mmproj', 'mmproj.gguf'],
+      ['-md', 'draft.gguf'],
+      ['-ngld', '99'],
+      ['--lora', 'adapter.gguf'],
     ]) {
       expect(memoryFlagsKey(withArgs(args)), args.join(' ')).not.toBe(key);
     }
@@ -267,6 +271,11 @@ describe('which runs are the same: model file and memory flags', () => {
     expect(memoryFlagsKey({ ...c, model: { ...c.model, n_gpu_layers: 8 } })).not.toBe(key);
     expect(memoryFlagsKey({ ...c, model: { ...c.model, batch_size: 512 } })).not.toBe(key);
     expect(memoryFlagsKey(withArgs(['-ctk', 'q8_0']))).toBe(memoryFlagsKey(withArgs(['--cache-type-k', 'q8_0'])));
+    // Flags given through the environment count too; logging does not.
+    const env = (e: Record<string, string>) => memoryFlagsKey({ ...c, server: { ...c.server, env: e } });
+    expect(env({ LLAMA_ARG_CACHE_TYPE_K: 'q8_0' })).not.toBe(key);
+    expect(env({ GGML_CUDA_ENABLE_UNIFIED_MEMORY: '1' })).not.toBe(key);
+    expect(env({ LLAMA_ARG_LOG_COLORS: 'off', OTHER: 'x' })).toBe(key);
   });
 
   it('the model file is its path, size and modification time', () => {
