@@ -90,6 +90,7 @@ rec() {
   [ "${1:-}" = -t ] && { t="$2"; shift 2; }
   [ "$(left)" -gt 5 ] || { echo "skipped: past the deadline" >"$R/$name.err"; return 0; }
   [ "$t" -lt "$(left)" ] || t="$(left)"
+  [ "$t" -ge 5 ] || t=5
   timeout -k 5 "$t" "$@" >"$R/$name.out" 2>"$R/$name.err"
   local rc=$?
   echo "$rc" >"$R/$name.rc"

@@ -195,7 +195,9 @@ export function instanceGpuFacts(
     if (g.state !== 'lost' || !gpuBackend || mig) continue;
     const pinnedTo = inst.devices.some((d) => d === g.index || (typeof d === 'string' && g.uuid?.startsWith(d)));
     if (inst.devices.length === 0 || pinnedTo) {
-      warnings.push(`GPU ${g.index} is lost${pinnedTo ? ' (it is pinned to it)' : ''}: ${g.state_detail ?? ''}`.trim());
+      warnings.push(
+        `GPU ${g.index} is lost${pinnedTo ? ' (the instance is pinned to it)' : ''}: ${g.state_detail ?? ''}`.trim(),
+      );
     }
   }
   return { vram_bytes: vram, on_gpus: use?.gpus ?? [], warnings };

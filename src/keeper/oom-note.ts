@@ -18,7 +18,8 @@ export function physicalGpu(device: string, config: InstanceConfig, sample: GpuS
   if (pinned.length > 0) {
     const d = pinned[n];
     if (d === undefined) return undefined;
-    return sample.gpus.find((g) => (typeof d === 'number' ? g.index === d : g.uuid === d));
+    // As engine/gpus.ts matches a pinned UUID: a prefix of the tool's (people shorten them).
+    return sample.gpus.find((g) => (typeof d === 'number' ? g.index === d : (g.uuid?.startsWith(d) ?? false)));
   }
   return sample.gpus.length === 1 && n === 0 ? sample.gpus[0] : undefined;
 }

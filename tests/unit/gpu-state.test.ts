@@ -112,7 +112,7 @@ describe('what the operator sees of a lost GPU', () => {
     const facts = (backend: string, devices: Array<number | string>) =>
       instanceGpuFacts(view, { name: 'a', running: true, backend, devices }, null).warnings;
     expect(facts('cuda', [1])).toEqual([
-      'GPU 1 is lost (it is pinned to it): nvidia-smi: unable to determine the device handle for 0000:34:00.0: Unknown Error',
+      'GPU 1 is lost (the instance is pinned to it): nvidia-smi: unable to determine the device handle for 0000:34:00.0: Unknown Error',
     ]);
     expect(facts('cuda', [])[0]).toMatch(/^GPU 1 is lost: /);
     expect(facts('cuda', [0])).toEqual([]);
