@@ -226,7 +226,11 @@ export function nvidiaFailure(stdout: string, stderr: string): string {
     .map((l) => l.trim())
     .filter(Boolean);
   const first = said.find((l) =>
-    /NVIDIA-SMI has failed|couldn't communicate|No devices were found|GPU is lost/i.test(l),
+    /NVIDIA-SMI has failed|couldn't communicate|No devices were found|GPU is lost|Unable to determine the device handle/i.test(
+      l,
+    ),
   );
-  return (first ?? said[0] ?? 'no output').slice(0, 300);
+  // Not a healthy GPU's CSV row printed before the failure: the first line that is not one.
+  const other = said.find((l) => parseGpuLine(l) === undefined);
+  return (first ?? other ?? said[0] ?? 'no output').slice(0, 300);
 }

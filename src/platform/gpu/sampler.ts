@@ -10,7 +10,8 @@ import {
   parseList,
 } from './nvidia.js';
 import { parseRocmGpus, parseRocmPidGpus, parseRocmPids, rocmGpuArgs, rocmPidArgs, rocmPidGpuArgs } from './rocm.js';
-import { abandon, findVendor, runTool, TOOL_NAME, type ToolResult } from './tool.js';
+import { plausibleProcess, plausibleReading } from './plausible.js';
+import { abandon, findVendor, MAX_LINE, runTool, TOOL_NAME, type ToolResult } from './tool.js';
 
 export interface SampleOptions {
   env: NodeJS.ProcessEnv;
@@ -125,8 +126,8 @@ export async function sampleOnce(opts: SampleOptions): Promise<GpuSample> {
   return {
     at: now(),
     vendor,
-    gpus: g.gpus,
-    processes,
+    gpus: g.gpus.map(plausibleReading),
+    processes: processes ? processes.map(plausibleProcess) : processes,
     processes_at: processes ? now() : null,
     mig,
     error: g.error,
@@ -176,7 +177,8 @@ export class GpuSampler {
     return (this.opts.now ?? Date.now)();
   }
 
-  private emit(vendor: GpuVendor | null, gpus: GpuReading[], error: string | null): void {
+  private emit(vendor: GpuVendor | null, readings: GpuReading[], error: string | null): void {
+    const gpus = readings.map(plausibleReading);
     if (gpus.length > 0) this.lastGpus = gpus;
     this.opts.onSample({
       at: this.now(),
@@ -209,7 +211,7 @@ export class GpuSampler {
       vendor === 'nvidia' ? readMig(tool, this.lastGpus, this.opts.timeoutMs) : Promise.resolve([]),
     ]).then(([p, mig]) => {
       this.listing = false;
-      this.processes = p;
+      this.processes = p ? p.map(plausibleProcess) : p;
       this.processesAt = p ? this.now() : null;
       this.mig = mig;
     });
@@ -272,6 +274,7 @@ export class GpuSampler {
         child = spawn(tool, nvidiaGpuArgs(this.opts.intervalMs), {
           stdio: ['ignore', 'pipe', 'pipe'],
           env: { ...process.env, LC_ALL: 'C' },
+          detached: true, // a group of its own: abandon() ends whatever it started too
         });
       } catch (e) {
         resolve(`nvidia-smi could not be started: ${(e as Error).message}`);
@@ -310,6 +313,13 @@ export class GpuSampler {
         lastLine = this.now();
         const lines = (partial + chunk).split('\n');
         partial = lines.pop() ?? '';
+        // Output without newlines would grow this buffer without bound (and keep the watchdog quiet).
+        if (partial.length > MAX_LINE) {
+          end(
+            `nvidia-smi printed a line of over ${MAX_LINE / (1024 * 1024)} MiB without a newline (a tool fault; restarted)`,
+          );
+          return;
+        }
         for (const line of lines) {
           const g = parseGpuLine(line.trim());
           if (!g) {

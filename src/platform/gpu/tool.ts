@@ -44,10 +44,23 @@ export type ToolResult =
   | { ok: true; stdout: string; ms: number }
   | { ok: false; kind: 'missing' | 'failed' | 'timeout'; message: string; stdout: string; stderr: string };
 
-const MAX_OUTPUT = 4 * 1024 * 1024;
+const MAX_OUTPUT_BYTES = 4 * 1024 * 1024;
+const MAX_OUTPUT = MAX_OUTPUT_BYTES;
 
-/** Kills a tool and lets go of it: a process stuck in the kernel (a GPU off the bus) may never exit. */
+/** The longest output line a tool may print (a loop that prints without newlines is a tool fault). */
+export const MAX_LINE = MAX_OUTPUT_BYTES;
+
+/**
+ * Kills a tool with everything it started (it runs in a process group of its own: a child that holds
+ * its stdout would otherwise outlive it) and lets go of it: a process stuck in the kernel (a GPU off
+ * the bus) may never exit.
+ */
 export function abandon(child: ChildProcess): void {
+  try {
+    if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+  } catch {
+    // the group is gone already
+  }
   try {
     child.kill('SIGKILL');
   } catch {
@@ -76,7 +89,11 @@ export function runTool(file: string, args: string[], timeoutMs: number): Promis
     };
     let child: ChildProcess;
     try {
-      child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+      child = spawn(file, args, {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, LC_ALL: 'C' },
+        detached: true,
+      });
     } catch (e) {
       resolve({ ok: false, kind: 'missing', message: `${file}: ${(e as Error).message}`, stdout, stderr });
       return;
@@ -100,6 +117,13 @@ export function runTool(file: string, args: string[], timeoutMs: number): Promis
     child.once('error', (e: NodeJS.ErrnoException) => {
       const kind = e.code === 'ENOENT' || e.code === 'EACCES' ? 'missing' : 'failed';
       finish({ ok: false, kind, message: `${file}: ${e.code === 'ENOENT' ? 'not found' : e.message}`, stdout, stderr });
+    });
+    // The tool exited but its output is still held open (a child of its own kept the pipe): that
+    // child is a stray; once the tool is gone, its group goes too, and the result is what was read.
+    child.once('exit', () => {
+      setTimeout(() => {
+        if (!settled) abandon(child);
+      }, 200).unref();
     });
     child.once('close', (code, signal) => {
       if (code === 0) finish({ ok: true, stdout, ms: Date.now() - started });
