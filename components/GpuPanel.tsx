@@ -3,6 +3,7 @@ import { Box, Text } from 'ink';
 import type { GpuInfo } from '../src/domain/gpu.js';
 import { bar, gpuLineParts, gpuUsers, memoryRatio } from '../src/format/gpu.js';
 import { formatBytes } from '../src/format/text.js';
+import { toolsTurnedOff } from '../src/platform/gpu/tool.js';
 import { paint } from './InstanceTable.js';
 
 export interface GpuPanelProps {
@@ -33,6 +34,14 @@ const level = (ratio: number | null) =>
 export function GpuPanel({ gpus, error, cpuOnly, width, height }: GpuPanelProps) {
   if (height <= 0) return null;
   if (gpus.length === 0) {
+    const off = cpuOnly && !error ? toolsTurnedOff(process.env) : null;
+    if (off) {
+      return (
+        <Text dimColor wrap="truncate">
+          GPUs: not read — {off}
+        </Text>
+      );
+    }
     return error || !cpuOnly ? (
       <Text color="red" wrap="truncate">
         GPUs not read: {error ?? 'no reading yet'}

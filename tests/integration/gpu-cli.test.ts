@@ -35,9 +35,15 @@ describe('llama-orch gpus', () => {
   it('on a CPU-only rig: says so plainly and exits 0; --json is []', async () => {
     const home = homes.make();
     const { env } = rig(home.root, null);
-    const text = await cli(home.root, ['gpus'], env);
+    // Neither tool on PATH (the rig's env turns rocm-smi off; here it is simply absent).
+    const text = await cli(home.root, ['gpus'], { ...env, LLAMA_ORCH_ROCM_SMI: '' });
     expect(text.code, text.stderr).toBe(0);
     expect(text.stdout).toContain('no GPU found: this rig is CPU-only (neither nvidia-smi nor rocm-smi is on PATH)');
+    // Turned off is not the same as CPU-only: it says so.
+    const off = await cli(home.root, ['gpus'], { ...env, LLAMA_ORCH_ROCM_SMI: '', LLAMA_ORCH_NVIDIA_SMI: 'none' });
+    expect(off.stdout).toContain(
+      'GPUs not read: GPU reading turned off (LLAMA_ORCH_NVIDIA_SMI=none; no rocm-smi on PATH)',
+    );
     const json = await cli(home.root, ['gpus', '--json'], env);
     expect(json.code).toBe(0);
     expect(JSON.parse(json.stdout)).toEqual([]);

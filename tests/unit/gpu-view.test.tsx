@@ -172,6 +172,17 @@ describe('GpuPanel', () => {
   it('says plainly when the rig is CPU-only, or why the GPUs could not be read', () => {
     const cpu = render(<GpuPanel gpus={[]} error={null} cpuOnly width={100} height={1} />);
     expect(plain(cpu.lastFrame())).toBe('GPUs: none — a CPU-only rig (no nvidia-smi or rocm-smi on PATH)');
+    process.env.LLAMA_ORCH_NVIDIA_SMI = 'none';
+    process.env.LLAMA_ORCH_ROCM_SMI = 'none';
+    try {
+      const off = render(<GpuPanel gpus={[]} error={null} cpuOnly width={120} height={1} />);
+      expect(plain(off.lastFrame())).toBe(
+        'GPUs: not read — GPU reading turned off (LLAMA_ORCH_NVIDIA_SMI=none, LLAMA_ORCH_ROCM_SMI=none)',
+      );
+    } finally {
+      delete process.env.LLAMA_ORCH_NVIDIA_SMI;
+      delete process.env.LLAMA_ORCH_ROCM_SMI;
+    }
     const err = render(
       <GpuPanel
         gpus={[]}

@@ -4,7 +4,7 @@ import { currentGpuSample } from '../../engine/gpus.js';
 import { rigSnapshot } from '../../engine/snapshot.js';
 import { gpuLines } from '../../format/gpu.js';
 import { formatBytes } from '../../format/text.js';
-import { TOOL_ENV } from '../../platform/gpu/tool.js';
+import { TOOL_ENV, toolsTurnedOff } from '../../platform/gpu/tool.js';
 import type { Context } from '../context.js';
 import type { Out } from '../output.js';
 
@@ -31,7 +31,10 @@ export async function gpusCommand(ctx: Context, loader: ConfigLoader, json: bool
     return 0;
   }
   if (sample.vendor === null) {
-    out.log('no GPU found: this rig is CPU-only (neither nvidia-smi nor rocm-smi is on PATH)');
+    const off = toolsTurnedOff(process.env);
+    out.log(
+      off ? `GPUs not read: ${off}` : 'no GPU found: this rig is CPU-only (neither nvidia-smi nor rocm-smi is on PATH)',
+    );
     return 0;
   }
   if (gpus.length === 0) {

@@ -11,6 +11,19 @@ import type { GpuVendor } from '../../domain/gpu.js';
 export const TOOL_ENV: Record<GpuVendor, string> = { nvidia: 'LLAMA_ORCH_NVIDIA_SMI', amd: 'LLAMA_ORCH_ROCM_SMI' };
 export const TOOL_NAME: Record<GpuVendor, string> = { nvidia: 'nvidia-smi', amd: 'rocm-smi' };
 
+/**
+ * Why no vendor tool was found, in words: turned off (LLAMA_ORCH_NVIDIA_SMI=none) is not the same
+ * as a CPU-only rig. Null when neither was turned off (none on PATH).
+ */
+export function toolsTurnedOff(env: NodeJS.ProcessEnv): string | null {
+  const vendors: GpuVendor[] = ['nvidia', 'amd'];
+  const off = vendors.filter((v) => env[TOOL_ENV[v]] === 'none');
+  if (off.length === 0) return null;
+  const said = off.map((v) => `${TOOL_ENV[v]}=none`).join(', ');
+  const rest = vendors.filter((v) => !off.includes(v)).map((v) => `no ${TOOL_NAME[v]} on PATH`);
+  return `GPU reading turned off (${said}${rest.length ? `; ${rest.join(', ')}` : ''})`;
+}
+
 function executable(file: string): boolean {
   try {
     fs.accessSync(file, fs.constants.X_OK);
