@@ -3,6 +3,7 @@ import { useStdout } from 'ink';
 import type { DashboardState } from './model.js';
 import type { LogSource } from '../src/logs/follow.js';
 import type { LogStream } from '../src/domain/status.js';
+import { terminalSafe } from '../src/domain/sanitize.js';
 
 export interface ModelLike {
   subscribe: (fn: () => void) => () => void;
@@ -48,7 +49,9 @@ export function useLogTail(
     let trimmed = 0;
     // The pane scrolls back: start with as many lines as it keeps.
     const stop = source.follow(name, stream, keep, (l) => {
-      pending.current.push(...l);
+      // A server can print anything: its colours stay, other escape and control codes do not reach
+      // the terminal (format/sanitize.ts). The files keep every byte.
+      pending.current.push(...l.map((x) => terminalSafe(x, true)));
     });
     const timer = setInterval(() => {
       if (pending.current.length === 0) return;

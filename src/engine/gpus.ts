@@ -9,6 +9,7 @@ import {
   type GpuSample,
   type LoadFacts,
 } from '../domain/gpu.js';
+import { safeName } from '../domain/sanitize.js';
 import type { Processes } from '../platform/processes.js';
 import { sampleOnce } from '../platform/gpu/sampler.js';
 import type { StoreBase } from '../store/base.js';
@@ -98,7 +99,8 @@ export function attributeGpus(sample: GpuSample, servers: ServerRef[], deps: Att
   for (const p of sample.processes ?? []) {
     const instance = owner(p.pid);
     const index = p.gpu_index ?? (p.gpu_uuid !== null ? indexByUuid.get(p.gpu_uuid) : undefined) ?? null;
-    const command = p.name ? path.basename(p.name) : (deps.procs.cmdline(p.pid)?.[0]?.split('/').pop() ?? null);
+    const fromProc = deps.procs.cmdline(p.pid)?.[0]?.split('/').pop();
+    const command = p.name ? path.basename(p.name) : fromProc ? safeName(fromProc) : null;
     if (index !== null) perGpu.get(index)?.push({ pid: p.pid, instance, memory_bytes: p.memory_bytes, command });
     if (!instance) continue;
     const use = byInstance.get(instance) ?? { vendorBytes: null, gpus: [] };

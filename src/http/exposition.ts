@@ -2,6 +2,7 @@ import type { GpuInfo } from '../domain/gpu.js';
 import type { InstanceSnapshot } from '../domain/snapshot.js';
 import { STATUSES } from '../domain/status.js';
 import type { InstanceCounts } from './scheduler.js';
+import { labelSafe } from '../domain/sanitize.js';
 
 /** Upper bounds (seconds) of the proxy's request-duration histogram: a tokenize call to a long generation. */
 export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
@@ -42,10 +43,8 @@ export class ProxyCounters {
   }
 }
 
-/** A label value as the exposition format writes it: backslash, double quote and newline escaped. */
-function label(v: string): string {
-  return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
-}
+/** A label value as the exposition format writes it (format/sanitize.ts: its escapes, no control characters). */
+const label = labelSafe;
 
 function num(v: number): string {
   if (Number.isNaN(v)) return 'NaN';

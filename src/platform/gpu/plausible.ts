@@ -1,4 +1,5 @@
 import type { GpuProcessReading, GpuReading } from '../../domain/gpu.js';
+import { safeName } from '../../domain/sanitize.js';
 
 // Figures no GPU can report are unknown, not passed on (to the panel, `gpus`, /metrics): a broken
 // tool or driver prints utilisation 150 or -1, negative memory, a total of 0.
@@ -14,6 +15,8 @@ export function plausibleReading(g: GpuReading): GpuReading {
   const used = within(g.memory_used_bytes, 0, total ?? MAX_BYTES);
   return {
     ...g,
+    // Names come from the driver (and, for processes, from whoever started them): no control codes.
+    name: g.name === null ? null : safeName(g.name),
     utilization_pct: within(g.utilization_pct, 0, 100),
     memory_total_bytes: total,
     memory_used_bytes: used,
@@ -24,5 +27,5 @@ export function plausibleReading(g: GpuReading): GpuReading {
 }
 
 export function plausibleProcess(p: GpuProcessReading): GpuProcessReading {
-  return { ...p, memory_bytes: within(p.memory_bytes, 0, MAX_BYTES) };
+  return { ...p, name: p.name === null ? null : safeName(p.name), memory_bytes: within(p.memory_bytes, 0, MAX_BYTES) };
 }

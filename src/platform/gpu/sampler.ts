@@ -10,6 +10,7 @@ import {
   parseList,
 } from './nvidia.js';
 import { parseRocmGpus, parseRocmPidGpus, parseRocmPids, rocmGpuArgs, rocmPidArgs, rocmPidGpuArgs } from './rocm.js';
+import { safeName } from '../../domain/sanitize.js';
 import { plausibleProcess, plausibleReading } from './plausible.js';
 import { abandon, findVendor, MAX_LINE, runTool, TOOL_NAME, type ToolResult } from './tool.js';
 
@@ -21,7 +22,9 @@ export interface SampleOptions {
 }
 
 function failure(vendor: GpuVendor, r: Extract<ToolResult, { ok: false }>): string {
-  const said = vendor === 'nvidia' ? nvidiaFailure(r.stdout, r.stderr) : (r.stderr || r.stdout).trim().split('\n')[0];
+  const raw = vendor === 'nvidia' ? nvidiaFailure(r.stdout, r.stderr) : (r.stderr || r.stdout).trim().split('\n')[0];
+  // What a broken tool printed goes into events and daemon.log: no control codes, no raw binary.
+  const said = raw === undefined ? raw : safeName(raw);
   return r.kind === 'failed' && said && said !== 'no output' ? `${r.message}: ${said}` : r.message;
 }
 
