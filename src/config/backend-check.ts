@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { Home } from '../domain/home.js';
+import { readRegularFile } from '../platform/regular-file.js';
 import type { ConfigProblem, LoadedInstance } from './load.js';
 import type { Backend } from './schema.js';
 
@@ -138,7 +139,7 @@ export function serverBackendsCacheFile(home: Home): string {
 
 function readCache(file: string): CacheFile {
   try {
-    const parsed = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<CacheFile>;
+    const parsed = JSON.parse(readRegularFile(file).toString('utf8')) as Partial<CacheFile>;
     if (parsed.version === CACHE_VERSION && parsed.binaries && typeof parsed.binaries === 'object') {
       return { version: CACHE_VERSION, binaries: parsed.binaries };
     }

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { fileKind } from '../platform/regular-file.js';
 import { ggufCacheFile, type Home } from '../domain/home.js';
 import { resolveServerBinary } from './binary.js';
 import { loadAllConfigs, resolveModelPath, type ConfigProblem, type LoadedInstance } from './load.js';
@@ -68,8 +69,9 @@ export async function checkInstanceEnvironment(
   let model: GgufInfo | undefined;
   try {
     const real = fs.realpathSync(modelPath);
-    if (!fs.statSync(real).isFile()) {
-      problems.push({ file, jsonPath: '$.model.path', message: `${modelPath} is not a regular file` });
+    const st = fs.statSync(real);
+    if (!st.isFile()) {
+      problems.push({ file, jsonPath: '$.model.path', message: `${modelPath} is ${fileKind(st)}, not a regular file` });
     } else {
       try {
         model = await readGgufCached(modelPath, ggufCacheFile(home));

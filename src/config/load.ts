@@ -1,9 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { z } from 'zod';
-import { ExitCode, UserError, errnoCode } from '../domain/errors.js';
+import { ExitCode, UserError } from '../domain/errors.js';
 import type { Home } from '../domain/home.js';
 import { instanceConfigPath, orchCommand } from '../domain/home.js';
+import { readFailure, readRegularText } from '../platform/regular-file.js';
 import { INSTANCE_NAME_RE, InstanceConfigSchema, type InstanceConfig } from './schema.js';
 
 /** One problem in one config file: where (file + JSON path) and what is expected. */
@@ -156,12 +157,10 @@ export function loadConfigFile(file: string, name: string): LoadResult {
   if (nameProblem) problems.push({ file, jsonPath: '(directory name)', message: nameProblem });
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    // Never waits (a FIFO is an error, not a read that blocks); strict UTF-8, a BOM accepted.
+    text = readRegularText(file);
   } catch (e) {
-    const code = errnoCode(e);
-    const message =
-      code === 'ENOENT' ? 'file not found' : code === 'EACCES' ? 'permission denied' : `cannot read: ${String(e)}`;
-    problems.push({ file, jsonPath: '$', message });
+    problems.push({ file, jsonPath: '$', message: readFailure(e, path.basename(file)) });
     return { ok: false, name, file, problems };
   }
   const parsed = parseConfigText(text, file);

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { Home } from '../domain/home.js';
+import { readRegularFile } from '../platform/regular-file.js';
 import { runServerHelp, type HelpOutput } from '../platform/server-help.js';
 import { closestKey, type ConfigProblem, type LoadedInstance } from './load.js';
 
@@ -120,7 +121,7 @@ export function serverFlagsCacheFile(home: Home): string {
 
 function readCache(file: string): CacheFile {
   try {
-    const parsed = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<CacheFile>;
+    const parsed = JSON.parse(readRegularFile(file).toString('utf8')) as Partial<CacheFile>;
     if (parsed.version === CACHE_VERSION && parsed.binaries && typeof parsed.binaries === 'object') {
       return { version: CACHE_VERSION, binaries: parsed.binaries };
     }

@@ -1,8 +1,8 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { ExitCode, UserError, errnoCode } from '../domain/errors.js';
 import type { Home } from '../domain/home.js';
+import { readFailure, readRegularText } from '../platform/regular-file.js';
 import { formatProblem, parseWithSchema, type ConfigProblem } from './load.js';
 import { DAY_S, ENV_NAME_RE, isLoopbackHost, seconds } from './schema.js';
 
@@ -91,10 +91,10 @@ export function settingsProblems(home: Home): ConfigProblem[] {
   const file = settingsPath(home);
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = readRegularText(file);
   } catch (e) {
     if (errnoCode(e) === 'ENOENT') return [];
-    return [{ file, jsonPath: '$', message: `cannot read: ${e instanceof Error ? e.message : String(e)}` }];
+    return [{ file, jsonPath: '$', message: readFailure(e) }];
   }
   return parseWithSchema(SettingsSchema, text, file).problems;
 }
@@ -104,10 +104,15 @@ export function loadSettings(home: Home): Settings {
   const file = settingsPath(home);
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    // Never waits on a FIFO; strict UTF-8, a BOM accepted.
+    text = readRegularText(file);
   } catch (e) {
     if (errnoCode(e) === 'ENOENT') return SettingsSchema.parse({});
-    throw new UserError(`cannot read ${file}: ${e instanceof Error ? e.message : String(e)}`);
+    throw new UserError(
+      `cannot read ${file}: ${readFailure(e)}`,
+      ExitCode.general,
+      'llama-orch.json must be a regular UTF-8 JSON file (or absent, for every default)',
+    );
   }
   const r = parseWithSchema(SettingsSchema, text, file);
   if (!r.value) {

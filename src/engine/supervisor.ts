@@ -16,6 +16,7 @@ import { checkBinaryBackend } from '../config/backend-check.js';
 import { ExitCode, UserError } from '../domain/errors.js';
 import { ggufCacheFile, instanceConfigPath, instanceLogDir, orchCommand, type Home } from '../domain/home.js';
 import type { Processes } from '../platform/processes.js';
+import { fileKind, readRegularFile } from '../platform/regular-file.js';
 import type { RuntimeRow, Store } from '../store/store.js';
 import type { ChangeFeed } from '../store/watch.js';
 import { keeperAlive, serverAlive } from './identity.js';
@@ -122,7 +123,7 @@ export async function preflight(deps: SupervisorDeps, inst: LoadedInstance): Pro
   }
   if (!st?.isFile()) {
     throw new UserError(
-      `${name}: model file ${model} ${st ? 'is not a regular file' : 'does not exist'} ($.model.path in ${file})`,
+      `${name}: model file ${model} ${st ? `is ${fileKind(st)}, not a regular file` : 'does not exist'} ($.model.path in ${file})`,
       ExitCode.general,
       'fix model.path (relative paths are resolved against the home directory)',
     );
@@ -363,7 +364,7 @@ async function upLocked(deps: SupervisorDeps, name: string, opts: UpOptions): Pr
 /** The last line of a small log file, as ": LINE" (or nothing). */
 function lastLine(file: string): string {
   try {
-    const text = fs.readFileSync(file, 'utf8').trimEnd();
+    const text = readRegularFile(file).toString('utf8').trimEnd();
     const line = text.slice(text.lastIndexOf('\n') + 1).trim();
     return line ? `: ${line.slice(0, 300)}` : '';
   } catch {

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { watch } from 'chokidar';
 import { instanceLogDir, type Home } from '../domain/home.js';
 import type { LogStream } from '../domain/status.js';
+import { NotRegularFileError, openRegular } from '../platform/regular-file.js';
 import { lastLines, logFile } from './tail.js';
 
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));
@@ -25,7 +26,14 @@ export interface FollowOptions {
  * dashboard's log pane. Returns the function that stops it.
  */
 export function followLog(logDir: string, stream: LogStream, opts: FollowOptions): () => void {
-  const first = opts.initial > 0 ? lastLines(logDir, stream, opts.initial) : [];
+  let first: string[] = [];
+  try {
+    first = opts.initial > 0 ? lastLines(logDir, stream, opts.initial) : [];
+  } catch (e) {
+    // A log that is not a regular file (a FIFO...) is said, never waited on.
+    if (!(e instanceof NotRegularFileError)) throw e;
+    first = [`llama-orch: ${e.message}`];
+  }
   if (first.length) opts.onLines(first);
   const follower = new LogFollower(logFile(logDir, stream), opts.onLines);
   follower.start(false);
@@ -79,7 +87,8 @@ export class LogFollower {
 
   private openCurrent(fromBeginning: boolean): boolean {
     try {
-      const fd = fs.openSync(this.file, 'r');
+      // Non-blocking and checked: a FIFO put in the log's place is skipped, never waited on.
+      const fd = openRegular(this.file);
       const st = fs.fstatSync(fd);
       this.fd = fd;
       this.ino = st.ino;
@@ -157,7 +166,7 @@ export class LogFollower {
       for (const b of this.newerBackups(oldIno, openedIno)) {
         let fd: number;
         try {
-          fd = fs.openSync(b.file, 'r');
+          fd = openRegular(b.file);
         } catch {
           shifted = true;
           break;

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { NotRegularFileError, fileKind } from '../platform/regular-file.js';
 
 const NL = 0x0a;
 /** A partial line longer than this is written out rather than held back. */
@@ -15,7 +16,14 @@ export interface LogTrouble {
 const REOPEN_EVERY_MS = 1000;
 
 function describeFsError(file: string, e: unknown): string {
+  if (e instanceof NotRegularFileError) return `${e.message}: refusing to write to it (remove it)`;
   const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENXIO') {
+    // A FIFO without a reader (opened non-blocking) or a socket: never waited on.
+    const st = fs.statSync(file, { throwIfNoEntry: false });
+    const kind = st && !st.isFile() ? fileKind(st) : 'a FIFO or socket';
+    return `${file} is ${kind}, not a regular file: refusing to write to it (remove it)`;
+  }
   if (code === 'ELOOP') return `${file} is a symbolic link: refusing to follow it (remove it)`;
   if (code === 'EISDIR') return `${file} is a directory`;
   if (code === 'ENOSPC') return `${file}: no space left on the device`;
@@ -75,10 +83,17 @@ export class RotatingFile {
     try {
       const fd = fs.openSync(
         this.file,
-        fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW,
+        // O_NONBLOCK: a FIFO in the log's place fails (ENXIO) or is refused below, never waited on.
+        fs.constants.O_WRONLY |
+          fs.constants.O_APPEND |
+          fs.constants.O_CREAT |
+          fs.constants.O_NOFOLLOW |
+          (fs.constants.O_NONBLOCK ?? 0),
         0o600,
       );
       this.fd = fd;
+      const st = fs.fstatSync(fd);
+      if (!st.isFile()) throw new NotRegularFileError(this.file, fileKind(st));
       fs.fchmodSync(fd, 0o600);
       this.size = fs.fstatSync(fd).size;
       return true;

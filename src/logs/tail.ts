@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import type { LogStream } from '../domain/status.js';
+import { NotRegularFileError, openRegular } from '../platform/regular-file.js';
 
 export type { LogStream };
 
@@ -29,12 +30,13 @@ export function rotatedFiles(logDir: string, stream: LogStream): string[] {
   return fs.existsSync(base) ? [...backups, base] : backups;
 }
 
-/** Reads up to maxBytes from the end of a file. */
+/** Reads up to maxBytes from the end of a file ('' when it is gone; a FIFO or directory throws). */
 function readEnd(file: string, maxBytes: number): string {
   let fd: number;
   try {
-    fd = fs.openSync(file, 'r');
-  } catch {
+    fd = openRegular(file);
+  } catch (e) {
+    if (e instanceof NotRegularFileError) throw e;
     return '';
   }
   try {
@@ -48,7 +50,10 @@ function readEnd(file: string, maxBytes: number): string {
   }
 }
 
-/** The last n lines of a stream across its rotated files (newest file first until n are found). */
+/**
+ * The last n lines of a stream across its rotated files (newest file first until n are found).
+ * Throws NotRegularFileError for a log that is a FIFO, directory... (never waits on one).
+ */
 export function lastLines(logDir: string, stream: LogStream, n: number): string[] {
   const files = rotatedFiles(logDir, stream).reverse();
   const out: string[] = [];

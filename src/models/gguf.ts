@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { gguf, GGMLFileQuantizationType, GGMLQuantizationType, type GGUFParseOutput } from '@huggingface/gguf';
+import { NotRegularFileError, fileKind, openRegular, readRegularFile } from '../platform/regular-file.js';
 
 /**
  * What llama-orch reads from a GGUF header (docs/ARCHITECTURE.md, "Models"): the header only, never
@@ -133,6 +134,7 @@ function tensorBytes(shape: bigint[], dtype: number): number | undefined {
 
 function describe(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);
+  if (e instanceof NotRegularFileError) return `is ${e.kind}, not a regular file`;
   if (/EISDIR/.test(msg)) return 'is a directory';
   if (/ENOENT/.test(msg)) return 'does not exist';
   if (/EACCES|EPERM/.test(msg)) return 'cannot be read (permission denied)';
@@ -153,7 +155,8 @@ function describe(e: unknown): string {
 function checkVersion(file: string): void {
   let head: Buffer;
   try {
-    const fd = fs.openSync(file, 'r');
+    // Non-blocking and checked: a FIFO or device in a model's place is an error, never a wait.
+    const fd = openRegular(file);
     try {
       head = Buffer.alloc(8);
       const n = fs.readSync(fd, head, 0, 8, 0);
@@ -204,7 +207,7 @@ function loadCache(cacheFile: string): Map<string, CacheEntry> {
   if (cache) return cache;
   cache = new Map();
   try {
-    const raw = JSON.parse(fs.readFileSync(cacheFile, 'utf8')) as {
+    const raw = JSON.parse(readRegularFile(cacheFile).toString('utf8')) as {
       version?: number;
       entries?: Record<string, CacheEntry>;
     };
@@ -265,7 +268,7 @@ export async function readGguf(file: string): Promise<GgufInfo> {
     let size: number;
     try {
       const st = fs.statSync(f);
-      if (!st.isFile()) throw new GgufError(f, `${f} is not a regular file`);
+      if (!st.isFile()) throw new GgufError(f, `${f} is ${fileKind(st)}, not a regular file`);
       size = st.size;
     } catch (e) {
       if (e instanceof GgufError) throw e;

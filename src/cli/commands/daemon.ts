@@ -26,6 +26,7 @@ import { ExitCode, UserError, errnoCode } from '../../domain/errors.js';
 import { daemonPidFile, instanceConfigPath, orchCommandWithHome } from '../../domain/home.js';
 import { RotatingFile } from '../../logs/rotating-file.js';
 import { packageRoot } from '../../platform/package.js';
+import { readRegularFile } from '../../platform/regular-file.js';
 import { acquirePidFile, liveDaemon, releasePidFile } from '../../platform/pidfile.js';
 import { abortableSleep } from '../../platform/sleep.js';
 import type { Context } from '../context.js';
@@ -301,7 +302,7 @@ export async function daemonStop(ctx: Context, out: Out): Promise<number> {
 /** ": the last error line" of the daemon's stderr log (what `daemon run` printed before it exited). */
 function lastErrorLine(file: string, from: number): string {
   try {
-    const lines = fs.readFileSync(file).subarray(from).toString('utf8').trimEnd().split('\n');
+    const lines = readRegularFile(file).subarray(from).toString('utf8').trimEnd().split('\n');
     const err = [...lines].reverse().find((l) => l.startsWith('error: '));
     return err ? `: ${err.slice('error: '.length).slice(0, 300)}` : '';
   } catch {

@@ -8,6 +8,7 @@ import { writeInstanceJsonSchema } from '../../config/write-schema.js';
 import { ExitCode, UserError } from '../../domain/errors.js';
 import { instanceConfigPath, orchCommand, resolveHome } from '../../domain/home.js';
 import { readGpuInventory } from '../../platform/gpu/inventory.js';
+import { readRegularText } from '../../platform/regular-file.js';
 import type { Out } from '../output.js';
 
 export interface InitOptions {
@@ -108,10 +109,13 @@ export async function initCommand(
       'pass --gpu with the index or UUID of a GPU of this machine ("llama-orch gpus" lists them)',
     );
   const clash = discoverInstanceNames(home).find((other) => {
-    const r = parseConfigText(
-      fs.existsSync(instanceConfigPath(home, other)) ? fs.readFileSync(instanceConfigPath(home, other), 'utf8') : '{}',
-      '',
-    );
+    let text = '{}';
+    try {
+      text = readRegularText(instanceConfigPath(home, other));
+    } catch {
+      // missing, not a regular file or not UTF-8: no port to clash with
+    }
+    const r = parseConfigText(text, '');
     return r.config?.server.port === port;
   });
   if (clash)

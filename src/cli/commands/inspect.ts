@@ -15,6 +15,8 @@ import { benchSummary, sparkline } from '../../format/metrics.js';
 import type { GpuSample, LoadFacts } from '../../domain/gpu.js';
 import { attributeGpus, currentGpuSample, instanceGpuPids, vramHistory } from '../../engine/gpus.js';
 import { readNsPids } from '../../platform/proc.js';
+import { NotRegularFileError } from '../../platform/regular-file.js';
+import { ExitCode, UserError } from '../../domain/errors.js';
 import { bytesText, type MemoryComparison } from '../../engine/memory-calibration.js';
 import type { Out } from '../output.js';
 
@@ -415,7 +417,18 @@ export async function logsCommand(
   const print = opts.json
     ? (l: string) => out.log(JSON.stringify({ name, stream: opts.stream, line: l }))
     : (l: string) => out.log(l);
-  for (const l of lastLines(dir, opts.stream, opts.lines)) print(l);
+  let last: string[];
+  try {
+    last = lastLines(dir, opts.stream, opts.lines);
+  } catch (e) {
+    if (!(e instanceof NotRegularFileError)) throw e;
+    throw new UserError(
+      `cannot read the log of "${name}": ${e.message}`,
+      ExitCode.general,
+      'remove it: the keeper writes a new one',
+    );
+  }
+  for (const l of last) print(l);
   if (!opts.follow) return 0;
   const stop = followLog(dir, opts.stream, {
     initial: 0,

@@ -4,6 +4,7 @@ import readline from 'node:readline/promises';
 import { cachedServerBinary, resolveServerBinary } from '../../config/binary.js';
 import { loadAllConfigs, resolveModelPath } from '../../config/load.js';
 import { fitParamsBinary, runFitParams } from '../../platform/fit-params.js';
+import { openRegular } from '../../platform/regular-file.js';
 import { ExitCode, UserError } from '../../domain/errors.js';
 import { ggufCacheFile, orchCommand, type Home } from '../../domain/home.js';
 import { keeperAlive, serverAlive } from '../../engine/identity.js';
@@ -482,7 +483,7 @@ function checkRemovable(file: string): void {
   }
   const head = Buffer.alloc(4);
   try {
-    const fd = fs.openSync(file, 'r');
+    const fd = openRegular(file);
     try {
       fs.readSync(fd, head, 0, 4, 0);
     } finally {
