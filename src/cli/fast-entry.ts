@@ -1,11 +1,12 @@
 // Entry of dist/bundle/fast.cjs (see fast-path.ts): bin/llama-orch.cjs calls run() first.
 import { matchSnapshotArgs, runSnapshot } from './fast-path.js';
-import { stdOut, type Out } from './output.js';
+import { exitQuietlyOnClosedPipe, stdOut, type Out } from './output.js';
 
 /** The exit code, or undefined when the full CLI must handle this command line. */
 export function run(argv: readonly string[]): Promise<number | undefined> | undefined {
   const args = matchSnapshotArgs(argv.slice(2));
   if (!args) return undefined;
+  exitQuietlyOnClosedPipe();
   return runMatched(args);
 }
 

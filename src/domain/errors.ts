@@ -15,6 +15,11 @@ export const ExitCode = {
   /** `models pull` failed: the server refused or cut the download, the hash did not match, or the disk is full. */
   download: 9,
   daemon: 10,
+  /**
+   * stdout or stderr is a pipe its reader closed (`| head -1`): the process ends quietly at the
+   * failed write with 128 + SIGPIPE, the status of a Unix tool killed by SIGPIPE (src/cli/output.ts).
+   */
+  closedPipe: 141,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
