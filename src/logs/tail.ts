@@ -56,9 +56,12 @@ function readEnd(file: string, maxBytes: number): string {
  */
 export function lastLines(logDir: string, stream: LogStream, n: number): string[] {
   const files = rotatedFiles(logDir, stream).reverse();
-  const out: string[] = [];
+  // Newest file first; each file's lines are kept as one piece and joined once at the end (a spread
+  // of 200,000 lines into unshift() overflowed the call stack: `logs -n 200000`).
+  const pieces: string[][] = [];
+  let count = 0;
   for (const f of files) {
-    if (out.length >= n) break;
+    if (count >= n) break;
     let budget = 64 * 1024;
     let lines: string[] = [];
     for (;;) {
@@ -67,10 +70,12 @@ export function lastLines(logDir: string, stream: LogStream, n: number): string[
       if (lines[lines.length - 1] === '') lines.pop();
       const whole = text.length < budget;
       if (!whole) lines.shift(); // first line may be cut
-      if (whole || lines.length >= n - out.length) break;
+      if (whole || lines.length >= n - count) break;
       budget *= 4;
     }
-    out.unshift(...lines.slice(Math.max(0, lines.length - (n - out.length))));
+    const piece = lines.slice(Math.max(0, lines.length - (n - count)));
+    pieces.unshift(piece);
+    count += piece.length;
   }
-  return out;
+  return pieces.flat();
 }

@@ -62,6 +62,15 @@ describe('log reading', () => {
     expect(lastLines(dir, 'stdout', 1000)).toHaveLength(300);
   });
 
+  it('reads 300,000 lines in one call (a spread of them overflowed the call stack)', () => {
+    const dir = tmp();
+    fs.writeFileSync(path.join(dir, 'stdout.log'), Array.from({ length: 300_000 }, (_, i) => `l${i}\n`).join(''));
+    const lines = lastLines(dir, 'stdout', 250_000);
+    expect(lines).toHaveLength(250_000);
+    expect(lines[0]).toBe('l50000');
+    expect(lines.at(-1)).toBe('l299999');
+  });
+
   it('follows a file across rotation without losing or repeating lines', () => {
     const dir = tmp();
     const file = path.join(dir, 'stdout.log');
