@@ -38,6 +38,8 @@ const STATUS_OF_EXIT: Record<number, { status: number; code: string }> = {
   [ExitCode.doesNotFit]: { status: 409, code: 'does_not_fit' },
   [ExitCode.download]: { status: 502, code: 'download_failed' },
   [ExitCode.daemon]: { status: 503, code: 'daemon' },
+  // The reader went away (a CLI's closed pipe); over HTTP, nginx's 499 for a client that closed.
+  [ExitCode.closedPipe]: { status: 499, code: 'client_closed' },
 };
 
 /**
