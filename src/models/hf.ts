@@ -2,6 +2,7 @@ import { STATUS_CODES } from 'node:http';
 import path from 'node:path';
 import { Agent, EnvHttpProxyAgent, request, type Dispatcher } from 'undici';
 import { ExitCode, UserError } from '../domain/errors.js';
+import { hasControl } from '../domain/sanitize.js';
 
 /**
  * What `models pull` accepts, and how a reference becomes download URLs on the Hugging Face hub
@@ -256,13 +257,14 @@ async function listRepo(ref: PullRef & { kind: 'hf' }, opts: ResolveOptions): Pr
   if (!Array.isArray(siblings)) throw unexpected(infoUrl);
   return siblings
     .map((s) => (s as { rfilename?: unknown }).rfilename)
-    .filter((p): p is string => typeof p === 'string')
+    .filter((p): p is string => typeof p === 'string' && !hasControl(p))
     .map((p) => ({ path: p }));
 }
 
 function treeEntry(e: unknown): ListingEntry | null {
   const o = e as { type?: unknown; path?: unknown; size?: unknown; lfs?: { oid?: unknown; size?: unknown } };
-  if (o?.type !== 'file' || typeof o.path !== 'string') return null;
+  // A remote name with a control character is refused: it would be created as a file and printed.
+  if (o?.type !== 'file' || typeof o.path !== 'string' || hasControl(o.path)) return null;
   const entry: ListingEntry = { path: o.path };
   const size = typeof o.lfs?.size === 'number' ? o.lfs.size : o.size;
   if (typeof size === 'number' && Number.isSafeInteger(size) && size >= 0) entry.size = size;

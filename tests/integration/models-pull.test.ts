@@ -174,6 +174,18 @@ describe('models pull: choosing files', () => {
     expect(def.files[0]?.verified).toBe('lfs');
   });
 
+  it('a remote file name with a control character is refused: never created, never printed (#26)', async () => {
+    const evil = 'evil\u001b]0;TITLE\u0007-Q5_K_M.gguf';
+    hub.addFile(repo, evil, 'x'.repeat(100));
+    const e = await pull(`${repo}:Q5_K_M`).run.then(
+      () => undefined,
+      (err: unknown) => err as Error,
+    );
+    expect(e?.message).toBeDefined();
+    expect(e?.message).not.toContain('\u001b');
+    expect(fs.existsSync(path.join(dir, evil))).toBe(false);
+  });
+
   it('a split model gives all its shards, in order, each verified', async () => {
     const { run, progress } = pull(`${repo}:Q6_K`);
     const r = await run;

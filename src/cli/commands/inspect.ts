@@ -19,6 +19,7 @@ import { NotRegularFileError } from '../../platform/regular-file.js';
 import { ExitCode, UserError } from '../../domain/errors.js';
 import { bytesText, type MemoryComparison } from '../../engine/memory-calibration.js';
 import type { Out } from '../output.js';
+import { terminalSafe } from '../../domain/sanitize.js';
 
 function requireKnown(ctx: Context, name: string, gpu?: GpuSample): InstanceSnapshot {
   // loadInstance gives the exit-2 "unknown instance" error with the list of known names.
@@ -327,7 +328,9 @@ export function describeLines(d: ReturnType<typeof describeData>): string[] {
   } else if (d.command_error) {
     lines.push('', `Command: cannot be built: ${d.command_error}`);
   }
-  if (d.stderr_tail.length) lines.push('', 'Last stderr lines:', ...d.stderr_tail.map((l) => '  ' + l));
+  if (d.stderr_tail.length) {
+    lines.push('', 'Last stderr lines:', ...d.stderr_tail.map((l) => '  ' + terminalSafe(l, true)));
+  }
   if (d.recent_events.length)
     lines.push(
       '',
@@ -416,7 +419,7 @@ export async function logsCommand(
   // --json: JSON lines, {"name", "stream", "line"} each (the server's lines carry their own times).
   const print = opts.json
     ? (l: string) => out.log(JSON.stringify({ name, stream: opts.stream, line: l }))
-    : (l: string) => out.log(l);
+    : (l: string) => out.log(terminalSafe(l, true)); // the server's colours, no other codes (the file keeps all)
   let last: string[];
   try {
     last = lastLines(dir, opts.stream, opts.lines);

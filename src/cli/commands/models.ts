@@ -19,6 +19,7 @@ import { modelRoots, scanModels, type FoundModel } from '../../models/scan.js';
 import type { Context } from '../context.js';
 import { renderTextTable } from '../format.js';
 import type { Out } from '../output.js';
+import { safeName } from '../../domain/sanitize.js';
 
 /** An instance that names a model file, and whether its server runs now. */
 interface ModelUser {
@@ -123,9 +124,10 @@ export async function modelsList(ctx: Context, json: boolean, out: Out): Promise
       .map((u) => (u.running ? `${u.name}*` : u.name))
       .join(',');
     const shards = i && i.files.length > 1 ? ` (+${i.files.length - 1} shards)` : '';
+    // A file's name and its header's strings are anyone's: no control codes reach the terminal.
     return [
-      displayPath(ctx.home, m.path) + shards,
-      i?.architecture ?? '-',
+      safeName(displayPath(ctx.home, m.path)) + shards,
+      i?.architecture ? safeName(i.architecture) : '-',
       formatParams(i?.parameters ?? null),
       i?.quantization ?? '-',
       i ? formatBytes(i.size) : '-',
