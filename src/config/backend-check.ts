@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { Home } from '../domain/home.js';
-import { readRegularFile } from '../platform/regular-file.js';
+import { binaryCache, binaryCacheKey } from './binary-cache.js';
 import type { ConfigProblem, LoadedInstance } from './load.js';
 import type { Backend } from './schema.js';
 
@@ -127,48 +127,9 @@ interface CacheEntry {
 
 const CACHE_VERSION = 1;
 
-interface CacheFile {
-  version: number;
-  binaries: Record<string, CacheEntry>;
-}
-
 /** The linked backends of each binary, kept in the home's state/ so `up` and `lint` list a binary once per version. */
 export function serverBackendsCacheFile(home: Home): string {
   return path.join(home.stateDir, 'server-backends.json');
-}
-
-function readCache(file: string): CacheFile {
-  try {
-    const parsed = JSON.parse(readRegularFile(file).toString('utf8')) as Partial<CacheFile>;
-    if (parsed.version === CACHE_VERSION && parsed.binaries && typeof parsed.binaries === 'object') {
-      return { version: CACHE_VERSION, binaries: parsed.binaries };
-    }
-  } catch {
-    // no cache yet, or an unreadable one: list the binary again
-  }
-  return { version: CACHE_VERSION, binaries: {} };
-}
-
-function writeCache(file: string, key: string, entry: CacheEntry): void {
-  try {
-    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-    const cache = readCache(file);
-    cache.binaries[key] = entry;
-    const tmp = `${file}.${process.pid}.tmp`;
-    fs.writeFileSync(tmp, JSON.stringify(cache) + '\n', { mode: 0o600 });
-    fs.renameSync(tmp, file);
-  } catch {
-    // a read-only or full state/ costs only the cache
-  }
-}
-
-/** The binary's real path, plus a digest of server.env when there is one (a library path changes what ldd finds). */
-function cacheKey(realBinary: string, instanceEnv: Record<string, string>): string {
-  const entries = Object.entries(instanceEnv).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  if (entries.length === 0) return realBinary;
-  const crypto = createRequire(import.meta.url)('node:crypto') as typeof import('node:crypto');
-  const digest = crypto.createHash('sha256').update(JSON.stringify(entries)).digest('hex').slice(0, 16);
-  return `${realBinary} env:${digest}`;
 }
 
 /** This process's answers: one command lists a binary at most once. */
@@ -200,11 +161,11 @@ export function binaryBackends(
   } catch (e) {
     return { failure: `cannot read ${binary}: ${(e as Error).message}` };
   }
-  const key = cacheKey(real, instanceEnv);
+  const key = binaryCacheKey(real, instanceEnv);
   let entry = memo.get(key);
   if (entry?.id !== id) {
     const file = serverBackendsCacheFile(home);
-    const hit = readCache(file).binaries[key];
+    const hit = binaryCache<CacheEntry>(file, CACHE_VERSION).get(key);
     if (hit?.id === id) {
       entry = hit;
     } else {
@@ -215,7 +176,7 @@ export function binaryBackends(
         : missing.length > 0
           ? { id, failure: `its libraries ${missing.join(', ')} were not found` }
           : { id, linked: backendsInLinks(out.text) };
-      if (!out.transient) writeCache(file, key, entry);
+      if (!out.transient) binaryCache<CacheEntry>(file, CACHE_VERSION).set(key, entry);
     }
     memo.set(key, entry);
   }

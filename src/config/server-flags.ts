@@ -1,8 +1,7 @@
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { Home } from '../domain/home.js';
-import { readRegularFile } from '../platform/regular-file.js';
+import { binaryCache, binaryCacheKey } from './binary-cache.js';
 import { runServerHelp, type HelpOutput } from '../platform/server-help.js';
 import { closestKey, type ConfigProblem, type LoadedInstance } from './load.js';
 
@@ -109,55 +108,9 @@ interface CacheEntry {
  */
 const CACHE_VERSION = 2;
 
-interface CacheFile {
-  version: number;
-  binaries: Record<string, CacheEntry>;
-}
-
 /** The parsed `--help` of each binary, kept in the home's state/ so `up` runs `--help` once per binary version. */
 export function serverFlagsCacheFile(home: Home): string {
   return path.join(home.stateDir, 'server-flags.json');
-}
-
-function readCache(file: string): CacheFile {
-  try {
-    const parsed = JSON.parse(readRegularFile(file).toString('utf8')) as Partial<CacheFile>;
-    if (parsed.version === CACHE_VERSION && parsed.binaries && typeof parsed.binaries === 'object') {
-      return { version: CACHE_VERSION, binaries: parsed.binaries };
-    }
-  } catch {
-    // no cache yet, or an unreadable one: read the binary again
-  }
-  return { version: CACHE_VERSION, binaries: {} };
-}
-
-function writeCache(file: string, key: string, entry: CacheEntry): void {
-  try {
-    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-    // Read again just before writing: another command may have added its binary meanwhile.
-    const cache = readCache(file);
-    cache.binaries[key] = entry;
-    const tmp = `${file}.${process.pid}.tmp`;
-    fs.writeFileSync(tmp, JSON.stringify(cache) + '\n', { mode: 0o600 });
-    fs.renameSync(tmp, file);
-  } catch {
-    // a read-only or full state/ costs only the cache: --help is run again next time
-  }
-}
-
-/**
- * The cache key: the binary's real path, and a digest of the instance's `server.env` when it has one.
- * `--help` runs in the environment the server gets, and server.env can change what it prints or
- * whether it runs at all (LD_LIBRARY_PATH, LD_PRELOAD): an answer is reused only for the same
- * binary in the same instance environment. A digest, not the values: server.env may hold secrets.
- */
-function cacheKey(realBinary: string, instanceEnv: Record<string, string>): string {
-  const entries = Object.entries(instanceEnv).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  if (entries.length === 0) return realBinary;
-  // Required here, not at the top: this module is loaded by `ps` too, which never hashes.
-  const crypto = createRequire(import.meta.url)('node:crypto') as typeof import('node:crypto');
-  const digest = crypto.createHash('sha256').update(JSON.stringify(entries)).digest('hex').slice(0, 16);
-  return `${realBinary} env:${digest}`;
 }
 
 export interface FlagsLookup {
@@ -196,11 +149,11 @@ export function serverFlags(
   } catch (e) {
     return { failure: `cannot read ${binary}: ${(e as Error).message}`, fresh: true };
   }
-  const key = cacheKey(real, instanceEnv);
+  const key = binaryCacheKey(real, instanceEnv);
   const mem = memo.get(`${key}\0${id}`);
   if (mem) return { ...mem, fresh: false };
   const file = serverFlagsCacheFile(home);
-  const hit = readCache(file).binaries[key];
+  const hit = binaryCache<CacheEntry>(file, CACHE_VERSION).get(key);
   if (hit?.id === id) {
     const found = { flags: hit.flags, failure: hit.failure, fresh: false };
     memo.set(`${key}\0${id}`, found);
@@ -213,7 +166,7 @@ export function serverFlags(
     : flags
       ? undefined
       : `"${binary} --help" printed no llama-server flag list (no --port in it)`;
-  if (!out.transient) writeCache(file, key, flags ? { id, flags } : { id, failure });
+  if (!out.transient) binaryCache<CacheEntry>(file, CACHE_VERSION).set(key, flags ? { id, flags } : { id, failure });
   memo.set(`${key}\0${id}`, { flags, failure, fresh: false });
   return { flags, failure, fresh: true };
 }
