@@ -1,41 +1,32 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
-const UI = ['ink', 'ink-*', '@alcalzone/ink-table', 'react', 'react/*'];
-const SIDE_EFFECTS = ['execa', 'better-sqlite3', 'undici', 'chokidar'];
+const UI = ['ink', 'ink-*', 'react', 'react/*'];
+const SIDE_EFFECTS = ['better-sqlite3', 'undici', 'chokidar', 'node:child_process'];
 
 // The import direction (docs/ARCHITECTURE.md, "Layers"): each folder of src/ may import only the
 // folders below it; nothing in src/ imports UI code (the one exception: the CLI's lazy import of
 // components/dashboard.tsx, which starts the dashboard).
+const BELOW_ENGINE = ['domain', 'platform', 'config', 'store', 'health', 'logs', 'metrics', 'models'];
 const LAYERS = {
   domain: [],
   platform: ['domain'],
-  format: ['domain'],
   models: ['domain', 'platform'],
   config: ['domain', 'platform', 'models'],
   store: ['domain', 'platform'],
   health: ['domain', 'platform', 'config', 'store'],
   metrics: ['domain', 'platform'],
   logs: ['domain', 'platform', 'config', 'store'],
-  engine: ['domain', 'platform', 'config', 'store', 'health', 'logs', 'metrics', 'models'],
-  keeper: ['domain', 'platform', 'config', 'store', 'health', 'logs', 'metrics', 'models', 'engine'],
-  http: ['domain', 'platform', 'config', 'store', 'health', 'logs', 'metrics', 'models', 'engine'],
-  daemon: ['domain', 'platform', 'config', 'store', 'health', 'logs', 'metrics', 'models', 'engine', 'http'],
-  cli: [
-    'domain',
-    'platform',
-    'config',
-    'store',
-    'health',
-    'logs',
-    'metrics',
-    'models',
-    'engine',
-    'format',
-    'keeper',
-    'daemon',
-    'http',
-  ],
+  systemd: ['domain', 'platform'],
+  engine: BELOW_ENGINE,
+  keeper: [...BELOW_ENGINE, 'engine'],
+  proxy: [...BELOW_ENGINE, 'engine'],
+  // The application: composition, queries and the facade every adapter (CLI, dashboard, REST API) uses.
+  app: [...BELOW_ENGINE, 'engine', 'keeper', 'proxy'],
+  // Text for people: the app's read models as tables and lines.
+  format: ['domain', 'app'],
+  daemon: [...BELOW_ENGINE, 'engine', 'keeper', 'proxy', 'app'],
+  cli: [...BELOW_ENGINE, 'engine', 'keeper', 'proxy', 'app', 'format', 'daemon', 'systemd'],
 };
 
 function layerRules() {

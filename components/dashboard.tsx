@@ -3,8 +3,9 @@ import React from 'react';
 import { render } from 'ink';
 import { App, type ActionName, type DashboardActions } from './App.js';
 import { DashboardModel } from './model.js';
-import { describeData, describeLines } from '../src/cli/commands/inspect.js';
-import { openContext } from '../src/cli/context.js';
+import { describeData } from '../src/app/describe.js';
+import { describeLines } from '../src/format/describe.js';
+import { openContext } from '../src/app/context.js';
 import { cachedLoader } from '../src/config/cached.js';
 import { loadConfigFile } from '../src/config/load.js';
 import { watchInstanceConfigs } from '../src/config/watch.js';
@@ -13,11 +14,7 @@ import { reconcileAll } from '../src/engine/reconcile.js';
 import { down, restart, up } from '../src/engine/supervisor.js';
 import { fileLogSource } from '../src/logs/follow.js';
 import { ChangeFeed } from '../src/store/watch.js';
-import type { GpuSample } from '../src/domain/gpu.js';
-import { isFresh } from '../src/engine/gpus.js';
-import { DEFAULT_GPU_CADENCE, GpuSampler } from '../src/platform/gpu/sampler.js';
-import { abortableSleep } from '../src/platform/sleep.js';
-import type { Store } from '../src/store/store.js';
+import { LiveGpuSource } from '../src/app/gpu-source.js';
 
 /** Composition root of the dashboard: real store, real engine functions, real log files. */
 /**
@@ -37,59 +34,6 @@ function useAlternateScreen(out: NodeJS.WriteStream): () => void {
   return leave;
 }
 
-/**
- * The GPU panel's readings: the daemon's sample while it is fresh (the daemon samples every 2 s);
- * otherwise the dashboard runs the same sampler itself (one looping nvidia-smi; nothing on a rig
- * without vendor tools) until it exits.
- */
-/** The dashboard's own sampler lists GPU processes this often (README, "Who samples when"). */
-export const DASHBOARD_PROCESSES_MS = 30_000;
-
-class DashboardGpu {
-  private local: GpuSample | undefined;
-  private running: { abort: AbortController; done: Promise<void> } | undefined;
-
-  constructor(
-    private readonly store: Store,
-    private readonly env: NodeJS.ProcessEnv,
-  ) {}
-
-  latest(onSample: () => void): GpuSample | undefined {
-    let recorded: GpuSample | undefined;
-    try {
-      recorded = this.store.latestGpuSample();
-    } catch {
-      recorded = undefined;
-    }
-    if (recorded && isFresh(recorded, Date.now())) return recorded;
-    if (!this.running) {
-      const abort = new AbortController();
-      const sampler = new GpuSampler({
-        env: this.env,
-        ...DEFAULT_GPU_CADENCE,
-        // Each listing is a process forked from this ~130 MB one (~16 ms of CPU in a profile, plus
-        // the garbage it leaves): every 30 s here; the daemon lists every 10 s.
-        processesMs: DASHBOARD_PROCESSES_MS,
-        wait: (ms, signal) => abortableSleep(ms, signal),
-        onSample: (s) => {
-          // The model's own tick (2 s when idle) picks new readings up; only a change of kind (the
-          // first reading, a failure, a recovery) asks for a refresh now (which also reconciles).
-          const before = this.local;
-          this.local = s;
-          if (!before || before.error !== s.error || before.vendor !== s.vendor) onSample();
-        },
-      });
-      this.running = { abort, done: sampler.run(abort.signal) };
-    }
-    return this.local;
-  }
-
-  async stop(): Promise<void> {
-    this.running?.abort.abort();
-    await this.running?.done;
-  }
-}
-
 export interface DashboardOptions {
   /** Ask before x and r act on a running instance (default true; `llama-orch --yes` turns it off). */
   confirm?: boolean;
@@ -102,7 +46,7 @@ export async function runDashboard(homeOpt: string | undefined, opts: DashboardO
   // data_version reads the status digest (at 250 ms that cost 0.6% of a core with 16 instances,
   // bench/dashboard-idle.mjs); changes are shown within a second, as before.
   const feed = new ChangeFeed(ctx.store, { intervalMs: 1000 });
-  const gpu = new DashboardGpu(ctx.store, process.env);
+  const gpu = new LiveGpuSource(ctx.store, process.env);
   // The sampler may report before the model exists (its first sample can come synchronously).
   let onGpuSample = () => undefined as void;
   const model = new DashboardModel({

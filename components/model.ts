@@ -2,7 +2,7 @@ import os from 'node:os';
 import { clockText, formatUptime, latencyText } from '../src/format/text.js';
 import type { DaemonStatus, InstanceSnapshot } from '../src/domain/snapshot.js';
 import type { GpuInfo, GpuSample } from '../src/domain/gpu.js';
-import { rigSnapshot, uptimeSeconds, type SnapshotSources } from '../src/engine/snapshot.js';
+import { rigSnapshot, uptimeSeconds, type SnapshotSources } from '../src/app/snapshot.js';
 import type { EventRow } from '../src/store/store.js';
 import type { ChangeFeed } from '../src/store/watch.js';
 

@@ -1,7 +1,7 @@
 // Bundles the CLI (dist/bundle/). Loading hundreds of small modules dominated start-up time (ps
 // --json measured ~430 ms unbundled, see bench/BENCHMARKS.md). Three bundles, one build id:
 // - main.mjs: the full CLI (ESM). Parts only some commands need (the dashboard, the config
-//   validator, execa, chokidar) are split into chunks loaded on demand.
+//   validator, chokidar) are split into chunks loaded on demand.
 // - keeper.mjs: the keeper, one self-contained file (sharing chunks with the CLI would make both
 //   resolve and link more modules at start-up).
 // - fast.cjs: the snapshot fast path (src/cli/fast-path.ts), CommonJS so that `ps` and `--once`

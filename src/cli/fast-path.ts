@@ -6,7 +6,7 @@
 // fast-path.test.ts compares the two) and reports every error its own way.
 import { allConfigsCached, cachedLoader } from '../config/cached.js';
 import { onceCommand, psCommand } from './commands/snapshot.js';
-import { openContext } from './context.js';
+import { openContext } from '../app/context.js';
 import type { Out } from './output.js';
 
 export interface SnapshotArgs {

@@ -6,7 +6,7 @@ import { resolveHome } from '../domain/home.js';
 import { CACHE_TYPE_BYTES } from '../models/estimate.js';
 // Static, not lazy: nearly every command opens a context, and ps / --once are the hot paths
 // (scripts poll them), so they load with this file instead of as extra modules.
-import { openContext, type Context } from './context.js';
+import { openContext, type Context } from '../app/context.js';
 import { onceCommand, psCommand } from './commands/snapshot.js';
 import { prepareLoader } from '../config/prepare.js';
 import { isStoreFault, storeFaultError } from '../store/faults.js';

@@ -1,6 +1,6 @@
-import type { ProxyServer } from '../http/server.js';
-import type { Route } from '../http/routes.js';
-import type { Scheduler } from '../http/scheduler.js';
+import type { ProxyServer } from '../proxy/server.js';
+import type { Route } from '../proxy/routes.js';
+import type { Scheduler } from '../proxy/scheduler.js';
 import type { Store } from '../store/store.js';
 import type { Service } from './service.js';
 

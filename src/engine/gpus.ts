@@ -11,34 +11,6 @@ import {
 } from '../domain/gpu.js';
 import { safeName } from '../domain/sanitize.js';
 import type { Processes } from '../platform/processes.js';
-import { sampleOnce } from '../platform/gpu/sampler.js';
-import type { StoreBase } from '../store/base.js';
-
-/** A sample is fresh for three sampler intervals (and at least 5 s). */
-export function isFresh(s: GpuSample, now: number): boolean {
-  return s.interval_ms > 0 && now - s.at <= Math.max(5000, 3 * s.interval_ms);
-}
-
-/**
- * The rig's GPUs now, for one-shot readers (`gpus`, `ps`, `--once`): the daemon's latest sample
- * when it is fresh, otherwise one reading of the vendor tool with a short deadline. On a rig
- * without vendor tools nothing is spawned.
- */
-export async function currentGpuSample(
-  store: StoreBase,
-  env: NodeJS.ProcessEnv,
-  now: number,
-  timeoutMs = 2000,
-): Promise<GpuSample> {
-  let recorded: GpuSample | undefined;
-  try {
-    recorded = store.latestGpuSample();
-  } catch {
-    recorded = undefined;
-  }
-  if (recorded && isFresh(recorded, now)) return recorded;
-  return sampleOnce({ env, timeoutMs });
-}
 
 /** A running server, as the attribution needs it. */
 export interface ServerRef {

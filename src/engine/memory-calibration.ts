@@ -1,7 +1,7 @@
 import { isGpuBuffer, type LoadFacts } from '../domain/gpu.js';
 import { GPU_MARGIN, type MemoryEstimate } from '../models/estimate.js';
 import type { MemoryMeasurement, ModelIdentity } from '../store/measurements.js';
-import { bytesText } from './memory-flags.js';
+import { bytesText } from '../domain/units.js';
 
 const MiB = 1024 ** 2;
 
@@ -22,17 +22,7 @@ export {
  * with the same memory flags instead of the estimate.
  */
 
-export {
-  bytesText,
-  estimateInputFor,
-  flagValue,
-  gib,
-  hasFlag,
-  memoryFlags,
-  memoryFlagsKey,
-  modelIdentity,
-  unitFor,
-} from './memory-flags.js';
+export { estimateInputFor, flagValue, hasFlag, memoryFlags, memoryFlagsKey, modelIdentity } from './memory-flags.js';
 
 // ---- the comparison
 

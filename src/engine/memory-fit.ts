@@ -6,8 +6,7 @@ import { readHostMemory } from '../platform/memory.js';
 import type { Processes } from '../platform/processes.js';
 import type { Store } from '../store/store.js';
 import { sampleOnce } from '../platform/gpu/sampler.js';
-import { keeperAlive, serverAlive } from './identity.js';
-import { startedConfig } from './started-config.js';
+import { observeRow, runningConfig } from './reconcile.js';
 import type { InstanceConfig } from '../config/schema.js';
 import type { GpuReading } from '../domain/gpu.js';
 import { estimateMemory, type MemoryEstimate } from '../models/estimate.js';
@@ -17,10 +16,10 @@ import {
   measuredShare,
   memoryFlagsKey,
   modelIdentity,
-  unitFor,
   type MemoryMeasurement,
 } from './memory-calibration.js';
 import type { GgufInfo } from '../models/gguf.js';
+import { unitFor } from '../domain/units.js';
 import type { HostMemory } from '../platform/memory.js';
 
 /**
@@ -31,7 +30,7 @@ import type { HostMemory } from '../platform/memory.js';
  * measured then (engine/memory-calibration.ts) instead of the estimate, on its GPUs.
  */
 
-export { estimateInputFor, flagValue, gib, unitFor } from './memory-calibration.js';
+export { estimateInputFor, flagValue } from './memory-calibration.js';
 
 /** The GPUs (by index in `gpus`) an instance's server can see: its devices, or all of them when it names none. */
 export function pinnedGpus(config: InstanceConfig, gpus: GpuReading[]): number[] {
@@ -272,8 +271,8 @@ export async function runningFitInstances(d: FitSources, exclude: ReadonlySet<st
   const store = d.store;
   if (!store) return running;
   for (const row of store.listRuntime()) {
-    if (exclude.has(row.name) || !(keeperAlive(row, d.procs) || serverAlive(row, d.procs))) continue;
-    const config = startedConfig(store, row.name);
+    if (exclude.has(row.name)) continue;
+    const config = runningConfig(store, observeRow(row, d.procs));
     if (!config) continue;
     try {
       const inst = { name: row.name, file: instanceConfigPath(d.home, row.name), config };

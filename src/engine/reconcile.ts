@@ -1,7 +1,10 @@
 import { ACTIVE_STATUSES } from '../domain/lifecycle.js';
 import type { Processes } from '../platform/processes.js';
 import { applyFix, type ObservedFix, type RuntimeRow, type Store } from '../store/store.js';
+import type { InstanceConfig } from '../config/schema.js';
+import type { StoreBase } from '../store/base.js';
 import { keeperAlive, serverAlive } from './identity.js';
+import { startedConfig } from './started-config.js';
 
 export interface Observed {
   /** The row as it stands once what /proc says is taken into account. */
@@ -43,6 +46,22 @@ export function observeRow(row: RuntimeRow, procs: Processes): Observed {
   };
   const stale = fix.keeperLost !== null || fix.clearServer || fix.stop;
   return { row: stale ? applyFix(row, fix) : row, keeper: false, server, orphan: server, fix: stale ? fix : null };
+}
+
+/**
+ * The one answer to "does it run, and with which config": nothing when no keeper or server of it
+ * is alive; otherwise the validated config `up` recorded, which is what runs (the file may have
+ * changed since, or been edited into an invalid state). ps, the proxy's routes and the memory-fit
+ * preflight all read it here.
+ */
+export function runningConfig(store: StoreBase, seen: Observed | undefined): InstanceConfig | undefined {
+  return seen && (seen.keeper || seen.server) ? startedConfig(store, seen.row.name) : undefined;
+}
+
+/** runningConfig of an instance by name (observed now, nothing written). */
+export function liveConfig(store: StoreBase, procs: Processes, name: string): InstanceConfig | undefined {
+  const row = store.getRuntime(name);
+  return row ? runningConfig(store, observeRow(row, procs)) : undefined;
 }
 
 /**

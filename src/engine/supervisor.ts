@@ -33,7 +33,7 @@ import { fitReportFor, runningFitInstances } from './memory-fit.js';
 import type { HostMemory } from '../platform/memory.js';
 import type { GpuSample } from '../domain/gpu.js';
 
-/** What `up`, `down`, `restart` and the daemon act through; built in cli/context.ts, scripted in tests. */
+/** What `up`, `down`, `restart` and the daemon act through; built in app/context.ts, scripted in tests. */
 export interface SupervisorDeps {
   home: Home;
   store: Store;

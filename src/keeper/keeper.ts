@@ -1,6 +1,6 @@
 import type { LoadedInstance } from '../config/load.js';
 import { instanceConfigPath, instanceLogDir, instancePipeDir, orchCommandWithHome, type Home } from '../domain/home.js';
-import { decideRestart } from '../engine/restart-policy.js';
+import { decideRestart } from './restart-policy.js';
 import { startedConfig } from '../engine/started-config.js';
 import { stopGroup } from '../engine/stop.js';
 import { healthLoop, type HealthLoopDeps } from '../health/loop.js';

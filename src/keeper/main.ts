@@ -65,7 +65,7 @@ export async function keeperMain(argv: string[]): Promise<number> {
   }
   process.title = `llama-orch keeper ${name}`;
   const home = homeAt(root);
-  // Restore what the CLI set aside for the keeper's own start-up (see cli/context.ts, spawnKeeperProcess).
+  // Restore what the CLI set aside for the keeper's own start-up (see keeper/launch.ts, spawnKeeperProcess).
   if (process.env.LLAMA_ORCH_NODE_EXTRA_CA_CERTS) {
     process.env.NODE_EXTRA_CA_CERTS = process.env.LLAMA_ORCH_NODE_EXTRA_CA_CERTS;
     delete process.env.LLAMA_ORCH_NODE_EXTRA_CA_CERTS;

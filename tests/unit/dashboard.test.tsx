@@ -8,7 +8,7 @@ import { layoutColumns } from '../../src/format/columns.js';
 import { matchKey } from '../../components/keymap.js';
 import type { DashboardState } from '../../components/model.js';
 import type { LogSource } from '../../src/logs/follow.js';
-import type { InstanceSnapshot } from '../../src/engine/snapshot.js';
+import type { InstanceSnapshot } from '../../src/app/snapshot.js';
 import { snapshotFixture } from '../helpers/snapshot.js';
 
 const NOW = Date.parse('2026-11-22T12:00:00Z');

@@ -3,7 +3,8 @@ import { render } from 'ink-testing-library';
 import { describe, expect, it } from 'vitest';
 import { GpuPanel, gpuLine, gpuPanelHeight } from '../../components/GpuPanel.js';
 import type { GpuInfo, GpuSample } from '../../src/domain/gpu.js';
-import { attributeGpus, instanceGpuFacts, isFresh } from '../../src/engine/gpus.js';
+import { attributeGpus, instanceGpuFacts } from '../../src/engine/gpus.js';
+import { isFresh } from '../../src/app/gpu-source.js';
 import type { ProcStat } from '../../src/platform/proc.js';
 
 const GIB = 1024 ** 3;

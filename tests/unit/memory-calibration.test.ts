@@ -19,7 +19,7 @@ import {
   type MemoryComparison,
 } from '../../src/engine/memory-calibration.js';
 import { checkMemoryFit, fitReportFor, type FitInstance } from '../../src/engine/memory-fit.js';
-import { memoryLines } from '../../src/cli/commands/inspect.js';
+import { memoryLines } from '../../src/format/describe.js';
 import { emptyLoadFacts, scanLoadLine } from '../../src/keeper/load-facts.js';
 import { memoryCheckTask } from '../../src/keeper/memory-check.js';
 import { StateWriter } from '../../src/keeper/state-writer.js';

@@ -5,10 +5,10 @@ import { SettingsSchema, type ProxySettings } from '../../src/config/settings.js
 import { ExitCode, UserError } from '../../src/domain/errors.js';
 import type { GpuInfo } from '../../src/domain/gpu.js';
 import type { InstanceSnapshot } from '../../src/domain/snapshot.js';
-import { asProxyError, ProxyError } from '../../src/http/errors.js';
-import { DURATION_BUCKETS, exposition, Histogram, ProxyCounters } from '../../src/http/exposition.js';
-import { buildRoutes, routeSource } from '../../src/http/routes.js';
-import type { InstanceCounts } from '../../src/http/scheduler.js';
+import { asProxyError, ProxyError } from '../../src/proxy/errors.js';
+import { DURATION_BUCKETS, exposition, Histogram, ProxyCounters } from '../../src/proxy/exposition.js';
+import { buildRoutes, routeSource } from '../../src/proxy/routes.js';
+import type { InstanceCounts } from '../../src/proxy/scheduler.js';
 import { snapshotFixture } from '../helpers/snapshot.js';
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decideRestart, type RunHistory } from '../../src/engine/restart-policy.js';
+import { decideRestart, type RunHistory } from '../../src/keeper/restart-policy.js';
 
 const policy = {
   enabled: true,

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { hasControl, labelSafe, safeName, terminalSafe } from '../../src/domain/sanitize.js';
 import { attributeGpus } from '../../src/engine/gpus.js';
-import { exposition, ProxyCounters } from '../../src/http/exposition.js';
+import { exposition, ProxyCounters } from '../../src/proxy/exposition.js';
 import { sampleOnce } from '../../src/platform/gpu/sampler.js';
 
 const ESC = '\u001b';

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { spawnKeeperProcess } from '../../src/cli/context.js';
+import { spawnKeeperProcess } from '../../src/keeper/launch.js';
 import { SupervisionService } from '../../src/daemon/supervision.js';
 import { UserError } from '../../src/domain/errors.js';
 import { homeAt, type Home } from '../../src/domain/home.js';

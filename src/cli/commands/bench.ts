@@ -3,10 +3,10 @@ import { loadConfigFile, loadInstance } from '../../config/load.js';
 import { ExitCode, UserError } from '../../domain/errors.js';
 import { orchCommand } from '../../domain/home.js';
 import type { BenchResult } from '../../domain/metrics.js';
-import { snapshotInstance } from '../../engine/snapshot.js';
+import { snapshotInstance } from '../../app/snapshot.js';
 import { benchLines } from '../../format/metrics.js';
 import { runBench, slotContext } from '../../metrics/bench.js';
-import type { Context } from '../context.js';
+import type { Context } from '../../app/context.js';
 import type { Out } from '../output.js';
 
 export interface BenchArgs {

@@ -6,14 +6,14 @@ import { ExitCode } from '../../domain/errors.js';
 import { fitAdvice } from '../../engine/memory-advice.js';
 import {
   fitReportFor,
-  unitFor,
   runningFitInstances,
   type FitInstance,
   type FitReport,
   type FitSources,
 } from '../../engine/memory-fit.js';
 import { realProcesses } from '../../platform/processes.js';
-import { openContext, type Context } from '../context.js';
+import { unitFor } from '../../domain/units.js';
+import { openContext, type Context } from '../../app/context.js';
 import { writeInstanceJsonSchema, writeSettingsJsonSchema } from '../../config/write-schema.js';
 import { settingsProblems } from '../../config/settings.js';
 import { homeAt, resolveHome } from '../../domain/home.js';

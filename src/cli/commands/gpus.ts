@@ -1,11 +1,11 @@
 import type { ConfigLoader } from '../../config/cached.js';
 import { ExitCode, UserError } from '../../domain/errors.js';
-import { currentGpuSample } from '../../engine/gpus.js';
-import { rigSnapshot } from '../../engine/snapshot.js';
+import { currentGpuSample } from '../../app/gpu-source.js';
+import { rigSnapshot } from '../../app/snapshot.js';
 import { gpuLines } from '../../format/gpu.js';
 import { formatBytes } from '../../format/text.js';
 import { TOOL_ENV, toolsTurnedOff } from '../../platform/gpu/tool.js';
-import type { Context } from '../context.js';
+import type { Context } from '../../app/context.js';
 import type { Out } from '../output.js';
 
 /**

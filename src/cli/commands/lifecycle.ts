@@ -11,8 +11,9 @@ import {
 } from '../../engine/supervisor.js';
 import { isStoreFault, storeFaultError } from '../../store/faults.js';
 import type { RuntimeRow } from '../../store/store.js';
-import type { Context } from '../context.js';
+import type { Context } from '../../app/context.js';
 import type { Out } from '../output.js';
+import { healthyJson, upJson } from '../../app/lifecycle.js';
 
 export interface UpOptions {
   all?: boolean;
@@ -152,30 +153,6 @@ export function waitProgress(name: string, stream: NodeJS.WriteStream, now: () =
       if (timer) clearInterval(timer);
       if (tty) stream.write('\r\u001b[K');
     },
-  };
-}
-
-/** One start's fields in `up --json` / `restart --json` (README), and in the REST API's answers. */
-export function upJson(r: UpResult): Record<string, unknown> {
-  return {
-    ok: r.status !== 'failed',
-    status: r.status,
-    pid: r.pid,
-    keeper_pid: r.keeperPid,
-    adopted: r.adopted,
-    config_changed: r.configChanged ?? false,
-    error: r.error ?? null,
-  };
-}
-
-/** What `--wait` adds once the instance is healthy. */
-export function healthyJson(row: RuntimeRow): Record<string, unknown> {
-  return {
-    status: row.status,
-    pid: row.pid,
-    keeper_pid: row.keeper_pid,
-    health: row.health,
-    health_latency_ms: row.health_latency_ms === null ? null : Math.round(row.health_latency_ms * 10) / 10,
   };
 }
 

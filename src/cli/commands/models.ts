@@ -8,7 +8,8 @@ import { openRegular } from '../../platform/regular-file.js';
 import { ExitCode, UserError } from '../../domain/errors.js';
 import { ggufCacheFile, orchCommand, type Home } from '../../domain/home.js';
 import { keeperAlive, serverAlive } from '../../engine/identity.js';
-import { estimateInputFor, unitFor } from '../../engine/memory-fit.js';
+import { estimateInputFor } from '../../engine/memory-fit.js';
+import { unitFor } from '../../domain/units.js';
 import { startedConfig } from '../../engine/started-config.js';
 import { formatBytes } from '../../format/text.js';
 import { formatSize, progressBar, progressLine } from '../../format/progress.js';
@@ -16,8 +17,8 @@ import { estimateMemory, type EstimateInput, type MemoryEstimate } from '../../m
 import { modelFiles, readGgufCached, GgufError, type GgufInfo } from '../../models/gguf.js';
 import { pullModel, type PullProgress } from '../../models/pull.js';
 import { modelRoots, scanModels, type FoundModel } from '../../models/scan.js';
-import type { Context } from '../context.js';
-import { renderTextTable } from '../format.js';
+import type { Context } from '../../app/context.js';
+import { renderTextTable } from '../../format/table.js';
 import type { Out } from '../output.js';
 import { safeName } from '../../domain/sanitize.js';
 

@@ -13,7 +13,7 @@ import {
   unitNameFromOption,
   unitOwner,
   unitPath,
-} from '../../service/systemd.js';
+} from '../../systemd/systemd.js';
 import type { Out } from '../output.js';
 
 export interface ServiceOptions {

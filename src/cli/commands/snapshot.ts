@@ -1,9 +1,9 @@
 import type { ConfigLoader } from '../../config/cached.js';
-import { currentGpuSample } from '../../engine/gpus.js';
-import { rigSnapshot, snapshotAll } from '../../engine/snapshot.js';
+import { currentGpuSample } from '../../app/gpu-source.js';
+import { rigSnapshot, snapshotAll } from '../../app/snapshot.js';
 import { gpuLines } from '../../format/gpu.js';
-import type { Context } from '../context.js';
-import { psTable } from '../format.js';
+import type { Context } from '../../app/context.js';
+import { psTable } from '../../format/table.js';
 import type { Out } from '../output.js';
 
 // ps and --once are pure reads (engine/snapshot.ts): they show what /proc says even when nothing has

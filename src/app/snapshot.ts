@@ -11,11 +11,10 @@ import type { GpuSample, LoadFacts } from '../domain/gpu.js';
 import type { ServingMetrics } from '../domain/metrics.js';
 import type { InstanceConfig } from '../config/schema.js';
 import { MIN_SCRAPE_GAP_MS } from '../metrics/cadence.js';
-import { attributeGpus, instanceGpuFacts, type GpuView } from './gpus.js';
-import { heartbeatAgeMs, STALLED_AFTER_MS } from './keeper-file.js';
+import { attributeGpus, instanceGpuFacts, type GpuView } from '../engine/gpus.js';
+import { heartbeatAgeMs, STALLED_AFTER_MS } from '../engine/keeper-file.js';
 import { daemonStatus } from './daemon-status.js';
-import { observeRow } from './reconcile.js';
-import { startedConfig } from './started-config.js';
+import { observeRow, runningConfig } from '../engine/reconcile.js';
 
 export type { InstanceSnapshot, RigSnapshot };
 
@@ -29,7 +28,7 @@ export interface SnapshotSources {
   store: StoreBase;
   procs: Processes;
   load: ConfigLoader;
-  /** The rig's GPUs at this moment (engine/gpus.ts currentGpuSample); absent: not read. */
+  /** The rig's GPUs at this moment (app/gpu-source.ts currentGpuSample); absent: not read. */
   gpu?: GpuSample;
   /** NSpid of a pid (platform/proc.ts): maps host pids a vendor tool reports to servers in containers. */
   nsPids?: (pid: number) => number[];
@@ -56,7 +55,7 @@ export function snapshotInstance(
   const probed = running && seen?.keeper === true && !stalled;
   // A file edited into an invalid state does not change what a live server runs: show the config
   // it was started with (recorded by `up`); config_error still reports the file's problems.
-  const cfg = loaded.ok ? loaded.instance.config : running || seen?.keeper ? startedConfig(store, name) : undefined;
+  const cfg = loaded.ok ? loaded.instance.config : runningConfig(store, seen);
   let state: DisplayState = row?.status ?? 'stopped';
   if (seen?.orphan) state = 'orphaned';
   if (!loaded.ok && state === 'stopped') state = 'invalid';

@@ -1,6 +1,6 @@
 import { orchCommand, type Home } from '../domain/home.js';
 import type { InstanceSnapshot } from '../domain/snapshot.js';
-import { COLUMNS } from '../format/columns.js';
+import { COLUMNS } from './columns.js';
 
 export function renderTextTable(header: readonly string[], rows: string[][], maxCell = 48): string {
   const clip = (s: string) => (s.length > maxCell ? s.slice(0, maxCell - 1) + '…' : s);

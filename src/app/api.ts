@@ -1,7 +1,7 @@
 import { cachedLoader } from '../config/cached.js';
 import { loadConfigFile } from '../config/load.js';
-import { currentGpuSample } from '../engine/gpus.js';
-import { rigSnapshot, snapshotAll } from '../engine/snapshot.js';
+import { currentGpuSample } from './gpu-source.js';
+import { rigSnapshot, snapshotAll } from './snapshot.js';
 import {
   down,
   recordedLiveNames,
@@ -12,9 +12,10 @@ import {
   type SupervisorDeps,
   type UpResult,
 } from '../engine/supervisor.js';
-import type { ApiSources } from '../http/api.js';
-import { describeData, describeJson } from './commands/inspect.js';
-import { healthyJson, upJson } from './commands/lifecycle.js';
+import type { ApiSources } from '../proxy/api.js';
+import { describeData, describeJson } from './describe.js';
+import { apiEvents } from './events.js';
+import { healthyJson, upJson } from './lifecycle.js';
 import type { Context } from './context.js';
 
 /**
@@ -49,17 +50,7 @@ export function apiSources(ctx: Context): ApiSources {
       if (sample.error) return { gpus: [], error: sample.error };
       return { gpus: rigSnapshot(ctx.sources(loader, sample), Date.now()).gpus, error: null };
     },
-    events(since, limit, instance) {
-      return ctx.store.eventsAfter(since, limit, instance).map((e) => ({
-        id: e.id,
-        ts: new Date(e.ts).toISOString(),
-        instance: e.instance_name,
-        level: e.level,
-        type: e.event_type,
-        message: e.message,
-        meta: e.meta_json ? (JSON.parse(e.meta_json) as unknown) : null,
-      }));
-    },
+    events: (since, limit, instance) => apiEvents(ctx, since, limit, instance),
     async start(name, waitS) {
       const { deps, warnings } = collecting();
       return started(await up(deps, name, { reason: 'api' }), deps, waitS, warnings);
