@@ -42,22 +42,58 @@ function layerRules() {
         message: `src/${folder} may import only ${allowed.length ? allowed.map((a) => `src/${a}`).join(', ') : 'nothing else in src/'} (docs/ARCHITECTURE.md, "Layers")`,
       });
       const rule = { 'no-restricted-imports': ['error', { patterns }] };
-      return {
-        files: [`src/${folder}/**/*.{ts,tsx}`],
-        ignores: folder === 'cli' ? ['src/cli/main.ts'] : [],
-        rules: rule,
-      };
+      return { files: [`src/${folder}/**/*.{ts,tsx}`], rules: rule };
     })
-    .concat({
-      // The program's root: it may start the dashboard (lazily), and imports no UI library itself.
-      files: ['src/cli/main.ts'],
-      rules: {
-        'no-restricted-imports': [
-          'error',
-          { patterns: [{ group: UI, message: 'the dashboard is imported lazily from components/dashboard.tsx' }] },
-        ],
+    .concat(
+      {
+        // The program's root joins the two adapters: the CLI, and the dashboard (imported lazily).
+        files: ['src/entry.ts'],
+        rules: {
+          'no-restricted-imports': [
+            'error',
+            { patterns: [{ group: UI, message: 'the dashboard is imported lazily from components/dashboard.tsx' }] },
+          ],
+        },
       },
-    });
+      {
+        // The dashboard is an adapter of the application: it reads src/app, src/format and
+        // src/domain, and never the CLI (nor the CLI it).
+        files: ['components/**/*.{ts,tsx}'],
+        rules: {
+          'no-restricted-imports': [
+            'error',
+            {
+              paths: SIDE_EFFECTS.map((name) => ({ name, message: 'components get side effects through src/app' })),
+              patterns: [
+                {
+                  regex: `(^|/)src/(?!(app|format|domain)/)`,
+                  message:
+                    'components/ may import only src/app, src/format and src/domain (docs/ARCHITECTURE.md, "Layers")',
+                },
+              ],
+            },
+          ],
+        },
+      },
+      {
+        // A test of a lower layer does not go through the CLI: only the CLI's own tests import it.
+        files: ['tests/**/*.{ts,tsx}'],
+        ignores: ['tests/unit/cli-*.test.ts'],
+        rules: {
+          'no-restricted-imports': [
+            'error',
+            {
+              patterns: [
+                {
+                  regex: '(^|/)src/cli(/|$)',
+                  message: "only the CLI's tests (tests/unit/cli-*.test.ts) import src/cli",
+                },
+              ],
+            },
+          ],
+        },
+      },
+    );
 }
 
 export default tseslint.config(
@@ -76,16 +112,6 @@ export default tseslint.config(
   },
   ...layerRules(),
   {
-    // Components receive data and actions; they never touch processes, the db, the network or fs watchers.
-    files: ['components/**/*.{ts,tsx}'],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        { paths: SIDE_EFFECTS.map((name) => ({ name, message: 'components get side effects through props/deps' })) },
-      ],
-    },
-  },
-  {
     files: ['**/*.js', '**/*.mjs', '**/*.cjs', 'tests/**', 'bench/**', '*.config.ts'],
     ...tseslint.configs.disableTypeChecked,
   },
@@ -93,7 +119,7 @@ export default tseslint.config(
     files: ['**/*.cjs'],
     languageOptions: {
       sourceType: 'commonjs',
-      globals: { require: 'readonly', __dirname: 'readonly', module: 'writable' },
+      globals: { require: 'readonly', __dirname: 'readonly', __filename: 'readonly', module: 'writable' },
     },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },

@@ -8,13 +8,48 @@ const path = require('node:path');
 const { pathToFileURL } = require('node:url');
 
 const dist = path.join(__dirname, '..', 'dist');
+
+// llama-orch runs on Node 22 or newer. Started by an older `node` (a machine whose own Node is past
+// its end of life), it runs itself on the Node that `npm install` set up (scripts/node-runtime.sh,
+// recorded in dist/runtime-node), passing signals on and exiting as that run exits.
+if (Number(process.versions.node.split('.')[0]) < 22) {
+  let runtime = '';
+  try {
+    runtime = fs.readFileSync(path.join(dist, 'runtime-node'), 'utf8').trim();
+  } catch {
+    runtime = '';
+  }
+  if (!runtime || !fs.existsSync(runtime) || runtime === process.execPath) {
+    process.stderr.write(
+      `llama-orch: needs Node 22 or newer, and this is ${process.version}: run \`npm install\` in ${path.dirname(__dirname)} (it fetches Node 22 from the npm registry), or put Node 22 or newer on PATH\n`,
+    );
+    process.exit(1);
+  }
+  const { spawn } = require('node:child_process');
+  const child = spawn(runtime, [__filename, ...process.argv.slice(2)], { stdio: 'inherit' });
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'];
+  const pass = (sig) => () => child.kill(sig);
+  for (const sig of signals) process.on(sig, pass(sig));
+  child.on('error', (e) => {
+    process.stderr.write(`llama-orch: cannot run ${runtime}: ${e.message}\n`);
+    process.exit(1);
+  });
+  child.on('exit', (code, signal) => {
+    if (signal) {
+      for (const sig of signals) process.removeAllListeners(sig);
+      process.kill(process.pid, signal);
+    }
+    process.exit(code ?? 1);
+  });
+  return;
+}
 const fast = path.join(dist, 'bundle', 'fast.cjs');
 // A cheap pre-check (the exact forms are matched in fast-path.ts) spares every other command the
 // fast path's loading time.
 const candidate = process.argv.slice(2).some((a) => a === 'ps' || a === '--once' || a === '--json');
 function full() {
   const bundle = path.join(dist, 'bundle', 'main.mjs');
-  const entry = fs.existsSync(bundle) ? bundle : path.join(dist, 'src', 'cli', 'entry.js');
+  const entry = fs.existsSync(bundle) ? bundle : path.join(dist, 'src', 'entry.js');
   import(pathToFileURL(entry).href).catch((e) => {
     process.stderr.write(`llama-orch: cannot load ${entry}: ${e && e.stack ? e.stack : e}\n`);
     process.exitCode = 1;

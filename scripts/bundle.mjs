@@ -46,7 +46,7 @@ const esm = {
 // The dashboard's Ink with bounded caches that live across frames (scripts/ink-patches.mjs);
 // LLAMA_ORCH_STOCK_INK=1 builds with the stock Ink, for A/B benchmarks only.
 const plugins = process.env.LLAMA_ORCH_STOCK_INK === '1' ? [] : [inkPatchPlugin()];
-await build({ ...esm, entryPoints: { main: 'src/cli/entry.ts' }, splitting: true, plugins });
+await build({ ...esm, entryPoints: { main: 'src/entry.ts' }, splitting: true, plugins });
 await build({ ...esm, entryPoints: { keeper: 'src/keeper/entry.ts' } });
 
 const fast = await build({

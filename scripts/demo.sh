@@ -4,7 +4,8 @@
 # endpoint for both, on 127.0.0.1:18180), and open the dashboard.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -f dist/src/cli/entry.js ] || npm run build
+eval "$(bash scripts/node-runtime.sh --env)"   # Node 22 or newer (fetched once where the machine's is older)
+[ -f dist/src/entry.js ] || npm run build
 bash scripts/setup-llama-server.sh --backend cpu >/dev/null   # the demo's instances are CPU ones
 node bin/llama-orch.cjs config lint
 for name in demo-a demo-b; do

@@ -8,7 +8,7 @@ import path from 'node:path';
  */
 export default function setup(): void {
   const repo = path.resolve(import.meta.dirname, '../..');
-  if (!fs.existsSync(path.join(repo, 'dist/src/cli/entry.js'))) {
+  if (!fs.existsSync(path.join(repo, 'dist/src/entry.js'))) {
     throw new Error('dist/ is missing: run "npm run build" (npm test does it for you)');
   }
   // The CPU build, on any machine: the tests' expectations (no offload, CPU buffers) assume it, and a

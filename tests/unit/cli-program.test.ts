@@ -4,17 +4,17 @@ import path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { buildProgram, main } from '../../src/cli/main.js';
 
-// src/cli/main.ts defines the program without running it (src/cli/entry.ts runs it), so it can be
+// src/cli/main.ts defines the program without running it (src/entry.ts runs it), so it can be
 // imported and driven in-process.
 
 describe('the CLI program', () => {
   it('has the documented commands', () => {
-    const names = buildProgram().commands.map((c) => c.name());
+    const names = buildProgram(async () => 0).commands.map((c) => c.name());
     expect(names).toEqual(
       expect.arrayContaining(['ps', 'up', 'restart', 'down', 'logs', 'describe', 'health', 'events']),
     );
     expect(names).toEqual(expect.arrayContaining(['config', 'daemon', 'service', 'init']));
-    const daemon = buildProgram().commands.find((c) => c.name() === 'daemon');
+    const daemon = buildProgram(async () => 0).commands.find((c) => c.name() === 'daemon');
     expect(daemon?.commands.map((c) => c.name())).toEqual(['run', 'start', 'stop', 'status']);
   });
 
@@ -23,7 +23,7 @@ describe('the CLI program', () => {
     fs.mkdirSync(path.join(home, 'instances'));
     const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
     try {
-      expect(await main(['node', 'llama-orch', 'describe', 'nosuch', '--home', home])).toBe(2);
+      expect(await main(['node', 'llama-orch', 'describe', 'nosuch', '--home', home], async () => 0)).toBe(2);
       expect(String(stderr.mock.calls[0]?.[0])).toContain('unknown instance "nosuch"');
     } finally {
       stderr.mockRestore();
