@@ -2,16 +2,12 @@ import { cachedLoader } from '../config/cached.js';
 import { loadConfigFile } from '../config/load.js';
 import { currentGpuSample } from './gpu-source.js';
 import { rigSnapshot, snapshotAll } from './snapshot.js';
-import {
-  down,
-  recordedLiveNames,
-  restart,
-  selectNames,
-  up,
-  waitHealthy,
-  type SupervisorDeps,
-  type UpResult,
-} from '../engine/supervisor.js';
+import { down } from '../engine/down.js';
+import { restart } from '../engine/restart.js';
+import { recordedLiveNames, selectNames } from '../engine/selection.js';
+import type { SupervisorDeps, UpResult } from '../engine/supervisor.js';
+import { up } from '../engine/up.js';
+import { waitHealthy } from '../engine/wait-healthy.js';
 import type { ApiSources } from '../proxy/api.js';
 import { describeData, describeJson } from './describe.js';
 import { apiEvents } from './events.js';

@@ -5,7 +5,8 @@ import { keeperAlive } from '../engine/identity.js';
 import { heartbeatAgeMs, STALLED_AFTER_MS } from '../engine/keeper-file.js';
 import type { RuntimeRow } from '../store/store.js';
 import { reconcileRow } from '../engine/reconcile.js';
-import { up, type SupervisorDeps } from '../engine/supervisor.js';
+import type { SupervisorDeps } from '../engine/supervisor.js';
+import { up } from '../engine/up.js';
 import type { Service } from './service.js';
 
 export interface SupervisionDeps extends SupervisorDeps {

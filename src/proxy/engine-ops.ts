@@ -5,10 +5,13 @@ import { ggufCacheFile } from '../domain/home.js';
 import { keeperAlive, serverAlive } from '../engine/identity.js';
 import { fitReportFor, runningFitInstances } from '../engine/memory-fit.js';
 import { startedConfig } from '../engine/started-config.js';
-import { down, up, waitHealthy, type SupervisorDeps } from '../engine/supervisor.js';
+import { down } from '../engine/down.js';
+import type { SupervisorDeps } from '../engine/supervisor.js';
+import { up } from '../engine/up.js';
+import { waitHealthy } from '../engine/wait-healthy.js';
 import { readGgufCached } from '../models/gguf.js';
 import { connectHost } from '../platform/http.js';
-import { STOPPED_VIEW, type FitCheck, type InstanceView, type SchedulerOps } from './scheduler.js';
+import { STOPPED_VIEW, type FitCheck, type InstanceView, type SchedulerOps } from './scheduler-ops.js';
 
 /** When the keeper's last scrape (fresh: under 15 s old) saw the server processing requests; else null. */
 function servingAt(json: string | null, now: number): number | null {

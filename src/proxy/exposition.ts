@@ -1,7 +1,7 @@
 import type { GpuInfo } from '../domain/gpu.js';
 import type { InstanceSnapshot } from '../domain/snapshot.js';
 import { STATUSES } from '../domain/status.js';
-import type { InstanceCounts } from './scheduler.js';
+import type { InstanceCounts } from './scheduler-state.js';
 import { labelSafe } from '../domain/sanitize.js';
 
 /** Upper bounds (seconds) of the proxy's request-duration histogram: a tokenize call to a long generation. */

@@ -426,7 +426,7 @@ export class Store extends StoreBase {
     });
   }
 
-  // ---- reconciliation (engine/reconcile.ts) and stopping an orphan (engine/supervisor.ts)
+  // ---- reconciliation (engine/reconcile.ts) and stopping an orphan (engine/down.ts)
 
   /**
    * What /proc showed differs from the row (engine/reconcile.ts): the keeper died, the server is

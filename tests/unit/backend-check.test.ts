@@ -14,7 +14,8 @@ import { formatProblem, loadInstance, type LoadedInstance } from '../../src/conf
 import { lintHome } from '../../src/config/lint.js';
 import { parseConfigText } from '../../src/config/load.js';
 import { homeAt } from '../../src/domain/home.js';
-import { preflight, type SupervisorDeps } from '../../src/engine/supervisor.js';
+import { preflight } from '../../src/engine/preflight.js';
+import type { SupervisorDeps } from '../../src/engine/supervisor.js';
 import { writeFakeModel } from '../helpers/home.js';
 
 const dirs: string[] = [];

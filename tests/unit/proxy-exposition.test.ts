@@ -8,7 +8,7 @@ import type { InstanceSnapshot } from '../../src/domain/snapshot.js';
 import { asProxyError, ProxyError } from '../../src/proxy/errors.js';
 import { DURATION_BUCKETS, exposition, Histogram, ProxyCounters } from '../../src/proxy/exposition.js';
 import { buildRoutes, routeSource } from '../../src/proxy/routes.js';
-import type { InstanceCounts } from '../../src/proxy/scheduler.js';
+import type { InstanceCounts } from '../../src/proxy/scheduler-state.js';
 import { snapshotFixture } from '../helpers/snapshot.js';
 
 // ---------------------------------------------------------------------------------------------

@@ -2,13 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { ExitCode, UserError } from '../../src/domain/errors.js';
 import { ProxyError } from '../../src/proxy/errors.js';
 import type { Route } from '../../src/proxy/routes.js';
-import {
-  Scheduler,
-  type FitCheck,
-  type InstanceView,
-  type SchedulerOps,
-  STOPPED_VIEW,
-} from '../../src/proxy/scheduler.js';
+import { Scheduler } from '../../src/proxy/scheduler.js';
+import { type FitCheck, type InstanceView, type SchedulerOps, STOPPED_VIEW } from '../../src/proxy/scheduler-ops.js';
 
 // The scheduler against a scripted engine: instance views the test flips, a clock it moves, and
 // every start, stop and fit check recorded in order.

@@ -8,7 +8,8 @@ import { ExitCode, UserError } from '../../src/domain/errors.js';
 import type { InstanceSnapshot } from '../../src/domain/snapshot.js';
 import type { ApiSources } from '../../src/proxy/api.js';
 import { buildRoutes, type RouteTable } from '../../src/proxy/routes.js';
-import { Scheduler, type InstanceView, type SchedulerOps, STOPPED_VIEW } from '../../src/proxy/scheduler.js';
+import { Scheduler } from '../../src/proxy/scheduler.js';
+import { type InstanceView, type SchedulerOps, STOPPED_VIEW } from '../../src/proxy/scheduler-ops.js';
 import { ProxyServer } from '../../src/proxy/server.js';
 
 // An in-process proxy on 127.0.0.1:0 in front of a small node:http upstream (also on port 0), with

@@ -1,14 +1,11 @@
 import { ExitCode, UserError } from '../../domain/errors.js';
 import { orchCommand, type Home } from '../../domain/home.js';
-import {
-  down,
-  recordedLiveNames,
-  restart,
-  selectNames,
-  up,
-  waitHealthy,
-  type UpResult,
-} from '../../engine/supervisor.js';
+import { down } from '../../engine/down.js';
+import { restart } from '../../engine/restart.js';
+import { recordedLiveNames, selectNames } from '../../engine/selection.js';
+import type { UpResult } from '../../engine/supervisor.js';
+import { up } from '../../engine/up.js';
+import { waitHealthy } from '../../engine/wait-healthy.js';
 import { isStoreFault, storeFaultError } from '../../store/faults.js';
 import type { RuntimeRow } from '../../store/store.js';
 import type { Context } from '../../app/context.js';
