@@ -1,19 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { UserError } from '../../src/domain/errors.js';
 import { progressBar, progressLine, formatSize, type DownloadProgress } from '../../src/format/progress.js';
-import {
-  hfEndpoint,
-  hfToken,
-  httpError,
-  lfsSha256,
-  parsePullRef,
-  pickGgufFiles,
-  resolvePullRef,
-  resolveUrl,
-  shardNames,
-  shardOf,
-} from '../../src/models/hf.js';
-import { parseContentRange } from '../../src/models/pull.js';
+import { resolvePullRef, resolveUrl } from '../../src/models/hf.js';
+import { hfEndpoint, hfToken, httpError, lfsSha256, parseContentRange } from '../../src/models/hf-http.js';
+import { parsePullRef, pickGgufFiles, shardNames, shardOf } from '../../src/models/hf-ref.js';
 
 // The pure parts of `models pull`; the download itself is tested against a local hub in
 // tests/integration/models-pull.test.ts.
