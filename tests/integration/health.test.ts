@@ -99,13 +99,15 @@ describe('health-driven supervision (fake server)', () => {
       fakeConfig(
         freePort(),
         { FAKE_HANG_COMPLETION: '1' },
-        { healthcheck: { type: 'inference', timeout: 0.4, interval: 0.2, retries: 2, start_period: 0 } },
+        // start_period: a loaded machine can take over 0.4 s to start the fake server, whose refused
+        // connections would otherwise be the restart's reason instead of the silent generation.
+        { healthcheck: { type: 'inference', timeout: 0.4, interval: 0.2, retries: 2, start_period: 3 } },
       ),
     );
     await cli(home.root, ['up', 'mute']);
     const ev = await waitFor(
       async () => (await events(home, 'mute')).find((e) => e.event_type === 'health-restart'),
-      8000,
+      12000,
       'restart',
     );
     expect(ev.message).toContain('inference timed out after 0.4 s 2/2');
