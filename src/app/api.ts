@@ -15,7 +15,7 @@ import { healthyJson, upJson } from './lifecycle.js';
 import type { Context } from './context.js';
 
 /**
- * The REST API's reads and actions (src/http/api.ts): the functions behind `ps --json`, `describe
+ * The REST API's reads and actions (src/proxy/api.ts): the functions behind `ps --json`, `describe
  * --json`, `gpus --json`, `events --json`, `up`, `down` and `restart`, run in the daemon.
  */
 export function apiSources(ctx: Context): ApiSources {

@@ -26,7 +26,7 @@ export interface SupervisorDeps {
   warn?: (message: string) => void;
   /** The GPUs a backend can select (platform/gpu/inventory.ts unless a test says otherwise). */
   gpuInventory?: GpuInventoryReader;
-  /** GPU memory now, for the memory-fit preflight (engine/gpus.ts currentGpuSample unless a test says otherwise). */
+  /** GPU memory now, for the memory-fit preflight (one reading of the vendor tool, engine/memory-fit.ts, unless a test says otherwise). */
   gpuSample?: () => Promise<GpuSample>;
   /** Host memory now (platform/memory.ts unless a test says otherwise). */
   hostMemory?: () => HostMemory;

@@ -5,7 +5,7 @@ import { ProxyError } from './errors.js';
 /**
  * What the management API reads and does (README, "REST API"): the same functions as `ps --json`,
  * `describe --json`, `gpus --json`, `events --json`, `up`, `down` and `restart`, built by the CLI's
- * composition root (src/cli/api-sources.ts) and injected.
+ * composition root (src/app/api.ts) and injected.
  */
 export interface ApiSources {
   instances(): Promise<InstanceSnapshot[]>;

@@ -91,7 +91,7 @@ export const MIGRATIONS: readonly string[] = [
    CREATE INDEX metrics_by_instance ON metrics_history (instance_name, id);
    CREATE TABLE bench_runs (id INTEGER PRIMARY KEY AUTOINCREMENT, ts INTEGER NOT NULL, instance_name TEXT NOT NULL, result_json TEXT NOT NULL);
    CREATE INDEX bench_by_instance ON bench_runs (instance_name, id);`,
-  // v8: the daemon's proxy (src/http): where it listens, and each instance's requests in flight and
+  // v8: the daemon's proxy (src/proxy): where it listens, and each instance's requests in flight and
   // queued (written by the daemon at most a few times a second; the dashboard and ps read them).
   `CREATE TABLE proxy_listen (
      id INTEGER PRIMARY KEY CHECK (id = 1),

@@ -19,7 +19,7 @@ import type { Out } from '../output.js';
 export interface ServiceOptions {
   system?: boolean;
   dryRun?: boolean;
-  /** The unit's name (default: one derived from the home, see service/systemd.ts). */
+  /** The unit's name (default: one derived from the home, see systemd/systemd.ts). */
   name?: string;
 }
 

@@ -6,7 +6,7 @@ import type { Context } from '../../app/context.js';
 import { psTable } from '../../format/table.js';
 import type { Out } from '../output.js';
 
-// ps and --once are pure reads (engine/snapshot.ts): they show what /proc says even when nothing has
+// ps and --once are pure reads (app/snapshot.ts): they show what /proc says even when nothing has
 // reconciled the store, and never write. They stay free of the config validator (zod) when every
 // config is unchanged since it was last validated: callers pass a loader from config/prepare.ts (or,
 // on the fast path, the cache alone); see config/cached.ts and bench/BENCHMARKS.md.
