@@ -218,7 +218,7 @@ const dbFiles = (root) => ['', '-wal', '-shm'].map((x) => path.join(root, 'state
 /**
  * The database files made immutable (chattr +i) for `ms`, the keeper paused meanwhile so that its
  * next transaction comes after `sync` has cleaned SQLite's mapped WAL index (without the guard in
- * store/base.ts that write is SIGBUS). Resolves when the files are writable again.
+ * store/connection.ts that write is SIGBUS). Resolves when the files are writable again.
  */
 async function readOnly(root, keeperPid, ms) {
   const files = dbFiles(root).filter((f) => fs.existsSync(f));

@@ -2,7 +2,7 @@ import type { StoreBase } from '../store/base.js';
 import type { Service } from './service.js';
 
 /**
- * Keeps the event and health history bounded (store/base.ts, prune) even when nothing writes for
+ * Keeps the event and health history bounded (store/history.ts, prune) even when nothing writes for
  * a long time; the metrics history will be pruned here too.
  */
 export class RetentionService implements Service {

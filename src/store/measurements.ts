@@ -50,3 +50,39 @@ export function mergeMeasurement(prev: MemoryMeasurement | undefined, next: Memo
     measured_bytes: max(next.measured_bytes, prev.measured_bytes),
   };
 }
+
+/** The memory_measurements row as SQLite returns it (store/history.ts reads and writes it). */
+export interface MeasurementRow {
+  model_path: string;
+  model_size: number;
+  model_mtime: number;
+  flags: string;
+  devices_json: string;
+  estimated_bytes: number;
+  loaded_bytes: number;
+  measured_bytes: number | null;
+  instance_name: string;
+  server: string | null;
+  measured_at: number;
+}
+
+/** The measurement a row holds, or undefined when its devices are not readable JSON. */
+export function measurementOfRow(r: MeasurementRow): MemoryMeasurement | undefined {
+  let devices: MeasuredDevice[];
+  try {
+    devices = JSON.parse(r.devices_json) as MeasuredDevice[];
+  } catch {
+    return undefined;
+  }
+  return {
+    model: { path: r.model_path, size: r.model_size, mtime_ms: r.model_mtime },
+    flags: r.flags,
+    devices,
+    estimated_bytes: r.estimated_bytes,
+    loaded_bytes: r.loaded_bytes,
+    measured_bytes: r.measured_bytes,
+    instance: r.instance_name,
+    server: r.server,
+    measured_at: r.measured_at,
+  };
+}

@@ -73,6 +73,10 @@ export interface HealthRow {
 
 export type RuntimePatch = Partial<Omit<RuntimeRow, 'name' | 'updated_at'>>;
 
+// Fragments that several intents write together (store.ts, records.ts).
+export const NO_SERVER = { pid: null, pgid: null, starttime: null, metrics: null } as const;
+export const NO_HEALTH = { health: null, health_detail: null } as const;
+
 /** A row with every column at its default: what the schema gives a new instance. */
 export function emptyRuntimeRow(name: string): RuntimeRow {
   return {

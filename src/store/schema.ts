@@ -72,7 +72,7 @@ export const MIGRATIONS: readonly string[] = [
    ALTER TABLE runtime ADD COLUMN log_dropped_lines INTEGER NOT NULL DEFAULT 0;
    ALTER TABLE instances ADD COLUMN desired_at INTEGER;`,
   // v6: what the server of the current run loaded where (keeper/load-facts.ts), and the GPU
-  // sampler's readings (bounded history: store/base.ts, prune).
+  // sampler's readings (bounded history: store/history.ts, prune).
   `ALTER TABLE runtime ADD COLUMN load_facts TEXT;
    CREATE TABLE gpu_samples (id INTEGER PRIMARY KEY AUTOINCREMENT, ts INTEGER NOT NULL, sample_json TEXT NOT NULL);`,
   // v7: what the current run serves (domain/metrics.ts ServingMetrics, JSON), its history for the
