@@ -3,7 +3,6 @@ import { Box, Text } from 'ink';
 import type { GpuInfo } from '../src/domain/gpu.js';
 import { bar, gpuLineParts, gpuUsers, memoryRatio } from '../src/format/gpu.js';
 import { formatBytes } from '../src/format/text.js';
-import { toolsTurnedOff } from '../src/platform/gpu/tool.js';
 import { paint } from './InstanceTable.js';
 
 export interface GpuPanelProps {
@@ -12,15 +11,11 @@ export interface GpuPanelProps {
   error: string | null;
   /** No vendor tool: a CPU-only rig. */
   cpuOnly: boolean;
+  /** No vendor tool because GPU reading was turned off (LLAMA_ORCH_NVIDIA_SMI=none), in words. */
+  off?: string | null;
   width: number;
-  /** Lines it may take (gpuPanelHeight). */
+  /** Lines it may take (layout.ts gpuPanelHeight). */
   height: number;
-}
-
-/** Lines the panel takes: one per GPU (at most a quarter of the screen), else one for the note. */
-export function gpuPanelHeight(p: Pick<GpuPanelProps, 'gpus' | 'error' | 'cpuOnly'>, rows: number): number {
-  if (p.gpus.length === 0) return p.error || p.cpuOnly ? 1 : 0;
-  return Math.min(p.gpus.length, Math.max(1, Math.floor(rows / 4)));
 }
 
 const level = (ratio: number | null) =>
@@ -31,10 +26,10 @@ const level = (ratio: number | null) =>
  * and what holds the memory (instances by name, foreign processes with pid), then the name.
  * Narrow terminals lose the bars first, then the trailing parts.
  */
-export function GpuPanel({ gpus, error, cpuOnly, width, height }: GpuPanelProps) {
+export function GpuPanel({ gpus, error, cpuOnly, off: turnedOff, width, height }: GpuPanelProps) {
   if (height <= 0) return null;
   if (gpus.length === 0) {
-    const off = cpuOnly && !error ? toolsTurnedOff(process.env) : null;
+    const off = cpuOnly && !error ? (turnedOff ?? null) : null;
     if (off) {
       return (
         <Text dimColor wrap="truncate">

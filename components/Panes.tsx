@@ -1,11 +1,10 @@
 import React from 'react';
 import { Box, Text } from 'ink';
-import type { EventRow } from '../src/store/store.js';
 import { KEY_HELP } from './keymap.js';
+import type { Prompt } from './layout.js';
 import { clip, footerText, visibleRange, type Scroll } from './view.js';
 
 const SGR: Record<string, [number, number]> = { red: [31, 39], yellow: [33, 39], gray: [90, 39] };
-const levelColor: Record<string, string | undefined> = { error: 'red', warn: 'yellow', info: undefined, debug: 'gray' };
 
 function paintLine(text: string, color: string | undefined): string {
   const code = color && !process.env.NO_COLOR ? SGR[color] : undefined;
@@ -57,37 +56,6 @@ export function ScrollPane({ title, lines, height, width, scroll, term, colors, 
   );
 }
 
-const time = (ts: number) => new Date(ts).toLocaleTimeString('en-GB', { hour12: false });
-
-/** Events as pane lines, with their colours. */
-export function eventLines(events: readonly EventRow[]): { lines: string[]; colors: Array<string | undefined> } {
-  // The name column is as wide as the longest name listed (at most 32): the other columns stay put.
-  const nameWidth = Math.min(32, Math.max(10, ...events.map((e) => (e.instance_name ?? '-').length)));
-  return {
-    lines: events.map(
-      (e) => `${time(e.ts)} ${(e.instance_name ?? '-').padEnd(nameWidth)} ${e.event_type.padEnd(13)} ${e.message}`,
-    ),
-    colors: events.map((e) => levelColor[e.level]),
-  };
-}
-
-export interface ActionResult {
-  at: number;
-  text: string;
-  error: boolean;
-}
-
-/** The results of the last actions, newest last. */
-export function historyLines(results: readonly ActionResult[]): {
-  lines: string[];
-  colors: Array<string | undefined>;
-} {
-  return {
-    lines: results.map((r) => `${time(r.at)} ${r.text}`),
-    colors: results.map((r) => (r.error ? 'red' : undefined)),
-  };
-}
-
 export function Help() {
   return (
     <Box flexDirection="column" borderStyle="round" paddingX={1}>
@@ -112,7 +80,7 @@ export function Footer({
   /** Filter and sort in effect, shown before the keys. */
   prefix: string;
   /** A question (y/N) or a line being typed (filter, search): replaces the key line. */
-  prompt: { kind: 'confirm' | 'input'; text: string } | null;
+  prompt: Prompt;
   width: number;
 }) {
   return (

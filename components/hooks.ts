@@ -1,70 +1,63 @@
-import { useEffect, useRef, useState, useSyncExternalStore } from 'react';
-import { useStdout } from 'ink';
-import type { DashboardState } from './model.js';
-import type { LogSource } from '../src/logs/follow.js';
+import { useEffect } from 'react';
+import type { LogSource } from '../src/app/dashboard.js';
 import type { LogStream } from '../src/domain/status.js';
 import { terminalSafe } from '../src/domain/sanitize.js';
+import type { Msg } from './state.js';
 
-export interface ModelLike {
-  subscribe: (fn: () => void) => () => void;
-  getSnapshot: () => DashboardState;
-  /** Told about every key press (the model ticks faster while someone is typing). */
-  touch?: () => void;
+type Out = NodeJS.WriteStream;
+
+/** The terminal's size now. */
+export function terminalSize(stdout: Out): { columns: number; rows: number } {
+  return { columns: stdout.columns || 80, rows: stdout.rows || 24 };
 }
 
-export function useDashboard(model: ModelLike): DashboardState {
-  return useSyncExternalStore(model.subscribe, model.getSnapshot);
-}
-
-export function useTerminalSize(): { columns: number; rows: number } {
-  const { stdout } = useStdout();
-  const read = () => ({ columns: stdout.columns || 80, rows: stdout.rows || 24 });
-  const [size, setSize] = useState(read);
+/** Each change of the terminal's size as a `resize` message. */
+export function useResize(stdout: Out, dispatch: (m: Msg) => void): void {
   useEffect(() => {
-    const onResize = () => setSize(read());
+    const onResize = () => dispatch({ type: 'resize', ...terminalSize(stdout) });
     stdout.on('resize', onResize);
     return () => {
       stdout.off('resize', onResize);
     };
-  }, [stdout]);
-  return size;
+  }, [stdout, dispatch]);
 }
 
-/** Follows one instance's log; a bounded buffer, and lines are batched so a flood cannot re-render per line. */
+/**
+ * Follows one instance's log into `log` messages: a bounded buffer, and lines are batched so a flood
+ * cannot re-render per line.
+ */
 export function useLogTail(
   source: LogSource,
   name: string | undefined,
   stream: LogStream,
+  dispatch: (m: Msg) => void,
   keep = 2000,
   flushMs = 100,
-): { lines: string[]; trimmed: number } {
-  const [tail, setTail] = useState<{ lines: string[]; trimmed: number }>({ lines: [], trimmed: 0 });
-  const pending = useRef<string[]>([]);
+): void {
   useEffect(() => {
-    setTail({ lines: [], trimmed: 0 });
-    pending.current = [];
+    dispatch({ type: 'log', lines: [], trimmed: 0 });
     if (!name) return;
+    let pending: string[] = [];
     let buffer: string[] = [];
     // Lines dropped from the front so far: a pane scrolled back keeps its place as the buffer moves.
     let trimmed = 0;
     // The pane scrolls back: start with as many lines as it keeps.
     const stop = source.follow(name, stream, keep, (l) => {
       // A server can print anything: its colours stay, other escape and control codes do not reach
-      // the terminal (format/sanitize.ts). The files keep every byte.
-      pending.current.push(...l.map((x) => terminalSafe(x, true)));
+      // the terminal (domain/sanitize.ts). The files keep every byte.
+      pending.push(...l.map((x) => terminalSafe(x, true)));
     });
     const timer = setInterval(() => {
-      if (pending.current.length === 0) return;
-      const all = [...buffer, ...pending.current];
+      if (pending.length === 0) return;
+      const all = [...buffer, ...pending];
       trimmed += Math.max(0, all.length - keep);
       buffer = all.slice(-keep);
-      pending.current = [];
-      setTail({ lines: buffer, trimmed });
+      pending = [];
+      dispatch({ type: 'log', lines: buffer, trimmed });
     }, flushMs);
     return () => {
       clearInterval(timer);
       stop();
     };
-  }, [source, name, stream, keep, flushMs]);
-  return tail;
+  }, [source, name, stream, keep, flushMs, dispatch]);
 }

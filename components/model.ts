@@ -1,10 +1,12 @@
 import os from 'node:os';
-import { clockText, formatUptime, latencyText } from '../src/format/text.js';
 import type { DaemonStatus, InstanceSnapshot } from '../src/domain/snapshot.js';
-import type { GpuInfo, GpuSample } from '../src/domain/gpu.js';
-import { rigSnapshot, uptimeSeconds, type SnapshotSources } from '../src/app/snapshot.js';
-import type { EventRow } from '../src/store/store.js';
-import type { ChangeFeed } from '../src/store/watch.js';
+import type { GpuInfo } from '../src/domain/gpu.js';
+import { rigSnapshot, uptimeSeconds } from '../src/app/snapshot.js';
+import type { DashboardSources, EventRow } from '../src/app/dashboard.js';
+import { describeLines } from '../src/format/describe.js';
+import { visibleKey } from './visible-key.js';
+
+export type { DashboardSources };
 
 export interface DashboardState {
   now: number;
@@ -18,19 +20,16 @@ export interface DashboardState {
   gpus: GpuInfo[];
   gpuError: string | null;
   cpuOnly: boolean;
+  /** No vendor tool because reading was turned off (LLAMA_ORCH_NVIDIA_SMI=none), in words; else null. */
+  gpuOff?: string | null;
+  /** The details pane's instance as describe prints it (absent or null: the pane is not shown). */
+  details?: Details | null;
 }
 
-export interface DashboardSources {
-  /** What a snapshot reads (home, store, /proc, configs). */
-  sources: SnapshotSources;
-  /** Tells the model that instance state or events changed (store/watch.ts). */
-  feed: ChangeFeed;
-  /** Config files under instances/ changed (config/watch.ts); returns the stop function. */
-  watchConfigs?: (onChange: () => void) => () => Promise<void>;
-  /** The explicit reconciliation step, run before each read (engine/reconcile.ts). */
-  reconcile?: () => void;
-  /** The latest GPU sample (the daemon's while fresh, else the dashboard's own sampler's). */
-  gpu?: () => GpuSample | undefined;
+/** One instance described, for the details pane (what `describe NAME` prints). */
+export interface Details {
+  name: string;
+  lines: string[];
 }
 
 export interface ModelOptions {
@@ -51,9 +50,10 @@ export interface ModelOptions {
 }
 
 /**
- * The dashboard's view model, for useSyncExternalStore. It never probes servers: it hears of keeper
- * writes through the change feed and of config edits through the instances/ watcher, and otherwise
- * ticks (once a second while someone types, every 2 s when idle) so uptimes move.
+ * The dashboard's model: the App subscribes to it and reads its snapshot. It never probes servers:
+ * it hears of keeper writes through the change feed and of config edits through the instances/
+ * watcher, and otherwise ticks (once a second while someone types, every 2 s when idle) so uptimes
+ * move. It describes the instance the details pane shows when the selection or the data changes.
  */
 export class DashboardModel {
   private state: DashboardState;
@@ -70,6 +70,9 @@ export class DashboardModel {
   private lastReconcile = 0;
   private lastRead = 0;
   private lastGpuKey = '';
+  /** The instance the details pane shows, and its text as last published. */
+  private detailsName: string | undefined;
+  private detailsText = '';
 
   constructor(
     private readonly deps: DashboardSources,
@@ -102,6 +105,17 @@ export class DashboardModel {
     this.dirty = true;
   }
 
+  /**
+   * The details pane shows `name` (undefined: it is not shown). It is described now, then again
+   * when the data changes (a new state is published, a change was read): never while drawing.
+   */
+  showDetails(name: string | undefined): void {
+    if (name === this.detailsName) return;
+    this.detailsName = name;
+    this.state = { ...this.state, details: this.describe() };
+    this.notify();
+  }
+
   /** A key was pressed: back to the 1 s tick. */
   touch(): void {
     this.lastInput = this.now();
@@ -130,9 +144,10 @@ export class DashboardModel {
     // says in any case, and a write by a keeper (a probe, every few seconds each) is no reason to.
     const reconcile = this.dirty || now - this.lastReconcile >= 10_000;
     const read = this.dirty || changed || reconcile || !this.settled(now);
+    const news = this.dirty || changed;
     this.dirty = false;
     this.changed = false;
-    if (read) this.refresh(reconcile);
+    if (read) this.refresh(reconcile, news);
     else this.retime(now);
   }
 
@@ -166,7 +181,8 @@ export class DashboardModel {
     this.publish({ ...this.state, now, instances });
   }
 
-  refresh(reconcile = true): void {
+  /** `news`: something changed (a write seen by the feed, an action, a config edit): details are described again. */
+  refresh(reconcile = true, news = true): void {
     if (reconcile) {
       this.lastReconcile = this.now();
       try {
@@ -178,18 +194,41 @@ export class DashboardModel {
     const next = this.build();
     this.lastRead = next.now;
     this.lastGpuKey = this.gpuKey();
-    this.publish(next);
+    this.publish(next, news);
   }
 
-  private publish(next: DashboardState): void {
+  private publish(next: DashboardState, news = false): void {
     this.lastRefresh = next.now;
     // Keep the same object (so React does not re-render) when nothing visible changed: health
     // probes rewrite timestamps and latencies several times a second.
     const key = visibleKey(next, this.tick(next.now), this.idle(next.now));
-    if (key === this.lastKey) return;
+    const moved = key !== this.lastKey;
+    const details = this.detailsName !== undefined && (moved || news) ? this.describe() : (this.state.details ?? null);
+    if (!moved && details === this.state.details) return;
     this.lastKey = key;
-    this.state = next;
+    this.state = { ...next, details };
+    this.notify();
+  }
+
+  private notify(): void {
     for (const fn of this.listeners) fn();
+  }
+
+  /** The details of the instance shown, as describe prints them; the same object while the text is the same. */
+  private describe(): Details | null {
+    const name = this.detailsName;
+    if (name === undefined || !this.deps.describe) return null;
+    let lines: string[];
+    try {
+      lines = describeLines(this.deps.describe(name, this.deps.gpu?.()));
+    } catch (e) {
+      lines = [`cannot describe ${name}: ${e instanceof Error ? e.message : String(e)}`];
+    }
+    const text = lines.join('\n');
+    const last = this.state.details;
+    if (last?.name === name && text === this.detailsText) return last;
+    this.detailsText = text;
+    return { name, lines };
   }
 
   /** Events are re-read only when a new one was written. */
@@ -207,6 +246,7 @@ export class DashboardModel {
     const { home } = this.deps.sources;
     try {
       const gpu = this.deps.gpu?.();
+      const cpuOnly = gpu !== undefined && gpu.vendor === null;
       const rig = rigSnapshot({ ...this.deps.sources, ...(gpu ? { gpu } : {}) }, now);
       return {
         now,
@@ -218,7 +258,8 @@ export class DashboardModel {
         error: null,
         gpus: rig.gpus,
         gpuError: rig.gpu_error,
-        cpuOnly: gpu !== undefined && gpu.vendor === null,
+        cpuOnly,
+        gpuOff: cpuOnly ? (this.deps.gpuToolsOff ?? null) : null,
       };
     } catch (e) {
       return {
@@ -231,70 +272,11 @@ export class DashboardModel {
           gpus: [],
           gpuError: null,
           cpuOnly: false,
+          gpuOff: null,
         }),
         now,
         error: e instanceof Error ? e.message : String(e),
       };
     }
   }
-}
-
-/**
- * What the screen shows: a refresh that changes none of it renders nothing. While someone uses the
- * dashboard every tick redraws (a pane may show times relative to now); idle, only what the table
- * and header show moves it (the clock to the minute, the uptimes as printed) and once a minute.
- */
-function visibleKey(s: DashboardState, tickMs: number, idle: boolean): string {
-  const inst = s.instances.map((i) => [
-    i.name,
-    i.state,
-    i.health,
-    i.health_detail,
-    i.pid,
-    i.port,
-    i.backend,
-    i.gpus.join(','),
-    i.model,
-    i.started_at, // uptimes move with the tick, not on their own
-    i.restarts,
-    i.next_restart_in_s === null ? null : Math.round(i.next_restart_in_s),
-    i.last_error,
-    i.config_error,
-    // A probe's latency as printed (below 10 ms not at all, else to one significant digit): its
-    // jitter would otherwise redraw the whole frame on nearly every probe of 16 instances.
-    latencyText(i.health_latency_ms),
-    i.vram_bytes === null ? null : Math.round(i.vram_bytes / 2 ** 26),
-    i.warnings.join('|'),
-    i.tokens_per_s,
-    i.slots_busy,
-    i.slots_total,
-    i.requests_processing,
-    i.requests_deferred,
-    i.proxy_in_flight,
-    i.proxy_queued,
-  ]);
-  // GPU readings to the percent and 64 MiB: noise below that would re-render every sample.
-  const gpus = s.gpus.map((g) => [
-    g.index,
-    g.utilization_pct,
-    g.memory_used_bytes === null ? null : Math.round(g.memory_used_bytes / 2 ** 26),
-    g.temperature_c,
-    g.power_w === null ? null : Math.round(g.power_w / 5),
-    g.processes.map((p) => `${p.pid}:${p.instance}:${Math.round((p.memory_bytes ?? 0) / 2 ** 26)}`).join(','),
-  ]);
-  const lastEvent = s.events.length ? s.events[s.events.length - 1]?.id : 0;
-  const clock = idle
-    ? [clockText(s.now), Math.floor(s.now / 60_000), s.instances.map((i) => formatUptime(i.uptime_s))]
-    : Math.floor(s.now / tickMs);
-  return JSON.stringify([
-    clock,
-    s.daemon.running,
-    s.daemon.proxy,
-    s.error,
-    lastEvent,
-    inst,
-    gpus,
-    s.gpuError,
-    s.cpuOnly,
-  ]);
 }

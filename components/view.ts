@@ -1,9 +1,10 @@
 /**
  * The dashboard's pure view logic (no React, no Ink): pane scrolling and search, wrapping, sorting
  * the table, and the footer that always keeps `? help` and `q quit`. Unit-tested in
- * tests/unit/dashboard-view.test.ts; App.tsx only wires keys to these.
+ * tests/unit/dashboard-view.test.ts; reduce.ts and the components use them.
  */
 import type { InstanceSnapshot } from '../src/domain/snapshot.js';
+import { FOOTER_ALWAYS, FOOTER_KEYS } from './keymap.js';
 
 /** Where a pane is scrolled: `follow` sticks to the newest line (logs, events); else `top` is the first line shown. */
 export interface Scroll {
@@ -139,23 +140,9 @@ export function nextSort(s: Sort): Sort {
   return { key: SORT_KEYS[(i + 1) % SORT_KEYS.length] as SortKey, reverse: false };
 }
 
-// ---- footer
+// ---- footer (its keys come from keymap.ts)
 
-const KEYS: ReadonlyArray<[string, string]> = [
-  ['↑↓', 'select'],
-  ['s', 'start'],
-  ['x', 'stop'],
-  ['r', 'restart'],
-  ['l', 'logs'],
-  ['L', 'full log'],
-  ['e', 'events'],
-  ['d', 'details'],
-  ['/', 'search'],
-  ['f', 'filter'],
-  ['o', 'sort'],
-  ['c', 'pane'],
-];
-const ALWAYS = '? help · q quit';
+const ALWAYS = FOOTER_ALWAYS.map(([k, w]) => `${k} ${w}`).join(' · ');
 
 /**
  * The key line, fitted to `width`: `? help` and `q quit` always show; the other keys drop from the
@@ -163,12 +150,12 @@ const ALWAYS = '? help · q quit';
  */
 export function footerText(width: number, prefix = ''): string {
   const room = width - ALWAYS.length - prefix.length;
-  const long = KEYS.map(([k, w]) => `${k} ${w}`);
+  const long = FOOTER_KEYS.map(([k, w]) => `${k} ${w}`);
   for (let n = long.length; n > 0; n--) {
     const text = long.slice(0, n).join(' · ');
     if (text.length + 3 <= room) return `${prefix}${text} · ${ALWAYS}`;
   }
-  const short = KEYS.map(([k]) => k).join(' ');
+  const short = FOOTER_KEYS.map(([k]) => k).join(' ');
   if (short.length + 3 <= room) return `${prefix}${short} · ${ALWAYS}`;
   return room >= 0 ? `${prefix}${ALWAYS}` : ALWAYS.slice(0, Math.max(0, width));
 }

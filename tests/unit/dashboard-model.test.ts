@@ -10,8 +10,11 @@ import { openDatabase } from '../../src/store/db.js';
 import { Store } from '../../src/store/store.js';
 import { realProcesses } from '../../src/platform/processes.js';
 import { ChangeFeed } from '../../src/store/watch.js';
+import { describeData, type InstanceDetails } from '../../src/app/describe.js';
+import type { Context } from '../../src/app/context.js';
+import type { ConfigLoader } from '../../src/config/cached.js';
 
-function setup() {
+function setup(describe?: (ctx: Context, name: string) => InstanceDetails) {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'model-'));
   fs.mkdirSync(path.join(root, 'instances', 'a'), { recursive: true });
   fs.writeFileSync(
@@ -23,8 +26,18 @@ function setup() {
   let t = 1_000_000;
   // The feed is driven by the test's clock (no timer of its own).
   const feed = new ChangeFeed(store, { setInterval: () => 0, clearInterval: () => undefined });
+  const ctx = {
+    home,
+    store,
+    deps: { procs: realProcesses },
+    sources: (load: ConfigLoader) => ({ home, store, procs: realProcesses, load }),
+  } as unknown as Context;
   const model = new DashboardModel(
-    { sources: { home, store, procs: realProcesses, load: cachedLoader(store, loadConfigFile) }, feed },
+    {
+      sources: { home, store, procs: realProcesses, load: cachedLoader(store, loadConfigFile) },
+      feed,
+      ...(describe ? { describe: (name: string) => describe(ctx, name) } : {}),
+    },
     { now: () => t, idleAfterMs: 10_000, pollMs: 3_600_000 },
   );
   model.start();
@@ -87,5 +100,35 @@ describe('DashboardModel', () => {
     advance(1000);
     expect(model.getSnapshot().instances[0]).toMatchObject({ name: 'a', state: 'failed', last_error: 'boom' });
     expect(model.getSnapshot().events.at(-1)?.message).toContain('starting -> failed');
+  });
+
+  it('describes the instance the details pane shows when it is chosen and when the data changes, not on every tick', () => {
+    let calls = 0;
+    const { model, store, advance } = setup((ctx, name) => (calls++, describeData(ctx, name)));
+    advance(20_000); // idle
+    expect(model.getSnapshot().details ?? null).toBeNull();
+    expect(calls).toBe(0);
+    model.showDetails('a');
+    expect(calls).toBe(1);
+    const first = model.getSnapshot().details;
+    expect(first?.name).toBe('a');
+    expect(first?.lines[0]).toMatch(/^Name:\s+a$/);
+    // Idle, nothing changes: a minute of ticks describes it at most as often as the clock moves.
+    advance(60_000);
+    expect(calls).toBeLessThanOrEqual(3);
+    // The same text is the same object: nothing to draw again.
+    expect(model.getSnapshot().details).toBe(first);
+    const before = calls;
+    store.ensureInstance('a', 'x');
+    store.recordStarting('a', 0);
+    store.recordFailed('a', 'boom');
+    advance(1000);
+    expect(calls).toBeGreaterThan(before);
+    expect(model.getSnapshot().details?.lines.join('\n')).toMatch(/Last error:\s+boom/);
+    model.showDetails(undefined);
+    expect(model.getSnapshot().details).toBeNull();
+    const after = calls;
+    advance(5000);
+    expect(calls).toBe(after);
   });
 });

@@ -32,7 +32,11 @@ const inst = (name: string, over: Partial<InstanceSnapshot> = {}): InstanceSnaps
 const stripAnsi = (s: string) => s.replace(/\u001b\[[0-9;]*m/g, '');
 const norm = (s: string | undefined) => stripAnsi(s ?? '').replace(/\d{2}:\d{2}:\d{2}/g, 'HH:MM:SS');
 
-function fakeModel(instances: InstanceSnapshot[]) {
+/** A model over fixed state; `describe` stands for describe's text (the real model: components/model.ts). */
+function fakeModel(
+  instances: InstanceSnapshot[],
+  describe: (name: string) => string[] = (n) => [`Name: ${n}`, 'State: running'],
+) {
   let state: DashboardState = {
     now: NOW,
     host: 'rig',
@@ -62,6 +66,10 @@ function fakeModel(instances: InstanceSnapshot[]) {
       return () => listeners.delete(fn);
     },
     getSnapshot: () => state,
+    showDetails(name: string | undefined) {
+      state = { ...state, details: name === undefined ? null : { name, lines: describe(name) } };
+      listeners.forEach((l) => l());
+    },
     set(next: Partial<DashboardState>) {
       state = { ...state, ...next };
       listeners.forEach((l) => l());
@@ -206,7 +214,6 @@ describe('App', () => {
         ? Promise.reject(new Error('port 18181 held by pid 4242 (python3)'))
         : Promise.resolve(`${n} ${a}ped`);
     },
-    describe: (n) => [`Name: ${n}`, 'State: running'],
   });
 
   it('shows the log tail of the selected instance and follows new lines', async () => {
@@ -288,7 +295,6 @@ describe('App', () => {
     const acts: DashboardActions = {
       run: () =>
         Promise.reject(new Error('invalid config for "alpha":\n  $.server.extra_args[0]: unknown flag\n  $.port: x')),
-      describe: () => [],
     };
     const { lastFrame, stdin, unmount } = render(
       <App model={fakeModel([inst('alpha', { state: 'stopped' })])} logs={fakeLogs({})} actions={acts} />,
@@ -375,10 +381,9 @@ describe('App', () => {
 
   it('scrolls the details pane to its last line at 24 rows (PgDn, End), and back (Home)', async () => {
     const long = Array.from({ length: 60 }, (_, i) => `line ${i + 1}`);
-    const acts: DashboardActions = { run: () => Promise.resolve(''), describe: () => [...long, 'Stderr tail: boom'] };
-    const { lastFrame, stdin, unmount } = render(
-      <App model={fakeModel([inst('alpha', { state: 'failed' })])} logs={fakeLogs({})} actions={acts} />,
-    );
+    const acts: DashboardActions = { run: () => Promise.resolve('') };
+    const model = fakeModel([inst('alpha', { state: 'failed' })], () => [...long, 'Stderr tail: boom']);
+    const { lastFrame, stdin, unmount } = render(<App model={model} logs={fakeLogs({})} actions={acts} />);
     cleanup = unmount;
     await tick();
     stdin.write('d');

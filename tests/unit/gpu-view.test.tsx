@@ -1,11 +1,13 @@
 import React from 'react';
 import { render } from 'ink-testing-library';
 import { describe, expect, it } from 'vitest';
-import { GpuPanel, gpuLine, gpuPanelHeight } from '../../components/GpuPanel.js';
+import { GpuPanel, gpuLine } from '../../components/GpuPanel.js';
+import { gpuPanelHeight } from '../../components/layout.js';
 import type { GpuInfo, GpuSample } from '../../src/domain/gpu.js';
 import { attributeGpus, instanceGpuFacts } from '../../src/engine/gpus.js';
 import { isFresh } from '../../src/app/gpu-source.js';
 import type { ProcStat } from '../../src/platform/proc.js';
+import { toolsTurnedOff } from '../../src/platform/gpu/tool.js';
 
 const GIB = 1024 ** 3;
 // eslint-disable-next-line no-control-regex
@@ -173,17 +175,12 @@ describe('GpuPanel', () => {
   it('says plainly when the rig is CPU-only, or why the GPUs could not be read', () => {
     const cpu = render(<GpuPanel gpus={[]} error={null} cpuOnly width={100} height={1} />);
     expect(plain(cpu.lastFrame())).toBe('GPUs: none — a CPU-only rig (no nvidia-smi or rocm-smi on PATH)');
-    process.env.LLAMA_ORCH_NVIDIA_SMI = 'none';
-    process.env.LLAMA_ORCH_ROCM_SMI = 'none';
-    try {
-      const off = render(<GpuPanel gpus={[]} error={null} cpuOnly width={120} height={1} />);
-      expect(plain(off.lastFrame())).toBe(
-        'GPUs: not read — GPU reading turned off (LLAMA_ORCH_NVIDIA_SMI=none, LLAMA_ORCH_ROCM_SMI=none)',
-      );
-    } finally {
-      delete process.env.LLAMA_ORCH_NVIDIA_SMI;
-      delete process.env.LLAMA_ORCH_ROCM_SMI;
-    }
+    // Turned off by the environment: the session says so (src/app/dashboard.ts gpuToolsOff), the model passes it on.
+    const turnedOff = toolsTurnedOff({ LLAMA_ORCH_NVIDIA_SMI: 'none', LLAMA_ORCH_ROCM_SMI: 'none' });
+    const off = render(<GpuPanel gpus={[]} error={null} cpuOnly off={turnedOff} width={120} height={1} />);
+    expect(plain(off.lastFrame())).toBe(
+      'GPUs: not read — GPU reading turned off (LLAMA_ORCH_NVIDIA_SMI=none, LLAMA_ORCH_ROCM_SMI=none)',
+    );
     const err = render(
       <GpuPanel
         gpus={[]}
