@@ -1,11 +1,16 @@
 import { defineConfig } from 'vitest/config';
+import { inkPatchVitePlugin } from './scripts/ink-patches.mjs';
 
 export default defineConfig({
   test: {
     projects: [
       {
+        // Components render through the Ink the bundle ships (scripts/ink-patches.mjs): Ink and the
+        // testing library that imports it go through Vite, which applies the same patches.
+        plugins: [inkPatchVitePlugin()],
         test: {
           name: 'unit',
+          server: { deps: { inline: [/[\\/]node_modules[\\/]ink[\\/]/, 'ink-testing-library'] } },
           sequence: { groupOrder: 0 },
           include: ['tests/unit/**/*.test.{ts,tsx}'],
           testTimeout: 20_000,

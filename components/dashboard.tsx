@@ -47,8 +47,8 @@ export async function runDashboard(homeOpt: string | undefined, opts: DashboardO
             fs.appendFileSync(process.env.LLAMA_ORCH_RENDER_LOG as string, `${Date.now()} ${m.renderTime}\n`),
         }
       : {}),
-    // Ink 6.8 incrementalRendering smeared frames in tmux when pane contents changed size; full-frame
-    // rewrites throttled to 10 fps are flicker-free in practice.
+    // incrementalRendering smeared frames in tmux when pane contents changed size (seen with Ink 6.8,
+    // kept off with Ink 8); full-frame rewrites throttled to 10 fps are flicker-free in practice.
     incrementalRendering: false,
     exitOnCtrlC: true,
   });

@@ -4,7 +4,8 @@ import type { LogStream } from '../src/domain/status.js';
 import { terminalSafe } from '../src/domain/sanitize.js';
 import type { Msg } from './state.js';
 
-type Out = NodeJS.WriteStream;
+/** Ink's stdout: a writable stream, with the terminal's size where it is a terminal. */
+type Out = NodeJS.WritableStream & { columns?: number; rows?: number };
 
 /** The terminal's size now. */
 export function terminalSize(stdout: Out): { columns: number; rows: number } {

@@ -1,22 +1,13 @@
-// The caches the bundled Ink uses for its text work, bounded (scripts/ink-patches.mjs puts them in;
-// docs/ARCHITECTURE.md, "The dashboard's Ink"). Ink 6.8, the last Ink that runs on Node 20:
-// - keeps measureText's and wrapText's results in module-level maps that are never emptied, keyed by
-//   the whole text, so every text a dashboard ever showed (each uptime, each log pane as lines
-//   arrive) stays in memory for as long as it runs (ink#986; a later Ink 7.x bounds them, and Ink 7
-//   needs Node 22);
-// - keys wrapText's results by `text + width + wrap`, where "ab" at 12 and "ab1" at 2 collide
-//   (ink#998);
-// - tokenizes every line of every frame into styled characters, its caches living for one frame,
-//   though from one frame to the next nearly every line is the same (about half a frame's CPU).
+// What the bundled Ink keeps from one frame to the next (scripts/ink-patches.mjs puts it in;
+// docs/ARCHITECTURE.md, "The dashboard's Ink"). Ink 8 bounds its text caches itself (ink#986, ink#998:
+// a 4096-entry LRU with an unambiguous key), but it still tokenizes every line of every frame into
+// styled characters, its line caches living for one frame, though from one frame to the next nearly
+// every line is the same: these caches and the unchanged rows below save that work.
 
-/** Entries of two generations: a new one starts when the current one is full (or at a frame). */
+/** Entries of two generations: a new one starts at each frame; what the last frame did not use goes. */
 export class GenerationCache<V> {
   private current = new Map<string, V>();
   private previous = new Map<string, V>();
-  private weight = 0;
-
-  /** `budget`: characters of key in a generation before a new one starts. */
-  constructor(private readonly budget = Infinity) {}
 
   get(key: string): V | undefined {
     const hit = this.current.get(key);
@@ -25,32 +16,20 @@ export class GenerationCache<V> {
     // Still in use: moved to the current generation, so what is used stays and the rest goes.
     if (old !== undefined) {
       this.previous.delete(key);
-      this.set(key, old);
+      this.current.set(key, old);
     }
     return old;
   }
 
   set(key: string, value: V): void {
-    if (this.current.has(key)) {
-      this.current.set(key, value);
-      return;
-    }
-    // A key over the whole budget still gets a generation of its own (the caller uses it at once).
-    if (this.weight + key.length > this.budget && this.current.size > 0) this.rotate();
-    this.weight += key.length;
     this.current.set(key, value);
   }
 
   /** A new frame: a new generation, unless nothing was put in the current one since the last. */
   newFrame(): void {
-    if (this.current.size > 0) this.rotate();
-  }
-
-  /** Starts a new generation: what the one before it held and did not use again is dropped. */
-  rotate(): void {
+    if (this.current.size === 0) return;
     this.previous = this.current;
     this.current = new Map();
-    this.weight = 0;
   }
 
   get size(): number {
@@ -63,21 +42,6 @@ export class GenerationCache<V> {
     for (const m of [this.current, this.previous]) for (const k of m.keys()) n += k.length;
     return n;
   }
-}
-
-/**
- * Ink's measureText and wrapText caches. A frame of a 200x50 terminal is at most ~10,000 characters
- * of text: a generation holds the texts of the last ~10 frames (what is drawn again is found again).
- * Bounded by characters of key: two generations of 100,000 (or one larger key), a few MiB at most
- * with the values, two-byte strings and the maps' own overhead, however long the dashboard runs.
- */
-export const TEXT_BUDGET = 100_000;
-const textCaches = new Map<string, GenerationCache<unknown>>();
-
-export function textCache<V>(name: string): GenerationCache<V> {
-  let c = textCaches.get(name);
-  if (!c) textCaches.set(name, (c = new GenerationCache<unknown>(TEXT_BUDGET)));
-  return c as GenerationCache<V>;
 }
 
 /**
@@ -98,7 +62,7 @@ export function frameCache<V>(name: string): GenerationCache<V> {
 /** What the caches hold now, by name (tests and benchmarks). */
 export function inkCacheStats(): Record<string, { entries: number; chars: number }> {
   const out: Record<string, { entries: number; chars: number }> = {};
-  for (const [name, c] of [...textCaches, ...frameCaches]) out[name] = { entries: c.size, chars: c.chars };
+  for (const [name, c] of frameCaches) out[name] = { entries: c.size, chars: c.chars };
   return out;
 }
 

@@ -24,7 +24,7 @@ const common = {
   outdir,
   bundle: true,
   platform: 'node',
-  target: 'node20',
+  target: 'node22',
   chunkNames: 'chunks/[name]-[hash]',
   // better-sqlite3's JavaScript is bundled (its addon is loaded by path, see src/store/db.ts);
   // optional dev-only imports stay outside.

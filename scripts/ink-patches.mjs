@@ -1,8 +1,9 @@
-// Changes the bundle makes to Ink's text caches (components/ink-caches.ts says why; docs/ARCHITECTURE.md,
-// "The dashboard's Ink"). Each patch replaces one exact piece of an Ink file as installed: if Ink
-// changes that piece (an upgrade), the build fails here rather than ship an unpatched or misapplied
-// Ink. Only the bundle is patched; tests that render components through ink-testing-library run the
-// stock Ink, which draws the same frames.
+// Changes made to Ink's files wherever Ink is loaded: by the bundle (esbuild) and by the unit tests
+// (Vite, through vitest.config.ts), so that tests and users run the same Ink. components/ink-caches.ts
+// says why; docs/ARCHITECTURE.md, "The dashboard's Ink". Ink 8 fixed what earlier patches did for its
+// text caches (ink#986, ink#998); what is left is work Ink repeats every frame. Each patch replaces one
+// exact piece of an Ink file as installed: if Ink changes that piece (an upgrade), the build and the
+// tests fail here rather than run an unpatched or misapplied Ink.
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -10,40 +11,12 @@ const CACHES = path.resolve(import.meta.dirname, '../components/ink-caches.ts');
 const IMPORT = 'llama-orch:ink-caches';
 
 /** The Ink version the patches were written against (package-lock.json pins it). */
-export const INK_VERSION = '6.8.0';
+export const INK_VERSION = '8.0.0';
 
 export const inkPatches = [
   {
-    file: 'build/measure-text.js',
-    why: 'bounded cache (ink#986)',
-    edits: [
-      [
-        "import widestLine from 'widest-line';",
-        `import widestLine from 'widest-line';\nimport { textCache } from '${IMPORT}';`,
-      ],
-      ['const cache = new Map();', "const cache = textCache('measureText');"],
-    ],
-  },
-  {
-    file: 'build/wrap-text.js',
-    why: 'bounded cache (ink#986), unambiguous key (ink#998)',
-    edits: [
-      [
-        "import cliTruncate from 'cli-truncate';",
-        `import cliTruncate from 'cli-truncate';\nimport { textCache } from '${IMPORT}';`,
-      ],
-      ['const cache = {};', "const cache = textCache('wrapText');"],
-      [
-        'const cacheKey = text + String(maxWidth) + String(wrapType);',
-        "const cacheKey = String(maxWidth) + '\\u0000' + String(wrapType) + '\\u0000' + text;",
-      ],
-      ['const cachedText = cache[cacheKey];', 'const cachedText = cache.get(cacheKey);'],
-      ['cache[cacheKey] = wrappedText;', 'cache.set(cacheKey, wrappedText);'],
-    ],
-  },
-  {
     file: 'build/render-node-to-output.js',
-    why: "a text's width from the (bounded) measureText cache rather than measured again every frame",
+    why: "a text's width from measureText's cache rather than measured again every frame",
     edits: [
       [
         "import wrapText from './wrap-text.js';",
@@ -92,6 +65,19 @@ export function applyPatch(patch, source) {
   return out;
 }
 
+/** The patch for an Ink file given its absolute path, or undefined (not a file we patch, not Ink). */
+function patchFor(file) {
+  const m = /[\\/]node_modules[\\/]ink[\\/]build[\\/]([a-z-]+\.js)$/.exec(file);
+  if (!m) return undefined;
+  const patch = inkPatches.find((p) => p.file === `build/${m[1]}`);
+  if (!patch) return undefined;
+  const inkDir = path.dirname(path.dirname(file));
+  const version = JSON.parse(fs.readFileSync(path.join(inkDir, 'package.json'), 'utf8')).version;
+  if (version !== INK_VERSION)
+    throw new Error(`ink ${version} is installed; scripts/ink-patches.mjs was written for ${INK_VERSION}`);
+  return patch;
+}
+
 /** The esbuild plugin: Ink's files patched as they are loaded, our caches module resolved. */
 export function inkPatchPlugin() {
   return {
@@ -101,17 +87,8 @@ export function inkPatchPlugin() {
       build.onStart(() => applied.clear());
       build.onResolve({ filter: /^llama-orch:ink-caches$/ }, () => ({ path: CACHES }));
       build.onLoad({ filter: /[\\/]node_modules[\\/]ink[\\/]build[\\/][a-z-]+\.js$/ }, (args) => {
-        const file = path
-          .relative(path.dirname(path.dirname(args.path)), args.path)
-          .split(path.sep)
-          .join('/');
-        const patch = inkPatches.find((p) => p.file === file);
+        const patch = patchFor(args.path);
         if (!patch) return undefined;
-        const version = JSON.parse(
-          fs.readFileSync(path.join(path.dirname(path.dirname(args.path)), 'package.json'), 'utf8'),
-        ).version;
-        if (version !== INK_VERSION)
-          throw new Error(`ink ${version} is installed; scripts/ink-patches.mjs was written for ${INK_VERSION}`);
         applied.add(patch.file);
         return { contents: applyPatch(patch, fs.readFileSync(args.path, 'utf8')), loader: 'js' };
       });
@@ -131,6 +108,29 @@ export function inkPatchPlugin() {
 }
 
 /**
+ * The same patches as a Vite plugin, for vitest: Ink must be processed by Vite (vitest.config.ts lists
+ * it, and ink-testing-library which imports it, in `server.deps.inline`), not loaded by Node directly.
+ */
+export function inkPatchVitePlugin() {
+  return {
+    name: 'llama-orch-ink-patches',
+    enforce: 'pre',
+    resolveId(id) {
+      return id === IMPORT ? CACHES : undefined;
+    },
+    // Loaded here rather than by Vite: Ink's (and its testing library's) source maps name sources they
+    // do not ship, which Vite would warn about for every file.
+    load(id) {
+      const file = id.split('?')[0];
+      if (!/[\\/]node_modules[\\/]ink(-testing-library)?[\\/]build[\\/].+\.js$/.test(file)) return undefined;
+      const code = fs.readFileSync(file, 'utf8').replace(/\n\/\/# sourceMappingURL=\S+\s*$/, '\n');
+      const patch = patchFor(file);
+      return { code: patch ? applyPatch(patch, code) : code, map: null };
+    },
+  };
+}
+
+/**
  * esbuild options for a one-off bundle (a test fixture, a benchmark) built the way scripts/bundle.mjs
  * builds the CLI: production React, Ink's devtools in a chunk never loaded, with or without the patches.
  */
@@ -144,7 +144,7 @@ export function standaloneBundle({ root, entry, outdir, patched }) {
     bundle: true,
     platform: 'node',
     format: 'esm',
-    target: 'node20',
+    target: 'node22',
     jsx: 'automatic',
     external: ['react-devtools-core'],
     define: { 'process.env.NODE_ENV': '"production"' },

@@ -93,6 +93,13 @@ function fakeLogs(lines: Record<string, string[]>): LogSource & { push: (name: s
 
 const tick = (ms = 150) => new Promise((r) => setTimeout(r, ms));
 
+/** Waits (up to 5 s) until the last frame contains `text`; fails with that frame. */
+async function shows(lastFrame: () => string | undefined, text: string): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!(lastFrame() ?? '').includes(text) && Date.now() < deadline) await tick(25);
+  expect(lastFrame()).toContain(text);
+}
+
 let cleanup: (() => void) | undefined;
 afterEach(() => cleanup?.());
 
@@ -225,16 +232,14 @@ describe('App', () => {
       <App model={fakeModel([inst('alpha'), inst('beta')])} logs={logs} actions={actions([])} />,
     );
     cleanup = unmount;
-    await tick();
-    expect(lastFrame()).toContain('logs · alpha · stderr');
-    expect(lastFrame()).toContain('listening on http://127.0.0.1:18181');
+    // The log tail arrives in batches (every 100 ms): waited for, not assumed after one tick.
+    await shows(lastFrame, 'logs · alpha · stderr');
+    await shows(lastFrame, 'listening on http://127.0.0.1:18181');
     logs.push('alpha', 'slot 0: new request');
-    await tick();
-    expect(lastFrame()).toContain('slot 0: new request');
+    await shows(lastFrame, 'slot 0: new request');
     stdin.write('l');
-    await tick();
-    expect(lastFrame()).toContain('logs · alpha · stdout');
-    expect(lastFrame()).toContain('out line');
+    await shows(lastFrame, 'logs · alpha · stdout');
+    await shows(lastFrame, 'out line');
   });
 
   it('dispatches actions for the selected row and shows errors inline', async () => {
