@@ -2,7 +2,7 @@ import React from 'react';
 import { Box, Text } from 'ink';
 import type { GpuInfo } from '../src/domain/gpu.js';
 import { bar, gpuLineParts, gpuUsers, memoryRatio } from '../src/format/gpu.js';
-import { formatBytes } from '../src/format/text.js';
+import { formatBytes } from '../src/domain/units.js';
 import { paint } from './InstanceTable.js';
 
 export interface GpuPanelProps {

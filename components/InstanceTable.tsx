@@ -1,7 +1,7 @@
 import React from 'react';
 import { Box, Text } from 'ink';
 import type { InstanceSnapshot } from '../src/domain/snapshot.js';
-import { fit, layoutColumns, type Column } from '../src/format/columns.js';
+import { cell as cellText, fit, layoutColumns, type Column } from '../src/format/columns.js';
 import type { Sort } from './view.js';
 
 const SGR: Record<string, [number, number]> = { red: [31, 39], green: [32, 39], yellow: [33, 39], bold: [1, 22] };
@@ -49,7 +49,7 @@ export function rowLine(
 ): string {
   return cols
     .map((c) => {
-      const cell = fit(c.value(r, 'live'), c.width);
+      const cell = cellText(c, r);
       if (color && (c.key === 'state' || c.key === 'health')) return paint(cell, color);
       // Requests waiting for a slot: the instance is saturated.
       if (c.key === 'req' && (r.requests_deferred ?? 0) > 0) return paint(cell, 'yellow');

@@ -4,6 +4,19 @@
 // styled characters, its line caches living for one frame, though from one frame to the next nearly
 // every line is the same: these caches and the unchanged rows below save that work.
 
+const IGNORABLE = /^\p{Default_Ignorable_Code_Point}+$/u;
+
+/**
+ * Ink 8's test for a standalone invisible character (it takes no cell), for each character of each
+ * line it tokenizes: Ink writes the regular expression inside the loop (the bundle made that a
+ * `new RegExp` per character, a quarter of an idle frame's JavaScript). The same test with the
+ * expression made once, and no test at all for ASCII, which has no such character.
+ */
+export function isIgnorable(value: string): boolean {
+  for (let i = 0; i < value.length; i++) if (value.charCodeAt(i) > 0x7f) return IGNORABLE.test(value);
+  return false;
+}
+
 /** Entries of two generations: a new one starts at each frame; what the last frame did not use goes. */
 export class GenerationCache<V> {
   private current = new Map<string, V>();
@@ -45,18 +58,35 @@ export class GenerationCache<V> {
 }
 
 /**
- * The caches of Ink's Output, kept from one frame to the next. Ink makes an Output (and so a set of
- * caches) for each frame, two when the app has a `<Static>`, both before either draws: each call
- * starts a new generation unless the current one is still empty, so a cache holds what the last
- * frame and this one used, never more.
+ * Caches kept from one frame to the next, by name: the line caches of Ink's Output, the lines of each
+ * text it writes, and each text's sanitized form. Ink makes an Output for each frame (two when the app
+ * has a `<Static>`, both before either draws), and each one calls `newFrame`: every cache starts a new
+ * generation unless its current one is still empty, so a cache holds what the last frame and this one
+ * used, never more.
  */
 const frameCaches = new Map<string, GenerationCache<unknown>>();
 
 export function frameCache<V>(name: string): GenerationCache<V> {
   let c = frameCaches.get(name);
   if (!c) frameCaches.set(name, (c = new GenerationCache<unknown>()));
-  c.newFrame();
   return c as GenerationCache<V>;
+}
+
+/** A new frame (Ink made an Output): each frame cache starts a new generation. */
+export function newFrame(): void {
+  for (const c of frameCaches.values()) c.newFrame();
+}
+
+/**
+ * A text as Ink's sanitizeAnsi leaves it. Ink 8 sanitizes every text node's content at every layout
+ * and every draw, tokenizing any text with a colour in it, though from one frame to the next nearly
+ * every text is the same.
+ */
+export function sanitizedText(text: string, sanitize: (t: string) => string): string {
+  const c = frameCache<string>('sanitized');
+  let out = c.get(text);
+  if (out === undefined) c.set(text, (out = sanitize(text)));
+  return out;
 }
 
 /** What the caches hold now, by name (tests and benchmarks). */

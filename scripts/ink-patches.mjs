@@ -26,16 +26,39 @@ export const inkPatches = [
     ],
   },
   {
+    file: 'build/squash-text-nodes.js',
+    why: "a text's sanitized form kept from one frame to the next rather than tokenized again",
+    edits: [
+      [
+        "import sanitizeAnsi from './sanitize-ansi.js';",
+        `import sanitizeAnsi from './sanitize-ansi.js';\nimport { sanitizedText } from '${IMPORT}';`,
+      ],
+      [
+        "    text = sanitizeAnsi(text.replaceAll('\\r\\n', '\\n'));",
+        "    text = sanitizedText(text.replaceAll('\\r\\n', '\\n'), sanitizeAnsi);",
+      ],
+    ],
+  },
+  {
     file: 'build/output.js',
-    why: 'line caches kept from one frame to the next, unchanged rows not drawn again',
+    why: 'line caches and lines of each text kept from one frame to the next, unchanged rows not drawn again, one invisible-character test made once',
     edits: [
       [
         "import stringWidth from 'string-width';",
-        `import stringWidth from 'string-width';\nimport { BLANK_CELL, frameCache, rowText } from '${IMPORT}';`,
+        `import stringWidth from 'string-width';\nimport { BLANK_CELL, frameCache, isIgnorable, newFrame, rowText } from '${IMPORT}';`,
+      ],
+      ['    caches = new OutputCaches();', '    caches = (newFrame(), new OutputCaches());'],
+      [
+        '.filter(character => !/^\\p{Default_Ignorable_Code_Point}+$/u.test(character.value));',
+        '.filter(character => !isIgnorable(character.value));',
       ],
       [
         '    widths = new Map();\n    blockWidths = new Map();\n    styledChars = new Map();',
-        "    widths = frameCache('widths');\n    blockWidths = frameCache('blockWidths');\n    styledChars = frameCache('styledChars');",
+        "    widths = frameCache('widths');\n    blockWidths = frameCache('blockWidths');\n    styledChars = frameCache('styledChars');\n    lines = frameCache('lines');\n    getLines(text) {\n        let cached = this.lines.get(text);\n        if (cached === undefined) {\n            const characterLines = [[]];\n            for (const character of this.getStyledChars(text)) {\n                if (character.value === '\\n') {\n                    characterLines.push([]);\n                }\n                else {\n                    characterLines.at(-1).push(character);\n                }\n            }\n            cached = characterLines.map(line => styledCharsToString(line));\n            this.lines.set(text, cached);\n        }\n        return cached;\n    }",
+      ],
+      [
+        "        const characterLines = [[]];\n        for (const character of this.caches.getStyledChars(text)) {\n            if (character.value === '\\n') {\n                characterLines.push([]);\n            }\n            else {\n                characterLines.at(-1).push(character);\n            }\n        }\n        let lines = characterLines.map(line => styledCharsToString(line));",
+        '        let lines = this.caches.getLines(text);',
       ],
       [
         "                row.push({\n                    type: 'char',\n                    value: ' ',\n                    fullWidth: false,\n                    styles: [],\n                });",

@@ -11,7 +11,7 @@ import { waitHealthy } from '../engine/wait-healthy.js';
 import type { ApiSources } from '../proxy/api.js';
 import { describeData, describeJson } from './describe.js';
 import { apiEvents } from './events.js';
-import { healthyJson, upJson } from './lifecycle.js';
+import { JOINED, healthyJson, joinable, upJson } from './lifecycle.js';
 import type { Context } from './context.js';
 
 /**
@@ -49,7 +49,17 @@ export function apiSources(ctx: Context): ApiSources {
     events: (since, limit, instance) => apiEvents(ctx, since, limit, instance),
     async start(name, waitS) {
       const { deps, warnings } = collecting();
-      return started(await up(deps, name, { reason: 'api' }), deps, waitS, warnings);
+      let r: UpResult;
+      try {
+        r = await up(deps, name, { reason: 'api' });
+      } catch (e) {
+        // As `up --wait`: with a wait, an instance already starting or running is joined, not a 409.
+        const row = waitS !== undefined && waitS > 0 ? joinable(e, ctx.store.getRuntime(name)) : null;
+        if (!row) throw e;
+        const healthy = healthyJson(await waitHealthy(deps, name, waitS! * 1000));
+        return { name, ok: true, ...JOINED, ...healthy, warnings };
+      }
+      return started(r, deps, waitS, warnings);
     },
     async stop(name) {
       // As `down NAME`: an unknown name is 404, one whose config was removed while it runs is stopped.

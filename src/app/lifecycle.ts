@@ -1,3 +1,4 @@
+import { ExitCode, UserError } from '../domain/errors.js';
 import type { UpResult } from '../engine/supervisor.js';
 import type { RuntimeRow } from '../store/store.js';
 
@@ -26,3 +27,16 @@ export function healthyJson(row: RuntimeRow): Record<string, unknown> {
     health_latency_ms: row.health_latency_ms === null ? null : Math.round(row.health_latency_ms * 10) / 10,
   };
 }
+
+/**
+ * `up --wait` and the API's `start?wait=`: a start refused because the instance is already starting or
+ * running is joined (the caller waits for it to be healthy) rather than failed. The row joined, or
+ * null when the error is anything else (the caller rethrows it).
+ */
+export function joinable(e: unknown, row: RuntimeRow | undefined): RuntimeRow | null {
+  if (!(e instanceof UserError) || e.exitCode !== ExitCode.alreadyRunning) return null;
+  return row && row.keeper_pid !== null ? row : null;
+}
+
+/** The fields of a joined start (no new start was made). */
+export const JOINED = { joined: true, adopted: false, config_changed: false, error: null } as const;

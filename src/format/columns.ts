@@ -1,5 +1,6 @@
 import type { InstanceSnapshot } from '../domain/snapshot.js';
 import {
+  cutMiddle,
   formatRate,
   formatUptime,
   gpuText,
@@ -132,6 +133,9 @@ export function layoutColumns(
     const cap = c.key === 'name' || c.key === 'model' ? Math.max(c.max, Math.floor(width / 4)) : c.max;
     return { ...c, width: Math.max(floor, Math.min(cap, longest(c))) };
   });
+  // Two names must never print the same: the NAME column widens until its cut names differ.
+  const name = sized.find((c) => c.key === 'name');
+  if (name) name.width = distinctNames(rows, name.width);
   let shown = [...sized];
   const total = (cols: typeof shown) => cols.reduce((a, c) => a + c.width, 0) + GAP * (cols.length - 1) + 2;
   while (total(shown) > width && shown.length > 2) {
@@ -152,7 +156,22 @@ export function layoutColumns(
   return shown;
 }
 
-export function fit(text: string, width: number): string {
-  if (text.length > width) return width > 1 ? text.slice(0, width - 1) + '…' : text.slice(0, width);
+/** A cell at `width`: cut at the end (names in the middle, see `cell`), padded. */
+export function fit(text: string, width: number, middle = false): string {
+  if (text.length > width)
+    return middle ? cutMiddle(text, width) : width > 1 ? text.slice(0, width - 1) + '…' : text.slice(0, width);
   return text.padEnd(width);
+}
+
+/** A column's cell: the NAME column is cut in the middle, so that names sharing a prefix stay apart. */
+export const cell = (c: Column & { width: number }, r: InstanceSnapshot, style: ColumnStyle = 'live'): string =>
+  fit(c.value(r, style), c.width, c.key === 'name');
+
+/** The narrowest width from `width` up at which the rows' names, cut in the middle, are all distinct. */
+function distinctNames(rows: InstanceSnapshot[], width: number): number {
+  const names = [...new Set(rows.map((r) => r.name))];
+  const longest = Math.max(0, ...names.map((n) => n.length));
+  let w = width;
+  while (w < longest && new Set(names.map((n) => cutMiddle(n, w))).size < names.length) w++;
+  return w;
 }

@@ -1,8 +1,8 @@
 import type { LoadFacts } from '../domain/gpu.js';
 import { terminalSafe } from '../domain/sanitize.js';
-import { bytesText } from '../domain/units.js';
+import { bytesText, formatBytes } from '../domain/units.js';
 import { SERVING_WINDOW_MS, type DescribeMemory, type InstanceDetails } from '../app/describe.js';
-import { formatBytes, formatRate, healthText, slotsText, stateText } from './text.js';
+import { formatRate, healthText, slotsText, stateText } from './text.js';
 import { benchSummary, sparkline } from './metrics.js';
 
 /** `describe`'s text (also the dashboard's details pane) and the events' lines. */

@@ -1,5 +1,5 @@
 import type { GpuInfo, GpuProcess } from '../domain/gpu.js';
-import { formatBytes } from './text.js';
+import { formatBytes } from '../domain/units.js';
 
 /** A bar of `width` cells for a ratio 0..1 (null: unknown, all dots). */
 export function bar(ratio: number | null, width: number): string {

@@ -1,12 +1,10 @@
 import path from 'node:path';
 import type { Home } from '../domain/home.js';
 import { safeName } from '../domain/sanitize.js';
-import { unitFor } from '../domain/units.js';
+import { formatBytes, sizeText, unitFor } from '../domain/units.js';
 import type { ModelInfo } from '../app/model-info.js';
 import type { ListedModel } from '../app/models.js';
-import { formatSize } from './progress.js';
 import { renderTextTable } from './table.js';
-import { formatBytes } from './text.js';
 
 /** The `models` commands' text: `models list`'s table and `models info`'s header and estimate. */
 
@@ -62,7 +60,7 @@ export function modelInfoLines(m: ModelInfo): string[] {
     ['architecture', info.architecture ?? '-'],
     ['parameters', info.parameters === null ? '-' : `${formatParams(info.parameters)} (${info.parameters})`],
     ['quantization', info.quantization ?? '-'],
-    ['size', `${formatSize(info.size)} (${info.size} bytes)`],
+    ['size', `${sizeText(info.size)} (${info.size} bytes)`],
     ['trained context', n(info.context_length)],
     [
       'layers',

@@ -1,26 +1,13 @@
 /** A download's progress as text: a bar that fits a terminal's width, or a line for plain logs. */
 
 import type { DownloadProgress } from '../domain/download.js';
+import { sizeText } from '../domain/units.js';
 import { formatUptime } from './text.js';
 
 export type { DownloadProgress };
 
-/** Bytes in binary units, one decimal from KiB up: `512 B`, `1.5 KiB`, `85.3 MiB`, `4.1 GiB`. */
-export function formatSize(b: number): string {
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  if (!Number.isFinite(b) || b < 1024) return `${Math.max(0, Math.round(b || 0))} B`;
-  let v = b;
-  let unit = 'B';
-  for (const u of units) {
-    if (v < 1024) break;
-    v /= 1024;
-    unit = u;
-  }
-  return `${v.toFixed(1)} ${unit}`;
-}
-
 export function formatSpeed(bytesPerSecond: number): string {
-  return `${formatSize(bytesPerSecond)}/s`;
+  return `${sizeText(bytesPerSecond)}/s`;
 }
 
 function percent(p: DownloadProgress): string | null {
@@ -70,7 +57,7 @@ export function progressBar(p: DownloadProgress, width: number): string {
   const name = label(p);
   const minName = Math.min(name.length, MIN_NAME + shardTag(p).length);
   const pct = percent(p);
-  const bytes = p.total !== null ? `${formatSize(p.received)} / ${formatSize(p.total)}` : formatSize(p.received);
+  const bytes = p.total !== null ? `${sizeText(p.received)} / ${sizeText(p.total)}` : sizeText(p.received);
   const left = eta(p);
   const parts: { text: string | null; drop: number }[] = [
     { text: pct, drop: 4 },
@@ -99,7 +86,7 @@ export function progressBar(p: DownloadProgress, width: number): string {
     return `${fitLabel(p, nameCols)} [${bar}]${tail ? `  ${tail}` : ''}`;
   }
   // Narrower than a name and a bar: the percentage (or the bytes) and as much of the name as fits.
-  const short = pct ?? formatSize(p.received);
+  const short = pct ?? sizeText(p.received);
   if (short.length + 1 >= w) return short.slice(0, w);
   return `${middleCut(p.file, w - short.length - 1)} ${short}`;
 }
@@ -112,9 +99,9 @@ export function progressLine(p: DownloadProgress): string {
   const pct = percent(p);
   const have =
     pct !== null && p.total !== null
-      ? `${pct} (${formatSize(p.received)} of ${formatSize(p.total)})`
-      : formatSize(p.received);
-  const resumed = p.resumedFrom > 0 ? `, resumed at ${formatSize(p.resumedFrom)}` : '';
+      ? `${pct} (${sizeText(p.received)} of ${sizeText(p.total)})`
+      : sizeText(p.received);
+  const resumed = p.resumedFrom > 0 ? `, resumed at ${sizeText(p.resumedFrom)}` : '';
   const left = eta(p);
   return `${label(p)}: ${have} at ${formatSpeed(p.bytesPerSecond)}${left !== null ? `, ETA ${left}` : ''}${resumed}`;
 }

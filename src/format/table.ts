@@ -1,10 +1,22 @@
 import { orchCommand, type Home } from '../domain/home.js';
 import type { InstanceSnapshot } from '../domain/snapshot.js';
 import { COLUMNS } from './columns.js';
+import { cutMiddle } from './text.js';
 
-export function renderTextTable(header: readonly string[], rows: string[][], maxCell = 48): string {
-  const clip = (s: string) => (s.length > maxCell ? s.slice(0, maxCell - 1) + '…' : s);
-  const all = [header.map(String), ...rows.map((r) => r.map(clip))];
+/**
+ * A plain-text table. Cells over `maxCell` are cut in the middle, except in the `whole` columns
+ * (identifiers a script or an operator types back, such as instance names).
+ */
+export function renderTextTable(
+  header: readonly string[],
+  rows: string[][],
+  maxCell = 48,
+  whole: readonly number[] = [],
+): string {
+  const all = [
+    header.map(String),
+    ...rows.map((r) => r.map((s, c) => (whole.includes(c) ? s : cutMiddle(s, maxCell)))),
+  ];
   const widths = header.map((_, c) => Math.max(...all.map((r) => (r[c] ?? '').length)));
   return all
     .map((r) =>
@@ -21,6 +33,8 @@ export function psTable(list: InstanceSnapshot[], home: Home): string {
   const table = renderTextTable(
     COLUMNS.map((c) => c.title),
     list.map((i) => COLUMNS.map((c) => c.value(i, 'text'))),
+    48,
+    [COLUMNS.findIndex((c) => c.key === 'name')],
   );
   // A config problem is not always visible in the table (a running server keeps its config).
   const notes = list

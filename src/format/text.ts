@@ -1,5 +1,6 @@
 /** Formatting shared by the text output (`ps`, `--once`) and the dashboard's table. */
 
+import { formatBytes } from '../domain/units.js';
 import type { InstanceSnapshot } from '../domain/snapshot.js';
 
 /**
@@ -59,14 +60,15 @@ export function gpuText(i: InstanceSnapshot): string {
   return `${i.gpus.length ? i.gpus.join(',') : 'all'}${vram}`;
 }
 
-/** Bytes as people read GPU memory: 7.9G, 512M, 0. */
-export function formatBytes(b: number | null): string {
-  if (b === null) return '-';
-  const gib = b / 1024 ** 3;
-  if (gib >= 100) return `${Math.round(gib)}G`;
-  if (gib >= 1) return `${gib.toFixed(1)}G`;
-  const mib = b / 1024 ** 2;
-  return mib >= 1 ? `${Math.round(mib)}M` : b > 0 ? '<1M' : '0';
+/**
+ * Text cut to `width` in the middle (`llama-3.1-8b…q4-a`): names that share a long prefix (or a
+ * suffix) stay apart, where cutting the end made them print the same.
+ */
+export function cutMiddle(text: string, width: number): string {
+  if (text.length <= width) return text;
+  if (width <= 1) return text.slice(0, width);
+  const head = Math.ceil((width - 1) / 2);
+  return text.slice(0, head) + '…' + text.slice(text.length - (width - 1 - head));
 }
 
 export const orDash = (v: number | string | null): string => (v === null ? '-' : String(v));

@@ -10,7 +10,7 @@ import type { RemoteFile } from './hf.js';
 import { INTERRUPTED } from './hf-http.js';
 import type { PullRef } from './hf-ref.js';
 import { hashInto, regularFileSize, syncDir, syncFile } from './pull-disk.js';
-import { sizeText } from './pull-progress.js';
+import { sizeText } from '../domain/units.js';
 import { Transfer } from './pull-transfer.js';
 import type { PulledFile, PullOptions } from './pull.js';
 

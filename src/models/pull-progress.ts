@@ -1,5 +1,4 @@
 import type { DownloadProgress } from '../domain/download.js';
-import { MiB } from '../domain/units.js';
 
 /** How `models pull` reports itself: throttled progress with a rate, and sizes in its messages. */
 
@@ -29,12 +28,4 @@ export class Meter {
     const eta = total !== null && rate > 0 ? Math.max(0, (total - received) / rate) : null;
     this.emit({ received, bytesPerSecond: Math.max(0, rate), etaSeconds: final && total !== null ? 0 : eta });
   }
-}
-
-/** Bytes in a pull's messages: `512 B`, `1.5 KiB`, `85.3 MiB`, `4.1 GiB`. */
-export function sizeText(b: number): string {
-  if (b >= 1024 ** 3) return `${(b / 1024 ** 3).toFixed(1)} GiB`;
-  if (b >= MiB) return `${(b / MiB).toFixed(1)} MiB`;
-  if (b >= 1024) return `${(b / 1024).toFixed(1)} KiB`;
-  return `${b} B`;
 }

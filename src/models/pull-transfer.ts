@@ -2,7 +2,7 @@ import { createHash, type Hash } from 'node:crypto';
 import fs from 'node:fs';
 import type { Dispatcher } from 'undici';
 import { errnoCode, ExitCode, UserError } from '../domain/errors.js';
-import { MiB } from '../domain/units.js';
+import { MiB, sizeText } from '../domain/units.js';
 import { abortableSleep } from '../platform/sleep.js';
 import type { RemoteFile } from './hf.js';
 import {
@@ -18,7 +18,7 @@ import {
 } from './hf-http.js';
 import type { PullRef } from './hf-ref.js';
 import { hashInto, regularFileSize, statfsFree, writeBody } from './pull-disk.js';
-import { Meter, sizeText } from './pull-progress.js';
+import { Meter } from './pull-progress.js';
 import type { PullOptions } from './pull.js';
 
 /**

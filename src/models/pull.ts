@@ -7,7 +7,7 @@ import { INTERRUPTED, makeDispatcher } from './hf-http.js';
 import { parsePullRef } from './hf-ref.js';
 import { statfsFree } from './pull-disk.js';
 import { FileJob } from './pull-file.js';
-import { sizeText } from './pull-progress.js';
+import { sizeText } from '../domain/units.js';
 
 /**
  * `models pull`'s download (docs/DESIGN.md section 13, "Hugging Face downloads"): each file goes

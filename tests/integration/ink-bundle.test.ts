@@ -67,7 +67,9 @@ describe('the bundled Ink', () => {
         logLevel: 'silent',
         plugins: [inkPatchPlugin()],
       }),
-    ).rejects.toThrow(/ink patches not applied .*build\/render-node-to-output\.js, build\/output\.js/);
+    ).rejects.toThrow(
+      /ink patches not applied .*build\/render-node-to-output\.js, build\/squash-text-nodes\.js, build\/output\.js/,
+    );
   });
 });
 

@@ -103,7 +103,8 @@ describe('daemon with its proxy', () => {
     const before = ((await (await fetch(`${base}/api/events?limit=1`)).json()) as Array<{ id: number }>)[0]?.id ?? 0;
     const started = await fetch(`${base}/api/instances/f1/start?wait=20`, { method: 'POST' });
     expect(started.status).toBe(200);
-    expect(await started.json()).toMatchObject({
+    const first = (await started.json()) as Record<string, unknown>;
+    expect(first).toMatchObject({
       name: 'f1',
       ok: true,
       status: 'running',
@@ -116,6 +117,17 @@ describe('daemon with its proxy', () => {
     expect(again.status).toBe(409);
     expect(await again.json()).toMatchObject({
       error: { code: 'already_running', message: expect.stringContaining('f1 is already running') as unknown },
+    });
+    // With a wait, as `up --wait` does, the running instance is joined: no second start, no 409.
+    const joined = await fetch(`${base}/api/instances/f1/start?wait=20`, { method: 'POST' });
+    expect(joined.status).toBe(200);
+    expect(await joined.json()).toMatchObject({
+      name: 'f1',
+      ok: true,
+      joined: true,
+      health: 'ok',
+      keeper_pid: first.keeper_pid,
+      warnings: [],
     });
     const unknown = await fetch(`${base}/api/instances/nope/stop`, { method: 'POST' });
     expect(unknown.status).toBe(404);

@@ -11,7 +11,10 @@ import {
   visibleRange,
   wrapLines,
 } from '../../components/view.js';
-import { layoutColumns } from '../../src/format/columns.js';
+import { cell, layoutColumns } from '../../src/format/columns.js';
+import { psTable } from '../../src/format/table.js';
+import { cutMiddle } from '../../src/format/text.js';
+import { resolveHome } from '../../src/domain/home.js';
 import type { InstanceSnapshot } from '../../src/domain/snapshot.js';
 import { snapshotFixture } from '../helpers/snapshot.js';
 
@@ -120,6 +123,45 @@ describe('stable columns (the dashboard)', () => {
     expect(cols.find((c) => c.key === 'name')?.width).toBeGreaterThanOrEqual(name.length);
     const total = cols.reduce((a, c) => a + c.width, 0) + 2 * (cols.length - 1) + 2;
     expect(total).toBeLessThanOrEqual(200);
+  });
+});
+
+describe('long names stay apart', () => {
+  // Two 63-character names that differ only at the end (as quantisations or replicas do).
+  const a = `${'meta-llama-3.1-70b-instruct-'.repeat(2)}q4-k-m-a`.slice(0, 60) + '-r1';
+  const b = a.slice(0, 60) + '-r2';
+
+  it('cutMiddle keeps both ends and the width', () => {
+    expect(cutMiddle('abcdefghij', 5)).toBe('ab…ij');
+    expect(cutMiddle('abcdefghij', 6)).toBe('abc…ij');
+    expect(cutMiddle('abc', 5)).toBe('abc');
+    expect(cutMiddle(a, 20)).toHaveLength(20);
+    expect(cutMiddle(a, 20).endsWith('-r1')).toBe(true);
+  });
+
+  it('ps prints names whole, whatever their length', () => {
+    const out = psTable([inst(a), inst(b)], resolveHome('/tmp/llama-orch-names'));
+    expect(out).toContain(a);
+    expect(out).toContain(b);
+  });
+
+  it('the dashboard cuts names in the middle and widens NAME until they differ', () => {
+    // Names that differ only in the middle: at the cap (80 / 4 = 20) both would print alike.
+    const c1 = `${'x'.repeat(30)}-alpha-${'y'.repeat(30)}`;
+    const c2 = `${'x'.repeat(30)}-omega-${'y'.repeat(30)}`;
+    for (const rows of [
+      [inst(a), inst(b)],
+      [inst(c1), inst(c2)],
+    ]) {
+      const cols = layoutColumns(rows, 80, 'stable');
+      const name = cols.find((c) => c.key === 'name')!;
+      const shown = rows.map((r) => cell(name, r));
+      expect(new Set(shown).size).toBe(2);
+      expect(shown[0]).toHaveLength(name.width);
+    }
+    // Names that differ in their last characters need no more than the usual width.
+    const cols = layoutColumns([inst(a), inst(b)], 80, 'stable');
+    expect(cols.find((c) => c.key === 'name')!.width).toBe(20);
   });
 });
 

@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { GenerationCache, frameCache, inkCacheStats, resetRows, rowText } from '../../components/ink-caches.js';
+import {
+  GenerationCache,
+  frameCache,
+  inkCacheStats,
+  isIgnorable,
+  newFrame,
+  sanitizedText,
+  resetRows,
+  rowText,
+} from '../../components/ink-caches.js';
 
 describe('GenerationCache', () => {
   it('keeps what the frame before used and drops what it did not', () => {
@@ -49,10 +58,11 @@ describe('Ink caches', () => {
     const f = frameCache<number>('test-frame');
     f.set('row 1', 1);
     f.set('row 2', 2);
-    const next = frameCache<number>('test-frame'); // the next frame
+    newFrame(); // the next frame
+    const next = frameCache<number>('test-frame');
     expect(next).toBe(f);
     expect(next.get('row 1')).toBe(1); // drawn again
-    frameCache('test-frame'); // and the next: 'row 2' was not drawn in the frame before
+    newFrame(); // and the next: 'row 2' was not drawn in the frame before
     expect(next.get('row 2')).toBeUndefined();
     expect(next.get('row 1')).toBe(1);
     expect(inkCacheStats()['test-frame']).toEqual({ entries: 1, chars: 5 });
@@ -61,8 +71,8 @@ describe('Ink caches', () => {
   it('a second Output made for the same frame (an app with <Static>) keeps the last frame', () => {
     const f = frameCache<number>('test-static');
     f.set('line', 1);
-    frameCache('test-static'); // the next frame's main Output
-    frameCache('test-static'); // and its static Output, made before either draws
+    newFrame(); // the next frame's main Output
+    newFrame(); // and its static Output, made before either draws
     expect(f.get('line')).toBe(1);
   });
 
@@ -104,5 +114,48 @@ describe('the Ink the tests render through', () => {
     unmount();
     // Only the patched Output keeps its styled characters in frameCache('styledChars').
     expect(inkCacheStats().styledChars?.entries).toBeGreaterThan(0);
+  });
+});
+
+describe('sanitizedText', () => {
+  it('sanitizes a text once while frames keep using it, and forgets it two frames after', () => {
+    let calls = 0;
+    const sanitize = (t: string) => (calls++, t.toUpperCase());
+    expect(sanitizedText('\u001b[31mred', sanitize)).toBe('\u001b[31MRED');
+    newFrame();
+    expect(sanitizedText('\u001b[31mred', sanitize)).toBe('\u001b[31MRED');
+    expect(calls).toBe(1);
+    newFrame();
+    newFrame();
+    sanitizedText('other', sanitize);
+    newFrame();
+    sanitizedText('other', sanitize);
+    newFrame();
+    expect(sanitizedText('\u001b[31mred', sanitize)).toBe('\u001b[31MRED');
+    expect(calls).toBe(3);
+  });
+});
+
+describe('isIgnorable', () => {
+  it("answers as Ink 8's expression does, for ASCII, invisible and visible characters", () => {
+    const ink = (v: string) => /^\p{Default_Ignorable_Code_Point}+$/u.test(v);
+    const samples = [
+      '',
+      'a',
+      ' ',
+      '\u007f',
+      '\u00ad',
+      '\u200b',
+      '\u200d',
+      '\ufeff',
+      '\u2060\u2061',
+      'é',
+      '第',
+      '🚀',
+      '\u{e0001}',
+    ];
+    for (let c = 0; c < 0x80; c++) samples.push(String.fromCharCode(c));
+    for (const v of samples) expect(isIgnorable(v), JSON.stringify(v)).toBe(ink(v));
+    expect(isIgnorable('\u200b')).toBe(true);
   });
 });

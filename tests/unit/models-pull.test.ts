@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { UserError } from '../../src/domain/errors.js';
-import { progressBar, progressLine, formatSize, type DownloadProgress } from '../../src/format/progress.js';
+import { progressBar, progressLine, type DownloadProgress } from '../../src/format/progress.js';
+import { sizeText } from '../../src/domain/units.js';
 import { resolvePullRef, resolveUrl } from '../../src/models/hf.js';
 import { hfEndpoint, hfToken, httpError, lfsSha256, parseContentRange } from '../../src/models/hf-http.js';
 import { parsePullRef, pickGgufFiles, shardNames, shardOf } from '../../src/models/hf-ref.js';
@@ -202,10 +203,10 @@ describe('progress text', () => {
   };
 
   it('sizes', () => {
-    expect(formatSize(0)).toBe('0 B');
-    expect(formatSize(1023)).toBe('1023 B');
-    expect(formatSize(1536)).toBe('1.5 KiB');
-    expect(formatSize(5 * 1024 ** 3)).toBe('5.0 GiB');
+    expect(sizeText(0)).toBe('0 B');
+    expect(sizeText(1023)).toBe('1023 B');
+    expect(sizeText(1536)).toBe('1.5 KiB');
+    expect(sizeText(5 * 1024 ** 3)).toBe('5.0 GiB');
   });
 
   it('a wide terminal gets everything', () => {

@@ -3,7 +3,7 @@ import { ExitCode, UserError } from '../../domain/errors.js';
 import { currentGpuSample } from '../../app/gpu-source.js';
 import { rigSnapshot } from '../../app/snapshot.js';
 import { gpuLines } from '../../format/gpu.js';
-import { formatBytes } from '../../format/text.js';
+import { formatBytes } from '../../domain/units.js';
 import { TOOL_ENV, toolsTurnedOff } from '../../platform/gpu/tool.js';
 import type { Context } from '../../app/context.js';
 import type { Out } from '../output.js';

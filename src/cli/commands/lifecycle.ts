@@ -10,7 +10,7 @@ import { isStoreFault, storeFaultError } from '../../store/faults.js';
 import type { RuntimeRow } from '../../store/store.js';
 import type { Context } from '../../app/context.js';
 import type { Out } from '../output.js';
-import { healthyJson, upJson } from '../../app/lifecycle.js';
+import { JOINED, healthyJson, joinable, upJson } from '../../app/lifecycle.js';
 
 export interface UpOptions {
   all?: boolean;
@@ -178,10 +178,8 @@ async function startCommand(
         r = await start(ctx.deps, name, opts.force ?? false);
       } catch (e) {
         // `up --wait` on an instance that is already starting or running joins the wait.
-        if (!(wait !== undefined && e instanceof UserError && e.exitCode === ExitCode.alreadyRunning && failIfFailed))
-          throw e;
-        const row = ctx.store.getRuntime(name);
-        if (!row || row.keeper_pid === null) throw e;
+        const row = wait !== undefined && failIfFailed ? joinable(e, ctx.store.getRuntime(name)) : null;
+        if (!row) throw e;
         if (!json) out.log(`${name}: already ${row.status}; waiting for it to be healthy`);
       }
       if (r && !json) out.log(describeUp(r, ctx.home));
@@ -190,9 +188,7 @@ async function startCommand(
           json ? `${name} failed to start: ${r.error ?? 'see describe'}` : `${name} failed`,
           ExitCode.general,
         );
-      const result: Record<string, unknown> = r
-        ? upJson(r)
-        : { joined: true, adopted: false, config_changed: false, error: null };
+      const result: Record<string, unknown> = r ? upJson(r) : { ...JOINED };
       if (wait !== undefined && r?.status !== 'failed') {
         const progress = waitProgress(name, process.stderr);
         let row: RuntimeRow;

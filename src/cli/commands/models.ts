@@ -8,7 +8,8 @@ import type { Context } from '../../app/context.js';
 import { modelInfo, modelInfoJson, type InfoSettings } from '../../app/model-info.js';
 import { listModels, modelJson, planRemoval } from '../../app/models.js';
 import { displayPath, modelInfoLines, modelsTable } from '../../format/models.js';
-import { formatSize, progressBar, progressLine } from '../../format/progress.js';
+import { sizeText } from '../../domain/units.js';
+import { progressBar, progressLine } from '../../format/progress.js';
 import type { Out } from '../output.js';
 
 /** `models list|info|pull|rm`: the options parsed, the output printed (app/models.ts and app/model-info.ts answer). */
@@ -67,7 +68,7 @@ export async function modelsPull(home: Home, ref: string, args: PullArgs, out: O
   for (const f of result.files) {
     const how = f.alreadyPresent
       ? 'already present'
-      : `${formatSize(f.bytes)}${f.resumedFrom ? `, resumed at ${formatSize(f.resumedFrom)}` : ''}`;
+      : `${sizeText(f.bytes)}${f.resumedFrom ? `, resumed at ${sizeText(f.resumedFrom)}` : ''}`;
     const hash =
       f.verified === 'lfs'
         ? 'sha256 verified against the hub'
@@ -129,7 +130,7 @@ export async function pullWithProgress(
 /** `models rm PATH|NAME`: refuses a model a running instance uses; asks on a terminal unless --yes. */
 export async function modelsRm(ctx: Context, spec: string, yes: boolean, out: Out): Promise<number> {
   const { file, files, bytes, used } = await planRemoval(ctx, spec);
-  const what = `${files.length > 1 ? `${files.length} files of ` : ''}${file} (${formatSize(bytes)})`;
+  const what = `${files.length > 1 ? `${files.length} files of ` : ''}${file} (${sizeText(bytes)})`;
   if (!yes) {
     if (!process.stdin.isTTY) {
       throw new UserError(`not removed: ${what} (no terminal to ask on)`, ExitCode.general, 'add --yes to remove it');
