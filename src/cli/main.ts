@@ -1,5 +1,6 @@
 import { Command, type CommandUnknownOpts } from '@commander-js/extra-typings';
 import { ExitCode, UserError } from '../domain/errors.js';
+import { fileFaultError } from '../domain/file-faults.js';
 import { packageVersion } from '../platform/package.js';
 import { prepareLoader } from '../config/prepare.js';
 // Static, not lazy: --once is a hot path (scripts poll it).
@@ -72,6 +73,13 @@ export async function main(argv: string[], openDashboard: OpenDashboard): Promis
       process.stderr.write(`error: ${e.message}\n`);
       if (e.hint) process.stderr.write(`  hint: ${e.hint}\n`);
       return e.exitCode;
+    }
+    // A file system refusing a path (a read-only home, permissions, a full disk): said, no stack.
+    const fault = fileFaultError(e);
+    if (fault) {
+      process.stderr.write(`error: ${fault.message}\n`);
+      if (fault.hint) process.stderr.write(`  hint: ${fault.hint}\n`);
+      return fault.exitCode;
     }
     const ce = e as { code?: string; exitCode?: number };
     if (typeof ce.code === 'string' && ce.code.startsWith('commander.')) {

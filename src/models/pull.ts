@@ -1,7 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { DownloadProgress } from '../domain/download.js';
-import { ExitCode, UserError } from '../domain/errors.js';
+import { ExitCode, UserError, errnoCode } from '../domain/errors.js';
+import { errnoReason } from '../domain/file-faults.js';
+import { writeRefusal } from '../platform/writable.js';
 import { resolvePullRef, type RemoteFile } from './hf.js';
 import { INTERRUPTED, makeDispatcher } from './hf-http.js';
 import { parsePullRef } from './hf-ref.js';
@@ -76,7 +78,13 @@ export async function pullModel(opts: PullOptions): Promise<{ files: PulledFile[
     try {
       fs.mkdirSync(opts.toDir, { recursive: true });
     } catch (e) {
-      throw new UserError(`cannot create ${opts.toDir}: ${(e as Error).message}`, ExitCode.download);
+      // A recursive mkdir on a read-only mount says ENOENT: the nearest existing directory says why.
+      const code = writeRefusal(opts.toDir) ?? errnoCode(e);
+      throw new UserError(
+        `cannot create ${opts.toDir}: ${code ? errnoReason(code) : (e as Error).message}`,
+        ExitCode.download,
+        code === 'EROFS' ? 'that file system is mounted read-only: pass --to with a writable directory' : undefined,
+      );
     }
     // A split model: all its shards must fit before the first starts (each is checked again as it starts).
     if (remote.length > 1 && remote.every((f) => f.size !== undefined)) {

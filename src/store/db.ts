@@ -3,6 +3,8 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { ExitCode, UserError, errnoCode } from '../domain/errors.js';
+import { errnoReason } from '../domain/file-faults.js';
+import { writeRefusal } from '../platform/writable.js';
 import { isStoreFault, storeFaultError, type StoreFault } from './faults.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './schema.js';
 
@@ -43,10 +45,14 @@ function ensurePrivateDir(dir: string): void {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     fs.chmodSync(dir, 0o700);
   } catch (e) {
+    // A recursive mkdir on a read-only mount can say ENOENT: the nearest existing directory says why.
+    const code = writeRefusal(dir) ?? errnoCode(e);
     throw new UserError(
-      `cannot create the state directory ${dir}: ${errnoCode(e) ?? String(e)}`,
-      ExitCode.general,
-      'check the permissions of the home directory, or pass --home',
+      `cannot create the state directory ${dir}: ${code ? errnoReason(code) : String(e)}`,
+      ExitCode.stateUnavailable,
+      code === 'EROFS'
+        ? 'the home is on a read-only file system: remount it writable, or pass --home with a writable directory'
+        : 'check the permissions of the home directory, or pass --home',
     );
   }
 }
@@ -90,8 +96,19 @@ export function openDatabase(file: string, opts: OpenOptions = {}): OpenedDb {
   if (!fs.existsSync(file)) {
     // A -wal or -shm without its database belonged to a deleted one: a new database would read
     // them as its own (SQLITE_IOERR_SHORT_READ). Keepers re-register what runs (keeper/liveness.ts).
-    for (const companion of [`${file}-wal`, `${file}-shm`]) fs.rmSync(companion, { force: true });
-    fs.closeSync(fs.openSync(file, 'a', 0o600));
+    try {
+      for (const companion of [`${file}-wal`, `${file}-shm`]) fs.rmSync(companion, { force: true });
+      fs.closeSync(fs.openSync(file, 'a', 0o600));
+    } catch (e) {
+      const code = errnoCode(e);
+      throw new UserError(
+        `state database ${file} cannot be created: ${code ? errnoReason(code) : String(e)}`,
+        ExitCode.stateUnavailable,
+        code === 'EROFS'
+          ? 'the home is on a read-only file system: remount it writable, or pass --home with a writable directory'
+          : `check that ${path.dirname(file)} is writable and its disk has space`,
+      );
+    }
   }
   let db: Db;
   try {

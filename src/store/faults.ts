@@ -1,4 +1,7 @@
+import path from 'node:path';
 import { ExitCode, UserError } from '../domain/errors.js';
+import { writeRefusal } from '../platform/writable.js';
+import { errnoReason } from '../domain/file-faults.js';
 
 /**
  * Faults of the state database that are the environment's, not a bug: another process holds the
@@ -43,6 +46,17 @@ export function explainStoreFault(e: StoreFault, file: string): { what: string; 
       what: `state database ${file} is damaged (${code})`,
       hint: `move it aside (mv "${file}" "${file}.broken"): running keepers re-register in a new one within seconds`,
     };
+  }
+  if (code.startsWith('SQLITE_CANTOPEN')) {
+    const refused = writeRefusal(path.dirname(file));
+    if (refused)
+      return {
+        what: `state database ${file} cannot be opened: its directory is not writable: ${errnoReason(refused)} (${code})`,
+        hint:
+          refused === 'EROFS'
+            ? 'the home is on a read-only file system: remount it writable, or pass --home with a writable directory'
+            : `make ${path.dirname(file)} writable again (chmod u+w)`,
+      };
   }
   return {
     what: `state database ${file} cannot be used: ${e.message} (${code})`,
