@@ -38,6 +38,10 @@ const VERBS: Record<string, string> = {
   mkdtemp: 'cannot create a directory in',
 };
 
+/** What to do when the home is on a read-only file system (every command that writes state says it). */
+export const READ_ONLY_HOME_HINT =
+  'the home is on a read-only file system: remount it writable, or pass --home with a writable directory';
+
 /** The reason for an errno code in words (`read-only file system (EROFS)`), or the code alone. */
 export function errnoReason(code: string): string {
   return REASONS[code] ? `${REASONS[code]} (${code})` : code;

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { ExitCode, UserError, errnoCode } from '../domain/errors.js';
-import { errnoReason } from '../domain/file-faults.js';
+import { READ_ONLY_HOME_HINT, errnoReason } from '../domain/file-faults.js';
 import { writeRefusal } from '../platform/writable.js';
 import { isStoreFault, storeFaultError, type StoreFault } from './faults.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './schema.js';
@@ -50,9 +50,7 @@ function ensurePrivateDir(dir: string): void {
     throw new UserError(
       `cannot create the state directory ${dir}: ${code ? errnoReason(code) : String(e)}`,
       ExitCode.stateUnavailable,
-      code === 'EROFS'
-        ? 'the home is on a read-only file system: remount it writable, or pass --home with a writable directory'
-        : 'check the permissions of the home directory, or pass --home',
+      code === 'EROFS' ? READ_ONLY_HOME_HINT : 'check the permissions of the home directory, or pass --home',
     );
   }
 }
@@ -104,9 +102,7 @@ export function openDatabase(file: string, opts: OpenOptions = {}): OpenedDb {
       throw new UserError(
         `state database ${file} cannot be created: ${code ? errnoReason(code) : String(e)}`,
         ExitCode.stateUnavailable,
-        code === 'EROFS'
-          ? 'the home is on a read-only file system: remount it writable, or pass --home with a writable directory'
-          : `check that ${path.dirname(file)} is writable and its disk has space`,
+        code === 'EROFS' ? READ_ONLY_HOME_HINT : `check that ${path.dirname(file)} is writable and its disk has space`,
       );
     }
   }

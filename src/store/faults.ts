@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { ExitCode, UserError } from '../domain/errors.js';
 import { writeRefusal } from '../platform/writable.js';
-import { errnoReason } from '../domain/file-faults.js';
+import { READ_ONLY_HOME_HINT, errnoReason } from '../domain/file-faults.js';
 
 /**
  * Faults of the state database that are the environment's, not a bug: another process holds the
@@ -52,10 +52,7 @@ export function explainStoreFault(e: StoreFault, file: string): { what: string; 
     if (refused)
       return {
         what: `state database ${file} cannot be opened: its directory is not writable: ${errnoReason(refused)} (${code})`,
-        hint:
-          refused === 'EROFS'
-            ? 'the home is on a read-only file system: remount it writable, or pass --home with a writable directory'
-            : `make ${path.dirname(file)} writable again (chmod u+w)`,
+        hint: refused === 'EROFS' ? READ_ONLY_HOME_HINT : `make ${path.dirname(file)} writable again (chmod u+w)`,
       };
   }
   return {
