@@ -43,6 +43,10 @@ if (Number(process.versions.node.split('.')[0]) < 22) {
   });
   return;
 }
+// V8's compiled code for our bundles, kept between runs (Node's own compile cache, in its default
+// place under the temp directory; NODE_DISABLE_COMPILE_CACHE=1 turns it off): about 5 ms off every
+// command (bench/BENCHMARKS.md). Where that directory cannot be written, Node carries on without it.
+require('node:module').enableCompileCache?.();
 const fast = path.join(dist, 'bundle', 'fast.cjs');
 // A cheap pre-check (the exact forms are matched in fast-path.ts) spares every other command the
 // fast path's loading time.

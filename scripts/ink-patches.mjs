@@ -12,8 +12,18 @@ const IMPORT = 'llama-orch:ink-caches';
 
 /** The Ink version the patches were written against (package-lock.json pins it). */
 export const INK_VERSION = '8.0.0';
+/** The versions of the packages patched here, Ink and its layout engine (package-lock.json pins them). */
+const VERSIONS = { ink: INK_VERSION, 'yoga-layout': '3.2.1' };
 
 export const inkPatches = [
+  {
+    pkg: 'yoga-layout',
+    file: 'dist/binaries/yoga-wasm-base64-esm.js',
+    why:
+      "Ink's layout engine decodes its inlined wasm itself instead of fetch()ing the data: URL: the global " +
+      "fetch loads Node's undici (with tls, http2, zlib behind it), about 10 MiB in the dashboard's RSS",
+    edits: [['function ya(){return w||"function"!=typeof fetch?', 'function ya(){return true?']],
+  },
   {
     file: 'build/render-node-to-output.js',
     why: "a text's width from measureText's cache rather than measured again every frame",
@@ -80,24 +90,25 @@ export function applyPatch(patch, source) {
     const at = out.indexOf(from);
     if (at === -1 || out.indexOf(from, at + 1) !== -1)
       throw new Error(
-        `ink ${patch.file}: ${at === -1 ? 'not found' : 'found more than once'}: ${JSON.stringify(from)} ` +
-          `(the patches in scripts/ink-patches.mjs were written for ink ${INK_VERSION})`,
+        `${patch.pkg ?? 'ink'} ${patch.file}: ${at === -1 ? 'not found' : 'found more than once'}: ${JSON.stringify(from)} ` +
+          `(the patches in scripts/ink-patches.mjs were written for ${patch.pkg ?? 'ink'} ${VERSIONS[patch.pkg ?? 'ink']})`,
       );
     out = out.slice(0, at) + to + out.slice(at + from.length);
   }
   return out;
 }
 
-/** The patch for an Ink file given its absolute path, or undefined (not a file we patch, not Ink). */
+/** The patch for a file of Ink (or of its layout engine) given its absolute path, or undefined. */
 function patchFor(file) {
-  const m = /[\\/]node_modules[\\/]ink[\\/]build[\\/]([a-z-]+\.js)$/.exec(file);
+  const m = /[\\/]node_modules[\\/](ink|yoga-layout)[\\/]((?:build|dist[\\/]binaries)[\\/][a-z0-9-]+\.js)$/.exec(file);
   if (!m) return undefined;
-  const patch = inkPatches.find((p) => p.file === `build/${m[1]}`);
+  const pkg = m[1];
+  const patch = inkPatches.find((p) => (p.pkg ?? 'ink') === pkg && p.file === m[2].replaceAll('\\', '/'));
   if (!patch) return undefined;
-  const inkDir = path.dirname(path.dirname(file));
-  const version = JSON.parse(fs.readFileSync(path.join(inkDir, 'package.json'), 'utf8')).version;
-  if (version !== INK_VERSION)
-    throw new Error(`ink ${version} is installed; scripts/ink-patches.mjs was written for ${INK_VERSION}`);
+  const pkgDir = file.slice(0, file.length - m[2].length - 1);
+  const version = JSON.parse(fs.readFileSync(path.join(pkgDir, 'package.json'), 'utf8')).version;
+  if (version !== VERSIONS[pkg])
+    throw new Error(`${pkg} ${version} is installed; scripts/ink-patches.mjs was written for ${VERSIONS[pkg]}`);
   return patch;
 }
 
@@ -109,7 +120,7 @@ export function inkPatchPlugin() {
       const applied = new Set();
       build.onStart(() => applied.clear());
       build.onResolve({ filter: /^llama-orch:ink-caches$/ }, () => ({ path: CACHES }));
-      build.onLoad({ filter: /[\\/]node_modules[\\/]ink[\\/]build[\\/][a-z-]+\.js$/ }, (args) => {
+      build.onLoad({ filter: /[\\/]node_modules[\\/](ink|yoga-layout)[\\/].+\.js$/ }, (args) => {
         const patch = patchFor(args.path);
         if (!patch) return undefined;
         applied.add(patch.file);
@@ -118,11 +129,11 @@ export function inkPatchPlugin() {
       // Ink resolved somewhere the filter does not see (npm link, a vendored copy): not a silent stock Ink.
       build.onEnd((result) => {
         if (result.errors.length > 0) return;
-        const missing = inkPatches.filter((p) => !applied.has(p.file)).map((p) => p.file);
+        const missing = inkPatches.filter((p) => !applied.has(p.file)).map((p) => `${p.pkg ?? 'ink'}/${p.file}`);
         if (missing.length > 0)
           return {
             errors: [
-              { text: `ink patches not applied (no such file loaded from node_modules/ink): ${missing.join(', ')}` },
+              { text: `ink patches not applied (no such file loaded from node_modules): ${missing.join(', ')}` },
             ],
           };
       });

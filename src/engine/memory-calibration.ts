@@ -83,7 +83,9 @@ export function gpuDevices(facts: LoadFacts): string[] {
   for (const d of facts.devices) if (isGpuBuffer(d.name) && /\d$/.test(d.name)) names.add(d.name);
   for (const b of facts.buffers) if (isGpuBuffer(b.device) && /\d$/.test(b.device)) names.add(b.device);
   const num = (s: string) => Number(/(\d+)$/.exec(s)?.[1] ?? 0);
-  return [...names].sort((a, b) => a.replace(/\d+$/, '').localeCompare(b.replace(/\d+$/, '')) || num(a) - num(b));
+  // Plain code-point order of the backend names (localeCompare would load ICU's collator into the keeper).
+  const backend = (s: string) => s.replace(/\d+$/, '');
+  return [...names].sort((a, b) => (backend(a) < backend(b) ? -1 : backend(a) > backend(b) ? 1 : num(a) - num(b)));
 }
 
 /** The split of a run across its GPUs: free memory at load, as llama.cpp splits without -ts. */

@@ -146,10 +146,12 @@ export function memoryFlags(config: InstanceConfig): Record<string, unknown> {
     if (values.length) out[names[0] as string] = values;
   }
   // llama.cpp reads any flag from LLAMA_ARG_* (server.env), and ggml's own settings from GGML_*:
-  // all of them count, but the logging ones.
-  for (const [k, v] of Object.entries(config.server.env).sort(([a], [b]) => a.localeCompare(b))) {
-    if ((k.startsWith('LLAMA_ARG_') && !k.startsWith('LLAMA_ARG_LOG_')) || k.startsWith('GGML_')) out[`env:${k}`] = v;
-  }
+  // all of them count, but the logging ones. Code-point order (memoryFlagsKey sorts so too):
+  // localeCompare would load ICU's collator, 3 MiB in every keeper.
+  const counted = Object.entries(config.server.env).filter(
+    ([k]) => (k.startsWith('LLAMA_ARG_') && !k.startsWith('LLAMA_ARG_LOG_')) || k.startsWith('GGML_'),
+  );
+  for (const [k, v] of counted.sort(([a], [b]) => (a < b ? -1 : 1))) out[`env:${k}`] = v;
   return out;
 }
 

@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { execFile } from 'node:child_process';
+import { childProcess } from '../platform/builtins.js';
 import type { InstanceConfig } from '../config/schema.js';
 import type { ProbeOutcome } from './machine.js';
 import { connectHost, httpRequest, type HttpResult, type HttpTarget } from '../platform/http.js';
@@ -74,13 +74,18 @@ export function probeExec(argv: string[], timeoutS: number, env: NodeJS.ProcessE
   const started = performance.now();
   const [file, ...args] = argv;
   return new Promise((resolve) => {
-    execFile(file as string, args, { timeout: timeoutS * 1000, env, killSignal: 'SIGKILL' }, (err, _out, stderr) => {
-      if (!err) return resolve({ kind: 'ok', latencyMs: performance.now() - started });
-      const e = err as NodeJS.ErrnoException & { killed?: boolean; code?: number | string };
-      if (e.killed) return resolve({ kind: 'failure', detail: `exec probe timed out after ${timeoutS} s` });
-      const tail = String(stderr).trim().split('\n').pop() ?? '';
-      resolve({ kind: 'failure', detail: `exec probe exited ${String(e.code)}${tail ? `: ${tail}` : ''}` });
-    });
+    childProcess().execFile(
+      file as string,
+      args,
+      { timeout: timeoutS * 1000, env, killSignal: 'SIGKILL' },
+      (err, _out, stderr) => {
+        if (!err) return resolve({ kind: 'ok', latencyMs: performance.now() - started });
+        const e = err as NodeJS.ErrnoException & { killed?: boolean; code?: number | string };
+        if (e.killed) return resolve({ kind: 'failure', detail: `exec probe timed out after ${timeoutS} s` });
+        const tail = String(stderr).trim().split('\n').pop() ?? '';
+        resolve({ kind: 'failure', detail: `exec probe exited ${String(e.code)}${tail ? `: ${tail}` : ''}` });
+      },
+    );
   });
 }
 

@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { childProcess } from './builtins.js';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -61,7 +61,7 @@ export function runFitParams(
 ): Promise<FitProjection> {
   const t0 = performance.now();
   return new Promise((resolve) => {
-    execFile(
+    childProcess().execFile(
       binary,
       ['-m', model, ...args, '-fitp', 'on'],
       { env, timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 4 * MiB },

@@ -1,4 +1,4 @@
-import http from 'node:http';
+import { http } from './builtins.js';
 
 /**
  * The keeper's HTTP client (health probes, the metrics scrape): node:http rather than undici/fetch,

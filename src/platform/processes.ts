@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
+import { childProcess } from './builtins.js';
 import { findPortHolder, type PortHolder } from './ports.js';
 import {
   descendants,
@@ -58,15 +58,13 @@ export interface Processes {
   mkfifo(file: string): void;
 }
 
-// Loaded when first needed: requiring node:child_process costs ~5 ms, and `ps`, which scripts poll,
-// never spawns (bench/BENCHMARKS.md).
-let childProcess: typeof import('node:child_process') | undefined;
-const cp = () =>
-  (childProcess ??= createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process'));
-
 export const realProcesses: Processes = {
   spawnDetached(file, args, opts) {
-    return cp().spawn(file, args, { env: opts.env, detached: true, stdio: ['ignore', opts.stdout, opts.stderr] });
+    return childProcess().spawn(file, args, {
+      env: opts.env,
+      detached: true,
+      stdio: ['ignore', opts.stdout, opts.stderr],
+    });
   },
   signal: signalPid,
   signalGroup,
@@ -87,6 +85,6 @@ export const realProcesses: Processes = {
   mkfifo(file) {
     fs.rmSync(file, { force: true });
     // Node has no mkfifo(3); coreutils' mkfifo is on every Linux this runs on.
-    cp().execFileSync('mkfifo', ['-m', '600', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+    childProcess().execFileSync('mkfifo', ['-m', '600', file], { stdio: ['ignore', 'ignore', 'pipe'] });
   },
 };

@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import http from 'node:http';
+import type Http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isLoopbackHost } from '../config/schema.js';
 import type { ProxySettings } from '../config/settings.js';
@@ -10,6 +10,7 @@ import { exposition, ProxyCounters } from './exposition.js';
 import type { Route, RouteTable } from './routes.js';
 import type { Scheduler } from './scheduler.js';
 import { forward, Upstreams } from './upstream.js';
+import { http } from '../platform/builtins.js';
 
 export interface ProxyDeps {
   settings: ProxySettings;
@@ -41,13 +42,13 @@ const LLAMA_PATHS = new Set([
   '/apply-template',
 ]);
 
-function send(res: http.ServerResponse, status: number, body: unknown, type = 'application/json'): void {
+function send(res: Http.ServerResponse, status: number, body: unknown, type = 'application/json'): void {
   const text = typeof body === 'string' ? body : JSON.stringify(body);
   res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(text) });
   res.end(text);
 }
 
-function sendError(res: http.ServerResponse, e: ProxyError): void {
+function sendError(res: Http.ServerResponse, e: ProxyError): void {
   if (res.headersSent) {
     res.destroy();
     return;
@@ -56,7 +57,7 @@ function sendError(res: http.ServerResponse, e: ProxyError): void {
 }
 
 /** The request body, up to `max` bytes (413 beyond, nothing forwarded). */
-async function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
+async function readBody(req: Http.IncomingMessage, max: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? NaN);
   if (declared > max)
     throw new ProxyError(413, `request body of ${declared} bytes is over proxy.max_body_bytes (${max})`);
@@ -81,7 +82,7 @@ function knownModels(table: RouteTable): string {
  * else an instance serves, the management API under /api, and /metrics.
  */
 export class ProxyServer {
-  readonly server: http.Server;
+  readonly server: Http.Server;
   readonly counters = new ProxyCounters();
   private readonly upstreams: Upstreams;
   private readonly keyHash: Buffer | null;
@@ -129,7 +130,7 @@ export class ProxyServer {
     this.upstreams.retain(live);
   }
 
-  private authorized(req: http.IncomingMessage): boolean {
+  private authorized(req: Http.IncomingMessage): boolean {
     if (!this.keyHash) return true;
     const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
     if (!m) return false;
@@ -145,7 +146,7 @@ export class ProxyServer {
    * is DNS rebinding, an Origin that is not local is a web page; either could start and stop
    * instances from a browser. With a key the key decides.
    */
-  private foreign(req: http.IncomingMessage): string | undefined {
+  private foreign(req: Http.IncomingMessage): string | undefined {
     if (this.keyHash) return undefined;
     const local = (host: string) => {
       const h = host
@@ -167,7 +168,7 @@ export class ProxyServer {
     return undefined;
   }
 
-  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  private async handle(req: Http.IncomingMessage, res: Http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://proxy');
     const method = req.method ?? 'GET';
     const foreign = this.foreign(req);
@@ -298,8 +299,8 @@ export class ProxyServer {
 
   private async proxy(
     route: Route,
-    req: http.IncomingMessage,
-    res: http.ServerResponse,
+    req: Http.IncomingMessage,
+    res: Http.ServerResponse,
     path: string,
     body: Buffer | null,
     opts: { start?: boolean; touch?: boolean } = {},

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { childProcess } from '../../platform/builtins.js';
 import { ExitCode, UserError } from '../../domain/errors.js';
 import { orchCommand, resolveHome } from '../../domain/home.js';
 import { packageRoot } from '../../platform/package.js';
@@ -25,7 +25,7 @@ export interface ServiceOptions {
 
 function systemctlAvailable(): boolean {
   try {
-    execFileSync('systemctl', ['--version'], { stdio: 'ignore', timeout: 5000 });
+    childProcess().execFileSync('systemctl', ['--version'], { stdio: 'ignore', timeout: 5000 });
     return fs.existsSync('/run/systemd/system');
   } catch {
     return false;
@@ -35,7 +35,11 @@ function systemctlAvailable(): boolean {
 function systemctl(system: boolean, ...args: string[]): string {
   const full = systemctlArgs(system, ...args);
   try {
-    return execFileSync('systemctl', full, { encoding: 'utf8', timeout: 20_000, stdio: ['ignore', 'pipe', 'pipe'] });
+    return childProcess().execFileSync('systemctl', full, {
+      encoding: 'utf8',
+      timeout: 20_000,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
   } catch (e) {
     const err = e as { stderr?: string; stdout?: string; status?: number };
     throw new UserError(
@@ -163,7 +167,11 @@ export function serviceStatus(homeOpt: string | undefined, opts: ServiceOptions,
   const { home, system, unit: name } = target(homeOpt, opts);
   if (!systemctlAvailable()) throw noSystemd(home.root);
   try {
-    out.log(execFileSync('systemctl', systemctlArgs(system, 'status', '--no-pager', name), { encoding: 'utf8' }));
+    out.log(
+      childProcess().execFileSync('systemctl', systemctlArgs(system, 'status', '--no-pager', name), {
+        encoding: 'utf8',
+      }),
+    );
     return 0;
   } catch (e) {
     out.log(String((e as { stdout?: string }).stdout ?? ''));

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { childProcess } from '../builtins.js';
 import fs from 'node:fs';
 import type { GpuVendor } from '../../domain/gpu.js';
 import { parseList } from './nvidia.js';
@@ -37,13 +37,17 @@ export function readGpuInventory(backend: string, env: NodeJS.ProcessEnv, timeou
     };
   }
   try {
-    const out = execFileSync(tool, vendor === 'nvidia' ? ['-L'] : ['--showuniqueid', '--showproductname', '--json'], {
-      encoding: 'utf8',
-      timeout: timeoutMs,
-      killSignal: 'SIGKILL',
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...env, LC_ALL: 'C' },
-    });
+    const out = childProcess().execFileSync(
+      tool,
+      vendor === 'nvidia' ? ['-L'] : ['--showuniqueid', '--showproductname', '--json'],
+      {
+        encoding: 'utf8',
+        timeout: timeoutMs,
+        killSignal: 'SIGKILL',
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...env, LC_ALL: 'C' },
+      },
+    );
     if (vendor === 'nvidia') {
       const list = parseList(out);
       if (list.gpus.length === 0) throw new Error(out.trim().split('\n')[0] || 'no GPU listed');

@@ -1,4 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { childProcess } from '../builtins.js';
 import type { GpuProcessReading, GpuReading, GpuSample, GpuVendor, MigDeviceReading } from '../../domain/gpu.js';
 import {
   nvidiaAppArgs,
@@ -274,7 +275,7 @@ export class GpuSampler {
     return new Promise<string>((resolve) => {
       let child: ChildProcess;
       try {
-        child = spawn(tool, nvidiaGpuArgs(this.opts.intervalMs), {
+        child = childProcess().spawn(tool, nvidiaGpuArgs(this.opts.intervalMs), {
           stdio: ['ignore', 'pipe', 'pipe'],
           env: { ...process.env, LC_ALL: 'C' },
           detached: true, // a group of its own: abandon() ends whatever it started too

@@ -1,4 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { childProcess } from '../builtins.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { GpuVendor } from '../../domain/gpu.js';
@@ -102,7 +103,7 @@ export function runTool(file: string, args: string[], timeoutMs: number): Promis
     };
     let child: ChildProcess;
     try {
-      child = spawn(file, args, {
+      child = childProcess().spawn(file, args, {
         stdio: ['ignore', 'pipe', 'pipe'],
         env: { ...process.env, LC_ALL: 'C' },
         detached: true,

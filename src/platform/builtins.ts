@@ -1,0 +1,21 @@
+/**
+ * Node's own modules whose ESM import costs more than it gives; the lint sends value imports here.
+ * `process.getBuiltinModule` hands out the module as CommonJS's `require` does, in both bundles (the
+ * ESM main and keeper bundles, the CommonJS fast path).
+ */
+
+/**
+ * node:http. Since Node 22.5 the http module has lazy getters (WebSocket, CloseEvent, MessageEvent)
+ * that load Node's bundled undici with tls, http2, zlib, crypto and worker_threads behind it. An ESM
+ * `import ... from 'node:http'` builds the module's namespace by reading every export, getters
+ * included, so it pays for all of that: measured on Node 22.23, 10.6 MiB more RSS and about 60 ms
+ * more start-up (bench/BENCHMARKS.md, "The front door"); it was most of the keeper's growth on
+ * Node 22. Type-only imports cost nothing and stay allowed.
+ */
+export const http = process.getBuiltinModule('node:http');
+
+/**
+ * node:child_process, loaded when first needed: it brings net, dgram and the streams with it (~5 ms
+ * of start-up), and `ps`, which scripts poll, never spawns (bench/BENCHMARKS.md).
+ */
+export const childProcess = (): typeof import('node:child_process') => process.getBuiltinModule('node:child_process');
