@@ -61,6 +61,25 @@ export const ProxySettingsSchema = z.strictObject({
     .max(1024 ** 3)
     .default(64 * 1024 * 1024)
     .describe('Largest request body accepted, bytes (1 KiB to 1 GiB)'),
+  max_bodies_bytes: z
+    .number()
+    .int()
+    .min(1024 ** 2)
+    .max(64 * 1024 ** 3)
+    .default(256 * 1024 * 1024)
+    .describe(
+      'Most bytes of request bodies held in memory at once, all requests together (1 MiB to 64 GiB); beyond, 503 with Retry-After',
+    ),
+  body_timeout: seconds(1, DAY_S)
+    .default(60)
+    .describe('Seconds a client may take to send its request body (1 to 86400); slower is 408'),
+  max_connections: z
+    .number()
+    .int()
+    .min(1)
+    .max(1_000_000)
+    .default(512)
+    .describe('Most client connections open at once (1 to 1000000); more are closed at once'),
 });
 
 export const SettingsSchema = z
@@ -70,6 +89,13 @@ export const SettingsSchema = z
   })
   .superRefine((s, ctx) => {
     const listen = parseListen(s.proxy.listen);
+    if (s.proxy.max_bodies_bytes < s.proxy.max_body_bytes) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['proxy', 'max_bodies_bytes'],
+        message: `must be at least proxy.max_body_bytes (${s.proxy.max_body_bytes}), or no body of the largest size could be read`,
+      });
+    }
     if (listen && !isLoopbackHost(listen.host) && !s.proxy.api_key_env) {
       ctx.addIssue({
         code: 'custom',

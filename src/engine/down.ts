@@ -4,7 +4,7 @@ import { instanceConfigPath } from '../domain/home.js';
 import type { RuntimeRow } from '../store/store.js';
 import { explainStoreFault, isStoreFault } from '../store/faults.js';
 import { emptyRuntimeRow } from '../store/rows.js';
-import { keeperAlive, serverAlive } from './identity.js';
+import { keeperAlive, serverAlive, serverIdentity, unknownProcess, unknownProcessError } from './identity.js';
 import { observeRow, reconcileRow, type Observed } from './reconcile.js';
 import { readKeeperFile } from './keeper-file.js';
 import { startedConfig } from './started-config.js';
@@ -29,8 +29,11 @@ export async function stopOrphan(
   graceMs: number,
   tolerate: Tolerate = strict,
 ): Promise<void> {
-  if (!row.pid || !serverAlive(row, deps.procs)) return;
+  if (!row.pid) return;
+  const verdict = serverIdentity(row, deps.procs);
+  if (verdict === 'no') return;
   const pid = row.pid;
+  if (verdict === 'unknown') throw unknownProcessError(row.name, `server pid ${pid}`, 'signalled');
   const message = `stopping orphaned server pid ${pid} (its keeper is gone)`;
   tolerate('the stop event', () => deps.store.addEvent(row.name, 'warn', 'orphan-stop', message));
   const res = await stopGroup({ pid, pgid: row.pgid ?? pid }, graceMs, deps);
@@ -89,6 +92,8 @@ async function downLocked(deps: SupervisorDeps, name: string): Promise<DownResul
   // the keeper's own file may still name a running keeper.
   if (!seen?.keeper && !seen?.orphan) seen = fromKeeperFile(deps, name) ?? seen;
   if (!seen) return result(false, `${name} is not running`);
+  const unsure = unknownProcess(seen.row, procs);
+  if (unsure) throw unknownProcessError(name, unsure, 'signalled');
   if (seen.keeper && seen.row.keeper_pid) {
     const keeperRow = seen.row;
     const keeperPid = keeperRow.keeper_pid as number;

@@ -49,7 +49,7 @@ export async function withInstanceLock<T>(
     const holder = readLockHolder(file);
     // Held by this process already (restart = down + up): go on, the outer call releases it.
     if (holder?.text === me) return fn();
-    if (!holder || !deps.procs.matches({ pid: holder.pid, starttime: holder.starttime })) {
+    if (!holder || deps.procs.identify({ pid: holder.pid, starttime: holder.starttime }) === 'no') {
       // Stale: remove it only if it is still what we judged stale.
       removeLockIf(file, holder?.text);
       continue;

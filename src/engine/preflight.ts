@@ -14,11 +14,12 @@ import { checkBinaryBackend } from '../config/backend-check.js';
 import { ExitCode, UserError } from '../domain/errors.js';
 import { ggufCacheFile, instanceConfigPath, orchCommand } from '../domain/home.js';
 import { fileKind } from '../platform/regular-file.js';
-import { keeperAlive, serverAlive } from './identity.js';
+import { holdsForServer, keeperAlive, serverAlive } from './identity.js';
 import { readGgufCached, GgufError, type GgufInfo } from '../models/gguf.js';
 import { fitAdvice } from './memory-advice.js';
 import { fitReportFor, runningFitInstances } from './memory-fit.js';
 import type { SupervisorDeps } from './supervisor.js';
+import type { RuntimeRow } from '../store/store.js';
 
 // What a start checks before it touches anything (`up`, and `restart` before it stops the running
 // server): the binary and its flags, the devices, the model, the key, the memory fit and the port.
@@ -138,8 +139,8 @@ export async function checkFit(
   );
 }
 
-/** `ownPid`: the instance's own live server, which may hold the port (restart checks before stopping it). */
-export function checkPorts(deps: SupervisorDeps, inst: LoadedInstance, ownPid?: number): void {
+/** `own`: the instance's own row when its live server may hold the port (restart checks before stopping it). */
+export function checkPorts(deps: SupervisorDeps, inst: LoadedInstance, own?: RuntimeRow): void {
   const port = inst.config.server.port;
   for (const row of deps.store.listRuntime()) {
     if (row.name === inst.name || row.port !== port) continue;
@@ -152,7 +153,7 @@ export function checkPorts(deps: SupervisorDeps, inst: LoadedInstance, ownPid?: 
     }
   }
   const holder = deps.procs.portHolder(port);
-  if (holder && !(ownPid !== undefined && holder.pid === ownPid)) {
+  if (holder && !(own && holdsForServer(holder.pid, own, deps.procs))) {
     const who = holder.pid
       ? `pid ${holder.pid}${holder.command ? ` (${holder.command.slice(0, 120)})` : ''}`
       : 'another process (its pid is not readable by this user)';

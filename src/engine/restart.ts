@@ -30,7 +30,7 @@ async function restartLocked(outer: SupervisorDeps, name: string): Promise<UpRes
   const inst = loadInstance(deps.home, name);
   await preflight(deps, inst);
   const seen = reconcileRow(deps.store, deps.procs, name);
-  checkPorts(deps, inst, seen?.server && seen.row.pid ? seen.row.pid : undefined);
+  checkPorts(deps, inst, seen?.server ? seen.row : undefined);
   await down(deps, name);
   // The memory it held is freed by the stop; refusing now would leave it stopped, so the fit only warns.
   return up(deps, name, { memoryFit: 'force' });

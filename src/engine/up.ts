@@ -5,7 +5,7 @@ import { ExitCode, UserError } from '../domain/errors.js';
 import { instanceLogDir, orchCommand, type Home } from '../domain/home.js';
 import { readRegularFile } from '../platform/regular-file.js';
 import type { RuntimeRow, Store } from '../store/store.js';
-import { keeperAlive, serverAlive } from './identity.js';
+import { keeperAlive, serverAlive, unknownProcess, unknownProcessError } from './identity.js';
 import { reconcileRow } from './reconcile.js';
 import { withInstanceLock } from './instance-lock.js';
 import { checkFit, checkPorts, preflight } from './preflight.js';
@@ -37,6 +37,8 @@ async function upLocked(deps: SupervisorDeps, name: string, opts: UpOptions): Pr
   const fit = opts.memoryFit ?? (opts.carryCounters ? 'skip' : 'check');
   store.immediate(() => store.ensureInstance(name, inst.file));
   const seen = reconcileRow(store, procs, name);
+  const unsure = seen && unknownProcess(seen.row, procs);
+  if (unsure) throw unknownProcessError(name, unsure, 'started');
   if (seen?.keeper) {
     throw new UserError(
       `${name} is already running (keeper pid ${seen.row.keeper_pid}${seen.row.pid ? `, server pid ${seen.row.pid}` : ''}, ${seen.row.status})`,
@@ -105,6 +107,8 @@ function claim(deps: SupervisorDeps, inst: LoadedInstance, opts: UpOptions): Cla
   try {
     return store.immediate(() => {
       const row = store.getRuntime(name) as RuntimeRow;
+      const unsure = unknownProcess(row, procs);
+      if (unsure) throw unknownProcessError(name, unsure, 'started');
       if (keeperAlive(row, procs)) {
         throw new UserError(`${name} is already running (keeper pid ${row.keeper_pid})`, ExitCode.alreadyRunning);
       }
@@ -117,7 +121,7 @@ function claim(deps: SupervisorDeps, inst: LoadedInstance, opts: UpOptions): Cla
           `run "${orchCommand(deps.home, `down ${name}`, deps.env)}" first`,
         );
       }
-      checkPorts(deps, inst, adopted ? (row.pid ?? undefined) : undefined);
+      checkPorts(deps, inst, adopted ? row : undefined);
       const pid = deps.spawnKeeper(name, logFd);
       const keeperStart = procs.stat(pid)?.starttime ?? null;
       // An adopted server keeps the config it runs; the file's applies on the next restart.

@@ -257,6 +257,35 @@ export async function readGgufCached(file: string, cacheFile: string | undefined
   return info;
 }
 
+/** Each tensor's bytes in one shard; throws GgufError when one ends past the file (a truncated file). */
+function tensorSpans(f: string, size: number, parsed: GGUFParseOutput): Array<{ name: string; bytes: number }> {
+  const dataOffset = Number(parsed.tensorDataOffset);
+  const dataSize = size - dataOffset;
+  const sorted = [...parsed.tensorInfos].sort((a, b) => Number(a.offset - b.offset));
+  return sorted.map((t, i) => {
+    const start = Number(t.offset);
+    const next = sorted[i + 1];
+    const exact = tensorBytes(t.shape, t.dtype);
+    const end = start + (exact ?? (next ? Number(next.offset) - start : dataSize - start));
+    if (end > dataSize) {
+      throw new GgufError(
+        f,
+        `${f} is truncated: tensor ${t.name} ends at byte ${dataOffset + end}, but the file has ${size} bytes (an interrupted download?)`,
+      );
+    }
+    return { name: t.name, bytes: end - start };
+  });
+}
+
+/**
+ * One GGUF file is whole (a download before it is put in place): the magic bytes, a known version,
+ * a header that parses, and every tensor inside the file. Throws GgufError saying what is wrong.
+ */
+export async function checkGgufFile(file: string): Promise<void> {
+  const size = fs.statSync(file).size;
+  tensorSpans(file, size, await parseShard(file));
+}
+
 /**
  * Reads a model's header (all shards of a split model). Throws GgufError naming the file and what
  * is wrong: bad magic, an unknown version, a header or data section cut short, a missing shard.
@@ -296,30 +325,16 @@ export async function readGguf(file: string): Promise<GgufInfo> {
   let output = 0;
   let total = 0;
   for (const { file: f, size, parsed } of shards) {
-    const dataOffset = Number(parsed.tensorDataOffset);
-    const dataSize = size - dataOffset;
-    const sorted = [...parsed.tensorInfos].sort((a, b) => Number(a.offset - b.offset));
-    sorted.forEach((t, i) => {
-      const start = Number(t.offset);
-      const next = sorted[i + 1];
-      const exact = tensorBytes(t.shape, t.dtype);
-      const end = start + (exact ?? (next ? Number(next.offset) - start : dataSize - start));
-      if (end > dataSize) {
-        throw new GgufError(
-          f,
-          `${f} is truncated: tensor ${t.name} ends at byte ${dataOffset + end}, but the file has ${size} bytes (an interrupted download?)`,
-        );
-      }
-      const bytes = end - start;
-      total += bytes;
+    for (const t of tensorSpans(f, size, parsed)) {
+      total += t.bytes;
       const blk = /^blk\.(\d+)\./.exec(t.name);
       if (blk) {
         const n = Number(blk[1]);
         while (layers.length <= n) layers.push(0);
-        layers[n] = (layers[n] ?? 0) + bytes;
-      } else if (/^(token_embd|token_types|position_embd|rope_freqs)/.test(t.name)) input += bytes;
-      else output += bytes;
-    });
+        layers[n] = (layers[n] ?? 0) + t.bytes;
+      } else if (/^(token_embd|token_types|position_embd|rope_freqs)/.test(t.name)) input += t.bytes;
+      else output += t.bytes;
+    }
   }
 
   const headKv = key('attention.head_count_kv');

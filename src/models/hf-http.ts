@@ -133,6 +133,14 @@ export async function hubRequest(req: HubRequest): Promise<HubResponse> {
     const location = header(res.headers, 'location');
     if (!REDIRECTS.has(res.statusCode) || !location) return { ...out, res };
     const next = new URL(location, url);
+    // A redirect to file:, data: or any other scheme is a refusal at once, not a network error to retry.
+    if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+      await res.body.dump().catch(() => undefined);
+      throw new UserError(
+        `${req.url}: the server redirected to a ${next.protocol} URL, which is refused (only http and https are followed)`,
+        ExitCode.download,
+      );
+    }
     if (req.sameOriginOnly && next.origin !== url.origin) return { ...out, res };
     await res.body.dump();
     if (hop >= MAX_REDIRECTS) {

@@ -92,8 +92,9 @@ export async function hashInto(hash: Hash, file: string, bytes: number, signal?:
   return hash;
 }
 
+/** The size of a regular file there (0 for none, and for a link: it is never followed). */
 export function regularFileSize(file: string): number {
-  const st = fs.statSync(file, { throwIfNoEntry: false });
+  const st = fs.lstatSync(file, { throwIfNoEntry: false });
   return st?.isFile() ? st.size : 0;
 }
 

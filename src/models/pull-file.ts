@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Dispatcher } from 'undici';
 import { ExitCode, UserError } from '../domain/errors.js';
-import { isLive, matchesIdentity, readStat } from '../platform/proc.js';
+import { checkGgufFile, GgufError } from './gguf.js';
+import { identify, isLive, readStat } from '../platform/proc.js';
 import { abortableSleep } from '../platform/sleep.js';
 import { createLockFile, readLockHolder, removeLockIf } from '../platform/lock-file.js';
 import type { RemoteFile } from './hf.js';
@@ -75,6 +76,9 @@ export class FileJob {
     const present = await this.present(expected, verified);
     if (present) return present;
 
+    // DEST.part and DEST.part.src are ours: anything else there (a link, a FIFO) is refused, never followed.
+    refuseForeign(this.part);
+    refuseForeign(`${this.part}.src`);
     let partSize = regularFileSize(this.part);
     // Where the part came from, next to it: a part left by another source (another URL of the same
     // name, or the file since changed on the server) is not resumed into a corrupt model.
@@ -102,7 +106,7 @@ export class FileJob {
     t.checkSpace(partSize);
     if (partSize === 0) {
       try {
-        fs.writeFileSync(sourceFile, source);
+        writeNoFollow(sourceFile, source);
       } catch {
         // without the record a later run resumes on trust (the hash, when known, still decides)
       }
@@ -115,7 +119,16 @@ export class FileJob {
       if (this.opts.signal?.aborted) throw t.interrupted();
     }
     t.resumeAt(partSize);
-    await t.download();
+    try {
+      await t.download();
+    } catch (e) {
+      // Nothing arrived (a refusal, a redirect to file:): no record of a part that does not exist is left behind.
+      if (regularFileSize(this.part) === 0) {
+        fs.rmSync(this.part, { force: true });
+        fs.rmSync(sourceFile, { force: true });
+      }
+      throw e;
+    }
 
     let sha = t.hash.digest('hex');
     if (expected && sha !== expected && t.resumedFrom > 0) {
@@ -123,7 +136,7 @@ export class FileJob {
       // was damaged. Once more from nothing before calling the download bad.
       this.notice(`${this.name} resumed from a part that does not match (sha256 ${sha}): downloading it again`);
       fs.rmSync(this.part, { force: true });
-      fs.writeFileSync(sourceFile, source);
+      writeNoFollow(sourceFile, source);
       t.restart();
       await t.download();
       sha = t.hash.digest('hex');
@@ -139,7 +152,12 @@ export class FileJob {
           : 'run the command again; if it fails again, the file on the server is damaged',
       );
     }
-    if (!expected) this.notice(`${this.name}: no sha256 to verify it against (the server sent none); it is ${sha}`);
+    if (!expected) {
+      // No hash to trust: what arrived must at least be a whole GGUF file (a login page or a cut
+      // file would otherwise be put in place as a model).
+      if (/\.gguf$/i.test(this.name)) await this.checkArrived();
+      this.notice(`${this.name}: no sha256 to verify it against (the server sent none); it is ${sha}`);
+    }
     try {
       syncFile(this.part);
       fs.renameSync(this.part, this.dest);
@@ -156,6 +174,30 @@ export class FileJob {
       resumedFrom: t.resumedFrom,
       alreadyPresent: false,
     };
+  }
+
+  /** The part is a whole GGUF file, or it is deleted and the pull fails saying what arrived instead. */
+  private async checkArrived(): Promise<void> {
+    let problem: string | undefined;
+    try {
+      await checkGgufFile(this.part);
+    } catch (e) {
+      if (!(e instanceof GgufError)) throw e;
+      problem = e.message.replace(`${this.part} `, '');
+    }
+    if (problem === undefined) return;
+    const what = arrivedKind(this.part);
+    fs.rmSync(this.part, { force: true });
+    fs.rmSync(`${this.part}.src`, { force: true });
+    throw new UserError(
+      what === 'html'
+        ? `${this.name}: an HTML page arrived, not the model (the repository may be gated or need a login); the download was deleted`
+        : `${this.name}: what arrived ${problem}; the download was deleted`,
+      ExitCode.download,
+      what === 'html'
+        ? "accept the model's terms on its page and set HF_TOKEN, or check the URL"
+        : 'run the command again; if it fails again, the file on the server is not a whole GGUF model',
+    );
   }
 
   /** DEST already there and complete (by its hash when one is known, else by its size). */
@@ -211,7 +253,7 @@ async function takeLock(file: string, job: FileJob): Promise<() => void> {
     const holder = readLockHolder(file);
     const alive =
       holder !== undefined &&
-      (holder.starttime ? matchesIdentity({ pid: holder.pid, starttime: holder.starttime }) : isLive(holder.pid));
+      (holder.starttime ? identify({ pid: holder.pid, starttime: holder.starttime }) !== 'no' : isLive(holder.pid));
     if (!alive) {
       removeLockIf(file, holder?.text);
       continue;
@@ -223,4 +265,42 @@ async function takeLock(file: string, job: FileJob): Promise<() => void> {
     await abortableSleep(250, job.opts.signal);
     if (job.opts.signal?.aborted) throw new UserError(`interrupted while waiting for pid ${holder.pid}`, INTERRUPTED);
   }
+}
+
+/** A download's own file: absent or a regular file; a link or anything else planted there is refused. */
+function refuseForeign(file: string): void {
+  const st = fs.lstatSync(file, { throwIfNoEntry: false });
+  if (!st || st.isFile()) return;
+  throw new UserError(
+    `refusing to use ${file}: it is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a regular file'}, not a download llama-orch started`,
+    ExitCode.download,
+    `remove ${file} and run the same command again`,
+  );
+}
+
+function writeNoFollow(file: string, text: string): void {
+  const { O_WRONLY, O_CREAT, O_TRUNC, O_NOFOLLOW } = fs.constants;
+  const fd = fs.openSync(file, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o644);
+  try {
+    fs.writeSync(fd, text);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** What a file that is not a GGUF model begins with: an HTML page (a login or error page), or other bytes. */
+function arrivedKind(file: string): 'html' | 'other' {
+  let head = '';
+  try {
+    const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    try {
+      const buf = Buffer.alloc(512);
+      head = buf.subarray(0, fs.readSync(fd, buf, 0, 512, 0)).toString('latin1');
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return 'other';
+  }
+  return /^(\xef\xbb\xbf)?\s*<(!doctype\s+html|html|head|body|!--)/i.test(head) ? 'html' : 'other';
 }

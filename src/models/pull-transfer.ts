@@ -32,6 +32,10 @@ export class Transfer {
   received = 0;
   resumedFrom = 0;
   total: number | null = null;
+  /** The most of the file this pull ever had: only bytes beyond it are progress (a restart from 0 is not). */
+  private highWater = 0;
+  /** Downloads started over from byte 0 because the server would not resume (416, another range, a 200). */
+  private restarts = 0;
   private spaceChecked = false;
   private readonly meter: Meter;
   private readonly endpoint: string;
@@ -63,7 +67,7 @@ export class Transfer {
 
   /** The part's first `bytes` are already hashed into `hash`: the download goes on from there. */
   resumeAt(bytes: number): void {
-    this.received = this.resumedFrom = bytes;
+    this.received = this.resumedFrom = this.highWater = bytes;
     this.meter.start(this.received);
   }
 
@@ -175,10 +179,10 @@ export class Transfer {
   private async stream(body: Dispatcher.ResponseData['body'], offset: number): Promise<true | Retry> {
     let fd: number;
     try {
-      fd = fs.openSync(this.part, this.received > 0 ? 'a' : 'w');
+      fd = openPart(this.part, this.received > 0);
     } catch (e) {
       body.destroy();
-      throw this.diskError(e);
+      throw e instanceof UserError ? e : this.diskError(e);
     }
     const { cut, writeError } = await writeBody(body, fd, this.part, (chunk) => {
       this.hash.update(chunk);
@@ -189,7 +193,8 @@ export class Transfer {
     if (writeError) throw this.diskError(writeError);
     if (this.opts.signal?.aborted) throw this.interrupted();
     await this.matchDisk();
-    const progressed = this.received > offset;
+    const progressed = this.received > Math.max(offset, this.highWater);
+    this.highWater = Math.max(this.highWater, this.received);
     if (cut) return new Retry(networkReason(cut), progressed);
     if (this.total !== null && this.received < this.total) {
       return new Retry(`the connection closed after ${sizeText(this.received)} of ${sizeText(this.total)}`, progressed);
@@ -213,7 +218,7 @@ export class Transfer {
     this.received = st.size;
   }
 
-  /** From byte 0 again: a new hash, nothing received. */
+  /** From byte 0 again: a new hash, nothing received (the most it ever had stays the mark of progress). */
   restart(): void {
     this.hash = createHash('sha256');
     this.received = this.resumedFrom = 0;
@@ -226,16 +231,31 @@ export class Transfer {
     return new Retry(networkReason(e), false);
   }
 
-  /** Runs fn until it succeeds, pausing (doubling) between failures; progress resets the count. */
+  /**
+   * Runs fn until it succeeds, pausing (doubling) between failures; new bytes reset the count. Bounded
+   * whatever the server does (#26: one that cut every answer after 1 MiB and refused to resume was
+   * retried forever): at most MAX_RESTARTS starts from byte 0, and no more than `stallMs` without new bytes.
+   */
   private async retrying<T>(fn: () => Promise<T | Retry>): Promise<T> {
     const retries = this.opts.retries ?? 5;
     const delay = this.opts.retryDelayMs ?? 500;
+    const stallMs = this.opts.stallMs ?? 10 * 60_000;
     let failures = 0;
+    let lastProgress = Date.now();
     for (;;) {
       const r = await fn();
       if (!(r instanceof Retry)) return r;
-      if (r.pauseMs === 0) continue;
+      if (r.progressed) lastProgress = Date.now();
+      if (r.pauseMs === 0) {
+        if (++this.restarts <= MAX_RESTARTS) continue;
+        throw this.givenUp(`the server would not resume it, and it was started over ${MAX_RESTARTS} times`);
+      }
       failures = r.progressed ? 1 : failures + 1;
+      if (Date.now() - lastProgress > stallMs) {
+        throw this.givenUp(
+          `no new bytes for ${Math.round((Date.now() - lastProgress) / 1000)} s (the most it had: ${sizeText(this.highWater)}): ${r.reason}`,
+        );
+      }
       if (failures > retries) {
         const kept = this.received > 0 ? `; ${this.part} (${sizeText(this.received)}) is kept` : '';
         throw new UserError(
@@ -249,6 +269,15 @@ export class Transfer {
       await abortableSleep(pause, this.opts.signal);
       if (this.opts.signal?.aborted) throw this.interrupted();
     }
+  }
+
+  private givenUp(reason: string): UserError {
+    const kept = this.received > 0 ? `; ${this.part} (${sizeText(this.received)}) is kept` : '';
+    return new UserError(
+      `${this.name}: the download was given up: ${reason}${kept}`,
+      ExitCode.download,
+      'try again later, or from another mirror (HF_ENDPOINT)',
+    );
   }
 
   /** The rest of the file (all of it but the part's partSize bytes) must fit in the target's free space. */
@@ -286,6 +315,33 @@ export class Transfer {
       `interrupted: ${this.part} (${sizeText(have)}${of}) is kept; run the same command again to resume`,
       INTERRUPTED,
     );
+  }
+}
+
+/** Starts from byte 0 (a server that will not resume) allowed in one pull of a file. */
+const MAX_RESTARTS = 3;
+
+/**
+ * DEST.part for writing, never through a link (#26: a .part planted as a symlink made the pull write
+ * into the file it pointed to): O_NOFOLLOW, and anything there that is not a regular file is refused.
+ */
+export function openPart(part: string, append: boolean): number {
+  const { O_WRONLY, O_CREAT, O_APPEND, O_TRUNC, O_NOFOLLOW } = fs.constants;
+  try {
+    const fd = fs.openSync(part, O_WRONLY | O_CREAT | O_NOFOLLOW | (append ? O_APPEND : O_TRUNC), 0o644);
+    if (!fs.fstatSync(fd).isFile()) {
+      fs.closeSync(fd);
+      throw new Error('not a regular file');
+    }
+    return fd;
+  } catch (e) {
+    if (errnoCode(e) === 'ELOOP' || (e as Error).message === 'not a regular file')
+      throw new UserError(
+        `refusing to write ${part}: it is ${errnoCode(e) === 'ELOOP' ? 'a symbolic link' : 'not a regular file'}, not a download llama-orch started`,
+        ExitCode.download,
+        `remove ${part} and run the same command again`,
+      );
+    throw e;
   }
 }
 

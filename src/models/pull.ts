@@ -50,6 +50,8 @@ export interface PullOptions {
   retries?: number;
   /** The first pause before a retry, doubling each time; default 500 ms. */
   retryDelayMs?: number;
+  /** How long a file may go without new bytes (beyond the most it ever had) before the pull gives up; default 10 min. */
+  stallMs?: number;
   progressIntervalMs?: number;
 }
 

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { errnoCode } from '../domain/errors.js';
-import { readCmdline, readStat } from './proc.js';
+import { identify, readCmdline, readStat } from './proc.js';
 
 export interface PidFileOwner {
   pid: number;
@@ -17,12 +17,20 @@ function readOwner(file: string): PidFileOwner | undefined {
   }
 }
 
-/** The daemon recorded in the pid file, if it is alive and really a llama-orch daemon. */
+/**
+ * The daemon recorded in the pid file, unless it is known to be gone (dead, or its pid reused): a
+ * /proc that cannot be read (EMFILE and the like) is not its death.
+ */
 export function liveDaemon(file: string): PidFileOwner | undefined {
   const owner = readOwner(file);
   if (!owner) return undefined;
+  if (owner.starttime)
+    return identify({ pid: owner.pid, starttime: owner.starttime, cmdlineIncludes: ['daemon'] }) === 'no'
+      ? undefined
+      : owner;
+  // A pid file without a start time (written by an older version): the pid and its command line.
   const st = readStat(owner.pid);
-  if (!st || st.state === 'Z' || (owner.starttime && st.starttime !== owner.starttime)) return undefined;
+  if (!st || st.state === 'Z') return undefined;
   const cmd = readCmdline(owner.pid)?.join(' ') ?? '';
   return cmd.includes('daemon') ? owner : undefined;
 }

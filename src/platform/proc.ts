@@ -13,12 +13,25 @@ export interface ProcStat {
   starttime: number;
 }
 
-export function readStat(pid: number): ProcStat | undefined {
+/**
+ * What /proc says of a pid. Only the pid's own absence (ENOENT, ESRCH) means it is gone; any other
+ * failure to read (EMFILE, ENFILE, ENOMEM, EAGAIN: the reader is short of resources, not the process
+ * of life) is 'unknown', which no caller may take for "dead" (#26: a daemon out of file descriptors
+ * once recorded every instance as stopped).
+ */
+export type ProcReading<T> = T | 'gone' | 'unknown';
+
+function readingFault(e: unknown): 'gone' | 'unknown' {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOENT' || code === 'ESRCH' ? 'gone' : 'unknown';
+}
+
+export function readStatChecked(pid: number): ProcReading<ProcStat> {
   let text: string;
   try {
     text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return undefined;
+  } catch (e) {
+    return readingFault(e);
   }
   // comm may contain spaces and parentheses: split at the last ')'.
   const close = text.lastIndexOf(')');
@@ -36,51 +49,84 @@ export function readStat(pid: number): ProcStat | undefined {
   };
 }
 
-export function readCmdline(pid: number): string[] | undefined {
+/** The pid's stat, or undefined when it cannot be read (gone, or unknown: see readStatChecked). */
+export function readStat(pid: number): ProcStat | undefined {
+  const r = readStatChecked(pid);
+  return typeof r === 'string' ? undefined : r;
+}
+
+function readCmdlineChecked(pid: number): ProcReading<string[]> {
   try {
     const raw = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
     return raw.split('\0').filter((s, i, a) => !(s === '' && i === a.length - 1));
-  } catch {
-    return undefined;
+  } catch (e) {
+    return readingFault(e);
   }
 }
 
-/** Alive and not a zombie (a zombie has exited; only its parent's wait is missing). */
+export function readCmdline(pid: number): string[] | undefined {
+  const r = readCmdlineChecked(pid);
+  return typeof r === 'string' ? undefined : r;
+}
+
+const dead = (st: ProcStat) => st.state === 'Z' || st.state === 'X';
+
+/**
+ * Not known to be gone: alive and not a zombie (a zombie has exited; only its parent's wait is
+ * missing), or unreadable for want of resources, which is not death.
+ */
 export function isLive(pid: number): boolean {
-  const st = readStat(pid);
-  return st !== undefined && st.state !== 'Z' && st.state !== 'X';
+  const st = readStatChecked(pid);
+  return st === 'unknown' || (st !== 'gone' && !dead(st));
 }
 
 export interface Identity {
   pid: number;
   starttime: number;
-  /** A substring the cmdline must contain (e.g. the binary path or "keeper NAME"). */
+  /**
+   * The session the process must be in. We start servers and keepers in a session of their own
+   * (setsid), so their session id is their own pid and outlives any exec: a wrapper script that
+   * execs llama-server, or runs it as a child, stays in it.
+   */
+  session?: number;
+  /** A substring the cmdline must contain (e.g. "keeper NAME"); only for our own processes, which never exec. */
   cmdlineIncludes?: string[];
 }
 
-/**
- * True only if the pid is alive, not a zombie, has the recorded start time and the expected
- * cmdline: a reused pid belongs to a stranger and must never be signalled.
- */
+/** 'yes': that very process; 'no': gone, a zombie, or its pid reused; 'unknown': /proc could not be read. */
+export type Verdict = 'yes' | 'no' | 'unknown';
+
 const verifiedCmdlines = new Map<string, boolean>();
 
-export function matchesIdentity(id: Identity): boolean {
-  const st = readStat(id.pid);
-  if (!st || st.state === 'Z' || st.state === 'X') return false;
-  if (st.starttime !== id.starttime) return false;
+/**
+ * Whether the pid is still the process recorded: alive, not a zombie, with the recorded start time
+ * (pid and start time name one process for the life of the boot, across exec), in the recorded
+ * session, with the expected cmdline. A reused pid belongs to a stranger and must never be signalled.
+ */
+export function identify(id: Identity): Verdict {
+  const st = readStatChecked(id.pid);
+  if (st === 'unknown') return 'unknown';
+  if (st === 'gone' || dead(st) || st.starttime !== id.starttime) return 'no';
+  if (id.session !== undefined && st.sid !== id.session) return 'no';
   if (id.cmdlineIncludes && id.cmdlineIncludes.length > 0) {
-    // pid + start time name one process for the life of the boot, so its cmdline verdict can be
-    // remembered (an exec() in place is the only change, and our processes do not exec again).
+    // The cmdline verdict of one process can be remembered: only an exec() changes it, and the
+    // processes checked this way (our keepers) do not exec.
     const key = `${id.pid}:${id.starttime}:${id.cmdlineIncludes.join('\0')}`;
     const known = verifiedCmdlines.get(key);
-    if (known !== undefined) return known;
-    const cmd = readCmdline(id.pid)?.join(' ') ?? '';
-    const ok = id.cmdlineIncludes.every((part) => cmd.includes(part));
+    if (known !== undefined) return known ? 'yes' : 'no';
+    const cmd = readCmdlineChecked(id.pid);
+    if (cmd === 'unknown') return 'unknown';
+    const ok = cmd !== 'gone' && id.cmdlineIncludes.every((part) => cmd.join(' ').includes(part));
     if (verifiedCmdlines.size > 4096) verifiedCmdlines.clear();
     verifiedCmdlines.set(key, ok);
-    return ok;
+    return ok ? 'yes' : 'no';
   }
-  return true;
+  return 'yes';
+}
+
+/** identify() is 'yes': proven to be that process (what signalling it requires). */
+export function matchesIdentity(id: Identity): boolean {
+  return identify(id) === 'yes';
 }
 
 export function listPids(): number[] {

@@ -5,16 +5,17 @@ import {
   descendants,
   groupMembers,
   isLive,
-  matchesIdentity,
+  identify,
   readCmdline,
   readStat,
   signalGroup,
   signalPid,
   type Identity,
   type ProcStat,
+  type Verdict,
 } from './proc.js';
 
-export type { Identity, PortHolder, ProcStat };
+export type { Identity, PortHolder, ProcStat, Verdict };
 
 export interface SpawnOptions {
   env: NodeJS.ProcessEnv;
@@ -46,8 +47,8 @@ export interface Processes {
   signalGroup(pgid: number, signal: NodeJS.Signals): boolean;
   stat(pid: number): ProcStat | undefined;
   cmdline(pid: number): string[] | undefined;
-  /** Alive, not a zombie, same start time and command line: never a reused pid. */
-  matches(id: Identity): boolean;
+  /** Whether the pid is still the process recorded (proc.ts identify): 'unknown' when /proc cannot be read. */
+  identify(id: Identity): Verdict;
   isLive(pid: number): boolean;
   groupMembers(pgid: number): number[];
   descendants(pid: number): number[];
@@ -70,7 +71,7 @@ export const realProcesses: Processes = {
   signalGroup,
   stat: readStat,
   cmdline: readCmdline,
-  matches: matchesIdentity,
+  identify,
   isLive,
   groupMembers,
   descendants,

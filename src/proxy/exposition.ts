@@ -73,10 +73,19 @@ export interface ExpositionInput {
   gpus: GpuInfo[];
   counts: Map<string, InstanceCounts>;
   counters: ProxyCounters;
+  /** What the proxy's bounds on clients turned away (proxy/bodies.ts, proxy.max_connections). */
+  pressure?: ProxyPressure;
+}
+
+export interface ProxyPressure {
+  connectionsDropped: number;
+  bodiesBytes: number;
+  bodiesRefusedFull: number;
+  bodiesTimedOut: number;
 }
 
 /** GET /metrics: Prometheus text exposition format 0.0.4 (README, "Prometheus metrics"). */
-export function exposition({ instances, gpus, counts, counters }: ExpositionInput): string {
+export function exposition({ instances, gpus, counts, counters, pressure }: ExpositionInput): string {
   const w = new Writer();
   const each = (
     name: string,
@@ -158,6 +167,31 @@ export function exposition({ instances, gpus, counts, counters }: ExpositionInpu
     w.sample('llama_orch_proxy_request_duration_seconds_bucket', { name: n, le: '+Inf' }, h.count);
     w.sample('llama_orch_proxy_request_duration_seconds_sum', { name: n }, h.sum);
     w.sample('llama_orch_proxy_request_duration_seconds_count', { name: n }, h.count);
+  }
+  if (pressure) {
+    const one = (name: string, type: 'gauge' | 'counter', help: string, v: number) => {
+      w.family(name, type, help);
+      w.sample(name, {}, v);
+    };
+    one(
+      'llama_orch_proxy_connections_dropped_total',
+      'counter',
+      'Connections closed at once because proxy.max_connections were open.',
+      pressure.connectionsDropped,
+    );
+    one(
+      'llama_orch_proxy_body_bytes',
+      'gauge',
+      'Bytes of request bodies held in memory now (bounded by proxy.max_bodies_bytes).',
+      pressure.bodiesBytes,
+    );
+    w.family(
+      'llama_orch_proxy_bodies_refused_total',
+      'counter',
+      'Request bodies refused: "full" (proxy.max_bodies_bytes, 503) or "timeout" (proxy.body_timeout, 408).',
+    );
+    w.sample('llama_orch_proxy_bodies_refused_total', { reason: 'full' }, pressure.bodiesRefusedFull);
+    w.sample('llama_orch_proxy_bodies_refused_total', { reason: 'timeout' }, pressure.bodiesTimedOut);
   }
   count(
     'llama_orch_proxy_on_demand_starts_total',

@@ -5,6 +5,7 @@ import { isLoopbackHost } from '../config/schema.js';
 import type { ProxySettings } from '../config/settings.js';
 import type { InstanceSnapshot } from '../domain/snapshot.js';
 import { answerApi, type ApiSources } from './api.js';
+import { ClientBounds } from './client-bounds.js';
 import { asProxyError, ProxyError } from './errors.js';
 import { exposition, ProxyCounters } from './exposition.js';
 import type { Route, RouteTable } from './routes.js';
@@ -56,21 +57,6 @@ function sendError(res: Http.ServerResponse, e: ProxyError): void {
   send(res, e.status, e.body());
 }
 
-/** The request body, up to `max` bytes (413 beyond, nothing forwarded). */
-async function readBody(req: Http.IncomingMessage, max: number): Promise<Buffer> {
-  const declared = Number(req.headers['content-length'] ?? NaN);
-  if (declared > max)
-    throw new ProxyError(413, `request body of ${declared} bytes is over proxy.max_body_bytes (${max})`);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > max) throw new ProxyError(413, `request body is over proxy.max_body_bytes (${max} bytes)`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
-}
-
 function knownModels(table: RouteTable): string {
   const ids = table.routes.map((r) => r.id);
   return ids.length ? ids.join(', ') : 'none (no instance config under instances/)';
@@ -84,6 +70,7 @@ function knownModels(table: RouteTable): string {
 export class ProxyServer {
   readonly server: Http.Server;
   readonly counters = new ProxyCounters();
+  readonly bounds: ClientBounds;
   private readonly upstreams: Upstreams;
   private readonly keyHash: Buffer | null;
   private closing: Promise<void> | undefined;
@@ -94,10 +81,12 @@ export class ProxyServer {
     this.server = http.createServer({ noDelay: true, keepAliveTimeout: 30_000, requestTimeout: 0 }, (req, res) => {
       this.handle(req, res).catch((e: unknown) => {
         const err = asProxyError(e);
-        if (err.status >= 500) deps.log(`proxy: ${req.method} ${req.url}: ${err.message}`);
+        // A full memory for bodies is counted in /metrics, not logged per request (a flood would fill the log).
+        if (err.status >= 500 && err.code !== 'overloaded') deps.log(`proxy: ${req.method} ${req.url}: ${err.message}`);
         sendError(res, err);
       });
     });
+    this.bounds = new ClientBounds(this.server, deps.settings, (line) => deps.log(line));
   }
 
   /** Binds; rejects with the socket error (EADDRINUSE: the caller names the holder). */
@@ -230,7 +219,7 @@ export class ProxyServer {
       return send(res, 200, await this.metricsText(), 'text/plain; version=0.0.4; charset=utf-8');
     }
     if (path === '/api' || path.startsWith('/api/')) {
-      if (method === 'POST') await readBody(req, 64 * 1024);
+      if (method === 'POST') await this.bounds.bodies.read(req, res, 64 * 1024);
       const a = await answerApi(method, url, this.deps.api, (rows) => this.withCounts(rows));
       return send(res, a.status, a.body);
     }
@@ -245,12 +234,12 @@ export class ProxyServer {
       const route = this.route(model);
       // A read (a monitoring GET of /slots, /metrics, /health) neither starts an instance nor moves its idle clock.
       const read = method === 'GET' || method === 'HEAD';
-      const body = read ? null : await readBody(req, this.deps.settings.max_body_bytes);
+      const body = read ? null : await this.bounds.bodies.read(req, res);
       const opts = read ? { start: false, touch: false } : {};
       return this.proxy(route, req, res, `${up[2] ?? '/'}${url.search}`, body, opts);
     }
     if (method === 'POST' && (path.startsWith('/v1/') || LLAMA_PATHS.has(path))) {
-      const body = await readBody(req, this.deps.settings.max_body_bytes);
+      const body = await this.bounds.bodies.read(req, res);
       let parsed: unknown;
       try {
         parsed = JSON.parse(body.toString('utf8'));
@@ -386,6 +375,7 @@ export class ProxyServer {
       gpus: gpus.gpus,
       counts: this.deps.scheduler.snapshot(),
       counters: this.counters,
+      pressure: this.bounds.pressure(),
     });
   }
 }

@@ -1,5 +1,13 @@
 import { EventEmitter } from 'node:events';
-import type { Identity, PortHolder, Processes, ProcStat, SpawnOptions, Spawned } from '../../src/platform/processes.js';
+import type {
+  Identity,
+  PortHolder,
+  Processes,
+  ProcStat,
+  SpawnOptions,
+  Spawned,
+  Verdict,
+} from '../../src/platform/processes.js';
 
 /** One process in the scripted table. */
 export interface ScriptedProc {
@@ -27,6 +35,8 @@ export class ScriptedProcesses implements Processes {
   readonly ports = new Map<number, PortHolder>();
   /** Called after a spawn (on the next turn of the event loop, as a real process starts later). */
   onSpawn?: (proc: ScriptedProc, args: string[]) => void;
+  /** While true, /proc cannot be read (as when the reader is out of file descriptors): identity is 'unknown'. */
+  unreadable = false;
   private nextPid = 40_000;
   private clock = 1000;
 
@@ -93,15 +103,17 @@ export class ScriptedProcesses implements Processes {
     return p?.alive ? p.cmdline : undefined;
   }
 
-  matches(id: Identity): boolean {
+  identify(id: Identity): Verdict {
+    if (this.unreadable) return 'unknown';
     const p = this.table.get(id.pid);
-    if (!p?.alive || p.starttime !== id.starttime) return false;
+    if (!p?.alive || p.starttime !== id.starttime) return 'no';
+    if (id.session !== undefined && p.pgid !== id.session) return 'no';
     const cmd = p.cmdline.join(' ');
-    return (id.cmdlineIncludes ?? []).every((part) => cmd.includes(part));
+    return (id.cmdlineIncludes ?? []).every((part) => cmd.includes(part)) ? 'yes' : 'no';
   }
 
   isLive(pid: number): boolean {
-    return this.table.get(pid)?.alive === true;
+    return this.unreadable || this.table.get(pid)?.alive === true;
   }
 
   groupMembers(pgid: number): number[] {

@@ -8,6 +8,7 @@ import { UserError } from '../../src/domain/errors.js';
 import { pullModel, type PullOptions, type PullProgress } from '../../src/models/pull.js';
 // @ts-expect-error: a plain .mjs fixture without types
 import { startFakeHub } from '../fixtures/fake-hf-server.mjs';
+import { writeFakeModel } from '../helpers/home.js';
 
 // `models pull`'s download against a local hub (tests/fixtures/fake-hf-server.mjs): real HTTP on
 // 127.0.0.1, the hub and its CDN on two origins, files of KiB to a MiB.
@@ -45,6 +46,15 @@ afterEach(async () => {
 });
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** The bytes of a small but whole GGUF model (what a pull with no hash to check must receive). */
+function ggufBytes(name: string): Buffer {
+  const file = path.join(tmp, `${name}-${Math.random().toString(36).slice(2)}.gguf`);
+  writeFakeModel(file, { name, embd: 256, ff: 512 });
+  const bytes = fs.readFileSync(file);
+  fs.rmSync(file);
+  return bytes;
+}
 
 function pull(ref: string, extra: Partial<PullOptions> = {}) {
   const progress: PullProgress[] = [];
@@ -134,7 +144,7 @@ describe('models pull: downloads', () => {
   });
 
   it('a plain URL (no hub headers) is pulled unverified, with a notice, and gets no token', async () => {
-    const data = randomBytes(20_000);
+    const data = ggufBytes('plain');
     hub.addFile('acme/tiny-GGUF', 'plain.gguf', data);
     const { run, notices } = pull(hub.cdnFileUrl('acme/tiny-GGUF', 'plain.gguf'), {
       env: { HF_ENDPOINT: hub.url, HF_TOKEN: 'hf_secret' },
@@ -210,8 +220,8 @@ describe('models pull: choosing files', () => {
   });
 
   it('a part left by a download from another source is not resumed (plain URLs, no hash to catch it)', async () => {
-    const a = randomBytes(300_000);
-    const b = randomBytes(300_000);
+    const a = ggufBytes('one');
+    const b = ggufBytes('two');
     hub.addFile('acme/one', 'same.gguf', a);
     hub.addFile('acme/two', 'same.gguf', b);
     const urlA = hub.cdnFileUrl('acme/one', 'same.gguf');
@@ -351,6 +361,94 @@ describe('models pull: resume, retries, interruption', () => {
     const e = await failure(pull(`${repo}/m.gguf`, { retries: 1 }).run);
     expect(e.exitCode).toBe(9);
     expect(e.message).toContain('the server answered 503');
+  });
+});
+
+describe('models pull: servers that never finish, and answers that lie (#26)', () => {
+  const repo = 'acme/hostile-GGUF';
+
+  for (const answer of [416, 'other'] as const) {
+    it(`every answer cut after 100 KiB and a resume answered ${answer === 416 ? 'with a bare 416' : 'with another range'}: bounded, exit 9 saying why`, async () => {
+      hub.addFile(repo, 'm.gguf', randomBytes(512 * 1024));
+      hub.options.cutAfter = { bytes: 100 * 1024, times: 1000 };
+      hub.options.rangeAnswer = answer;
+      const started = Date.now();
+      const e = await failure(pull(`${repo}/m.gguf`, { retries: 3 }).run);
+      expect(e.exitCode).toBe(9);
+      expect(e.message).toMatch(
+        /^m\.gguf: the download (was given up: the server would not resume it|failed after 4 tries)/,
+      );
+      expect(cdnGets().length).toBeLessThan(20);
+      expect(Date.now() - started).toBeLessThan(20_000);
+    });
+  }
+
+  it('no new bytes for longer than the stall bound: exit 9 naming the most it had', async () => {
+    hub.addFile(repo, 'm.gguf', randomBytes(256 * 1024));
+    hub.options.cdnStatus = { status: 503, times: 1000 };
+    const e = await failure(pull(`${repo}/m.gguf`, { retries: 1000, stallMs: 300 }).run);
+    expect(e.exitCode).toBe(9);
+    expect(e.message).toMatch(
+      /^m\.gguf: the download was given up: no new bytes for \d+ s \(the most it had: 0 B\): the server answered 503/,
+    );
+  });
+
+  it('a .part planted as a symlink is refused: the file it points to is left untouched', async () => {
+    const data = randomBytes(64 * 1024);
+    hub.addFile(repo, 'm.gguf', data);
+    fs.mkdirSync(dir, { recursive: true });
+    const victim = path.join(tmp, 'victim.txt');
+    fs.writeFileSync(victim, 'precious');
+    fs.symlinkSync(victim, path.join(dir, 'm.gguf.part'));
+    const e = await failure(pull(`${repo}/m.gguf`).run);
+    expect(e.exitCode).toBe(9);
+    expect(e.message).toBe(
+      `refusing to use ${path.join(dir, 'm.gguf.part')}: it is a symbolic link, not a download llama-orch started`,
+    );
+    expect(fs.readFileSync(victim, 'utf8')).toBe('precious');
+    expect(cdnGets()).toEqual([]);
+    // Its side file too.
+    fs.rmSync(path.join(dir, 'm.gguf.part'));
+    fs.symlinkSync(victim, path.join(dir, 'm.gguf.part.src'));
+    const e2 = await failure(pull(`${repo}/m.gguf`).run);
+    expect(e2.message).toContain('m.gguf.part.src: it is a symbolic link');
+    expect(fs.readFileSync(victim, 'utf8')).toBe('precious');
+  });
+
+  it('with no hash to check, an HTML page is not saved as a model: exit 9 saying what arrived', async () => {
+    hub.addFile(
+      'acme/gated',
+      'login.gguf',
+      '<!DOCTYPE html><html><body>Sign in to continue</body></html>\n'.repeat(50),
+    );
+    const e = await failure(pull(hub.cdnFileUrl('acme/gated', 'login.gguf')).run);
+    expect(e.exitCode).toBe(9);
+    expect(e.message).toBe(
+      'login.gguf: an HTML page arrived, not the model (the repository may be gated or need a login); the download was deleted',
+    );
+    expect(e.hint).toMatch(/HF_TOKEN/);
+    expect(fs.readdirSync(dir)).toEqual([]);
+  });
+
+  it('with no hash to check, a truncated GGUF is not saved as a model: exit 9 naming the tensor cut short', async () => {
+    const whole = ggufBytes('cut');
+    hub.addFile('acme/cut', 'cut.gguf', whole.subarray(0, whole.length - 1000));
+    const e = await failure(pull(hub.cdnFileUrl('acme/cut', 'cut.gguf')).run);
+    expect(e.exitCode).toBe(9);
+    expect(e.message).toMatch(
+      /^cut\.gguf: what arrived is truncated: tensor \S+ ends at byte \d+, but the file has \d+ bytes/,
+    );
+    expect(fs.readdirSync(dir)).toEqual([]);
+  });
+
+  it('a redirect to file: is refused at once, not retried, and leaves nothing behind', async () => {
+    hub.addFile(repo, 'm.gguf', randomBytes(1000));
+    hub.options.redirectTo = 'file:///etc/passwd';
+    const e = await failure(pull(`${repo}/m.gguf`).run);
+    expect(e.exitCode).toBe(9);
+    expect(e.message).toMatch(/the server redirected to a file: URL, which is refused/);
+    expect(hub.requests.filter((q) => q.server === 'hub').length).toBeLessThanOrEqual(2);
+    expect(fs.existsSync(dir) ? fs.readdirSync(dir) : []).toEqual([]);
   });
 });
 
@@ -514,18 +612,24 @@ describe('models pull: the lock and the disk', () => {
     expect(r.files[0]).toMatchObject({ resumedFrom: 2 * 1024 * 1024 + 1, sha256: sha(data) });
   });
 
-  it.skipIf(!fs.existsSync('/dev/full'))(
+  // A real small file system (tmpfs needs root, as in CI's container): the free-space check is told
+  // there is room, so the disk fills while the body is written.
+  it.runIf(process.platform === 'linux' && process.getuid?.() === 0)(
     'a full disk while writing: exit 9 naming the directory, the part kept',
-    async () => {
-      hub.addFile(repo, 'm.gguf', randomBytes(200_000));
+    async (ctx) => {
+      hub.addFile(repo, 'm.gguf', randomBytes(400_000));
       fs.mkdirSync(dir, { recursive: true });
-      fs.symlinkSync('/dev/full', path.join(dir, 'm.gguf.part')); // every write: ENOSPC
-      const e = await failure(pull(`${repo}/m.gguf`).run);
-      expect(e.exitCode).toBe(9);
-      expect(e.message).toContain(`the disk is full: ${dir}`);
-      expect(e.message).toContain('m.gguf.part is kept');
-      expect(fs.existsSync(path.join(dir, 'm.gguf'))).toBe(false);
-      expect(fs.existsSync(path.join(dir, 'm.gguf.lock'))).toBe(false);
+      if (spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=128k', 'tmpfs', dir]).status !== 0) return ctx.skip();
+      try {
+        const e = await failure(pull(`${repo}/m.gguf`, { freeBytes: () => 1e12 }).run);
+        expect(e.exitCode).toBe(9);
+        expect(e.message).toContain(`the disk is full: ${dir}`);
+        expect(e.message).toContain('m.gguf.part is kept');
+        expect(fs.existsSync(path.join(dir, 'm.gguf'))).toBe(false);
+        expect(fs.existsSync(path.join(dir, 'm.gguf.lock'))).toBe(false);
+      } finally {
+        spawnSync('umount', [dir]);
+      }
     },
   );
 });

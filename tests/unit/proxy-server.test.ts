@@ -842,6 +842,102 @@ describe('request bodies', () => {
     expect(hits).toEqual([]);
   });
 
+  it('a body that does not arrive within proxy.body_timeout: 408 saying so, nothing upstream', async () => {
+    const { port, proxy } = await startProxy({ proxy: { body_timeout: 1 } });
+    const started = Date.now();
+    const r = await within(
+      new Promise<{ status: number; text: string; headers: http.IncomingHttpHeaders }>((resolve, reject) => {
+        const req = http.request({
+          port,
+          method: 'POST',
+          path: '/v1/completions',
+          headers: { 'content-length': '100' },
+        });
+        req.on('response', (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text, headers: res.headers }));
+        });
+        req.on('error', reject);
+        req.write('{"model":"al'); // and never the rest
+      }),
+      5000,
+      'the 408',
+    );
+    expect(r.status, r.text).toBe(408);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    expect(JSON.parse(r.text).error).toMatchObject({
+      code: 'timeout',
+      message: 'request body not received within 1 s (proxy.body_timeout): 12 bytes came',
+    });
+    expect(r.headers.connection).toBe('close');
+    expect(hits).toEqual([]);
+    expect(proxy.bounds.pressure()).toMatchObject({ bodiesTimedOut: 1, bodiesBytes: 0 });
+  });
+
+  it('bodies held at once are bounded (proxy.max_bodies_bytes): the next is 503 with Retry-After; memory is given back', async () => {
+    const MiB = 1024 * 1024;
+    const { port, base, proxy } = await startProxy({ proxy: { max_body_bytes: MiB, max_bodies_bytes: MiB } });
+    // A client sends 700 KiB of a body and stalls: those bytes are held.
+    const stalled = http.request({
+      port,
+      method: 'POST',
+      path: '/v1/completions',
+      headers: { 'content-length': String(MiB) },
+    });
+    stalled.on('error', () => undefined);
+    stalled.write(Buffer.alloc(700 * 1024, 0x20));
+    await eventually(() => proxy.bounds.pressure().bodiesBytes >= 700 * 1024, 'the first body held');
+    // A second body of 500 KiB does not fit beside it.
+    const r = await call(
+      base,
+      '/v1/completions',
+      post(JSON.stringify({ model: 'alpha-model', prompt: 'x'.repeat(500 * 1024) })),
+    );
+    expect(r.status, r.text).toBe(503);
+    expect(r.headers.get('retry-after')).toBe('2');
+    expect(r.json().error).toMatchObject({ code: 'overloaded' });
+    expect(r.json().error?.message).toMatch(
+      /^the proxy holds \d+ bytes of request bodies, its limit \(proxy.max_bodies_bytes 1048576\)/,
+    );
+    expect(hits).toEqual([]);
+    // The stalled client leaves: its bytes are given back, and the same request now passes.
+    stalled.destroy();
+    await eventually(() => proxy.bounds.pressure().bodiesBytes === 0, 'the memory given back');
+    const again = await call(
+      base,
+      '/v1/completions',
+      post(JSON.stringify({ model: 'alpha-model', prompt: 'x'.repeat(500 * 1024) })),
+    );
+    expect(again.status).toBe(201);
+    await eventually(() => proxy.bounds.pressure().bodiesBytes === 0, 'the answered body given back');
+    expect(proxy.bounds.pressure().bodiesRefusedFull).toBe(1);
+    expect(logs.filter((l) => l.includes('max_bodies_bytes'))).toEqual([]); // counted, not logged per request
+  });
+
+  it('connections over proxy.max_connections are closed at once, counted and said once in the log', async () => {
+    const { port, base, proxy } = await startProxy({ proxy: { max_connections: 5 } });
+    const net = await import('node:net');
+    const open: import('node:net').Socket[] = [];
+    const closed: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      const sock = net.connect(port, '127.0.0.1');
+      sock.on('error', () => undefined);
+      sock.on('close', () => closed.push(i));
+      open.push(sock);
+      await new Promise((r) => sock.once('connect', r));
+    }
+    await eventually(() => closed.length === 3, 'three connections closed');
+    expect(closed.every((i) => i >= 5)).toBe(true);
+    expect(proxy.bounds.pressure().connectionsDropped).toBe(3);
+    expect(logs.filter((l) => l.includes('proxy.max_connections'))).toHaveLength(1);
+    for (const s of open) s.destroy();
+    await settle(50);
+    const metrics = await call(base, '/metrics');
+    expect(metrics.text).toContain('llama_orch_proxy_connections_dropped_total 3');
+    expect(metrics.text).toContain('llama_orch_proxy_body_bytes 0');
+  });
+
   it('the same limit holds for /upstream/MODEL/PATH bodies', async () => {
     const { base } = await startProxy({ proxy: { max_body_bytes: 1024 } });
     const r = await call(base, '/upstream/alpha/slots/0?action=save', post('x'.repeat(5000)));

@@ -45,6 +45,9 @@ describe('loadSettings', () => {
       start_timeout: 300,
       upstream_timeout: 600,
       max_body_bytes: 64 * 1024 * 1024,
+      max_bodies_bytes: 256 * 1024 * 1024,
+      body_timeout: 60,
+      max_connections: 512,
     });
     expect(s.proxy.api_key_env).toBeUndefined();
     expect(s.proxy.idle_ttl).toBeUndefined();

@@ -9,6 +9,7 @@ import { homeAt, type Home } from '../../src/domain/home.js';
 import { down } from '../../src/engine/down.js';
 import type { SupervisorDeps } from '../../src/engine/supervisor.js';
 import { up } from '../../src/engine/up.js';
+import { reconcileRow } from '../../src/engine/reconcile.js';
 import { openDatabase } from '../../src/store/db.js';
 import { Store } from '../../src/store/store.js';
 import { ChangeFeed } from '../../src/store/watch.js';
@@ -298,6 +299,90 @@ describe('down', () => {
     expect(res.wasRunning).toBe(false);
     expect(r.procs.signals).toEqual([]);
     expect(r.store.getRuntime('a')).toMatchObject({ status: 'stopped', pid: null, keeper_pid: null });
+  });
+});
+
+describe('a /proc that cannot be read is not death (#26)', () => {
+  // What a reader out of file descriptors sees: every read of /proc fails with EMFILE. The processes
+  // are alive all along.
+  it('reconciliation records nothing: no keeper-lost, no stop, the row as it was', async () => {
+    const r = rig();
+    const { keeperPid, pid } = await up(r.deps, 'a');
+    const before = eventTypes(r, 'a');
+    const row = r.store.getRuntime('a');
+    r.procs.unreadable = true;
+    const seen = reconcileRow(r.store, r.procs, 'a');
+    expect(seen).toMatchObject({ keeper: true, fix: null });
+    expect(r.store.getRuntime('a')).toEqual(row);
+    expect(row).toMatchObject({ keeper_pid: keeperPid, pid });
+    expect(eventTypes(r, 'a')).toEqual(before);
+  });
+
+  it('the daemon starts no second keeper for an instance whose keeper it cannot see', async () => {
+    const r = rig();
+    await up(r.deps, 'a');
+    const spawnedBefore = r.procs.spawned.length;
+    r.procs.unreadable = true;
+    const service = new SupervisionService(
+      { ...r.deps, wait: () => Promise.resolve(), log: () => undefined, isAutostart: () => false },
+      { intervalMs: 10, staggerMs: 0, autostart: false },
+    );
+    await service.reconcileOnce();
+    expect(r.procs.spawned.length).toBe(spawnedBefore);
+    expect(eventTypes(r, 'a')).not.toContain('keeper-lost');
+  });
+
+  it('up and down refuse to act on a guess: nothing started, nothing signalled, and they say why', async () => {
+    const r = rig();
+    const { keeperPid } = await up(r.deps, 'a');
+    r.procs.exit(keeperPid, null, 'SIGKILL'); // the server is an orphan now
+    r.procs.unreadable = true;
+    const spawnedBefore = r.procs.spawned.length;
+    const signalsBefore = r.procs.signals.length;
+    const upErr = await rejection(up(r.deps, 'a'));
+    expect(upErr.message).toMatch(
+      /^a: cannot tell whether keeper pid \d+ is still running: reading \/proc failed .*nothing was started$/,
+    );
+    const downErr = await rejection(down(r.deps, 'a'));
+    expect(downErr.message).toMatch(/nothing was signalled$/);
+    expect(r.procs.spawned.length).toBe(spawnedBefore);
+    expect(r.procs.signals.length).toBe(signalsBefore);
+
+    r.procs.unreadable = false; // the pressure ends: the orphan is found and stopped as usual
+    const res = await down(r.deps, 'a');
+    expect(res.message).toMatch(/orphaned server pid \d+ stopped/);
+  });
+});
+
+describe('a server started through a wrapper script (#26)', () => {
+  it('is known by its pid, start time and session, whatever its command line became (exec)', async () => {
+    const r = rig();
+    const { keeperPid } = await up(r.deps, 'a');
+    const server = r.servers.get('a') as ScriptedProc;
+    // `exec llama-server "$@"` in the wrapper: the recorded argv[0] (the wrapper) is gone from the cmdline.
+    server.cmdline = ['llama-server', '--port', String(PORT)];
+    r.procs.exit(keeperPid, null, 'SIGKILL');
+    expect(reconcileRow(r.store, r.procs, 'a')).toMatchObject({ orphan: true, server: true });
+    const res = await down(r.deps, 'a');
+    expect(res.message).toBe(`a: orphaned server pid ${server.pid} stopped (its keeper had died)`);
+    expect(r.procs.signalsTo(server.pid)).toEqual(['-SIGTERM']);
+  });
+
+  it("a process in the server's session holding the port is the server's own (a wrapper that does not exec)", async () => {
+    const r = rig();
+    await up(r.deps, 'a');
+    const server = r.servers.get('a') as ScriptedProc;
+    const child = r.procs.add(['llama-server', '--port', String(PORT)], { pgid: server.pid });
+    r.procs.ports.set(PORT, { inode: 1, pid: child.pid, command: 'llama-server --port 18181' });
+    const { checkPorts } = await import('../../src/engine/preflight.js');
+    const inst = loadInstance(r.home, 'a');
+    expect(() => checkPorts(r.deps, inst, r.store.getRuntime('a') ?? undefined)).not.toThrow();
+    // A stranger in another session is still named.
+    const stranger = r.procs.add(['nc', '-l', String(PORT)]);
+    r.procs.ports.set(PORT, { inode: 1, pid: stranger.pid, command: 'nc -l' });
+    expect(() => checkPorts(r.deps, inst, r.store.getRuntime('a') ?? undefined)).toThrow(
+      /is held by pid \d+ \(nc -l\)/,
+    );
   });
 });
 
