@@ -157,6 +157,151 @@ async function stalledKeeperFaults(root) {
   return { survived, recorded: null, lost: 0 };
 }
 
+function eventTypes(root, name) {
+  const db = new Database(path.join(root, 'state', 'llama-orch.db'), { readonly: true });
+  try {
+    return db
+      .prepare(`SELECT event_type FROM events WHERE instance_name = ?`)
+      .all(name)
+      .map((r) => r.event_type);
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * The daemon out of file descriptors (#26): its soft limit lowered by prlimit to what it has open
+ * plus 20, then 60 idle connections to its proxy for 3 s. Survived: the instance still running with
+ * the same server and keeper, and no keeper-lost, stop or restart recorded on a guess.
+ */
+async function fdExhaustionFaults(root) {
+  const port = 23890;
+  fs.writeFileSync(path.join(root, 'llama-orch.json'), JSON.stringify({ proxy: { max_connections: 5000 } }));
+  orch(root, ['daemon', 'start', '--interval', '0.5', '--listen', `127.0.0.1:${port}`]);
+  const daemonPid = Number(fs.readFileSync(path.join(root, 'state', 'daemon.pid'), 'utf8').split(/\s+/)[0]);
+  const soft = /^Max open files\s+(\d+)/m.exec(fs.readFileSync(`/proc/${daemonPid}/limits`, 'utf8'))[1];
+  const { connect } = await import('node:net');
+  let survived = 0;
+  for (let i = 0; i < N; i++) {
+    const before = await settled(root);
+    const lostBefore = eventTypes(root, 'f').filter((t) => t === 'keeper-lost').length;
+    const open = fs.readdirSync(`/proc/${daemonPid}/fd`).length;
+    execFileSync('prlimit', ['--pid', String(daemonPid), `--nofile=${open + 20}:`]);
+    const socks = Array.from({ length: 60 }, () => connect(port, '127.0.0.1').on('error', () => undefined));
+    await sleep(3000);
+    const during = psJson(root).find((x) => x.name === 'f');
+    for (const s of socks) s.destroy();
+    execFileSync('prlimit', ['--pid', String(daemonPid), `--nofile=${soft}:`]);
+    await sleep(1500);
+    const after = psJson(root).find((x) => x.name === 'f');
+    const lost = eventTypes(root, 'f').filter((t) => t === 'keeper-lost').length - lostBefore;
+    if (
+      during?.state === 'running' &&
+      after?.state === 'running' &&
+      after.pid === before.pid &&
+      after.keeper_pid === before.keeper_pid &&
+      lost === 0
+    )
+      survived++;
+  }
+  orch(root, ['daemon', 'stop']);
+  fs.rmSync(path.join(root, 'llama-orch.json'), { force: true });
+  return { survived, recorded: null, lost: 0 };
+}
+
+/**
+ * server.binary a wrapper script that runs the server as its child (the harder of the two kinds, #26):
+ * each round kills the keeper (up must adopt the same server) and then the server (its exit must be
+ * recorded, and the keeper restart it).
+ */
+async function wrapperFaults() {
+  const root = makeHome('bench-wrapper-');
+  const wrapper = path.join(root, 'wrapper.sh');
+  fs.writeFileSync(wrapper, `#!/bin/bash\nexport WRAPPED=1\n"${fakeInstance(0).server.binary}" "$@"\n`, {
+    mode: 0o755,
+  });
+  const inst = fakeInstance(23880);
+  addInstance(root, 'w', {
+    ...inst,
+    server: { ...inst.server, binary: wrapper },
+    restart: { initial_delay: 0.2, jitter: 0, max_retries: 1000, min_uptime: 1, reset_after: 1 },
+  });
+  orch(root, ['up', 'w', '--wait', '10']);
+  let survived = 0;
+  let recorded = 0;
+  for (let i = 0; i < N; i++) {
+    const before = await settled(root, 'w');
+    process.kill(before.keeper_pid, 'SIGKILL');
+    await until(() => !alive(before.keeper_pid), 5000);
+    const up = orch(root, ['up', 'w', '--wait', '10']);
+    const adopted = psJson(root).find((x) => x.name === 'w');
+    if (up.status === 0 && adopted?.pid === before.pid && adopted.keeper_pid !== before.keeper_pid) survived++;
+    process.kill(before.pid, 'SIGKILL');
+    const again = await until(() => {
+      const r = psJson(root).find((x) => x.name === 'w');
+      return r.health === 'ok' && r.pid !== before.pid ? r : undefined;
+    }, 15_000);
+    if (again && exitEvents(root, 'w').some((e) => e.message.includes(`pid ${before.pid}`))) recorded++;
+  }
+  orch(root, ['down', '--all']);
+  fs.rmSync(root, { recursive: true, force: true });
+  return { survived, recorded, lost: 0 };
+}
+
+/**
+ * Download servers that never finish or lie (#26), through `models pull` against a local hub: every
+ * answer cut after 64 KiB with a resume answered by a bare 416; an HTML page where a model should be
+ * (no hash to check); a .part planted as a symbolic link. Survived: exit 9 within 30 s, nothing put in
+ * place, the link's target untouched. Recorded: the exit code is the documented one (9).
+ */
+async function hostileDownloadFaults() {
+  const { startFakeHub } = await import('../tests/fixtures/fake-hf-server.mjs');
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-pull-faults-'));
+  const hub = await startFakeHub({ dir: path.join(tmp, 'hub') });
+  const env = { ...process.env, HF_ENDPOINT: hub.url };
+  const pullCli = (ref, to) => {
+    commands++;
+    const r = spawnSync('node', [CLI, 'models', 'pull', ref, '--to', to], { encoding: 'utf8', env, timeout: 60_000 });
+    if (STACK.test(r.stderr)) stackTraces++;
+    return r;
+  };
+  let survived = 0;
+  let recorded = 0;
+  try {
+    for (let i = 0; i < N; i++) {
+      const kind = ['cut', 'html', 'link'][i % 3];
+      const to = path.join(tmp, `models-${i}`);
+      fs.mkdirSync(to, { recursive: true });
+      const victim = path.join(tmp, `victim-${i}`);
+      fs.writeFileSync(victim, 'precious');
+      hub.options.cutAfter = null;
+      hub.options.rangeAnswer = null;
+      let ref = `acme/f${i}-GGUF/m.gguf`;
+      if (kind === 'cut') {
+        hub.addFile(`acme/f${i}-GGUF`, 'm.gguf', Buffer.alloc(512 * 1024, 7));
+        hub.options.cutAfter = { bytes: 64 * 1024, times: 1000 };
+        hub.options.rangeAnswer = 416;
+      } else if (kind === 'html') {
+        hub.addFile(`acme/f${i}-GGUF`, 'm.gguf', '<!DOCTYPE html><html><body>Sign in</body></html>\n'.repeat(40));
+        ref = hub.cdnFileUrl(`acme/f${i}-GGUF`, 'm.gguf'); // a plain URL: no hash to check it against
+      } else {
+        hub.addFile(`acme/f${i}-GGUF`, 'm.gguf', Buffer.alloc(64 * 1024, 7));
+        fs.symlinkSync(victim, path.join(to, 'm.gguf.part'));
+      }
+      const started = Date.now();
+      const r = pullCli(ref, to);
+      if (r.status === 9) recorded++;
+      const placed = fs.existsSync(path.join(to, 'm.gguf'));
+      if (r.status === 9 && Date.now() - started < 30_000 && !placed && fs.readFileSync(victim, 'utf8') === 'precious')
+        survived++;
+    }
+  } finally {
+    await hub.close();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+  return { survived, recorded, lost: 0 };
+}
+
 async function fullDiskFaults() {
   const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'faults-full-'));
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt]);
@@ -316,6 +461,9 @@ export async function run() {
       deleted: deletedDbFaults,
       stalled: stalledKeeperFaults,
       readonly: readOnlyFaults,
+      fds: fdExhaustionFaults,
+      wrapper: () => wrapperFaults(),
+      pull: () => hostileDownloadFaults(),
     };
     const out = [];
     for (const k of process.env.FAULTS_ONLY.split(',')) out.push(`${k}: ${JSON.stringify(await kinds[k](root))}`);
@@ -331,6 +479,8 @@ export async function run() {
     'state database deleted while running (then a server kill -9)': await deletedDbFaults(root),
     'keeper stopped with SIGSTOP (the daemon running)': await stalledKeeperFaults(root),
   };
+  results['the daemon out of file descriptors (prlimit, 60 idle proxy connections for 3 s)'] =
+    await fdExhaustionFaults(root);
   if (process.getuid?.() === 0) {
     results[
       'database files made immutable for 3 s (chattr +i after sync; a server kill -9 and a 20,000-line flood during each)'
@@ -342,6 +492,10 @@ export async function run() {
     results['logs on a full 2 MB tmpfs (a 60,000-line flood each)'] = await fullDiskFaults();
   }
   results['damaged database file (ps, up, down each)'] = await damagedDbFaults();
+  results['server.binary a wrapper script (the server its child): keeper kill -9 then server kill -9'] =
+    await wrapperFaults();
+  results['`models pull` from a hostile server: cut + bare 416, an HTML page, a symlinked .part (in turn)'] =
+    await hostileDownloadFaults();
   const lat = await lockLatency();
   const ro = process.getuid?.() === 0 ? await lockLatency('readonly') : undefined;
   const lines = [

@@ -12,6 +12,8 @@ import {
   type ProxySettings,
 } from '../config/settings.js';
 import { ProxyService } from './proxy-service.js';
+import { StateWatchService } from './state-watch.js';
+import { openDatabase } from '../store/db.js';
 import { liveConfig } from '../engine/reconcile.js';
 import { engineOps } from '../proxy/engine-ops.js';
 import { routeSource } from '../proxy/routes.js';
@@ -204,7 +206,18 @@ export async function runDaemonHere(ctx: Context, opts: DaemonRunOptions): Promi
         intervalMs: opts.interval * 1000,
         staggerMs: opts.stagger * 1000,
         autostart: opts.autostart,
-        ...(proxy ? { extra: [proxy] } : {}),
+        extra: [
+          ...(proxy ? [proxy] : []),
+          new StateWatchService({
+            home: ctx.home,
+            store: ctx.store,
+            pidFile,
+            open: () => openDatabase(ctx.home.dbPath).db,
+            reopened: () => proxy?.recordListen(),
+            wait: abortableSleep,
+            log,
+          }),
+        ],
       },
       stop.signal,
     );

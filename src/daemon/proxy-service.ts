@@ -34,9 +34,15 @@ export class ProxyService implements Service {
 
   constructor(private readonly deps: ProxyServiceDeps) {}
 
+  /** Records where the proxy listens (again: after the state database was replaced, daemon/state-watch.ts). */
+  recordListen(): void {
+    this.deps.store.recordProxyListen(this.deps.pid, this.deps.address);
+    this.dirty = true;
+  }
+
   async run(signal: AbortSignal): Promise<void> {
     const { store, scheduler, server, log } = this.deps;
-    store.recordProxyListen(this.deps.pid, this.deps.address);
+    this.recordListen();
     log(`proxy: listening on http://${this.deps.address}`);
     const unhook = scheduler.onChange(() => this.schedule());
     // On stop, no new request is taken at once (a sweep's `down` may still be running below).

@@ -7,7 +7,7 @@ export interface PidFileOwner {
   starttime: number;
 }
 
-function readOwner(file: string): PidFileOwner | undefined {
+export function readOwner(file: string): PidFileOwner | undefined {
   try {
     const [pid, starttime] = fs.readFileSync(file, 'utf8').trim().split(/\s+/).map(Number);
     if (!pid || Number.isNaN(pid)) return undefined;

@@ -27,6 +27,11 @@ export interface ProxyStatsRow {
 export class StoreBase extends StoreHistory {
   private runtimeColumns: ReadonlySet<string> | undefined;
 
+  protected override rebound(): void {
+    super.rebound();
+    this.runtimeColumns = undefined;
+  }
+
   /**
    * The only UPDATE of runtime columns, for the intents in store.ts and records.ts. The column list
    * is read from the migrated table itself, so a migration that adds a column is all it takes to

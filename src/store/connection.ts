@@ -14,17 +14,50 @@ export class StoreConnection {
 
   private fixedTime: number | undefined;
   /** The database file, when this connection maps its WAL index writable (see guard()). */
-  private readonly guarded: string | undefined;
+  private guarded: string | undefined;
+  private current: Db;
 
   constructor(
-    readonly db: Db,
+    db: Db,
     private readonly clock: () => number = Date.now,
   ) {
-    // Opened while its WAL index could not be written, SQLite maps it read-only: nothing to guard.
-    // An in-memory database has no files.
-    const file = db.memory ? undefined : db.name;
-    this.guarded = file !== undefined && unwritableFileFault(file) === undefined ? file : undefined;
+    this.current = db;
+    this.guarded = StoreConnection.guardedFile(db);
   }
+
+  get db(): Db {
+    return this.current;
+  }
+
+  // Opened while its WAL index could not be written, SQLite maps it read-only: nothing to guard.
+  // An in-memory database has no files.
+  private static guardedFile(db: Db): string | undefined {
+    const file = db.memory ? undefined : db.name;
+    return file !== undefined && unwritableFileFault(file) === undefined ? file : undefined;
+  }
+
+  /**
+   * Points this store at another connection (its file was deleted or replaced under a long-lived
+   * process: daemon/db-watch.ts): everyone holding the store reads and writes the new file from now
+   * on. The old connection is closed; what was prepared on it is forgotten.
+   */
+  rebind(db: Db): void {
+    const old = this.current;
+    const oldGuarded = this.guarded;
+    this.current = db;
+    this.guarded = StoreConnection.guardedFile(db);
+    this.statements.clear();
+    this.rebound();
+    try {
+      if (oldGuarded === undefined || !unwritableFileFault(oldGuarded)) old.close();
+    } catch {
+      // already unusable
+    }
+    this.committed();
+  }
+
+  /** What a subclass caches of the connection is forgotten here (rebind). */
+  protected rebound(): void {}
 
   /**
    * Throws a store fault (SQLITE_READONLY) when the WAL index became unwritable since this connection

@@ -41,13 +41,13 @@ describe('the bundled Ink', () => {
   it('takes every patch exactly where it was written for (an Ink upgrade fails the build)', () => {
     const version = JSON.parse(fs.readFileSync(path.join(INK, 'package.json'), 'utf8')).version;
     for (const p of inkPatches) {
-      const source = fs.readFileSync(path.join(INK, p.file), 'utf8');
+      const source = fs.readFileSync(path.join(INK, '..', p.pkg ?? 'ink', p.file), 'utf8');
       const out = applyPatch(p, source);
       expect(out, `${p.file} (ink ${version})`).not.toBe(source);
       for (const [, to] of p.edits) expect(out).toContain(to);
       // A piece that is not there names the file and the piece.
       expect(() => applyPatch({ ...p, edits: [['no such text', '']] }, source)).toThrow(
-        new RegExp(`ink ${p.file}: not found: "no such text"`),
+        new RegExp(`${p.pkg ?? 'ink'} ${p.file}: not found: "no such text"`),
       );
     }
   });
@@ -68,7 +68,7 @@ describe('the bundled Ink', () => {
         plugins: [inkPatchPlugin()],
       }),
     ).rejects.toThrow(
-      /ink patches not applied .*build\/render-node-to-output\.js, build\/squash-text-nodes\.js, build\/output\.js/,
+      /ink patches not applied .*yoga-layout\/dist\/binaries\/yoga-wasm-base64-esm\.js, ink\/build\/render-node-to-output\.js, ink\/build\/squash-text-nodes\.js, ink\/build\/output\.js/,
     );
   });
 });
