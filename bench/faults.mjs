@@ -259,12 +259,23 @@ async function hostileDownloadFaults() {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-pull-faults-'));
   const hub = await startFakeHub({ dir: path.join(tmp, 'hub') });
   const env = { ...process.env, HF_ENDPOINT: hub.url };
-  const pullCli = (ref, to) => {
-    commands++;
-    const r = spawnSync('node', [CLI, 'models', 'pull', ref, '--to', to], { encoding: 'utf8', env, timeout: 60_000 });
-    if (STACK.test(r.stderr)) stackTraces++;
-    return r;
-  };
+  // Not spawnSync: the hub answers from this process's event loop.
+  const pullCli = (ref, to) =>
+    new Promise((resolve) => {
+      commands++;
+      const child = spawn('node', [CLI, 'models', 'pull', ref, '--to', to], {
+        env,
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.on('data', (c) => (stderr += c));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+      child.on('close', (status) => {
+        clearTimeout(timer);
+        if (STACK.test(stderr)) stackTraces++;
+        resolve({ status, stderr });
+      });
+    });
   let survived = 0;
   let recorded = 0;
   try {
@@ -289,7 +300,7 @@ async function hostileDownloadFaults() {
         fs.symlinkSync(victim, path.join(to, 'm.gguf.part'));
       }
       const started = Date.now();
-      const r = pullCli(ref, to);
+      const r = await pullCli(ref, to);
       if (r.status === 9) recorded++;
       const placed = fs.existsSync(path.join(to, 'm.gguf'));
       if (r.status === 9 && Date.now() - started < 30_000 && !placed && fs.readFileSync(victim, 'utf8') === 'precious')

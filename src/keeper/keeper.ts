@@ -288,7 +288,9 @@ export class Keeper {
     if (end.kind === 'exit') {
       code = end.code;
       signal = end.signal;
-      this.recordExit({ pid, code, signal, runMs: now() - startedAt, cause: 'exit', adopted });
+      const runMs = now() - startedAt;
+      const left = await this.stopStrays(pid, pgid, config.stop_timeout * 1000);
+      this.recordExit({ pid, code, signal, runMs, cause: 'exit', adopted, ...(left.length ? { leftovers: left } : {}) });
     } else {
       if (end.kind === 'stop') this.write('stopping', (s) => s.recordStopping(this.name, 'stop requested'));
       else {
@@ -345,6 +347,25 @@ export class Keeper {
       now: this.deps.now,
       log: this.deps.log ?? (() => undefined),
     });
+  }
+
+  /**
+   * What the server left running in its process group when it exited: the real llama-server under a
+   * wrapper script that does not exec (the wrapper is the pid we know). It would hold the port and the
+   * memory of a run that is over, and answer the next run's health checks: stopped with the group.
+   * Returns what could not be stopped.
+   */
+  private async stopStrays(pid: number, pgid: number, graceMs: number): Promise<number[]> {
+    const strays = this.deps.procs.groupMembers(pgid);
+    if (strays.length === 0) return [];
+    const res = await stopGroup({ pid, pgid }, graceMs, {
+      procs: this.deps.procs,
+      sleep: (ms) => this.deps.sleep(ms),
+      now: this.deps.now,
+    });
+    const what = `server pid ${pid} exited and left ${strays.map((p) => `pid ${p}`).join(', ')} of its process group running (a wrapper script's child?): stopped${res.killed ? ' (needed SIGKILL)' : ''}`;
+    this.write('strays', (s) => s.addEvent(this.name, 'warn', 'strays', what));
+    return res.leftovers;
   }
 
   private recordExit(r: Omit<ExitRecord, 'at' | 'stderrTail'>): void {

@@ -61,10 +61,41 @@ describe('a server started through a wrapper script', () => {
       expect(again.code, again.stderr).toBe(0);
       expect((await psJson(home.root))[0]).toMatchObject({ state: 'running', pid: after.pid });
 
+      // The pid we know is killed (for a wrapper that does not exec: the shell, not llama-server). What
+      // it left in its group goes with it, and the keeper's next server gets the port.
+      const children = fs
+        .readdirSync('/proc')
+        .filter((d) => /^\d+$/.test(d))
+        .filter((d) => {
+          try {
+            return fs.readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1]?.split(' ')[2] === String(after.pid);
+          } catch {
+            return false;
+          }
+        })
+        .map(Number)
+        .filter((p) => p !== after.pid);
+      process.kill(after.pid as number, 'SIGKILL');
+      const next = (await waitFor(
+        async () => {
+          const r = (await psJson(home.root))[0] as Record<string, unknown>;
+          return r.state === 'running' && r.health === 'ok' && r.pid !== after.pid ? r : undefined;
+        },
+        15_000,
+        'a new healthy server',
+      )) as Record<string, unknown>;
+      for (const c of children) expect(isAlive(c), `pid ${c} left by the wrapper`).toBe(false);
+      const events = JSON.parse((await cli(home.root, ['events', 'w', '-n', '100', '--json'])).stdout) as Array<{
+        event_type: string;
+        message: string;
+      }>;
+      expect(events.filter((e) => e.event_type === 'exit' && /EADDRINUSE|couldn't bind/.test(e.message))).toEqual([]);
+      if (kind === 'child') expect(events.some((e) => e.event_type === 'strays')).toBe(true);
+
       // down stops it: the port is free afterwards, nothing left running.
       const down = await cli(home.root, ['down', 'w']);
       expect(down.code, down.stderr).toBe(0);
-      expect(isAlive(after.pid as number)).toBe(false);
+      expect(isAlive(next.pid as number)).toBe(false);
       expect(await listening(port)).toBe(false);
     }, 60_000);
   }
