@@ -290,7 +290,15 @@ export class Keeper {
       signal = end.signal;
       const runMs = now() - startedAt;
       const left = await this.stopStrays(pid, pgid, config.stop_timeout * 1000);
-      this.recordExit({ pid, code, signal, runMs, cause: 'exit', adopted, ...(left.length ? { leftovers: left } : {}) });
+      this.recordExit({
+        pid,
+        code,
+        signal,
+        runMs,
+        cause: 'exit',
+        adopted,
+        ...(left.length ? { leftovers: left } : {}),
+      });
     } else {
       if (end.kind === 'stop') this.write('stopping', (s) => s.recordStopping(this.name, 'stop requested'));
       else {
