@@ -165,7 +165,7 @@ export interface ErrorContext {
 export function httpError(status: number, errorCode: string | undefined, c: ErrorContext): UserError {
   const where = c.repo ? `${c.repo}${c.revision && c.revision !== 'main' ? `@${c.revision}` : ''}` : (c.url ?? '');
   const page = c.repo ? `${c.endpoint}/${c.repo}` : undefined;
-  const answered = `the server answered ${status}${http.STATUS_CODES[status] ? ` ${http.STATUS_CODES[status]}` : ''}`;
+  const answered = `the server answered ${status}${http().STATUS_CODES[status] ? ` ${http().STATUS_CODES[status]}` : ''}`;
   if (errorCode === 'RepoNotFound') {
     return new UserError(
       `repository ${c.repo ?? where} not found (${answered})`,

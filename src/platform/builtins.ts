@@ -1,7 +1,8 @@
 /**
  * Node's own modules whose ESM import costs more than it gives; the lint sends value imports here.
  * `process.getBuiltinModule` hands out the module as CommonJS's `require` does, in both bundles (the
- * ESM main and keeper bundles, the CommonJS fast path).
+ * ESM main and keeper bundles, the CommonJS fast path), and only when first called: `ps`, which
+ * scripts poll, needs neither (each brings net and the streams with it, ~10 ms).
  */
 
 /**
@@ -12,7 +13,7 @@
  * more start-up (bench/BENCHMARKS.md, "The front door"); it was most of the keeper's growth on
  * Node 22. Type-only imports cost nothing and stay allowed.
  */
-export const http = process.getBuiltinModule('node:http');
+export const http = (): typeof import('node:http') => process.getBuiltinModule('node:http');
 
 /**
  * node:child_process, loaded when first needed: it brings net, dgram and the streams with it (~5 ms

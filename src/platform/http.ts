@@ -39,7 +39,7 @@ export function httpRequest(
       headers['content-type'] = 'application/json';
       headers['content-length'] = String(Buffer.byteLength(body));
     }
-    const req = http.request(
+    const req = http().request(
       {
         host: connectHost(target.host),
         port: target.port,

@@ -78,7 +78,7 @@ export class ProxyServer {
   constructor(private readonly deps: ProxyDeps) {
     this.upstreams = new Upstreams(deps.settings.upstream_timeout * 1000);
     this.keyHash = deps.apiKey ? crypto.createHash('sha256').update(deps.apiKey).digest() : null;
-    this.server = http.createServer({ noDelay: true, keepAliveTimeout: 30_000, requestTimeout: 0 }, (req, res) => {
+    this.server = http().createServer({ noDelay: true, keepAliveTimeout: 30_000, requestTimeout: 0 }, (req, res) => {
       this.handle(req, res).catch((e: unknown) => {
         const err = asProxyError(e);
         // A full memory for bodies is counted in /metrics, not logged per request (a flood would fill the log).
