@@ -51,7 +51,7 @@ export const inkPatches = [
   },
   {
     file: 'build/output.js',
-    why: 'line caches and lines of each text kept from one frame to the next, unchanged rows not drawn again, one invisible-character test made once',
+    why: 'line caches, lines of each text and clipped lines kept from one frame to the next, unchanged rows not drawn again, one invisible-character test made once',
     edits: [
       [
         "import stringWidth from 'string-width';",
@@ -64,11 +64,15 @@ export const inkPatches = [
       ],
       [
         '    widths = new Map();\n    blockWidths = new Map();\n    styledChars = new Map();',
-        "    widths = frameCache('widths');\n    blockWidths = frameCache('blockWidths');\n    styledChars = frameCache('styledChars');\n    lines = frameCache('lines');\n    getLines(text) {\n        let cached = this.lines.get(text);\n        if (cached === undefined) {\n            const characterLines = [[]];\n            for (const character of this.getStyledChars(text)) {\n                if (character.value === '\\n') {\n                    characterLines.push([]);\n                }\n                else {\n                    characterLines.at(-1).push(character);\n                }\n            }\n            cached = characterLines.map(line => styledCharsToString(line));\n            this.lines.set(text, cached);\n        }\n        return cached;\n    }",
+        "    widths = frameCache('widths');\n    blockWidths = frameCache('blockWidths');\n    styledChars = frameCache('styledChars');\n    lines = frameCache('lines');\n    slices = frameCache('slices');\n    getLines(text) {\n        let cached = this.lines.get(text);\n        if (cached === undefined) {\n            const characterLines = [[]];\n            for (const character of this.getStyledChars(text)) {\n                if (character.value === '\\n') {\n                    characterLines.push([]);\n                }\n                else {\n                    characterLines.at(-1).push(character);\n                }\n            }\n            cached = characterLines.map(line => styledCharsToString(line));\n            this.lines.set(text, cached);\n        }\n        return cached;\n    }",
       ],
       [
         "        const characterLines = [[]];\n        for (const character of this.caches.getStyledChars(text)) {\n            if (character.value === '\\n') {\n                characterLines.push([]);\n            }\n            else {\n                characterLines.at(-1).push(character);\n            }\n        }\n        let lines = characterLines.map(line => styledCharsToString(line));",
         '        let lines = this.caches.getLines(text);',
+      ],
+      [
+        "    sliceLineToColumns(line, from, to) {\n        if (from >= to) {\n            return '';\n        }\n        const result = [];",
+        "    sliceLineToColumns(line, from, to) {\n        if (from >= to) {\n            return '';\n        }\n        const key = `${from}:${to}:${line}`;\n        let sliced = this.caches.slices.get(key);\n        if (sliced === undefined) {\n            sliced = this.sliceLineToColumnsUncached(line, from, to);\n            this.caches.slices.set(key, sliced);\n        }\n        return sliced;\n    }\n    sliceLineToColumnsUncached(line, from, to) {\n        const result = [];",
       ],
       [
         "                row.push({\n                    type: 'char',\n                    value: ' ',\n                    fullWidth: false,\n                    styles: [],\n                });",
