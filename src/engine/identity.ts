@@ -3,8 +3,8 @@ import type { Processes, Verdict } from '../platform/processes.js';
 import type { RuntimeRow } from '../store/store.js';
 
 /**
- * Whether the keeper recorded for the row is that keeper: its pid, start time and session (keepers
- * are started with setsid), and "keeper NAME" in its command line (our own process, which never execs).
+ * Whether the keeper recorded for the row is that keeper: its pid, its start time, and "keeper NAME"
+ * in its command line (our own process, which never execs).
  */
 export function keeperIdentity(row: RuntimeRow, procs: Processes): Verdict {
   if (!row.keeper_pid || row.keeper_starttime === null) return 'no';
