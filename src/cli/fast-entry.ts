@@ -1,12 +1,11 @@
 // Entry of dist/bundle/fast.cjs (see fast-path.ts): bin/llama-orch.cjs calls run() first.
 import { matchSnapshotArgs, runSnapshot } from './fast-path.js';
-import { exitQuietlyOnClosedPipe, stdOut, type Out } from './output.js';
+import { fdOut, type Out } from './output.js';
 
 /** The exit code, or undefined when the full CLI must handle this command line. */
 export function run(argv: readonly string[]): Promise<number | undefined> | undefined {
   const args = matchSnapshotArgs(argv.slice(2));
   if (!args) return undefined;
-  exitQuietlyOnClosedPipe();
   return runMatched(args);
 }
 
@@ -15,11 +14,11 @@ async function runMatched(args: NonNullable<ReturnType<typeof matchSnapshotArgs>
   const out: Out = {
     log: (s) => {
       wrote = true;
-      stdOut.log(s);
+      fdOut.log(s);
     },
     error: (s) => {
       wrote = true;
-      stdOut.error(s);
+      fdOut.error(s);
     },
   };
   try {

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { ExitCode } from '../domain/errors.js';
 
 /** Where commands print; injected so tests can capture it. */
@@ -10,6 +11,35 @@ export const stdOut: Out = {
   log: (s) => process.stdout.write(s + '\n'),
   error: (s) => process.stderr.write(s + '\n'),
 };
+
+/**
+ * Prints straight to fds 1 and 2, synchronously, for the fast path (`ps`, `--once`): it prints one
+ * answer and exits, and merely touching process.stdout loads Node's stream modules, ~4 ms of a
+ * command that costs ~35 ms beyond Node's own start (bench/BENCHMARKS.md). A closed pipe ends the
+ * process as exitQuietlyOnClosedPipe does (exit 141); a non-blocking pipe that is full is waited on.
+ */
+export const fdOut: Out = {
+  log: (s) => writeAll(1, s + '\n'),
+  error: (s) => writeAll(2, s + '\n'),
+};
+
+let pause: Int32Array | undefined;
+
+function writeAll(fd: number, text: string): void {
+  let buf = Buffer.from(text);
+  while (buf.length > 0) {
+    try {
+      buf = buf.subarray(fs.writeSync(fd, buf));
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EPIPE') process.exit(ExitCode.closedPipe);
+      if (code !== 'EAGAIN') throw e;
+      // A pipe another program made non-blocking, full: its reader empties it; look again in 1 ms.
+      pause ??= new Int32Array(new SharedArrayBuffer(4));
+      Atomics.wait(pause, 0, 0, 1);
+    }
+  }
+}
 
 const INSTALLED = Symbol.for('llama-orch.exitOnClosedPipe');
 

@@ -29,7 +29,13 @@ export function spawnKeeperProcess(
   // A 1 MB young generation: the keeper allocates steadily (a probe, a log chunk) and keeps little;
   // V8's default lets the young generation grow to 16 MB per semi-space, which showed as keeper RSS
   // creeping up for minutes (bench/soak.mjs, bench/BENCHMARKS.md) although the heap stayed at ~6 MB.
-  const args = ['--max-semi-space-size=1', keeperEntry(), 'keeper', name, '--home', home.root];
+  // The interpreter only (no Sparkplug, Maglev or TurboFan): once a keeper's restart path got hot
+  // they compiled it, and their own code, ~5.6 MiB of the Node binary's pages, became resident in
+  // every keeper (bench/keeper-rss.mjs: 65.6 MiB after 10 restarts, 56.7 MiB with the interpreter
+  // only). A keeper's work is I/O: its log pipeline keeps pace (bench/log-throughput.mjs). Not
+  // --jitless, which would also take WebAssembly away.
+  const v8 = ['--max-semi-space-size=1', '--no-opt', '--no-maglev', '--no-sparkplug'];
+  const args = [...v8, keeperEntry(), 'keeper', name, '--home', home.root];
   const child = procs.spawnDetached(process.execPath, args, {
     env: keeperEnv,
     stdout: logFd,

@@ -140,6 +140,36 @@ describe('output to a closed pipe', () => {
     }
   });
 
+  it('the fast path into a non-blocking pipe that is full: it waits for the reader, every byte arrives', async () => {
+    // Another program's pipe may be non-blocking (O_NONBLOCK is shared by every process holding that
+    // end): a full pipe then answers EAGAIN, and the fast path, which writes fd 1 itself, must wait
+    // for the reader rather than fail or drop the rest. python3 makes such a pipe and reads slowly.
+    const h = manyInstances(400);
+    const whole = await execa('node', [FULL, 'ps', '--json', '--home', h.root]);
+    const argv = JSON.stringify(['node', 'llama-orch', 'ps', '--json', '--home', h.root]);
+    const script = `Promise.resolve(require(${JSON.stringify(FAST)}).run(${argv})).then((c) => (process.exitCode = c ?? 99))`;
+    const reader = [
+      'import os, subprocess, sys, time',
+      'r, w = os.pipe()',
+      'os.set_blocking(w, False)',
+      'p = subprocess.Popen(sys.argv[1:], stdout=w)',
+      'os.close(w)',
+      'time.sleep(0.5)',
+      'got = bytearray()',
+      'while True:',
+      '    b = os.read(r, 4096)',
+      '    if not b: break',
+      '    got += b',
+      '    time.sleep(0.001)',
+      'sys.stdout.write("%d %d" % (p.wait(), len(got)))',
+    ].join('\n');
+    const r = await execa('python3', ['-c', reader, 'node', '-e', script], { timeout: 60_000 });
+    const [code, bytes] = String(r.stdout).split(' ').map(Number);
+    expect(code).toBe(0);
+    expect(Buffer.byteLength(String(whole.stdout))).toBeGreaterThan(200_000);
+    expect(bytes).toBe(Buffer.byteLength(String(whole.stdout)) + 1);
+  });
+
   it('models list, models list --json; and stderr closed (its warnings) with stdout elsewhere', async () => {
     const h = home();
     const models = path.join(h.root, 'models');
