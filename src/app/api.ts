@@ -10,7 +10,7 @@ import { up } from '../engine/up.js';
 import { waitHealthy } from '../engine/wait-healthy.js';
 import type { ApiSources } from '../proxy/api.js';
 import { describeData, describeJson } from './describe.js';
-import { apiEvents } from './events.js';
+import { apiEvents, apiLatestEvents } from './events.js';
 import { JOINED, healthyJson, joinable, upJson } from './lifecycle.js';
 import type { Context } from './context.js';
 
@@ -47,6 +47,7 @@ export function apiSources(ctx: Context): ApiSources {
       return { gpus: rigSnapshot(ctx.sources(loader, sample), Date.now()).gpus, error: null };
     },
     events: (since, limit, instance) => apiEvents(ctx, since, limit, instance),
+    latestEvents: (n, instance) => apiLatestEvents(ctx, n, instance),
     async start(name, waitS) {
       const { deps, warnings } = collecting();
       let r: UpResult;

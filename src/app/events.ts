@@ -20,7 +20,16 @@ export function eventsJson(events: EventRow[]) {
 
 /** GET /api/events: the events after `since` (oldest first), in the REST API's shape. */
 export function apiEvents(ctx: Context, since: number, limit: number, instance?: string) {
-  return ctx.store.eventsAfter(since, limit, instance).map((e) => ({
+  return ctx.store.eventsAfter(since, limit, instance).map(apiEvent);
+}
+
+/** GET /api/events?n=N: the newest `n` events (oldest first), in the REST API's shape. */
+export function apiLatestEvents(ctx: Context, n: number, instance?: string) {
+  return ctx.store.listEvents(instance, n).map(apiEvent);
+}
+
+function apiEvent(e: EventRow) {
+  return {
     id: e.id,
     ts: new Date(e.ts).toISOString(),
     instance: e.instance_name,
@@ -28,5 +37,5 @@ export function apiEvents(ctx: Context, since: number, limit: number, instance?:
     type: e.event_type,
     message: e.message,
     meta: e.meta_json ? (JSON.parse(e.meta_json) as unknown) : null,
-  }));
+  };
 }

@@ -27,6 +27,7 @@ export function buildProgram(openDashboard: OpenDashboard): Command {
     .option('--home <dir>', 'orchestrator home holding instances/, state/, logs/ (default: $LLAMA_ORCH_HOME or cwd)')
     .option('--once', 'print a status snapshot and exit')
     .option('--json', 'with --once: print the snapshot as JSON')
+    .option('--fleet', 'with --once: every rig of the fleet (llama-orch.json fleet.peers, fleet.discover)')
     .option('-y, --yes', 'dashboard: x and r act at once, without asking, on a running instance')
     .showHelpAfterError()
     // Off by default for a program with an action of its own (the dashboard): `help up` works too.
@@ -34,6 +35,22 @@ export function buildProgram(openDashboard: OpenDashboard): Command {
     .enablePositionalOptions()
     .action(async (opts, cmd) => {
       const interactive = process.stdout.isTTY && process.stdin.isTTY;
+      if (opts.fleet) {
+        if (!opts.once && interactive) {
+          throw new UserError(
+            '--fleet goes with --once: the dashboard does not show other rigs yet',
+            ExitCode.general,
+            'run "llama-orch --once --fleet" (or ps --fleet) for the fleet view',
+          );
+        }
+        const { onceFleetCommand } = await import('./commands/fleet.js');
+        setExit(
+          await withContext(homeOf(cmd), async (ctx) =>
+            onceFleetCommand(ctx, await prepareLoader(ctx.home, ctx.store), opts.json ?? false, stdOut),
+          ),
+        );
+        return;
+      }
       if (opts.once || opts.json || !interactive) {
         setExit(
           await withContext(homeOf(cmd), async (ctx) =>

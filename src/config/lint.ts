@@ -8,7 +8,7 @@ import { checkExtraArgs, type HelpRunner } from './server-flags.js';
 import { checkBinaryBackend, type LinkRunner } from './backend-check.js';
 import { GgufError, readGgufCached, type GgufInfo } from '../models/gguf.js';
 import { isErrnoException } from '../domain/errors.js';
-import { settingsProblems } from './settings.js';
+import { settingsEnvironmentProblems, settingsProblems } from './settings.js';
 import type { InstanceConfig } from './schema.js';
 
 export interface LintDeps {
@@ -215,7 +215,7 @@ export async function lintHome(home: Home, deps: LintDeps): Promise<LintReport> 
   }
   problems.push(...modelIdConflicts(instances));
   // The home's settings (the daemon's proxy) are checked with the instances.
-  problems.push(...settingsProblems(home));
+  problems.push(...settingsProblems(home), ...settingsEnvironmentProblems(home, deps.env));
   const warnings: ConfigProblem[] = [];
   const models = new Map<string, GgufInfo>();
   for (const inst of instances) {

@@ -5,10 +5,12 @@ import type { Home } from '../domain/home.js';
 import { readFailure, readRegularText } from '../platform/regular-file.js';
 import { formatProblem, parseWithSchema, type ConfigProblem } from './load.js';
 import { DAY_S, ENV_NAME_RE, isLoopbackHost, seconds } from './schema.js';
+import { FleetSettingsSchema, RigSettingsSchema, fleetIssues } from './fleet-settings.js';
 
 /**
  * The home-level settings (llama-orch.json at the home root; README, "One endpoint for the rig"):
- * what the daemon's proxy listens on, its key, and the defaults of on-demand start and idle unload.
+ * what the daemon's proxy listens on, its key, the defaults of on-demand start and idle unload, and
+ * the fleet (config/fleet-settings.ts).
  * A missing file means every default.
  */
 
@@ -86,8 +88,11 @@ export const SettingsSchema = z
   .strictObject({
     $schema: z.string().optional(),
     proxy: ProxySettingsSchema.prefault({}),
+    rig: RigSettingsSchema.prefault({}),
+    fleet: FleetSettingsSchema.prefault({}),
   })
   .superRefine((s, ctx) => {
+    for (const issue of fleetIssues(s.fleet, s.rig.name)) ctx.addIssue({ code: 'custom', ...issue });
     const listen = parseListen(s.proxy.listen);
     if (s.proxy.max_bodies_bytes < s.proxy.max_body_bytes) {
       ctx.addIssue({
@@ -123,6 +128,37 @@ export function settingsProblems(home: Home): ConfigProblem[] {
     return [{ file, jsonPath: '$', message: readFailure(e) }];
   }
   return parseWithSchema(SettingsSchema, text, file).problems;
+}
+
+/**
+ * What the file cannot show: the key variables the fleet settings name, set in this environment,
+ * and their CA files readable (`config lint`; a run that needs one says the same).
+ */
+export function settingsEnvironmentProblems(home: Home, env: NodeJS.ProcessEnv): ConfigProblem[] {
+  if (settingsProblems(home).length > 0) return [];
+  const file = settingsPath(home);
+  const { fleet } = loadSettings(home);
+  const problems: ConfigProblem[] = [];
+  const keyed: Array<[string, string | undefined, string | undefined]> = fleet.peers.map((p, i) => [
+    `$.fleet.peers[${i}]`,
+    p.api_key_env,
+    p.ca_file,
+  ]);
+  if (fleet.discover) keyed.push(['$.fleet.discover', fleet.discover.api_key_env, fleet.discover.ca_file]);
+  for (const [where, keyEnv, caFile] of keyed) {
+    if (keyEnv && !env[keyEnv]) {
+      problems.push({ file, jsonPath: `${where}.api_key_env`, message: `${keyEnv} is not set in this environment` });
+    }
+    if (caFile) {
+      const abs = path.resolve(home.root, caFile);
+      try {
+        readRegularText(abs);
+      } catch (e) {
+        problems.push({ file, jsonPath: `${where}.ca_file`, message: `cannot read ${abs}: ${readFailure(e)}` });
+      }
+    }
+  }
+  return problems;
 }
 
 /** Reads llama-orch.json (every default when there is none); a bad file is a UserError naming each problem. */

@@ -20,3 +20,6 @@ export const http = (): typeof import('node:http') => process.getBuiltinModule('
  * of start-up), and `ps`, which scripts poll, never spawns (bench/BENCHMARKS.md).
  */
 export const childProcess = (): typeof import('node:child_process') => process.getBuiltinModule('node:child_process');
+
+/** node:https, for the same reason as node:http, and it brings tls with it: only the fleet calls it. */
+export const https = (): typeof import('node:https') => process.getBuiltinModule('node:https');

@@ -13,6 +13,8 @@ export interface ApiSources {
   gpus(): Promise<{ gpus: GpuInfo[]; error: string | null }>;
   /** Events with an id above `since`, oldest first, at most `limit`. */
   events(since: number, limit: number, instance?: string): unknown[];
+  /** The newest `n` events, oldest first (`?n=N`; the fleet's `events --fleet`). */
+  latestEvents(n: number, instance?: string): unknown[];
   /** `up NAME`; with `waitS`, also waits for health like `up --wait`. */
   start(name: string, waitS?: number): Promise<unknown>;
   stop(name: string): Promise<unknown>;
@@ -72,9 +74,14 @@ export async function answerApi(
   }
   if (path === '/api/events') {
     if (!get) throw new ProxyError(405, `${method} ${path}: use GET`);
+    const instance = url.searchParams.get('instance') ?? undefined;
+    if (url.searchParams.has('n')) {
+      if (url.searchParams.has('since'))
+        throw new ProxyError(400, 'query parameters n and since go apart: n is the newest n events');
+      return { status: 200, body: api.latestEvents(intParam(url, 'n', 30, 10_000), instance) };
+    }
     const since = intParam(url, 'since', 0, Number.MAX_SAFE_INTEGER);
     const limit = intParam(url, 'limit', 500, 10_000);
-    const instance = url.searchParams.get('instance') ?? undefined;
     return { status: 200, body: api.events(since, limit, instance) };
   }
   if (path === '/api/gpus') {

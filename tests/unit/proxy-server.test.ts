@@ -195,6 +195,10 @@ function apiFake(): ApiSources {
       rec('events')(since, limit, instance);
       return [{ id: since + 1, instance: instance ?? null }];
     },
+    latestEvents: (n, instance) => {
+      rec('latestEvents')(n, instance);
+      return [{ id: 1, instance: instance ?? null }];
+    },
     start: (name, waitS) => {
       rec('start')(name, waitS);
       if (name === 'ghost') {
@@ -996,6 +1000,20 @@ describe('the management API', () => {
       expect(bad.json().error?.message).toMatch(/since|limit/);
     }
     expect(apiCalls).toHaveLength(2);
+  });
+
+  it('GET /api/events?n=N: the newest n (the fleet view); n with since, or a bad n, is 400', async () => {
+    const { base } = await startProxy();
+    const r = await call(base, '/api/events?n=5&instance=beta');
+    expect(r.status).toBe(200);
+    expect(r.json()).toEqual([{ id: 1, instance: 'beta' }]);
+    expect(apiCalls).toEqual([['latestEvents', 5, 'beta']]);
+    for (const q of ['n=10001', 'n=-1', 'n=x', 'n=3&since=2']) {
+      const bad = await call(base, `/api/events?${q}`);
+      expect(bad.status, q).toBe(400);
+      expect(bad.json().error?.message).toMatch(/\bn\b/);
+    }
+    expect(apiCalls).toHaveLength(1);
   });
 
   it('GET /api/instances adds what the proxy counts; /api/instances/NAME describes', async () => {

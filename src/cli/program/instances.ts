@@ -1,5 +1,6 @@
 import { Option, type Command } from '@commander-js/extra-typings';
 import { stdOut } from '../output.js';
+import { UserError } from '../../domain/errors.js';
 // Static, not lazy: ps is a hot path (scripts poll it); it loads with the program.
 import { psCommand } from '../commands/snapshot.js';
 import { prepareLoader } from '../../config/prepare.js';
@@ -11,7 +12,17 @@ export function addInstanceCommands(program: Command): void {
     .command('ps')
     .description('list instances with state, health, pid and port')
     .option('--json', 'machine-readable output')
+    .option('--fleet', 'every rig of the fleet (llama-orch.json fleet.peers, fleet.discover), with a RIG column')
     .action(async (opts, cmd) => {
+      if (opts.fleet) {
+        const { psFleetCommand } = await import('../commands/fleet.js');
+        setExit(
+          await withContext(homeOf(cmd), async (ctx) =>
+            psFleetCommand(ctx, await prepareLoader(ctx.home, ctx.store), opts.json ?? false, stdOut),
+          ),
+        );
+        return;
+      }
       setExit(
         await withContext(homeOf(cmd), async (ctx) =>
           psCommand(ctx, await prepareLoader(ctx.home, ctx.store), opts.json ?? false, stdOut),
@@ -91,7 +102,18 @@ export function addInstanceCommands(program: Command): void {
     .description('recent lifecycle and health events')
     .option('-n, --lines <n>', 'number of events', parseCount, 30)
     .option('--json', 'machine-readable output')
+    .option('--fleet', 'the newest events of every rig of the fleet, each with its rig')
     .action(async (name, opts, cmd) => {
+      if (opts.fleet) {
+        if (name) throw new UserError('events --fleet shows every instance of every rig: leave out the name');
+        const { eventsFleetCommand } = await import('../commands/fleet.js');
+        setExit(
+          await withContext(homeOf(cmd), async (ctx) =>
+            eventsFleetCommand(ctx, await prepareLoader(ctx.home, ctx.store), opts.lines, opts.json ?? false, stdOut),
+          ),
+        );
+        return;
+      }
       const { eventsCommand } = await import('../commands/inspect.js');
       setExit(
         await withContext(homeOf(cmd), (ctx) => eventsCommand(ctx, name, opts.lines, opts.json ?? false, stdOut)),
@@ -122,7 +144,17 @@ export function addInstanceCommands(program: Command): void {
     .command('gpus')
     .description("each GPU's load, memory, temperature, power and the instances (and other processes) on it")
     .option('--json', 'one object per GPU, in an array (README); [] on a CPU-only rig')
+    .option('--fleet', 'the GPUs of every rig of the fleet, each with its rig')
     .action(async (opts, cmd) => {
+      if (opts.fleet) {
+        const { gpusFleetCommand } = await import('../commands/fleet.js');
+        setExit(
+          await withContext(homeOf(cmd), async (ctx) =>
+            gpusFleetCommand(ctx, await prepareLoader(ctx.home, ctx.store), opts.json ?? false, stdOut),
+          ),
+        );
+        return;
+      }
       const { gpusCommand } = await import('../commands/gpus.js');
       setExit(
         await withContext(homeOf(cmd), async (ctx) =>
