@@ -72,7 +72,12 @@ function pureDataPlugin() {
     },
   };
 }
-await build({ ...esm, entryPoints: { main: 'src/entry.ts' }, splitting: true, plugins: [...plugins, pureDataPlugin()] });
+await build({
+  ...esm,
+  entryPoints: { main: 'src/entry.ts' },
+  splitting: true,
+  plugins: [...plugins, pureDataPlugin()],
+});
 await build({ ...esm, entryPoints: { keeper: 'src/keeper/entry.ts' }, plugins: [pureDataPlugin()] });
 
 // In a CommonJS bundle esbuild turns every `import fs from 'node:fs'` into its own
