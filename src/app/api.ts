@@ -9,7 +9,9 @@ import type { SupervisorDeps, UpResult } from '../engine/supervisor.js';
 import { up } from '../engine/up.js';
 import { waitHealthy } from '../engine/wait-healthy.js';
 import type { ApiSources } from '../proxy/api.js';
-import { describeData, describeJson } from './describe.js';
+import { describeData, describeJson, requireKnown } from './describe.js';
+import fs from 'node:fs';
+import { instanceConfigPath, instanceLogDir } from '../domain/home.js';
 import { apiEvents, apiLatestEvents } from './events.js';
 import { JOINED, healthyJson, joinable, upJson } from './lifecycle.js';
 import type { Context } from './context.js';
@@ -48,6 +50,11 @@ export function apiSources(ctx: Context): ApiSources {
     },
     events: (since, limit, instance) => apiEvents(ctx, since, limit, instance),
     latestEvents: (n, instance) => apiLatestEvents(ctx, n, instance),
+    logDir(name) {
+      // An instance whose config was removed while it ran still has its logs: known by its row.
+      if (!fs.existsSync(instanceConfigPath(ctx.home, name)) && !ctx.store.getRuntime(name)) requireKnown(ctx, name);
+      return Promise.resolve(instanceLogDir(ctx.home, name));
+    },
     async start(name, waitS) {
       const { deps, warnings } = collecting();
       let r: UpResult;

@@ -85,7 +85,7 @@ export function proxyPlan(
 
 export /** The port is free, or a UserError naming who holds it (as for instances). */
 function checkProxyPort(listen: ListenAddress): void {
-  const holder = findPortHolder(listen.port);
+  const holder = findPortHolder(listen.port, listen.host);
   if (!holder) return;
   const who = holder.pid
     ? `pid ${holder.pid}${holder.command ? ` (${holder.command.slice(0, 120)})` : ''}`

@@ -18,6 +18,11 @@ export interface FollowOptions {
   onLines: (lines: string[]) => void;
   /** The timer that backs the watcher up (its events can coalesce across a rotation). */
   pollMs?: number;
+  /**
+   * False while the reader cannot take more (a slow client of the REST API's log stream): the file
+   * is not read then, so what is written meanwhile waits in the file, in order, for the next poll.
+   */
+  ready?: () => boolean;
 }
 
 /**
@@ -43,8 +48,11 @@ export function followLog(logDir: string, stream: LogStream, opts: FollowOptions
     ignoreInitial: true,
     ignored: (p) => p !== logDir && !path.basename(p).startsWith(stream),
   });
-  watcher.on('all', () => follower.poll());
-  const timer = setInterval(() => follower.poll(), opts.pollMs ?? 500);
+  const poll = () => {
+    if (!opts.ready || opts.ready()) follower.poll();
+  };
+  watcher.on('all', poll);
+  const timer = setInterval(poll, opts.pollMs ?? 500);
   return () => {
     clearInterval(timer);
     void watcher.close();

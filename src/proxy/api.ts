@@ -13,6 +13,8 @@ export interface ApiSources {
   gpus(): Promise<{ gpus: GpuInfo[]; error: string | null }>;
   /** Events with an id above `since`, oldest first, at most `limit`. */
   events(since: number, limit: number, instance?: string): unknown[];
+  /** Where an instance's logs are (its logs/NAME folder); an unknown name is the 404 error. */
+  logDir(name: string): Promise<string>;
   /** The newest `n` events, oldest first (`?n=N`; the fleet's `events --fleet`). */
   latestEvents(n: number, instance?: string): unknown[];
   /** `up NAME`; with `waitS`, also waits for health like `up --wait`. */
@@ -92,7 +94,7 @@ export async function answerApi(
   }
   throw new ProxyError(
     404,
-    `no such API path: ${path} (known: /api/instances, /api/instances/NAME, /api/instances/NAME/start|stop|restart, /api/events, /api/gpus)`,
+    `no such API path: ${path} (known: /api/instances, /api/instances/NAME, /api/instances/NAME/start|stop|restart, /api/instances/NAME/logs, /api/events, /api/gpus)`,
     'invalid_request_error',
     'not_found',
   );

@@ -42,6 +42,12 @@ const STATUS_OF_EXIT: Record<number, { status: number; code: string }> = {
   [ExitCode.closedPipe]: { status: 499, code: 'client_closed' },
 };
 
+/** The exit code an API error's `code` stands for (another rig's answer, read by `up --rig`). */
+export function exitCodeOfApiCode(code: unknown): number {
+  for (const [exit, m] of Object.entries(STATUS_OF_EXIT)) if (m.code === code) return Number(exit);
+  return ExitCode.general;
+}
+
 /**
  * A UserError as the HTTP answer the CLI's exit code stands for; a fault of the state database as
  * 503 with the operator's explanation; anything else is a 500.

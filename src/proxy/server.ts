@@ -11,6 +11,7 @@ import { exposition, ProxyCounters } from './exposition.js';
 import type { Route, RouteTable } from './routes.js';
 import type { Scheduler } from './scheduler.js';
 import { forward, Upstreams } from './upstream.js';
+import { LOGS_PATH, streamLogs } from './log-stream.js';
 import { http } from '../platform/builtins.js';
 
 export interface ProxyDeps {
@@ -74,6 +75,8 @@ export class ProxyServer {
   private readonly upstreams: Upstreams;
   private readonly keyHash: Buffer | null;
   private closing: Promise<void> | undefined;
+  /** The following log streams (GET .../logs?follow=1), ended when the daemon stops. */
+  private readonly logStreams = new Set<() => void>();
 
   constructor(private readonly deps: ProxyDeps) {
     this.upstreams = new Upstreams(deps.settings.upstream_timeout * 1000);
@@ -106,6 +109,7 @@ export class ProxyServer {
     this.closing ??= (async () => {
       const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
       this.server.closeIdleConnections();
+      for (const end of this.logStreams) end();
       const timer = setTimeout(() => this.server.closeAllConnections(), graceMs);
       await closed;
       clearTimeout(timer);
@@ -217,6 +221,16 @@ export class ProxyServer {
     }
     if (path === '/metrics' && method === 'GET') {
       return send(res, 200, await this.metricsText(), 'text/plain; version=0.0.4; charset=utf-8');
+    }
+    const logs = LOGS_PATH.exec(path);
+    if (logs && (method === 'GET' || method === 'HEAD')) {
+      const name = logs[1] as string;
+      const end = streamLogs(req, res, url, name, await this.deps.api.logDir(name));
+      if (end) {
+        this.logStreams.add(end);
+        res.on('close', () => this.logStreams.delete(end));
+      }
+      return;
     }
     if (path === '/api' || path.startsWith('/api/')) {
       if (method === 'POST') await this.bounds.bodies.read(req, res, 64 * 1024);

@@ -1,8 +1,10 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO, cli, freePort, makeHome, waitFor, type TestHome } from '../helpers/home.js';
 import { realConfig } from '../helpers/real-server.js';
+import { ensureDnsmasq, startDns } from '../helpers/dnsmasq.js';
 
 // The fleet view (README, "Several rigs") as an operator meets it: three rigs on this machine, on
 // 127.0.0.2, 127.0.0.3 and 127.0.0.4, each with its own home, daemon, real llama-server and fake
@@ -83,9 +85,11 @@ beforeAll(async () => {
     ['rig-b', '127.0.0.3', 10_000, 81_559],
     ['rig-c', '127.0.0.4', 40_000, 81_559],
   ];
+  // B and C listen on one port number (each on its own address), as the rigs DNS lists do.
+  const shared = freePort();
   for (const [name, ip, used, total] of spec) {
     const home = makeHome('llama-orch-fleet-');
-    const rig: Rig = { name, home, ip, port: freePort(), env: {} };
+    const rig: Rig = { name, home, ip, port: name === 'rig-a' ? freePort() : shared, env: {} };
     rig.env = { LLAMA_ORCH_NVIDIA_SMI: SMI, FAKE_SMI_SCENARIO: scenario(home, used, total) };
     home.addInstance(`${name.slice(-1)}1`, realConfig(freePort()));
     rigs.push(rig);
@@ -196,7 +200,76 @@ describe('the fleet view over three rigs (real daemons and llama-servers)', () =
     expect(unset.stdout).toContain('its key variable RIG_C_KEY is not set in this environment');
   });
 
+  it("remote down, up --wait, restart and logs through the rigs' daemons (--rig)", async () => {
+    const down = await fleet(['down', 'b1', '--rig', 'rig-b']);
+    expect(down.code, down.stderr).toBe(0);
+    expect(down.stdout).toMatch(/^rig-b\/b1: /);
+    const rows = JSON.parse((await fleet(['ps', '--fleet', '--json'])).stdout) as Array<Record<string, unknown>>;
+    expect(rows.find((x) => x.rig === 'rig-b')).toMatchObject({ name: 'b1', state: 'stopped', rig_state: 'ok' });
+    const up = await fleet(['up', 'b1', '--rig', 'rig-b', '--wait', '60', '--json']);
+    expect(up.code, up.stderr).toBe(0);
+    expect(JSON.parse(up.stdout)).toMatchObject([{ rig: 'rig-b', name: 'b1', ok: true, health: 'ok' }]);
+    // The keyed rig, with its key; an unknown instance is exit 2 naming the rig.
+    const restart = await fleet(['restart', 'c1', '--rig', 'rig-c', '--wait', '60']);
+    expect(restart.code, restart.stderr).toBe(0);
+    expect(restart.stdout).toMatch(/^rig-c\/c1: running \(pid \d+\), health ok$/m);
+    const ghost = await fleet(['up', 'ghost', '--rig', 'rig-c']);
+    expect(ghost.code).toBe(2);
+    expect(ghost.stderr).toContain('error: rig rig-c: unknown instance "ghost"');
+    const logs = await fleet(['logs', 'c1', '--rig', 'rig-c', '-n', '200']);
+    expect(logs.code, logs.stderr).toBe(0);
+    expect(logs.stdout).toContain('llama_model_loader');
+    const local = await fleet(['down', 'a1', '--rig', 'rig-a']);
+    expect(local.code).toBe(1);
+    expect(local.stderr).toContain('--rig rig-a is this rig: run "down" without --rig');
+  });
+
+  it('fleet.discover: every A record of a name is a rig; a rig added to DNS or removed from it is followed', async (ctx) => {
+    const dnsmasq = ensureDnsmasq();
+    if ('why' in dnsmasq) {
+      console.warn(`skipped: ${dnsmasq.why}`);
+      ctx.skip();
+      return;
+    }
+    // Not under the home (0700): dnsmasq reads its hosts file again as nobody.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llama-orch-dns-'));
+    const dns = await startDns(dnsmasq.bin, dir, freePort());
+    const peersFile = path.join(a().home.root, 'llama-orch.json');
+    const before = fs.readFileSync(peersFile, 'utf8');
+    try {
+      settings(a(), {
+        fleet: {
+          discover: { dns: 'rigs.fleet.test', port: b().port, server: dns.server, api_key_env: 'RIG_C_KEY' },
+        },
+      });
+      const lint = await fleet(['config', 'lint']);
+      expect(lint.stderr).not.toContain('fleet');
+      const seen = async () =>
+        (JSON.parse((await fleet(['ps', '--fleet', '--json'])).stdout) as Array<Record<string, unknown>>).map(
+          (x) => `${String(x.rig)}/${String(x.name)}/${String(x.rig_state)}`,
+        );
+      await dns.records('rigs.fleet.test', [b().ip]);
+      expect(await seen()).toEqual(['rig-a/a1/ok', '127.0.0.3/b1/ok']);
+      await dns.records('rigs.fleet.test', [b().ip, c().ip]);
+      expect(await seen()).toEqual(['rig-a/a1/ok', '127.0.0.3/b1/ok', '127.0.0.4/c1/ok']);
+      await dns.records('rigs.fleet.test', [c().ip]);
+      expect(await seen()).toEqual(['rig-a/a1/ok', '127.0.0.4/c1/ok']);
+      // A name DNS does not know: this rig alone, and a warning naming the name.
+      await dns.records('rigs.fleet.test', []);
+      const none = await fleet(['ps', '--fleet', '--json']);
+      expect(none.code).toBe(0);
+      expect(none.stderr).toContain('warning: fleet.discover: rigs.fleet.test has no A or AAAA record');
+    } finally {
+      dns.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+      fs.writeFileSync(peersFile, before);
+    }
+  });
+
   it('a daemon killed (kill -9) and one stopped (SIGSTOP): answers within the deadline, the others unaffected', async () => {
+    // What each rig answers now is what the fleet remembers of it (b1 runs again since the test above).
+    const now = JSON.parse((await fleet(['ps', '--fleet', '--json'])).stdout) as Array<Record<string, unknown>>;
+    expect(now.map((x) => x.state)).toEqual(['running', 'running', 'running']);
     const bPid = daemonPid(b());
     process.kill(bPid, 'SIGKILL');
     await waitFor(() => (fs.existsSync(`/proc/${bPid}`) ? undefined : true), 5000, 'the daemon gone');

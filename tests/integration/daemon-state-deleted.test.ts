@@ -35,9 +35,14 @@ describe('the state database deleted under a running daemon', () => {
     for (const f of fs.readdirSync(path.join(home.root, 'state'))) {
       if (f.startsWith('llama-orch.db')) fs.rmSync(path.join(home.root, 'state', f));
     }
-    // The keeper re-registers in the new file, and the daemon reads that file.
+    // The daemon reads the new file (its `state-db` event is there: the deleted file, which it still
+    // has open until then, would show k1 running too), and the keeper re-registered in it.
     await waitFor(
-      async () => (k1Of((await api(port, '/api/instances')).body)?.state === 'running' ? true : undefined),
+      async () => {
+        const events = (await api(port, '/api/events')).body as Array<{ type: string }>;
+        if (!events.some((e) => e.type === 'state-db')) return undefined;
+        return k1Of((await api(port, '/api/instances')).body)?.state === 'running' ? true : undefined;
+      },
       15_000,
       'the daemon to see k1 running in the new database',
     );

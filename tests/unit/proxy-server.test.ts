@@ -195,6 +195,7 @@ function apiFake(): ApiSources {
       rec('events')(since, limit, instance);
       return [{ id: since + 1, instance: instance ?? null }];
     },
+    logDir: (name) => Promise.resolve(`/nonexistent/logs/${name}`),
     latestEvents: (n, instance) => {
       rec('latestEvents')(n, instance);
       return [{ id: 1, instance: instance ?? null }];

@@ -42,7 +42,19 @@ export function addInstanceCommands(program: Command): void {
       .option('--wait [seconds]', 'wait until /health is ok (default up to 600 s), showing progress')
       .option('--json', 'one JSON object per instance, in an array (README)')
       .option('--force', 'start even when the memory-fit preflight says it does not fit (exit 8 otherwise)')
+      .option('--rig <rig>', "instances on that rig of the fleet, through its daemon's REST API")
       .action(async (names: string[], opts, cmd) => {
+        if (opts.rig) {
+          const rig = opts.rig;
+          const { lifecycleRigCommand } = await import('../commands/fleet.js');
+          const action = name === 'up' ? 'start' : 'restart';
+          setExit(
+            await withContext(homeOf(cmd), async (ctx) =>
+              lifecycleRigCommand(ctx, await prepareLoader(ctx.home, ctx.store), rig, action, names, opts, stdOut),
+            ),
+          );
+          return;
+        }
         const m = await import('../commands/lifecycle.js');
         const fn = name === 'up' ? m.upCommand : m.restartCommand;
         setExit(await withContext(homeOf(cmd), (ctx) => fn(ctx, names, opts, stdOut)));
@@ -54,7 +66,18 @@ export function addInstanceCommands(program: Command): void {
     .description('stop instances (TERM, then KILL after stop_timeout; nothing of the group is left)')
     .option('--all', 'every configured instance')
     .option('--json', 'one JSON object per instance, in an array (README)')
+    .option('--rig <rig>', "instances on that rig of the fleet, through its daemon's REST API")
     .action(async (names, opts, cmd) => {
+      if (opts.rig) {
+        const rig = opts.rig;
+        const { lifecycleRigCommand } = await import('../commands/fleet.js');
+        setExit(
+          await withContext(homeOf(cmd), async (ctx) =>
+            lifecycleRigCommand(ctx, await prepareLoader(ctx.home, ctx.store), rig, 'stop', names, opts, stdOut),
+          ),
+        );
+        return;
+      }
       const { downCommand } = await import('../commands/lifecycle.js');
       setExit(await withContext(homeOf(cmd), (ctx) => downCommand(ctx, names, opts, stdOut)));
     });
@@ -67,10 +90,21 @@ export function addInstanceCommands(program: Command): void {
     .addOption(new Option('--stderr', 'the stderr log (default)').conflicts('stdout'))
     .addOption(new Option('--stdout', 'the stdout log'))
     .option('--json', 'JSON lines: {"name", "stream", "line"}')
+    .option('--rig <rig>', 'the instance on that rig of the fleet, through its daemon')
     .action(async (name, opts, cmd) => {
-      const { logsCommand } = await import('../commands/inspect.js');
       const stream = opts.stdout ? 'stdout' : 'stderr';
       const args = { lines: opts.lines, follow: opts.follow ?? false, stream, json: opts.json ?? false } as const;
+      if (opts.rig) {
+        const rig = opts.rig;
+        const { logsRigCommand } = await import('../commands/fleet.js');
+        setExit(
+          await withContext(homeOf(cmd), async (ctx) =>
+            logsRigCommand(ctx, await prepareLoader(ctx.home, ctx.store), rig, name, args, stdOut),
+          ),
+        );
+        return;
+      }
+      const { logsCommand } = await import('../commands/inspect.js');
       setExit(await withContext(homeOf(cmd), (ctx) => logsCommand(ctx, name, args, stdOut)));
     });
 
