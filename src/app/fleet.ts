@@ -59,8 +59,11 @@ export function fleetConfigured(settings: Settings): boolean {
   return settings.fleet.peers.length > 0 || settings.fleet.discover !== undefined;
 }
 
+/** What naming the rigs needs (the daemon has no LocalRig). */
+export type TargetSources = Pick<FleetSources, 'home' | 'settings' | 'env' | 'warn'>;
+
 function remoteTarget(
-  src: FleetSources,
+  src: TargetSources,
   name: string,
   url: URL,
   keyEnv: string | undefined,
@@ -93,7 +96,7 @@ function remoteTarget(
 }
 
 /** Every rig of the fleet: this one first, then the peers in the file's order, then those DNS lists. */
-export async function fleetTargets(src: FleetSources): Promise<RigTarget[]> {
+export async function fleetTargets(src: TargetSources): Promise<RigTarget[]> {
   const { fleet } = src.settings;
   const targets: RigTarget[] = [{ name: localRigName(src.settings) }];
   for (const p of fleet.peers) targets.push(remoteTarget(src, p.name, new URL(p.url), p.api_key_env, p.ca_file));

@@ -12,6 +12,7 @@ import {
   type ProxySettings,
 } from '../config/settings.js';
 import { ProxyService } from './proxy-service.js';
+import { FleetService, fleetRouting } from './fleet-service.js';
 import { StateWatchService } from './state-watch.js';
 import { openDatabase } from '../store/db.js';
 import { liveConfig } from '../engine/reconcile.js';
@@ -102,7 +103,7 @@ async function bindProxy(
   ctx: Context,
   plan: NonNullable<ReturnType<typeof proxyPlan>>,
   log: (msg: string) => void,
-): Promise<ProxyService> {
+): Promise<{ proxy: ProxyService; fleet?: FleetService }> {
   const loader = cachedLoader(ctx.store, loadConfigFile);
   // A running instance keeps the config it was started with: a file edited into an invalid state
   // does not take its route away (as ps shows what runs); the new config applies on restart.
@@ -132,7 +133,10 @@ async function bindProxy(
     startTimeoutMs: plan.settings.start_timeout * 1000,
     command: (args) => orchCommandWithHome(ctx.home, args),
   });
+  // With other rigs in llama-orch.json, this endpoint serves the fleet's models (README, "Several rigs").
+  const fleet = fleetRouting(ctx, log, plan.settings.upstream_timeout * 1000);
   const server = new ProxyServer({
+    fleet,
     settings: plan.settings,
     apiKey: plan.apiKey,
     env: ctx.deps.env,
@@ -152,7 +156,7 @@ async function bindProxy(
       'pick another address with --listen HOST:PORT (or proxy.listen in llama-orch.json), or pass --no-proxy',
     );
   }
-  return new ProxyService({
+  const proxy = new ProxyService({
     server,
     scheduler,
     routes: () => routes.table().routes,
@@ -162,6 +166,7 @@ async function bindProxy(
     wait: abortableSleep,
     log,
   });
+  return { proxy, fleet: fleet ? new FleetService(fleet.router, abortableSleep) : undefined };
 }
 
 /** `daemon run`: supervision, autostart and the proxy in this process, until SIGTERM or SIGINT. */
@@ -182,8 +187,11 @@ export async function runDaemonHere(ctx: Context, opts: DaemonRunOptions): Promi
   const logFile = new RotatingFile(path.join(ctx.home.logsDir, 'daemon.log'), 1024 * 1024, 3);
   const log = (msg: string) => logFile.writeLine(`${new Date().toISOString()} ${msg}`);
   let proxy: ProxyService | undefined;
+  let fleet: FleetService | undefined;
   try {
-    proxy = plan ? await bindProxy(ctx, plan, log) : undefined;
+    const bound = plan ? await bindProxy(ctx, plan, log) : undefined;
+    proxy = bound?.proxy;
+    fleet = bound?.fleet;
   } catch (e) {
     logFile.close();
     releasePidFile(pidFile);
@@ -208,6 +216,7 @@ export async function runDaemonHere(ctx: Context, opts: DaemonRunOptions): Promi
         autostart: opts.autostart,
         extra: [
           ...(proxy ? [proxy] : []),
+          ...(fleet ? [fleet] : []),
           new StateWatchService({
             home: ctx.home,
             store: ctx.store,

@@ -93,3 +93,27 @@ export function routeSource(
     refresh,
   };
 }
+
+/** GET /v1/models: every routable instance, running or not, with its state (`view`: the scheduler's). */
+export function modelsList(
+  table: RouteTable,
+  view: (name: string) => { status: string; health: string | null; startedAt: number | null },
+): { object: 'list'; data: Array<Record<string, unknown>> } {
+  return {
+    object: 'list',
+    data: table.routes.map((r) => {
+      const v = view(r.name);
+      return {
+        id: r.id,
+        object: 'model',
+        created: Math.floor((v.startedAt ?? 0) / 1000),
+        owned_by: 'llama-orch',
+        instance: r.name,
+        aliases: r.ids.filter((i) => i !== r.id),
+        state: v.status,
+        health: v.health,
+        on_demand: r.onDemand,
+      };
+    }),
+  };
+}

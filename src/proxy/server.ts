@@ -8,7 +8,9 @@ import { answerApi, type ApiSources } from './api.js';
 import { ClientBounds } from './client-bounds.js';
 import { asProxyError, ProxyError } from './errors.js';
 import { exposition, ProxyCounters } from './exposition.js';
-import type { Route, RouteTable } from './routes.js';
+import { modelsList, type Route, type RouteTable } from './routes.js';
+import { fleetModels, routeInFleet } from './fleet-forward.js';
+import { HOP_HEADER, type FleetRouter } from './fleet-router.js';
 import type { Scheduler } from './scheduler.js';
 import { forward, Upstreams } from './upstream.js';
 import { LOGS_PATH, streamLogs } from './log-stream.js';
@@ -27,6 +29,8 @@ export interface ProxyDeps {
   log(msg: string): void;
   /** The host the server is bound to (a name clients may use besides loopback ones). */
   listenHost?: string;
+  /** The other rigs, when llama-orch.json names a fleet: this endpoint then serves the fleet's models. */
+  fleet?: { router: FleetRouter; localName: string };
 }
 
 /** llama.cpp's own endpoints that take a JSON body naming the model; every POST under /v1/ does too. */
@@ -114,6 +118,7 @@ export class ProxyServer {
       await closed;
       clearTimeout(timer);
       await this.upstreams.close();
+      await this.deps.fleet?.router.close();
     })();
     return this.closing;
   }
@@ -213,9 +218,7 @@ export class ProxyServer {
       } catch {
         throw new ProxyError(400, `malformed model id in ${path}: not valid percent-encoding`);
       }
-      const entry = (this.models() as { data: Array<{ id: string; aliases: string[] }> }).data.find(
-        (m) => m.id === id || m.aliases.includes(id),
-      );
+      const entry = this.models().data.find((m) => m.id === id || (m.aliases as string[]).includes(id));
       if (!entry) this.route(id); // throws the 404 (or 409) with the known models
       return send(res, 200, entry);
     }
@@ -268,6 +271,16 @@ export class ProxyServer {
           'invalid_request_error',
           'model_required',
         );
+      }
+      const fleet = this.deps.fleet;
+      if (fleet && req.headers[HOP_HEADER] === undefined) {
+        const local = {
+          table: this.deps.routes(),
+          scheduler: this.deps.scheduler,
+          upstreamTimeoutMs: this.deps.settings.upstream_timeout * 1000,
+          localName: fleet.localName,
+        };
+        if (await routeInFleet(fleet.router, local, model, req, res, `${path}${url.search}`, body)) return;
       }
       return this.proxy(this.route(model), req, res, `${path}${url.search}`, body);
     }
@@ -352,26 +365,10 @@ export class ProxyServer {
     }
   }
 
-  /** GET /v1/models: every routable instance, running or not, with its state. */
-  private models(): unknown {
-    const table = this.deps.routes();
-    return {
-      object: 'list',
-      data: table.routes.map((r) => {
-        const v = this.deps.scheduler.view(r.name);
-        return {
-          id: r.id,
-          object: 'model',
-          created: Math.floor((v.startedAt ?? 0) / 1000),
-          owned_by: 'llama-orch',
-          instance: r.name,
-          aliases: r.ids.filter((i) => i !== r.id),
-          state: v.status,
-          health: v.health,
-          on_demand: r.onDemand,
-        };
-      }),
-    };
+  /** GET /v1/models: this rig's models (routes.ts), and with a fleet those of the other rigs too. */
+  private models(): { data: Array<Record<string, unknown>> } {
+    const here = modelsList(this.deps.routes(), (name) => this.deps.scheduler.view(name));
+    return this.deps.fleet ? fleetModels(here, this.deps.fleet.router, this.deps.fleet.localName) : here;
   }
 
   private withCounts(rows: InstanceSnapshot[]): InstanceSnapshot[] {
@@ -384,12 +381,13 @@ export class ProxyServer {
 
   private async metricsText(): Promise<string> {
     const [instances, gpus] = await Promise.all([this.deps.api.instances(), this.deps.api.gpus()]);
-    return exposition({
+    const text = exposition({
       instances,
       gpus: gpus.gpus,
       counts: this.deps.scheduler.snapshot(),
       counters: this.counters,
       pressure: this.bounds.pressure(),
     });
+    return this.deps.fleet ? text + this.deps.fleet.router.exposition() : text;
   }
 }

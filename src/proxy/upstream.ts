@@ -99,11 +99,10 @@ function upstreamMessage(e: unknown, what: string, timeoutMs: number): ProxyErro
   const code = (e as { code?: string }).code;
   const msg = e instanceof Error ? e.message : String(e);
   if (code === 'ECONNREFUSED') {
-    return new ProxyError(
-      502,
-      `${what} refused the connection (it is not listening)`,
-      'server_error',
-      'upstream_error',
+    // `refused`: nothing of the request reached it (the fleet endpoint sends it elsewhere).
+    return Object.assign(
+      new ProxyError(502, `${what} refused the connection (it is not listening)`, 'server_error', 'upstream_error'),
+      { refused: true },
     );
   }
   return new ProxyError(502, `${what} failed: ${msg}${code ? ` (${code})` : ''}`, 'server_error', 'upstream_error');
