@@ -16,6 +16,11 @@ export interface LivenessDeps {
   writable?: () => boolean;
   log: (msg: string) => void;
   intervalMs?: number;
+  /**
+   * How often the database file's inode is checked, ms (default 1 s): until the keeper re-registers,
+   * `ps` shows the instance stopped and `down` finds nothing to stop, so the window is kept short.
+   */
+  dbCheckMs?: number;
   /** How often the keeper's memory goes to keeper.log, ms (0: never); default 10 minutes. */
   memoryLogMs?: number;
 }
@@ -58,8 +63,7 @@ export function startLiveness(deps: LivenessDeps): { stop: () => void; refresh: 
       written = undefined;
     }
   };
-  const tick = () => {
-    heartbeat();
+  const checkDatabase = () => {
     const now = inode();
     if (now !== undefined && now === opened) return;
     // Opened now, a connection to unwritable files would stay read-only: wait until they are writable.
@@ -91,8 +95,10 @@ export function startLiveness(deps: LivenessDeps): { stop: () => void; refresh: 
       deps.log(`cannot re-register in ${dbFile} yet: ${e instanceof Error ? e.message : String(e)}`);
     }
   };
-  tick();
-  const timer = setInterval(tick, deps.intervalMs ?? HEARTBEAT_MS);
+  heartbeat();
+  checkDatabase();
+  const timer = setInterval(heartbeat, deps.intervalMs ?? HEARTBEAT_MS);
+  const dbTimer = setInterval(checkDatabase, deps.dbCheckMs ?? Math.min(1000, deps.intervalMs ?? 1000));
   const memoryMs = deps.memoryLogMs ?? 600_000;
   const memory = memoryMs > 0 ? setInterval(() => deps.log(memoryLine()), memoryMs) : undefined;
   memory?.unref();
@@ -100,6 +106,7 @@ export function startLiveness(deps: LivenessDeps): { stop: () => void; refresh: 
   return {
     stop: () => {
       clearInterval(timer);
+      clearInterval(dbTimer);
       if (memory) clearInterval(memory);
     },
     refresh: heartbeat,

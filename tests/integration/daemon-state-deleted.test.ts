@@ -78,5 +78,19 @@ describe('the state database deleted under a running daemon', () => {
     const stop = await cli(home.root, ['daemon', 'stop']);
     expect(stop.code, stop.stderr).toBe(0);
     await waitFor(() => (isAlive(daemonPid) ? undefined : true), 10_000, 'the daemon to exit');
+    // The keeper re-registers in the new state/ within its 1 s check, so down finds and stops it (once,
+    // with a 5 s check, down said "not running" here and the keeper outlived the test's home).
+    await waitFor(
+      async () =>
+        (JSON.parse((await cli(home.root, ['ps', '--json'])).stdout) as Array<{ state: string }>)[0]?.state ===
+        'running'
+          ? true
+          : undefined,
+      3000,
+      'the keeper re-registered',
+    );
+    const serverPid = (JSON.parse((await cli(home.root, ['ps', '--json'])).stdout) as Array<{ pid: number }>)[0]?.pid;
+    expect((await cli(home.root, ['down', 'k1'])).stdout).toContain('k1 stopped');
+    expect(isAlive(serverPid as number)).toBe(false);
   }, 90_000);
 });
